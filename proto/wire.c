@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wire.c - length-prefixed protobuf frames over a Unix stream socket.
+ *
+ * See wire.h. Descriptors ride as SCM_RIGHTS on the first byte of a frame, so
+ * wire_recv asks for ancillary data only on its first read.
+ */
+#include "wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+size_t wire_frame_size(const Heapd__Envelope *env)
+{
+	return HEAPD_FRAME_HEADER + heapd__envelope__get_packed_size(env);
+}
+
+void wire_frame_pack(const Heapd__Envelope *env, uint8_t *out)
+{
+	size_t len = heapd__envelope__pack(env, out + HEAPD_FRAME_HEADER);
+	out[0] = (uint8_t)len;
+	out[1] = (uint8_t)(len >> 8);
+	out[2] = (uint8_t)(len >> 16);
+	out[3] = (uint8_t)(len >> 24);
+}
+
+int wire_parse_header(const uint8_t hdr[HEAPD_FRAME_HEADER], uint32_t *len)
+{
+	*len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+	return *len > HEAPD_MAX_FRAME ? -EPROTO : 0;
+}
+
+Heapd__Envelope *wire_unpack(const uint8_t *payload, size_t len)
+{
+	Heapd__Envelope *env = heapd__envelope__unpack(NULL, len, payload);
+	if (env && env->msg_case == HEAPD__ENVELOPE__MSG__NOT_SET) {
+		heapd__envelope__free_unpacked(env, NULL);
+		return NULL;
+	}
+	return env;
+}
+
+void wire_free(Heapd__Envelope *env)
+{
+	if (env)
+		heapd__envelope__free_unpacked(env, NULL);
+}
+
+int wire_send(int sock, const Heapd__Envelope *env, int pass_fd)
+{
+	size_t len = wire_frame_size(env);
+	uint8_t stackbuf[512];
+	uint8_t *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	size_t off = 0;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	if (len - HEAPD_FRAME_HEADER > HEAPD_MAX_FRAME) {
+		rc = -EMSGSIZE;
+		goto out;
+	}
+	wire_frame_pack(env, buf);
+	while (off < len) {
+		struct iovec iov = { .iov_base = buf + off, .iov_len = len - off };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (off == 0 && pass_fd >= 0) {
+			memset(&ctl, 0, sizeof(ctl));
+			msg.msg_control = ctl.buf;
+			msg.msg_controllen = sizeof(ctl.buf);
+			struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+		}
+		ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		off += (size_t)n;
+	}
+out:
+	if (buf != stackbuf)
+		free(buf);
+	return rc;
+}
+
+/* Read exactly len bytes; the first read may collect a passed descriptor. */
+static int read_full(int sock, uint8_t *buf, size_t len, int *recv_fd)
+{
+	size_t off = 0;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} ctl;
+
+	while (off < len) {
+		struct iovec iov = { .iov_base = buf + off, .iov_len = len - off };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (recv_fd) {
+			msg.msg_control = ctl.buf;
+			msg.msg_controllen = sizeof(ctl.buf);
+		}
+		ssize_t n = recvmsg(sock, &msg, recv_fd ? MSG_CMSG_CLOEXEC : 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		if (recv_fd) {
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+					continue;
+				int nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+				for (int i = 0; i < nfds; i++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+					if (*recv_fd < 0)
+						*recv_fd = fd;
+					else
+						close(fd); /* only one descriptor is ever expected */
+				}
+			}
+			recv_fd = NULL;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd)
+{
+	uint8_t hdr[HEAPD_FRAME_HEADER];
+	uint32_t len;
+	int rc;
+
+	*env = NULL;
+	if (recv_fd)
+		*recv_fd = -1;
+	rc = read_full(sock, hdr, sizeof(hdr), recv_fd);
+	if (rc < 0)
+		goto fail;
+	rc = wire_parse_header(hdr, &len);
+	if (rc < 0)
+		goto fail;
+	uint8_t *payload = malloc(len ? len : 1);
+	if (!payload) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = read_full(sock, payload, len, NULL);
+	if (rc == 0) {
+		*env = wire_unpack(payload, len);
+		if (!*env)
+			rc = -EPROTO;
+	}
+	free(payload);
+	if (rc == 0)
+		return 0;
+fail:
+	if (recv_fd && *recv_fd >= 0) {
+		close(*recv_fd);
+		*recv_fd = -1;
+	}
+	return rc;
+}
+
+int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *recv_fd)
+{
+	int rc = wire_send(sock, req, -1);
+	if (rc < 0)
+		return rc;
+	return wire_recv(sock, reply, recv_fd);
+}

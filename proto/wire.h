@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wire.h - framing for the heapd protocol, shared by the daemon and its clients.
+ *
+ * A frame is a 4-byte little-endian payload length, then one packed
+ * Heapd__Envelope (heap.proto). Frames longer than HEAPD_MAX_FRAME are a
+ * protocol error on either side.
+ *
+ * The wire_send/wire_recv pair is for blocking sockets (the client library,
+ * heapctl, tests); the daemon frames into its own buffers with
+ * wire_frame_size/wire_frame_pack and decodes with wire_unpack.
+ */
+#ifndef HEAPD_PROTO_WIRE_H
+#define HEAPD_PROTO_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "heap.pb-c.h"
+
+#define HEAPD_PROTOCOL_VERSION 1u
+#define HEAPD_FRAME_HEADER 4u
+#define HEAPD_MAX_FRAME (1u << 20)    /* largest payload either side accepts */
+#define HEAPD_MAX_REFILL_SPANS 64u    /* most spans one Refill may ask for */
+#define HEAPD_DEFAULT_SOCKET "/run/heapd/heapd.sock"
+#define HEAPD_DEFAULT_ARENA "/dev/shm/heapd"
+#define HEAPD_DEFAULT_ARENA_SIZE (1ULL << 30)
+
+/* Bytes of the whole frame (header included) for env. */
+size_t wire_frame_size(const Heapd__Envelope *env);
+
+/* Write the frame for env into out, which holds wire_frame_size(env) bytes. */
+void wire_frame_pack(const Heapd__Envelope *env, uint8_t *out);
+
+/* Decode a payload; NULL if it is not a valid Envelope with a message set. Free with wire_free. */
+Heapd__Envelope *wire_unpack(const uint8_t *payload, size_t len);
+void wire_free(Heapd__Envelope *env);
+
+/* Read a frame header; -EPROTO when the length is over HEAPD_MAX_FRAME. */
+int wire_parse_header(const uint8_t hdr[HEAPD_FRAME_HEADER], uint32_t *len);
+
+/*
+ * Send one frame on a blocking socket, passing pass_fd (SCM_RIGHTS) if it is
+ * >= 0. Never raises SIGPIPE. 0 or -errno.
+ */
+int wire_send(int sock, const Heapd__Envelope *env, int pass_fd);
+
+/*
+ * Receive one frame from a blocking socket. If recv_fd is not NULL, a
+ * descriptor passed with the frame is stored there (else -1). Returns 0,
+ * -ECONNRESET at end of stream, -EPROTO for a bad frame, or -errno.
+ */
+int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd);
+
+/* Send req and wait for its reply. 0 or -errno; a reply that is an Error stays a 0 return. */
+int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *recv_fd);
+
+#endif

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bitmap.h - a span's alloc bits and free bits.
+ *
+ * Object i is in use when alloc bit i is set and free bit i is clear.
+ *   - Alloc bits are written only by the span's owner: the client cache
+ *     holding the span, or the daemon while the span is in central. Other
+ *     processes read them (relaxed atomic loads) to validate a free.
+ *   - Free bits are set by any process with an atomic OR, and folded into the
+ *     alloc bits by the owner's sweep: xchg each non-zero free word with 0
+ *     and clear those bits from the alloc word.
+ * Bits at or beyond nelems are never set.
+ *
+ * The allocation cache is Go's allocCache: the complement of the 64 alloc
+ * bits starting at a multiple of 64, shifted as slots are taken, so that
+ * ctz finds the next free slot.
+ */
+#ifndef HEAPD_SHM_BITMAP_H
+#define HEAPD_SHM_BITMAP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Results of bitmap_mark_free. */
+enum {
+	BITMAP_FREED = 0,          /* the free bit is now set */
+	BITMAP_DOUBLE_FREE = 1,    /* the free bit was already set */
+	BITMAP_NOT_ALLOCATED = 2,  /* the alloc bit is clear: invalid or double free */
+};
+
+/* Words in each bitmap of a span of nelems objects. */
+static inline uint32_t bitmap_words(uint32_t nelems)
+{
+	return (nelems + 63) >> 6;
+}
+
+static inline uint64_t bitmap_load(const uint64_t *w)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)w, memory_order_relaxed);
+}
+
+static inline void bitmap_store(uint64_t *w, uint64_t v)
+{
+	atomic_store_explicit((_Atomic uint64_t *)w, v, memory_order_relaxed);
+}
+
+/* Mark object idx free from any process. */
+static inline int bitmap_mark_free(const uint64_t *alloc, uint64_t *freeb, uint32_t idx)
+{
+	uint64_t bit = 1ULL << (idx & 63);
+	if (!(bitmap_load(&alloc[idx >> 6]) & bit))
+		return BITMAP_NOT_ALLOCATED;
+	uint64_t old = atomic_fetch_or_explicit((_Atomic uint64_t *)&freeb[idx >> 6], bit,
+	                                        memory_order_release);
+	return (old & bit) ? BITMAP_DOUBLE_FREE : BITMAP_FREED;
+}
+
+/* The owner's sweep: fold free bits into alloc bits. Returns the number of objects freed. */
+uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, uint32_t nelems);
+
+/* Objects in use: popcount(alloc & ~free) over nelems bits (a snapshot, racy by nature). */
+uint32_t bitmap_count_inuse(const uint64_t *alloc, const uint64_t *freeb, uint32_t nelems);
+
+/* Alloc bits set (objects the owner has handed out, frees not yet folded). */
+uint32_t bitmap_count_alloc(const uint64_t *alloc, uint32_t nelems);
+
+/* First index >= from whose alloc bit is clear, or nelems if none. */
+uint32_t bitmap_next_free(const uint64_t *alloc, uint32_t from, uint32_t nelems);
+
+/*
+ * The allocCache for the 64 slots from idx (a multiple of 64): the complement
+ * of that alloc word, with the bits at or beyond nelems cleared.
+ */
+static inline uint64_t bitmap_alloc_cache(const uint64_t *alloc, uint32_t idx, uint32_t nelems)
+{
+	uint64_t c = ~bitmap_load(&alloc[idx >> 6]);
+	if (nelems - idx < 64)
+		c &= (1ULL << (nelems - idx)) - 1;
+	return c;
+}
+
+/* Clear both bitmaps of a span of nelems objects (the daemon, on carving a span). */
+void bitmap_clear(uint64_t *alloc, uint64_t *freeb, uint32_t nelems);
+
+/*
+ * Check bounds: no bit at or beyond nelems in either map, and no free bit
+ * without its alloc bit. Returns 0, or 1 with a short reason in why.
+ */
+int bitmap_verify(const uint64_t *alloc, const uint64_t *freeb, uint32_t nelems, const char **why);
+
+#endif

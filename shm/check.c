@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: MIT
+/*
+ * check.c - the invariant checker: walk a segment and list what is wrong.
+ *
+ * Entry point: check_segment. It reads only; every index it follows (span
+ * ids, list and tree links, page numbers, bitmap words) is bounded by the
+ * grown heap first, so a segment full of garbage yields problems, not a
+ * crash. Walk steps:
+ *   1. From page 0, jump by npages: each descriptor met must start a span
+ *      (state FREE/SMALL/LARGE, start == index, 1 <= npages, inside the grown
+ *      heap); descriptors inside a span must be DEAD. After an invalid
+ *      descriptor the walk resumes where the rebuild would: at the next
+ *      descriptor with a live state and a length that fits.
+ *   2. Per span: the page map (every page of an in-use span, first and last
+ *      of a free one), no two free spans in a row, npreleased, and for in-use
+ *      spans the size-class geometry and bitmap_verify.
+ *   3. The page map beyond npages_grown is HEAPD_NIL; the header counters
+ *      equal a recount.
+ *   4. Given the page heap: every list entry and tree node is a free span of
+ *      the walk, of the right length, linked consistently, the tree in key
+ *      order, and each free span of the walk indexed exactly once.
+ * Locks: the caller holds h->lock or knows nobody changes the heap.
+ */
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bitmap.h"
+#include "sizeclass.h"
+
+#define NIL HEAPD_NIL
+
+typedef struct checker {
+	const segment_t *seg;
+	check_report_t *report;
+	size_t n;
+	uint32_t grown;
+	uint32_t *free_starts; /* free spans of the walk, ascending; NULL without h */
+	uint8_t *seen;         /* per free_starts entry: met in the index */
+	uint32_t nfree, cap;
+} checker_t;
+
+__attribute__((format(printf, 2, 3)))
+static void problem(checker_t *c, const char *fmt, ...)
+{
+	if (c->report && c->n < CHECK_MAX_PROBLEMS) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(c->report->problems[c->n], sizeof(c->report->problems[0]), fmt, ap);
+		va_end(ap);
+	}
+	c->n++;
+}
+
+static const char *state_name(uint8_t state)
+{
+	switch (state) {
+	case SPAN_DEAD: return "dead";
+	case SPAN_FREE: return "free";
+	case SPAN_SMALL: return "small";
+	case SPAN_LARGE: return "large";
+	default: return "garbage";
+	}
+}
+
+static int state_live(uint8_t state)
+{
+	return state == SPAN_FREE || state == SPAN_SMALL || state == SPAN_LARGE;
+}
+
+static int plausible_start(const checker_t *c, uint32_t q)
+{
+	const shm_span_t *s = &c->seg->spans[q];
+	return state_live(s->state) && s->npages >= 1 && s->npages <= c->grown - q;
+}
+
+static void note_free(checker_t *c, uint32_t id)
+{
+	if (c->cap == 0)
+		return;
+	if (c->nfree == c->cap) {
+		uint32_t ncap = c->cap * 2;
+		uint32_t *fs = realloc(c->free_starts, ncap * sizeof(*fs));
+		if (!fs) {
+			problem(c, "out of memory: free spans past %u are not checked against the index", c->nfree);
+			c->cap = 0;
+			return;
+		}
+		c->free_starts = fs;
+		c->cap = ncap;
+	}
+	c->free_starts[c->nfree++] = id;
+}
+
+/* Position of free span id in the walk's list, or -1. */
+static long find_free(const checker_t *c, uint32_t id)
+{
+	size_t lo = 0, hi = c->nfree;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c->free_starts[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < c->nfree && c->free_starts[lo] == id ? (long)lo : -1;
+}
+
+static void check_pagemap(checker_t *c, uint32_t p, uint32_t n, uint8_t state)
+{
+	const uint32_t *pm = c->seg->pagemap;
+	if (state == SPAN_FREE) {
+		if (pm[p] != p)
+			problem(c, "page %u: page map says %u, first page of free span %u (%u pages)", p, pm[p],
+			        p, n);
+		if (n > 1 && pm[p + n - 1] != p)
+			problem(c, "page %u: page map says %u, last page of free span %u (%u pages)",
+			        p + n - 1, pm[p + n - 1], p, n);
+		return;
+	}
+	uint32_t bad = 0, first = 0;
+	for (uint32_t i = p; i < p + n; i++)
+		if (pm[i] != p && bad++ == 0)
+			first = i;
+	if (bad)
+		problem(c, "page %u: page map says %u, in %s span %u (%u pages; %u entries wrong)", first,
+		        pm[first], state_name(state), p, n, bad);
+}
+
+static void check_bits(checker_t *c, uint32_t p, uint32_t n, uint32_t nelems)
+{
+	const char *why = "?";
+	uint64_t room = (uint64_t)n * HEAPD_BITMAP_WORDS_PER_PAGE * 64;
+	if (nelems > room) {
+		problem(c, "span %u: %u objects do not fit the bitmaps of %u pages", p, nelems, n);
+		nelems = (uint32_t)room;
+	}
+	if (bitmap_verify(segment_allocbits(c->seg, p), segment_freebits(c->seg, p), nelems, &why))
+		problem(c, "span %u: bitmaps: %s", p, why);
+}
+
+static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t n)
+{
+	if (s->npreleased != 0)
+		problem(c, "span %u: in use with %u released pages", p, s->npreleased);
+	if (s->state == SPAN_LARGE) {
+		if (s->sizeclass != 0 || s->nelems != 1)
+			problem(c, "span %u: large span with size class %u and %u objects", p, s->sizeclass,
+			        s->nelems);
+		check_bits(c, p, n, 1);
+		return;
+	}
+	uint32_t k = s->sizeclass;
+	if (k == 0 || k >= SIZECLASS_COUNT) {
+		problem(c, "span %u: small span with size class %u", p, k);
+		return;
+	}
+	if (s->elemsize != sizeclass_size[k] || s->nelems != sizeclass_nelems[k] ||
+	    s->npages != sizeclass_npages[k] || s->divmul != sizeclass_divmul[k])
+		problem(c, "span %u: class %u span has size %u, %u objects, %u pages, divmul %u; "
+		        "the class has %u, %u, %u, %u", p, k, s->elemsize, s->nelems, s->npages,
+		        s->divmul, sizeclass_size[k], sizeclass_nelems[k], sizeclass_npages[k],
+		        sizeclass_divmul[k]);
+	check_bits(c, p, n, s->nelems);
+}
+
+/* Steps 1-3. */
+static void check_walk(checker_t *c)
+{
+	const segment_t *seg = c->seg;
+	const shm_header_t *hdr = seg->hdr;
+	uint64_t inuse = 0, nfree = 0, released = 0;
+	uint32_t prev_free = NIL;
+
+	for (uint32_t p = 0; p < c->grown;) {
+		const shm_span_t *s = &seg->spans[p];
+		if (!state_live(s->state) || s->npages == 0) {
+			uint32_t q = p + 1;
+			while (q < c->grown && !plausible_start(c, q))
+				q++;
+			problem(c, "page %u: %s descriptor with %u pages where a span should start "
+			        "(pages %u..%u belong to no span)", p, state_name(s->state), s->npages, p,
+			        q - 1);
+			prev_free = NIL;
+			p = q;
+			continue;
+		}
+		uint32_t n = s->npages;
+		if (s->start != p)
+			problem(c, "page %u: span descriptor says it starts at page %u", p, s->start);
+		if (n > c->grown - p) {
+			problem(c, "page %u: span %u (%u pages) runs past npages_grown %u", p, p, n, c->grown);
+			n = c->grown - p;
+		}
+		for (uint32_t i = p + 1; i < p + n; i++) {
+			const shm_span_t *t = &seg->spans[i];
+			if (t->state != SPAN_DEAD)
+				problem(c, "page %u: span %u (%u pages) overlaps %s span %u (%u pages)", i, p, n,
+				        state_name(t->state), i, t->npages);
+		}
+		check_pagemap(c, p, n, s->state);
+		if (s->state == SPAN_FREE) {
+			if (prev_free != NIL)
+				problem(c, "page %u: free span %u (%u pages) is followed by free span %u (%u pages)",
+				        p, prev_free, seg->spans[prev_free].npages, p, n);
+			if (s->npreleased > n)
+				problem(c, "span %u: free span of %u pages has %u released", p, n, s->npreleased);
+			nfree += n;
+			released += s->npreleased;
+			note_free(c, p);
+			prev_free = p;
+		} else {
+			check_inuse(c, s, p, n);
+			inuse += n;
+			prev_free = NIL;
+		}
+		p += n;
+	}
+
+	uint32_t bad = 0, first = 0;
+	for (uint32_t p = c->grown; p < seg->npages_max; p++)
+		if (seg->pagemap[p] != NIL && bad++ == 0)
+			first = p;
+	if (bad)
+		problem(c, "page %u: page map says %u beyond npages_grown %u (%u entries not nil)", first,
+		        seg->pagemap[first], c->grown, bad);
+
+	if (hdr->pages_inuse != inuse)
+		problem(c, "header: pages_inuse %llu, recount %llu", (unsigned long long)hdr->pages_inuse,
+		        (unsigned long long)inuse);
+	if (hdr->pages_free != nfree)
+		problem(c, "header: pages_free %llu, recount %llu", (unsigned long long)hdr->pages_free,
+		        (unsigned long long)nfree);
+	if (hdr->pages_released != released)
+		problem(c, "header: pages_released %llu, recount %llu",
+		        (unsigned long long)hdr->pages_released, (unsigned long long)released);
+}
+
+/* An index entry: a free span of the walk, met once. Returns 0 if it is not a valid span. */
+static int check_entry(checker_t *c, const char *where, uint32_t id)
+{
+	const shm_span_t *s = &c->seg->spans[id];
+	if (s->state != SPAN_FREE || s->start != id) {
+		problem(c, "%s: span %u is %s, not a free span", where, id, state_name(s->state));
+		return 0;
+	}
+	long i = find_free(c, id);
+	if (i < 0)
+		problem(c, "%s: span %u (%u pages) is not a free span of the walk", where, id, s->npages);
+	else if (c->seen[i])
+		problem(c, "%s: span %u (%u pages) is indexed twice", where, id, s->npages);
+	else
+		c->seen[i] = 1;
+	return 1;
+}
+
+static void check_lists(checker_t *c, const pageheap_t *h)
+{
+	const shm_span_t *spans = c->seg->spans;
+	char where[32];
+
+	if (h->free[0] != NIL)
+		problem(c, "list 0: not empty (head %u)", h->free[0]);
+	for (uint32_t n = 0; n < HEAPD_MAX_LIST; n++) {
+		int bit = (h->nonempty[n >> 6] >> (n & 63)) & 1;
+		if (bit != (h->free[n] != NIL))
+			problem(c, "list %u: nonempty bit is %d, head %u", n, bit, h->free[n]);
+	}
+	for (uint32_t n = 1; n < HEAPD_MAX_LIST; n++) {
+		snprintf(where, sizeof(where), "list %u", n);
+		uint32_t prev = NIL, steps = 0;
+		for (uint32_t id = h->free[n]; id != NIL; prev = id, id = spans[id].next) {
+			if (id >= c->grown) {
+				problem(c, "%s: link to page %u beyond the grown heap", where, id);
+				break;
+			}
+			if (++steps > c->nfree + 1) {
+				problem(c, "%s: longer than the number of free spans (a cycle?)", where);
+				break;
+			}
+			if (!check_entry(c, where, id))
+				break;
+			if (spans[id].npages != n)
+				problem(c, "%s: span %u has %u pages", where, id, spans[id].npages);
+			if (spans[id].prev != prev)
+				problem(c, "%s: span %u has prev %u, expected %u", where, id, spans[id].prev, prev);
+		}
+	}
+}
+
+static void check_tree(checker_t *c, const pageheap_t *h)
+{
+	const shm_span_t *spans = c->seg->spans;
+	size_t cap = (size_t)c->nfree + 2, sp = 0, visits = 0;
+	uint32_t *stack = malloc(cap * sizeof(*stack));
+	uint32_t last = NIL;
+
+	if (!stack) {
+		problem(c, "tree: out of memory, not checked");
+		return;
+	}
+	for (uint32_t t = h->large; t != NIL || sp > 0;) {
+		while (t != NIL) {
+			if (t >= c->grown) {
+				problem(c, "tree: link to page %u beyond the grown heap", t);
+				t = NIL;
+				break;
+			}
+			if (sp == cap) {
+				problem(c, "tree: deeper than the number of free spans (a cycle?)");
+				goto out;
+			}
+			stack[sp++] = t;
+			t = spans[t].left;
+		}
+		if (sp == 0)
+			break;
+		t = stack[--sp];
+		if (++visits > c->nfree + 1) {
+			problem(c, "tree: more nodes than free spans (a cycle?)");
+			goto out;
+		}
+		if (check_entry(c, "tree", t)) {
+			const shm_span_t *s = &spans[t];
+			if (s->npages < HEAPD_MAX_LIST)
+				problem(c, "tree: span %u has %u pages, below %u", t, s->npages, HEAPD_MAX_LIST);
+			if (last != NIL && (spans[last].npages > s->npages ||
+			                    (spans[last].npages == s->npages && last >= t)))
+				problem(c, "tree: span %u (%u pages) follows span %u (%u pages) out of order", t,
+				        s->npages, last, spans[last].npages);
+			last = t;
+		}
+		t = spans[t].right;
+	}
+out:
+	free(stack);
+}
+
+/* Step 4. */
+static void check_index(checker_t *c, const pageheap_t *h)
+{
+	check_lists(c, h);
+	check_tree(c, h);
+	for (uint32_t i = 0; i < c->nfree; i++)
+		if (!c->seen[i])
+			problem(c, "span %u (free, %u pages) is on no list and not in the tree",
+			        c->free_starts[i], c->seg->spans[c->free_starts[i]].npages);
+}
+
+size_t check_segment(const segment_t *seg, const pageheap_t *h, check_report_t *report)
+{
+	checker_t c = { .seg = seg, .report = report };
+
+	if (report)
+		report->nproblems = 0;
+	if (!seg || !seg->hdr || !seg->spans || !seg->pagemap) {
+		problem(&c, "segment is not mapped");
+		goto out;
+	}
+	c.grown = seg->hdr->npages_grown;
+	if (c.grown > seg->npages_max) {
+		problem(&c, "header: npages_grown %u exceeds npages_max %u", c.grown, seg->npages_max);
+		c.grown = seg->npages_max;
+	}
+	if (h) {
+		c.cap = 1024;
+		c.free_starts = malloc(c.cap * sizeof(*c.free_starts));
+		if (!c.free_starts) {
+			problem(&c, "out of memory: the index is not checked");
+			c.cap = 0;
+			h = NULL;
+		}
+	}
+	check_walk(&c);
+	if (h && c.cap) {
+		c.seen = calloc(c.nfree ? c.nfree : 1, 1);
+		if (c.seen)
+			check_index(&c, h);
+		else
+			problem(&c, "out of memory: the index is not checked");
+	}
+	free(c.free_starts);
+	free(c.seen);
+out:
+	if (report)
+		report->nproblems = c.n;
+	return c.n;
+}

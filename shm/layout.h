@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/*
+ * layout.h - the on-file layout of a heapd arena, shared by every process.
+ *
+ * An arena is one file. It is cut into page-aligned regions so that each can
+ * be mapped with its own rights:
+ *
+ *   [ header + client table ][ page map ][ span table ][ alloc bits ][ free bits ][ pages ]
+ *     daemon writes            daemon      daemon        span owner    any process   objects
+ *     clients read             clients RO  clients RO    writes        atomic OR     clients RW
+ *
+ * The page map, the span table and the two bitmaps are the whole truth about
+ * which memory is in use. Every list, tree and counter the daemon keeps is an
+ * index that it can rebuild from them (see daemon/recovery.c).
+ *
+ * Spans are named by their first page: span id == start page, and the span
+ * descriptor lives at spans[start]. A descriptor whose state is SPAN_DEAD does
+ * not start a span (it is inside one, or beyond the grown part of the arena).
+ *
+ * Page map (as Go's mheap.spans): for an in-use span every page maps to its
+ * start page; for a free span only the first and the last page are kept
+ * exact, which is all coalescing needs. Pages beyond npages_grown map to
+ * HEAPD_NIL.
+ *
+ * Bitmaps: a span starting at page p owns HEAPD_BITMAP_WORDS_PER_PAGE words
+ * per page from word p * HEAPD_BITMAP_WORDS_PER_PAGE on, in both bitmaps. A
+ * page holds at most 1024 objects (8-byte class), so this always suffices and
+ * no bitmap allocator is needed. Object i of a span is allocated when its
+ * alloc bit is set and its free bit is clear.
+ */
+#ifndef HEAPD_SHM_LAYOUT_H
+#define HEAPD_SHM_LAYOUT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define HEAPD_MAGIC 0x3144504145484dULL /* "MHEAPD1" little-endian */
+#define HEAPD_LAYOUT_VERSION 1u
+
+#define HEAPD_PAGE_SHIFT 13
+#define HEAPD_PAGE_SIZE (1u << HEAPD_PAGE_SHIFT) /* 8 KiB */
+#define HEAPD_MAX_SMALL 32768u                    /* largest small object */
+#define HEAPD_MAX_LIST 128u                       /* free lists by length below this */
+#define HEAPD_BITMAP_WORDS_PER_PAGE 16u           /* 1024 bits: 8 KiB / 8 B */
+#define HEAPD_NIL UINT32_MAX
+
+#define HEAPD_DEFAULT_BASE_HINT 0x600000000000ULL
+#define HEAPD_DEFAULT_MAX_CLIENTS 1024u
+#define HEAPD_MAX_PAGES (UINT32_MAX - 1u)
+
+/* Span states. */
+enum {
+	SPAN_DEAD = 0,  /* no span starts at this page */
+	SPAN_FREE = 1,  /* in the page heap */
+	SPAN_SMALL = 2, /* in use, cut into objects of one size class */
+	SPAN_LARGE = 3, /* in use, one large object */
+};
+
+/*
+ * A span descriptor. 64 bytes, one cache line. The daemon writes it (under
+ * the heap lock for the geometry, under the class lock for the list links);
+ * clients only read it, and only the fields marked "client reads".
+ */
+typedef struct shm_span {
+	uint32_t start;        /* first page; equals the index when state != DEAD */
+	uint32_t npages;       /* length in pages */
+	uint8_t state;         /* SPAN_*; client reads */
+	uint8_t sizeclass;     /* 0 for large and free spans; client reads */
+	uint8_t needzero;      /* pages may hold old data */
+	uint8_t list;          /* daemon index the span is on (daemon private meaning) */
+	uint32_t elemsize;     /* object size; client reads */
+	uint32_t nelems;       /* objects in the span; client reads */
+	uint32_t divmul;       /* off / elemsize == (off * divmul) >> 32; client reads */
+	_Atomic uint32_t sweepgen; /* Go's protocol against hdr->sweepgen */
+	uint32_t owner;        /* client slot + 1 holding it in a cache, 0 = daemon */
+	uint32_t npreleased;   /* pages punched out of the file */
+	uint32_t allocount;    /* objects in use at the last sweep by the daemon */
+	uint64_t unusedsince;  /* CLOCK_MONOTONIC ns when it became free */
+	uint32_t next, prev;   /* list links (daemon index); HEAPD_NIL ends */
+	uint32_t left, right;  /* tree links for large free spans (daemon index) */
+} shm_span_t;
+
+_Static_assert(sizeof(shm_span_t) == 64, "span descriptor is one cache line");
+
+/* One slot of the client table, in the header region. Daemon writes. */
+typedef struct shm_client {
+	uint32_t pid;          /* 0: slot unused */
+	uint32_t uid;
+	uint64_t start_time;   /* /proc/pid/stat starttime, so a reused pid is told apart */
+	uint64_t token;        /* random; a reconnecting client proves the slot is its own */
+	_Atomic uint32_t flags; /* HEAPD_CLIENT_* raised by the daemon, read by the client */
+	uint32_t pad;
+	uint64_t reserved[4];
+} shm_client_t;
+
+_Static_assert(sizeof(shm_client_t) == 64, "client slot is one cache line");
+
+#define HEAPD_CLIENT_FLUSH 1u /* memory pressure: hand back cached spans */
+
+/*
+ * The header, at offset 0. Geometry is fixed at creation; the state part is
+ * written by the daemon only.
+ */
+typedef struct shm_header {
+	/* geometry, fixed at creation */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t page_size;
+	uint64_t file_size;
+	uint64_t base_hint;      /* address every process tries to map the file at */
+	uint64_t arena_id;       /* random, names this arena */
+	uint32_t npages_max;     /* pages in the pages region */
+	uint32_t max_clients;    /* slots in the client table */
+	uint64_t clients_off;    /* client table, inside the header region */
+	uint64_t header_size;    /* header region, page aligned */
+	uint64_t pagemap_off, pagemap_size;
+	uint64_t spans_off, spans_size;
+	uint64_t allocbits_off, freebits_off, bitmap_size;
+	uint64_t pages_off;
+
+	/* daemon state */
+	uint32_t npages_grown;   /* pages [0, npages_grown) are tiled by spans */
+	uint32_t generation;     /* bumped at every daemon start */
+	_Atomic uint32_t sweepgen;
+	uint32_t clean_shutdown; /* 1 after an orderly stop, 0 while a daemon runs */
+	uint64_t pages_inuse;    /* in SMALL or LARGE spans */
+	uint64_t pages_free;     /* in FREE spans, released ones included */
+	uint64_t pages_released; /* part of pages_free punched out of the file */
+	uint64_t sweep_cycles;
+	uint64_t reserved[16];
+} shm_header_t;
+
+#endif

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_check.c - the invariant checker: a clean heap passes; each kind of
+ * planted corruption is reported; the report is capped but counts
+ * everything; garbage in every region never crashes it (nor the rebuild,
+ * which must leave a heap that passes).
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap.h"
+#include "pageheap_fixture.h"
+#include "sizeclass.h"
+
+/* A heap with in-use spans, small free spans on lists and large ones in the tree. */
+static void build_heap(heapfx_t *fx, uint32_t *ids)
+{
+	static const uint32_t lens[] = { 4, 1, 200, 1, 7, 1, 300, 1, 7, 1 };
+	fx_open(fx, 64 * MIB, 1024);
+	for (int i = 0; i < 10; i++)
+		ids[i] = fx_alloc(fx, lens[i]);
+	pageheap_free(&fx->h, ids[2]);
+	pageheap_free(&fx->h, ids[4]);
+	pageheap_free(&fx->h, ids[6]);
+	pageheap_free(&fx->h, ids[8]);
+	fx_assert_clean(fx);
+}
+
+/* Run the checker (with the indexes) and require a line containing needle. */
+static void expect_problem(heapfx_t *fx, const char *needle)
+{
+	check_report_t rep;
+	size_t n = fx_check(fx, &fx->h, &rep);
+	if (n == 0 || !fx_report_has(&rep, needle))
+		fx_print(&rep);
+	ck_assert_msg(n > 0, "no problem found, expected \"%s\"", needle);
+	ck_assert_msg(fx_report_has(&rep, needle), "no problem line contains \"%s\"", needle);
+}
+
+START_TEST(test_clean)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	check_report_t rep;
+	fx_open(&fx, 16 * MIB, 0);
+	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0); /* empty heap */
+	fx_close(&fx);
+	build_heap(&fx, ids);
+	ck_assert_uint_eq(fx_check(&fx, NULL, &rep), 0);
+	ck_assert_uint_eq(check_segment(&fx.seg, &fx.h, NULL), 0); /* no report buffer */
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_overlap)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	shm_span_t *s = fx_span(&fx, ids[0] + 2);
+	s->start = ids[0] + 2;
+	s->npages = 1;
+	s->nelems = 1;
+	s->state = SPAN_LARGE;
+	expect_problem(&fx, "span 0 (4 pages) overlaps large span 2");
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_counters)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	fx.seg.hdr->pages_free++;
+	expect_problem(&fx, "pages_free");
+	fx.seg.hdr->pages_free--;
+	fx.seg.hdr->pages_inuse--;
+	expect_problem(&fx, "pages_inuse");
+	fx.seg.hdr->pages_inuse++;
+	fx.seg.hdr->pages_released = 5;
+	expect_problem(&fx, "pages_released");
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_adjacent_free)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	/* cut the 200-page free span in two, as a crash mid-split could leave it */
+	uint32_t f = ids[2];
+	shm_span_t *a = fx_span(&fx, f), *b = fx_span(&fx, f + 50);
+	*b = *a;
+	b->start = f + 50;
+	b->npages = 150;
+	a->npages = 50;
+	fx.seg.pagemap[f + 49] = f;
+	fx.seg.pagemap[f + 50] = f + 50;
+	expect_problem(&fx, "is followed by free span");
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_bitmaps)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	/* a large span has one object: bit 3 is out of bounds */
+	segment_allocbits(&fx.seg, ids[0])[0] = 1u << 3;
+	expect_problem(&fx, "span 0: bitmaps");
+	segment_allocbits(&fx.seg, ids[0])[0] = 0;
+	segment_freebits(&fx.seg, ids[0])[0] = 1;
+	expect_problem(&fx, "free bit set without its alloc bit");
+	segment_freebits(&fx.seg, ids[0])[0] = 0;
+
+	/* a small span of a class whose objects do not fill the last bitmap word */
+	uint32_t k = 0;
+	for (uint32_t c = 1; c < SIZECLASS_COUNT && !k; c++)
+		if (sizeclass_nelems[c] % 64 && sizeclass_npages[c] == 1)
+			k = c;
+	ck_assert_uint_ne(k, 0);
+	uint32_t sp = ids[1]; /* one page */
+	shm_span_t *s = fx_span(&fx, sp);
+	s->state = SPAN_SMALL;
+	s->sizeclass = k;
+	s->elemsize = sizeclass_size[k];
+	s->nelems = sizeclass_nelems[k];
+	s->divmul = sizeclass_divmul[k];
+	check_report_t rep;
+	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	uint32_t beyond = sizeclass_nelems[k];
+	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
+	expect_problem(&fx, "alloc bit set at or beyond nelems");
+	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
+
+	s->elemsize++;
+	expect_problem(&fx, "class");
+	s->elemsize--;
+	s->sizeclass = SIZECLASS_COUNT;
+	expect_problem(&fx, "small span with size class");
+	s->sizeclass = 0;
+	s->state = SPAN_LARGE;
+	s->nelems = 7;
+	expect_problem(&fx, "large span with size class 0 and 7 objects");
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_pagemap)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	uint32_t *pm = fx.seg.pagemap;
+	pm[ids[6] + 10] = 12345; /* inside a free span: nobody cares */
+	check_report_t rep;
+	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	pm[ids[0] + 3] = ids[1];
+	expect_problem(&fx, "page 3: page map says 4, in large span 0");
+	pm[ids[0] + 3] = ids[0];
+	pm[ids[6] + 299] = 0;
+	expect_problem(&fx, "last page of free span");
+	pm[ids[6] + 299] = ids[6];
+	pm[fx.seg.npages_max - 1] = 0;
+	expect_problem(&fx, "beyond npages_grown");
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_descriptors)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	shm_span_t *s = fx_span(&fx, ids[1]);
+	s->start = 99;
+	expect_problem(&fx, "starts at page 99");
+	s->start = ids[1];
+	s->npreleased = 1;
+	expect_problem(&fx, "in use with 1 released pages");
+	s->npreleased = 0;
+	fx_span(&fx, ids[4])->npreleased = 8;
+	expect_problem(&fx, "free span of 7 pages has 8 released");
+	fx_span(&fx, ids[4])->npreleased = 0;
+	s->state = 9;
+	expect_problem(&fx, "garbage descriptor");
+	s->state = SPAN_DEAD;
+	expect_problem(&fx, "dead descriptor");
+	s->state = SPAN_LARGE;
+	/* the last span runs past the grown heap */
+	uint32_t grown = fx.seg.hdr->npages_grown, last = fx.seg.pagemap[grown - 1];
+	fx_span(&fx, last)->npages += 10;
+	expect_problem(&fx, "runs past npages_grown");
+	fx_span(&fx, last)->npages -= 10;
+	fx.seg.hdr->npages_grown = fx.seg.npages_max + 1;
+	expect_problem(&fx, "exceeds npages_max");
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_index)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	pageheap_t *h = &fx.h;
+	uint32_t seven = h->free[7];
+	ck_assert_uint_ne(seven, HEAPD_NIL);
+	shm_span_t *s7 = fx_span(&fx, seven);
+	ck_assert_uint_ne(s7->next, HEAPD_NIL); /* both 7-page spans are on the list */
+
+	/* a broken prev link */
+	uint32_t second = s7->next;
+	fx_span(&fx, second)->prev = HEAPD_NIL;
+	expect_problem(&fx, "has prev");
+	fx_span(&fx, second)->prev = seven;
+
+	/* a span left out of the index */
+	h->free[7] = second;
+	fx_span(&fx, second)->prev = HEAPD_NIL;
+	expect_problem(&fx, "is on no list and not in the tree");
+	h->free[7] = seven;
+	fx_span(&fx, second)->prev = seven;
+
+	/* a list that loops */
+	fx_span(&fx, second)->next = seven;
+	expect_problem(&fx, "a cycle?");
+	fx_span(&fx, second)->next = HEAPD_NIL;
+
+	/* an in-use span on a list; a span of the wrong length */
+	h->free[4] = ids[0];
+	expect_problem(&fx, "span 0 is large, not a free span");
+	h->free[4] = HEAPD_NIL;
+	h->free[6] = seven;
+	expect_problem(&fx, "list 6: span");
+	h->free[6] = HEAPD_NIL;
+	h->free[0] = seven;
+	expect_problem(&fx, "list 0: not empty");
+	h->free[0] = HEAPD_NIL;
+
+	/* the tree: two nodes (200 and 300 pages) and the tail */
+	uint32_t root = h->large;
+	ck_assert_uint_ne(root, HEAPD_NIL);
+	shm_span_t *r = fx_span(&fx, root);
+	uint32_t l = r->left, rt = r->right;
+	r->left = rt;
+	r->right = l;
+	expect_problem(&fx, "out of order");
+	r->left = l;
+	r->right = rt;
+	uint32_t child = l != HEAPD_NIL ? l : rt;
+	uint32_t *back = &fx_span(&fx, child)->left;
+	uint32_t saved = *back;
+	*back = root;
+	expect_problem(&fx, "a cycle?");
+	*back = saved;
+	h->large = fx.seg.hdr->npages_grown + 3;
+	expect_problem(&fx, "beyond the grown heap");
+	h->large = root;
+	/* a 7-page span in the tree */
+	fx_span(&fx, seven)->left = fx_span(&fx, seven)->right = HEAPD_NIL;
+	h->large = seven;
+	expect_problem(&fx, "below 128");
+	h->large = root;
+	check_report_t rep;
+	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_cap)
+{
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	/* 150 stale descriptors inside the 200-page free span */
+	uint32_t f = ids[2];
+	for (uint32_t i = 1; i <= 150; i++) {
+		shm_span_t *s = fx_span(&fx, f + i);
+		s->start = f + i;
+		s->npages = 1;
+		s->state = SPAN_FREE;
+	}
+	check_report_t rep;
+	size_t n = fx_check(&fx, &fx.h, &rep);
+	ck_assert_uint_eq(n, 150);
+	ck_assert_uint_eq(rep.nproblems, 150);
+	ck_assert(strstr(rep.problems[CHECK_MAX_PROBLEMS - 1], "overlaps") != NULL);
+	fx_close(&fx);
+}
+END_TEST
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/*
+ * Random bytes over the span table, the page map, the counters and the
+ * heap's roots: the checker must survive and complain; the rebuild must
+ * survive and leave tiling, page map, indexes and counters right (the
+ * insides of in-use spans, class geometry and bitmaps, are recovery's job,
+ * so they are made plausible before the final check).
+ */
+START_TEST(test_garbage)
+{
+	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(_i + 1);
+	heapfx_t fx;
+	uint32_t ids[10];
+	build_heap(&fx, ids);
+	segment_t *seg = &fx.seg;
+	uint32_t grown = seg->hdr->npages_grown;
+
+	/* many small-valued fields, so that some descriptors look almost right */
+	uint8_t *spans = (uint8_t *)seg->spans;
+	for (size_t i = 0; i < (size_t)grown * sizeof(shm_span_t); i++) {
+		uint64_t r = xorshift(&seed);
+		spans[i] = (r & 3) == 0 ? (uint8_t)(r >> 8) : (uint8_t)((r >> 8) & 3);
+	}
+	for (uint32_t i = 0; i < grown; i++) {
+		if (xorshift(&seed) % 3 == 0)
+			seg->spans[i].npages = (uint32_t)(xorshift(&seed) % 400);
+		if (xorshift(&seed) % 4 == 0)
+			seg->spans[i].start = i;
+	}
+	for (uint32_t i = 0; i < seg->npages_max; i += 1 + xorshift(&seed) % 50)
+		seg->pagemap[i] = (uint32_t)xorshift(&seed);
+	seg->hdr->pages_inuse = xorshift(&seed);
+	fx.h.large = (uint32_t)xorshift(&seed) % (grown + 10);
+	for (uint32_t n = 0; n < HEAPD_MAX_LIST; n++)
+		if (xorshift(&seed) % 2)
+			fx.h.free[n] = (uint32_t)xorshift(&seed) % (grown + 10);
+
+	check_report_t rep;
+	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0);
+	ck_assert_uint_gt(fx_check(&fx, NULL, &rep), 0);
+
+	pthread_mutex_lock(&fx.h.lock);
+	pageheap_rebuild_locked(&fx.h);
+	pthread_mutex_unlock(&fx.h.lock);
+	for (uint32_t p = 0; p < grown; p += seg->spans[p].npages) {
+		shm_span_t *s = &seg->spans[p];
+		ck_assert_uint_ne(s->npages, 0);
+		if (s->state == SPAN_FREE)
+			continue;
+		s->state = SPAN_LARGE;
+		s->sizeclass = 0;
+		s->nelems = 1;
+		size_t words = (size_t)s->npages * HEAPD_BITMAP_WORDS_PER_PAGE * sizeof(uint64_t);
+		memset(segment_allocbits(seg, p), 0, words);
+		memset(segment_freebits(seg, p), 0, words);
+	}
+	fx_assert_clean(&fx);
+
+	/* and the heap works on: free everything in use, allocate it all again */
+	uint32_t *inuse = malloc(grown * sizeof(uint32_t)), ninuse = 0;
+	ck_assert(inuse);
+	for (uint32_t p = 0; p < grown; p += seg->spans[p].npages)
+		if (seg->spans[p].state != SPAN_FREE)
+			inuse[ninuse++] = p;
+	for (uint32_t i = 0; i < ninuse; i++)
+		pageheap_free(&fx.h, inuse[i]);
+	free(inuse);
+	fx_assert_clean(&fx);
+	ck_assert_uint_eq(seg->spans[0].npages, grown);
+	ck_assert_uint_eq(fx_alloc(&fx, grown), 0);
+	fx_close(&fx);
+}
+END_TEST
+
+static Suite *check_suite(void)
+{
+	Suite *s = suite_create("check");
+	TCase *tc = tcase_create("check");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_clean);
+	tcase_add_test(tc, test_overlap);
+	tcase_add_test(tc, test_counters);
+	tcase_add_test(tc, test_adjacent_free);
+	tcase_add_test(tc, test_bitmaps);
+	tcase_add_test(tc, test_pagemap);
+	tcase_add_test(tc, test_descriptors);
+	tcase_add_test(tc, test_index);
+	tcase_add_test(tc, test_cap);
+	tcase_add_loop_test(tc, test_garbage, 0, 20);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(check_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

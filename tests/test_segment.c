@@ -1,0 +1,771 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_segment.c - the arena file: layout, reopen, lock, validation of bad
+ * files, reset, the client's read-only mapping, shm names and punching.
+ *
+ * Every arena lives in a temporary directory made for the run (or a POSIX
+ * shm object with a unique name), removed at the end.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "segment.h"
+
+#define MIB (1024ull * 1024)
+
+static char tmpdir[PATH_MAX];
+
+static void make_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(tmpdir, sizeof(tmpdir), "%s/heapd-segment-XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		exit(1);
+	}
+}
+
+static void remove_tmpdir(void)
+{
+	DIR *d = opendir(tmpdir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+	rmdir(tmpdir);
+}
+
+static const char *arena_path(const char *name)
+{
+	static char path[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	return path;
+}
+
+static const segment_params_t small_params = { .arena_bytes = 16 * MIB, .max_clients = 16 };
+
+static void create_arena(const char *path, const segment_params_t *params, segment_t *seg)
+{
+	char err[256] = "";
+	int created = -1;
+	int rc = segment_open(path, params, SEGMENT_CREATE, seg, &created, err, sizeof(err));
+	ck_assert_msg(rc == 0, "create %s: %d %s", path, rc, err);
+	ck_assert_int_eq(created, 1);
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/* An open that must fail with rc, with want in the message, and leave seg empty. */
+static void expect_refused(const char *path, int flags, int rc, const char *want)
+{
+	char err[256] = "";
+	segment_t seg;
+	int created = -1;
+	int got = segment_open(path, &small_params, flags, &seg, &created, err, sizeof(err));
+	ck_assert_msg(got == rc, "open %s: got %d (%s), want %d", path, got, err, rc);
+	ck_assert_msg(strstr(err, want), "open %s: message \"%s\" lacks \"%s\"", path, err, want);
+	ck_assert_ptr_null(seg.base);
+	ck_assert_int_eq(seg.fd, -1);
+	ck_assert_int_eq(created, 0);
+}
+
+/* Fork; the child runs fn and exits with its return value. Returns the wait status. */
+static int in_child(int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(fn(arg));
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+START_TEST(test_create_layout)
+{
+	const char *path = arena_path("layout");
+	segment_t seg;
+
+	create_arena(path, &small_params, &seg);
+	const shm_header_t *h = seg.hdr;
+	uint32_t npages = (uint32_t)(small_params.arena_bytes / HEAPD_PAGE_SIZE);
+
+	ck_assert_ptr_eq(h, (void *)seg.base);
+	ck_assert_uint_eq(h->magic, HEAPD_MAGIC);
+	ck_assert_uint_eq(h->version, HEAPD_LAYOUT_VERSION);
+	ck_assert_uint_eq(h->page_size, HEAPD_PAGE_SIZE);
+	ck_assert_uint_eq(h->npages_max, npages);
+	ck_assert_uint_eq(seg.npages_max, npages);
+	ck_assert_uint_eq(h->max_clients, 16);
+	ck_assert_uint_eq(h->base_hint, HEAPD_DEFAULT_BASE_HINT);
+	ck_assert_uint_eq(h->npages_grown, 0);
+	ck_assert_uint_eq(h->clean_shutdown, 1);
+	ck_assert_int_eq(seg.writable_meta, 1);
+	ck_assert_int_ge(seg.fd, 0);
+
+	/* regions: page aligned, in order, back to back, big enough */
+	const uint64_t offs[] = { h->pagemap_off, h->spans_off, h->allocbits_off, h->freebits_off,
+	                          h->pages_off, h->file_size };
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		ck_assert_uint_eq(offs[i] % HEAPD_PAGE_SIZE, 0);
+		if (i > 0)
+			ck_assert_uint_gt(offs[i], offs[i - 1]);
+	}
+	ck_assert_uint_ge(h->clients_off, sizeof(shm_header_t));
+	ck_assert_uint_le(h->clients_off + h->max_clients * sizeof(shm_client_t), h->header_size);
+	ck_assert_uint_eq(h->pagemap_off, h->header_size);
+	ck_assert_uint_eq(h->pagemap_off + h->pagemap_size, h->spans_off);
+	ck_assert_uint_eq(h->spans_off + h->spans_size, h->allocbits_off);
+	ck_assert_uint_eq(h->allocbits_off + h->bitmap_size, h->freebits_off);
+	ck_assert_uint_eq(h->freebits_off + h->bitmap_size, h->pages_off);
+	ck_assert_uint_eq(h->pages_off + (uint64_t)npages * HEAPD_PAGE_SIZE, h->file_size);
+	ck_assert_uint_ge(h->pagemap_size, npages * sizeof(uint32_t));
+	ck_assert_uint_ge(h->spans_size, npages * sizeof(shm_span_t));
+	ck_assert_uint_ge(h->bitmap_size, (uint64_t)npages * HEAPD_BITMAP_WORDS_PER_PAGE * 8);
+
+	/* the file and the mapping */
+	ck_assert_uint_eq((uint64_t)file_size(path), h->file_size);
+	ck_assert_uint_eq(segment_file_size(&small_params), h->file_size);
+	ck_assert_uint_eq(seg.size, h->file_size);
+	ck_assert_ptr_eq(seg.clients, (void *)(seg.base + h->clients_off));
+	ck_assert_ptr_eq(seg.pagemap, (void *)(seg.base + h->pagemap_off));
+	ck_assert_ptr_eq(seg.spans, (void *)(seg.base + h->spans_off));
+	ck_assert_ptr_eq(seg.allocbits, (void *)(seg.base + h->allocbits_off));
+	ck_assert_ptr_eq(seg.freebits, (void *)(seg.base + h->freebits_off));
+	ck_assert_ptr_eq(seg.pages, seg.base + h->pages_off);
+	/* page-aligned pages keep power-of-two objects up to a page naturally aligned */
+	ck_assert_uint_eq((uintptr_t)seg.pages % HEAPD_PAGE_SIZE, 0);
+
+	/* a new arena: no pages grown, no spans, no bits */
+	for (uint32_t p = 0; p < npages; p++) {
+		ck_assert_uint_eq(seg.pagemap[p], HEAPD_NIL);
+		ck_assert_uint_eq(seg.spans[p].state, SPAN_DEAD);
+	}
+	for (uint64_t w = 0; w < (uint64_t)npages * HEAPD_BITMAP_WORDS_PER_PAGE; w++)
+		ck_assert(seg.allocbits[w] == 0 && seg.freebits[w] == 0);
+
+	char err[200];
+	ck_assert_int_eq(segment_validate(h, h->file_size, err, sizeof(err)), 0);
+	segment_close(&seg);
+	ck_assert_ptr_null(seg.base);
+	ck_assert_int_eq(seg.fd, -1);
+}
+END_TEST
+
+START_TEST(test_file_size)
+{
+	segment_params_t p = { .arena_bytes = 0 };
+	ck_assert_uint_eq(segment_file_size(&p), 0);
+	p.arena_bytes = 1;
+	uint64_t one = segment_file_size(&p);
+	p.arena_bytes = HEAPD_PAGE_SIZE;
+	ck_assert_uint_eq(segment_file_size(&p), one);
+	p.arena_bytes = HEAPD_PAGE_SIZE + 1;
+	ck_assert_uint_eq(segment_file_size(&p), one + HEAPD_PAGE_SIZE);
+	p.max_clients = 65537;
+	ck_assert_uint_eq(segment_file_size(&p), 0);
+
+	/* creation with a size out of range is refused */
+	p = (segment_params_t){ .arena_bytes = 0 };
+	char err[256] = "";
+	segment_t seg;
+	int rc = segment_open(arena_path("nosize"), &p, SEGMENT_CREATE, &seg, NULL, err, sizeof(err));
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "out of range"));
+}
+END_TEST
+
+START_TEST(test_sparse)
+{
+	const char *path = arena_path("sparse");
+	segment_params_t params = { .arena_bytes = 1024 * MIB, .max_clients = 64 };
+	segment_t seg;
+	struct stat st;
+
+	create_arena(path, &params, &seg);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq((uint64_t)st.st_size, seg.size);
+	/* only the header and the page map (0xff-filled) are written */
+	uint64_t written = (uint64_t)st.st_blocks * 512;
+	ck_assert_msg(written <= seg.hdr->header_size + seg.hdr->pagemap_size + 256 * 1024,
+	              "a new %llu-byte arena uses %llu bytes", (unsigned long long)st.st_size,
+	              (unsigned long long)written);
+	segment_close(&seg);
+}
+END_TEST
+
+START_TEST(test_reopen)
+{
+	const char *path = arena_path("reopen");
+	segment_t seg;
+	char err[256] = "";
+	int created = -1;
+
+	create_arena(path, &small_params, &seg);
+	uint64_t id = seg.hdr->arena_id;
+	uint32_t last = seg.npages_max - 1;
+	memcpy(segment_page_addr(&seg, 0), "first page", 11);
+	memcpy(segment_page_addr(&seg, last) + HEAPD_PAGE_SIZE - 10, "last page", 10);
+	seg.spans[3] = (shm_span_t){ .start = 3, .npages = 2, .state = SPAN_SMALL, .sizeclass = 5,
+	                             .elemsize = 64, .nelems = 256, .owner = 7 };
+	seg.pagemap[3] = seg.pagemap[4] = 3;
+	segment_allocbits(&seg, 3)[1] = 0xabcdef;
+	seg.hdr->npages_grown = 5;
+	segment_close(&seg);
+
+	/* reopen, without and with SEGMENT_CREATE: the same arena */
+	for (int flags = 0; flags <= SEGMENT_CREATE; flags += SEGMENT_CREATE) {
+		int rc = segment_open(path, NULL, flags, &seg, &created, err, sizeof(err));
+		ck_assert_msg(rc == 0, "reopen: %d %s", rc, err);
+		ck_assert_int_eq(created, 0);
+		ck_assert_uint_eq(seg.hdr->arena_id, id);
+		ck_assert_uint_eq(seg.hdr->npages_grown, 5);
+		ck_assert_str_eq((char *)segment_page_addr(&seg, 0), "first page");
+		ck_assert_str_eq((char *)segment_page_addr(&seg, last) + HEAPD_PAGE_SIZE - 10, "last page");
+		ck_assert_uint_eq(seg.spans[3].npages, 2);
+		ck_assert_uint_eq(seg.spans[3].state, SPAN_SMALL);
+		ck_assert_uint_eq(seg.spans[3].owner, 7);
+		ck_assert_uint_eq(seg.pagemap[4], 3);
+		ck_assert_uint_eq(seg.pagemap[5], HEAPD_NIL);
+		ck_assert_uint_eq(segment_allocbits(&seg, 3)[1], 0xabcdef);
+		segment_close(&seg);
+	}
+}
+END_TEST
+
+static const char *lock_path;
+
+/* Exit codes of the child that tries the lock. */
+enum { LOCK_TAKEN = 0, LOCK_BLOCKED = 1, LOCK_ERROR = 2 };
+
+static int try_lock(void *arg)
+{
+	char err[256] = "";
+	segment_t seg;
+	(void)arg;
+	int rc = segment_open(lock_path, NULL, SEGMENT_LOCK, &seg, NULL, err, sizeof(err));
+	if (rc == 0) {
+		segment_close(&seg);
+		return LOCK_TAKEN;
+	}
+	return rc == -EWOULDBLOCK && strstr(err, "in use") ? LOCK_BLOCKED : LOCK_ERROR;
+}
+
+static int open_unlocked(void *arg)
+{
+	segment_t seg;
+	(void)arg;
+	if (segment_open(lock_path, NULL, 0, &seg, NULL, NULL, 0) < 0)
+		return 1;
+	segment_close(&seg);
+	return 0;
+}
+
+START_TEST(test_lock)
+{
+	segment_t seg;
+	char err[256] = "";
+
+	lock_path = arena_path("lock");
+	create_arena(lock_path, &small_params, &seg);
+	segment_close(&seg);
+
+	int rc = segment_open(lock_path, NULL, SEGMENT_LOCK, &seg, NULL, err, sizeof(err));
+	ck_assert_msg(rc == 0, "lock: %d %s", rc, err);
+	int status = in_child(try_lock, NULL);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), LOCK_BLOCKED);
+	/* the lock only keeps out other lockers */
+	status = in_child(open_unlocked, NULL);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	segment_close(&seg);
+
+	status = in_child(try_lock, NULL);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), LOCK_TAKEN);
+}
+END_TEST
+
+/* Create an arena, change its header with fn, and write it back. */
+static void corrupt_header(const char *path, void (*fn)(shm_header_t *))
+{
+	segment_t seg;
+	shm_header_t h;
+
+	create_arena(path, &small_params, &seg);
+	segment_close(&seg);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	fn(&h);
+	ck_assert_int_eq(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(fd);
+}
+
+static void bad_magic(shm_header_t *h) { h->magic ^= 1; }
+static void newer_version(shm_header_t *h) { h->version = HEAPD_LAYOUT_VERSION + 1; }
+static void older_version(shm_header_t *h) { h->version = 0; }
+static void bad_page_size(shm_header_t *h) { h->page_size = 4096; }
+static void zero_pages(shm_header_t *h) { h->npages_max = 0; }
+static void zero_clients(shm_header_t *h) { h->max_clients = 0; }
+static void more_pages(shm_header_t *h) { h->npages_max += 1; }
+static void moved_pagemap(shm_header_t *h) { h->pagemap_off += HEAPD_PAGE_SIZE; }
+static void short_spans(shm_header_t *h) { h->spans_size -= HEAPD_PAGE_SIZE; }
+static void overlapping_bits(shm_header_t *h) { h->freebits_off = h->allocbits_off; }
+static void moved_pages(shm_header_t *h) { h->pages_off += HEAPD_PAGE_SIZE; }
+static void longer_file(shm_header_t *h) { h->file_size += HEAPD_PAGE_SIZE; }
+static void overgrown(shm_header_t *h) { h->npages_grown = h->npages_max + 1; }
+
+START_TEST(test_corrupt_headers)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(shm_header_t *);
+		int rc;
+		const char *msg;
+	} cases[] = {
+		{ "magic", bad_magic, -EINVAL, "bad magic" },
+		{ "newer", newer_version, -EPROTO, "newer" },
+		{ "older", older_version, -EPROTO, "not supported" },
+		{ "pagesize", bad_page_size, -EINVAL, "page size" },
+		{ "zeropages", zero_pages, -EINVAL, "impossible" },
+		{ "zeroclients", zero_clients, -EINVAL, "impossible" },
+		{ "morepages", more_pages, -EINVAL, "inconsistent" },
+		{ "pagemap", moved_pagemap, -EINVAL, "inconsistent" },
+		{ "spans", short_spans, -EINVAL, "inconsistent" },
+		{ "bits", overlapping_bits, -EINVAL, "inconsistent" },
+		{ "pages", moved_pages, -EINVAL, "inconsistent" },
+		{ "filesize", longer_file, -EINVAL, "inconsistent" },
+		{ "grown", overgrown, -EINVAL, "grown" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "corrupt-%s", cases[i].name);
+		const char *path = arena_path(name);
+		corrupt_header(path, cases[i].fn);
+		off_t size = file_size(path);
+		expect_refused(path, 0, cases[i].rc, cases[i].msg);
+		/* SEGMENT_CREATE never overwrites a file that is not an arena */
+		expect_refused(path, SEGMENT_CREATE, cases[i].rc, cases[i].msg);
+		expect_refused(path, SEGMENT_LOCK, cases[i].rc, "unusable");
+		ck_assert_int_eq(file_size(path), size);
+
+		/* a client refuses it too, and closes the descriptor */
+		char err[256] = "";
+		segment_t cli;
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(segment_attach(fd, &cli, err, sizeof(err)), cases[i].rc);
+		ck_assert_ptr_nonnull(strstr(err, cases[i].msg));
+		ck_assert_ptr_null(cli.base);
+		ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+		unlink(path);
+	}
+}
+END_TEST
+
+START_TEST(test_truncated)
+{
+	const char *path = arena_path("truncated");
+	segment_t seg;
+
+	create_arena(path, &small_params, &seg);
+	uint64_t size = seg.size;
+	segment_close(&seg);
+
+	ck_assert_int_eq(truncate(path, (off_t)(size - HEAPD_PAGE_SIZE)), 0);
+	expect_refused(path, 0, -EINVAL, "truncated");
+	expect_refused(path, SEGMENT_CREATE, -EINVAL, "truncated");
+	ck_assert_int_eq(truncate(path, 100), 0);
+	expect_refused(path, 0, -EINVAL, "too short");
+	expect_refused(path, SEGMENT_CREATE, -EINVAL, "too short");
+	ck_assert_int_eq(file_size(path), 100);
+
+	/* a larger file than the header says is fine: the header decides */
+	create_arena(arena_path("longer"), &small_params, &seg);
+	segment_close(&seg);
+	ck_assert_int_eq(truncate(arena_path("longer"), (off_t)(size + MIB)), 0);
+	ck_assert_int_eq(segment_open(arena_path("longer"), NULL, 0, &seg, NULL, NULL, 0), 0);
+	ck_assert_uint_eq(seg.size, size);
+	segment_close(&seg);
+}
+END_TEST
+
+START_TEST(test_empty_and_missing)
+{
+	const char *path = arena_path("empty");
+	segment_t seg;
+	int created = -1;
+
+	write_file(path, "", 0);
+	expect_refused(path, 0, -EINVAL, "empty");
+	expect_refused(path, SEGMENT_LOCK, -EINVAL, "empty");
+	/* laying it out needs a size: a reopen that passes no parameters is refused */
+	char err[256] = "";
+	ck_assert_int_eq(segment_open(path, NULL, SEGMENT_CREATE, &seg, &created, err, sizeof(err)),
+	                 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "no arena size"));
+	ck_assert_int_eq(file_size(path), 0);
+	/* an empty file is a creation cut short before the header: lay it out */
+	ck_assert_int_eq(segment_open(path, &small_params, SEGMENT_CREATE, &seg, &created, NULL, 0), 0);
+	ck_assert_int_eq(created, 1);
+	ck_assert_uint_eq((uint64_t)file_size(path), segment_file_size(&small_params));
+	segment_close(&seg);
+
+	expect_refused(arena_path("missing"), 0, -ENOENT, "cannot open");
+	expect_refused(arena_path("no/such/dir"), SEGMENT_CREATE, -ENOENT, "cannot open");
+	expect_refused(tmpdir, 0, -EISDIR, "cannot open");
+}
+END_TEST
+
+START_TEST(test_garbage_files)
+{
+	static const size_t sizes[] = { 1, 8, 100, sizeof(shm_header_t) - 1, sizeof(shm_header_t),
+	                                4096, 8192, 100000, 1 << 20 };
+	static uint8_t buf[1 << 20];
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		const char *path = arena_path("garbage");
+		ck_assert_int_eq(getrandom(buf, sizes[i], 0), (ssize_t)sizes[i]);
+		write_file(path, buf, sizes[i]);
+		expect_refused(path, 0, -EINVAL, "unusable");
+		expect_refused(path, SEGMENT_CREATE, -EINVAL, "unusable");
+		ck_assert_int_eq(file_size(path), (off_t)sizes[i]);
+	}
+
+	/*
+	 * Random headers that get past the magic and version checks: the
+	 * geometry checks must refuse them all, whatever the numbers.
+	 */
+	for (int i = 0; i < 2000; i++) {
+		shm_header_t h;
+		uint64_t fsize;
+		char err[200];
+		ck_assert_int_eq(getrandom(&h, sizeof(h), 0), (ssize_t)sizeof(h));
+		ck_assert_int_eq(getrandom(&fsize, sizeof(fsize), 0), (ssize_t)sizeof(fsize));
+		h.magic = HEAPD_MAGIC;
+		h.version = HEAPD_LAYOUT_VERSION;
+		if (i % 2)
+			h.page_size = HEAPD_PAGE_SIZE;
+		if (i % 4 == 1) {
+			h.npages_max %= 100000;
+			h.max_clients %= 2000;
+		}
+		ck_assert_int_lt(segment_validate(&h, fsize, err, sizeof(err)), 0);
+		if (i < 20) {
+			write_file(arena_path("garbage-hdr"), &h, sizeof(h));
+			expect_refused(arena_path("garbage-hdr"), SEGMENT_CREATE, -EINVAL, "unusable");
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_reset)
+{
+	const char *path = arena_path("reset");
+	static uint8_t buf[1 << 20];
+	segment_t seg;
+	int created = -1;
+	char err[256] = "";
+
+	ck_assert_int_eq(getrandom(buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	write_file(path, buf, sizeof(buf));
+	int rc = segment_open(path, &small_params, SEGMENT_RESET, &seg, &created, err, sizeof(err));
+	ck_assert_msg(rc == 0, "reset garbage: %d %s", rc, err);
+	ck_assert_int_eq(created, 1);
+	ck_assert_uint_eq(seg.hdr->magic, HEAPD_MAGIC);
+	ck_assert_uint_eq((uint64_t)file_size(path), segment_file_size(&small_params));
+	/* nothing of the garbage survives */
+	for (uint64_t off = sizeof(shm_header_t); off < seg.hdr->clients_off; off++)
+		ck_assert_uint_eq(seg.base[off], 0);
+	ck_assert_uint_eq(seg.pagemap[0], HEAPD_NIL);
+	uint64_t id = seg.hdr->arena_id;
+	memcpy(seg.pages, "old data", 9);
+	seg.pagemap[0] = 0;
+	segment_close(&seg);
+
+	/* reset of a valid arena discards it too, with new parameters */
+	segment_params_t bigger = { .arena_bytes = 32 * MIB, .max_clients = 8 };
+	rc = segment_open(path, &bigger, SEGMENT_RESET | SEGMENT_CREATE | SEGMENT_LOCK, &seg, &created,
+	                  err, sizeof(err));
+	ck_assert_msg(rc == 0, "reset arena: %d %s", rc, err);
+	ck_assert_int_eq(created, 1);
+	ck_assert_uint_ne(seg.hdr->arena_id, id);
+	ck_assert_uint_eq(seg.hdr->npages_max, 32 * MIB / HEAPD_PAGE_SIZE);
+	ck_assert_uint_eq(seg.pages[0], 0);
+	ck_assert_uint_eq(seg.pagemap[0], HEAPD_NIL);
+	segment_close(&seg);
+}
+END_TEST
+
+/* The client mapping used by the children below. */
+static segment_t client;
+
+static void no_core(void)
+{
+	struct rlimit rl = { 0, 0 };
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	setrlimit(RLIMIT_CORE, &rl);
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+static int write_pagemap(void *arg)
+{
+	(void)arg;
+	no_core();
+	*(volatile uint32_t *)&client.pagemap[0] = 1;
+	return 0;
+}
+
+static int write_span(void *arg)
+{
+	(void)arg;
+	no_core();
+	*(volatile uint32_t *)&client.spans[0].npages = 1;
+	return 0;
+}
+
+static int write_header(void *arg)
+{
+	(void)arg;
+	no_core();
+	*(volatile uint32_t *)&client.hdr->npages_grown = 1;
+	return 0;
+}
+
+static int write_client_table(void *arg)
+{
+	(void)arg;
+	no_core();
+	*(volatile uint32_t *)&client.clients[0].pid = 1;
+	return 0;
+}
+
+static int write_pages_and_bits(void *arg)
+{
+	(void)arg;
+	memcpy(client.pages + 100, "from the child", 15);
+	client.freebits[5] = 0x77;
+	client.allocbits[5] = 0x77;
+	return 0;
+}
+
+START_TEST(test_attach)
+{
+	const char *path = arena_path("attach");
+	segment_t seg;
+	char err[256] = "";
+
+	create_arena(path, &small_params, &seg);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	int rc = segment_attach(fd, &client, err, sizeof(err));
+	ck_assert_msg(rc == 0, "attach: %d %s", rc, err);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1); /* attach took the descriptor and closed it */
+	ck_assert_int_eq(client.fd, -1);
+	ck_assert_int_eq(client.writable_meta, 0);
+	ck_assert_ptr_ne(client.base, seg.base);
+	ck_assert_uint_eq((uintptr_t)client.pages % HEAPD_PAGE_SIZE, 0);
+	ck_assert_uint_eq(client.hdr->arena_id, seg.hdr->arena_id);
+	ck_assert_uint_eq(client.npages_max, seg.npages_max);
+	ck_assert_uint_eq(client.size, seg.size);
+
+	/* every region is the same memory in both mappings */
+	seg.pagemap[7] = 42;
+	seg.spans[7].nelems = 99;
+	ck_assert_uint_eq(client.pagemap[7], 42);
+	ck_assert_uint_eq(client.spans[7].nelems, 99);
+	memcpy(seg.pages + seg.size - seg.hdr->pages_off - 6, "tail!", 6);
+	ck_assert_str_eq((char *)client.pages + seg.size - seg.hdr->pages_off - 6, "tail!");
+	client.allocbits[1] = 3;
+	client.freebits[2] = 4;
+	ck_assert_uint_eq(seg.allocbits[1], 3);
+	ck_assert_uint_eq(seg.freebits[2], 4);
+
+	/* the metadata is read-only for a client */
+	int (*const writers[])(void *) = { write_pagemap, write_span, write_header, write_client_table };
+	for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
+		int status = in_child(writers[i], NULL);
+		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+		              "writer %zu: status 0x%x, want SIGSEGV", i, status);
+	}
+	ck_assert_uint_eq(seg.pagemap[0], HEAPD_NIL);
+	ck_assert_uint_eq(seg.spans[0].npages, 0);
+
+	/* pages and bitmaps are writable, and shared with the daemon's mapping */
+	int status = in_child(write_pages_and_bits, NULL);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_str_eq((char *)seg.pages + 100, "from the child");
+	ck_assert_uint_eq(seg.freebits[5], 0x77);
+	ck_assert_uint_eq(seg.allocbits[5], 0x77);
+
+	/* a client cannot punch: it has no descriptor */
+	ck_assert_int_eq(segment_punch(&client, seg.hdr->pages_off, HEAPD_PAGE_SIZE), -EBADF);
+	segment_close(&client);
+	segment_close(&seg);
+}
+END_TEST
+
+/*
+ * Wherever a mapping lands, the pages region is page aligned, so objects of
+ * a power-of-two class up to a page are naturally aligned. A small arena
+ * and odd multiples of 4 KiB mapped in between push the mappings off any
+ * larger alignment the kernel might pick by itself.
+ */
+START_TEST(test_mapping_alignment)
+{
+	const segment_params_t tiny = { .arena_bytes = HEAPD_PAGE_SIZE, .max_clients = 1 };
+	const char *path = arena_path("align");
+	enum { N = 8, GAP = 13 * 4096 };
+	segment_t seg, cli[N];
+	void *gaps[N];
+
+	create_arena(path, &tiny, &seg);
+	ck_assert_uint_eq((uintptr_t)seg.pages % HEAPD_PAGE_SIZE, 0);
+	for (int i = 0; i < N; i++) {
+		gaps[i] = mmap(NULL, GAP, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ck_assert_ptr_ne(gaps[i], MAP_FAILED);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(segment_attach(fd, &cli[i], NULL, 0), 0);
+		ck_assert_msg((uintptr_t)cli[i].pages % HEAPD_PAGE_SIZE == 0, "mapping %d: pages at %p", i,
+		              (void *)cli[i].pages);
+		cli[i].pages[i] = (uint8_t)(i + 1);
+		ck_assert_uint_eq(seg.pages[i], i + 1);
+	}
+	for (int i = 0; i < N; i++) {
+		segment_close(&cli[i]);
+		munmap(gaps[i], GAP);
+	}
+	segment_close(&seg);
+}
+END_TEST
+
+START_TEST(test_shm_name)
+{
+	char name[128], dev[160];
+	segment_t seg;
+	char err[256] = "";
+	int created = -1;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(name, sizeof(name), "shm:heapd-test-%d-%ld", (int)getpid(), (long)ts.tv_nsec);
+	snprintf(dev, sizeof(dev), "/dev/shm/%s", name + 4);
+
+	expect_refused(name, 0, -ENOENT, "cannot open");
+	int rc = segment_open(name, &small_params, SEGMENT_CREATE, &seg, &created, err, sizeof(err));
+	ck_assert_msg(rc == 0, "create %s: %d %s", name, rc, err);
+	ck_assert_int_eq(created, 1);
+	ck_assert_int_eq(access(dev, F_OK), 0);
+	memcpy(seg.pages, "in shm", 7);
+	segment_close(&seg);
+
+	rc = segment_open(name, NULL, SEGMENT_LOCK, &seg, &created, err, sizeof(err));
+	ck_assert_msg(rc == 0, "reopen %s: %d %s", name, rc, err);
+	ck_assert_int_eq(created, 0);
+	ck_assert_str_eq((char *)seg.pages, "in shm");
+	segment_close(&seg);
+
+	ck_assert_int_eq(segment_unlink(name), 0);
+	ck_assert_int_ne(access(dev, F_OK), 0);
+	expect_refused(name, 0, -ENOENT, "cannot open");
+	ck_assert_int_eq(segment_unlink(name), -ENOENT);
+
+	expect_refused("shm:", SEGMENT_CREATE, -EINVAL, "cannot open");
+	expect_refused("shm:a/b", SEGMENT_CREATE, -EINVAL, "cannot open");
+}
+END_TEST
+
+START_TEST(test_punch)
+{
+	const char *path = arena_path("punch");
+	segment_t seg;
+	struct stat st;
+
+	create_arena(path, &small_params, &seg);
+	uint8_t *page = segment_page_addr(&seg, 3);
+	memset(page, 0xab, 4 * HEAPD_PAGE_SIZE);
+	ck_assert_int_eq(fstat(seg.fd, &st), 0);
+	blkcnt_t before = st.st_blocks;
+
+	int rc = segment_punch(&seg, seg.hdr->pages_off + 3 * HEAPD_PAGE_SIZE, 4 * HEAPD_PAGE_SIZE);
+	if (rc == -EOPNOTSUPP) {
+		segment_close(&seg);
+		return; /* the file system cannot punch; nothing to check */
+	}
+	ck_assert_int_eq(rc, 0);
+	for (size_t i = 0; i < 4 * HEAPD_PAGE_SIZE; i++)
+		if (page[i] != 0)
+			ck_abort_msg("byte %zu reads 0x%x after the punch", i, page[i]);
+	ck_assert_int_eq(fstat(seg.fd, &st), 0);
+	ck_assert_int_lt(st.st_blocks, before);
+	ck_assert_uint_eq((uint64_t)st.st_size, seg.size);
+	segment_close(&seg);
+}
+END_TEST
+
+static Suite *segment_suite(void)
+{
+	Suite *s = suite_create("segment");
+	TCase *tc = tcase_create("segment");
+
+	tcase_add_unchecked_fixture(tc, make_tmpdir, remove_tmpdir);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_create_layout);
+	tcase_add_test(tc, test_file_size);
+	tcase_add_test(tc, test_sparse);
+	tcase_add_test(tc, test_reopen);
+	tcase_add_test(tc, test_lock);
+	tcase_add_test(tc, test_corrupt_headers);
+	tcase_add_test(tc, test_truncated);
+	tcase_add_test(tc, test_empty_and_missing);
+	tcase_add_test(tc, test_garbage_files);
+	tcase_add_test(tc, test_reset);
+	tcase_add_test(tc, test_attach);
+	tcase_add_test(tc, test_mapping_alignment);
+	tcase_add_test(tc, test_shm_name);
+	tcase_add_test(tc, test_punch);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(segment_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
