@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+/*
+ * config.h - heapd's options, from the command line and the config file.
+ *
+ * The config file (default /etc/heapd/heapd.conf, read only if it exists;
+ * an explicit --config must exist) holds "key = value" lines named after the
+ * long options, '#' comments and blank lines. Command-line flags override the
+ * file; a list option (allow-uid, allow-gid) given on the command line
+ * replaces the file's list.
+ */
+#ifndef HEAPD_DAEMON_CONFIG_H
+#define HEAPD_DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFIG_DEFAULT_FILE "/etc/heapd/heapd.conf"
+#define CONFIG_MAX_IDS 64
+
+typedef struct config {
+	char socket[108];         /* listening socket path */
+	char arena[256];          /* arena file, or shm:NAME */
+	char config_file[256];    /* the file read, "" if none */
+	uint64_t arena_size;      /* bytes of pages, used when the arena is created */
+	uid_t allow_uid[CONFIG_MAX_IDS];
+	size_t nallow_uid;
+	gid_t allow_gid[CONFIG_MAX_IDS];
+	size_t nallow_gid;
+	uint64_t scavenge_delay;  /* seconds a free page waits before it is released */
+	uint64_t sweep_interval;  /* seconds between timed sweep cycles (>= 1) */
+	uint64_t client_quota;    /* bytes a client may hold in spans and large objects, 0: none */
+	uint32_t max_clients;     /* client slots (and the table size of a new arena) */
+	int reset;                /* lay an unusable arena out anew */
+} config_t;
+
+/* What config_parse asks the caller to do. */
+enum {
+	CONFIG_RUN = 0,           /* start the daemon */
+	CONFIG_EXIT_OK = 1,       /* --help or --version was printed: exit 0 */
+};
+
+/* Defaults for everything. */
+void config_defaults(config_t *cfg);
+
+/*
+ * Parse argv (and the config file it names, or the default one). Returns
+ * CONFIG_RUN, CONFIG_EXIT_OK, or -EINVAL with a message in err (usage error,
+ * exit 2). --help and --version print to out.
+ */
+int config_parse(config_t *cfg, int argc, char **argv, void *out, char *err, size_t errlen);
+
+/* Parse "512M", "4G", "1073741824" (K/M/G/T, powers of 1024). 0 or -EINVAL/-ERANGE. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* Print the usage text to out (a FILE *). */
+void config_usage(void *out);
+
+#endif

@@ -1,0 +1,800 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_daemon.c - heapd's protocol end to end: a real daemon on a temporary
+ * socket, raw clients speaking heap.proto, and the span table read through
+ * the client's own mapping.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "sizeclass.h"
+#include "test_daemon_util.h"
+
+#define K 5 /* a size class to refill */
+
+static harness_daemon_t D;
+
+static void start(void)
+{
+	harness_init(&D);
+	ck_assert_int_eq(harness_start(&D), 0);
+}
+
+static void start_with(const char *a, const char *b)
+{
+	harness_init(&D);
+	D.extra[0] = a;
+	D.extra[1] = b;
+	ck_assert_int_eq(harness_start(&D), 0);
+}
+
+static void stop(void)
+{
+	harness_cleanup(&D);
+}
+
+/* The daemon still answers and its invariants hold. */
+static void assert_healthy(void)
+{
+	ck_assert_int_eq(tc_check(D.sock), 0);
+}
+
+START_TEST(test_hello_maps_arena)
+{
+	tclient_t c;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_uint_lt(c.slot, c.seg.hdr->max_clients);
+	ck_assert_uint_ne(c.token, 0);
+	ck_assert(c.seg.hdr->magic == HEAPD_MAGIC);
+	ck_assert_uint_eq(c.seg.clients[c.slot].pid, (uint32_t)getpid());
+	ck_assert(c.seg.clients[c.slot].token == c.token);
+	ck_assert(harness_wait_log(&D, "connected", 1000));
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_wrong_version)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__Hello hello = HEAPD__HELLO__INIT;
+	start();
+	int fd = harness_connect_raw(D.sock);
+	ck_assert_int_ge(fd, 0);
+	hello.version = HEAPD_PROTOCOL_VERSION + 7;
+	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
+	env.hello = &hello;
+	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
+	ck_assert_int_eq(tc_error_code(reply), EPROTO);
+	wire_free(reply);
+	ck_assert(tc_closed(fd, 2000));
+	ck_assert(harness_wait_log(&D, "protocol version", 1000));
+	close(fd);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_request_before_hello)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
+	start();
+	int fd = harness_connect_raw(D.sock);
+	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
+	env.stats = &req;
+	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
+	ck_assert_int_eq(tc_error_code(reply), EPROTO);
+	wire_free(reply);
+	ck_assert(tc_closed(fd, 2000));
+	close(fd);
+	stop();
+}
+END_TEST
+
+START_TEST(test_refill_and_release)
+{
+	tclient_t c;
+	Heapd__Envelope *reply;
+	uint32_t spans[8];
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 8, NULL, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 8);
+	for (int i = 0; i < 8; i++) {
+		uint32_t id = reply->refill_reply->spans[i]->span;
+		const shm_span_t *s = &c.seg.spans[id];
+		spans[i] = id;
+		ck_assert_uint_lt(id, c.seg.hdr->npages_grown);
+		ck_assert_uint_eq(s->state, SPAN_SMALL);
+		ck_assert_uint_eq(s->sizeclass, K);
+		ck_assert_uint_eq(s->elemsize, sizeclass_size[K]);
+		ck_assert_uint_eq(s->nelems, sizeclass_nelems[K]);
+		ck_assert_uint_eq(s->owner, c.slot + 1);
+		ck_assert_uint_eq(bitmap_count_alloc(segment_allocbits(&c.seg, id), s->nelems), 0);
+		/* the pages are ours to write */
+		memset(segment_page_addr(&c.seg, id), 0xab, (size_t)s->npages * HEAPD_PAGE_SIZE);
+	}
+	wire_free(reply);
+
+	/* allocate two objects in the first span as a client cache would, then hand all back */
+	uint64_t *alloc = segment_allocbits(&c.seg, spans[0]);
+	bitmap_store(&alloc[0], 0x3);
+	ck_assert_int_eq(tc_refill(c.fd, 0, 0, spans, 8, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 0);
+	wire_free(reply);
+	/* the span with live objects went to central; the empty ones back to the page heap */
+	ck_assert_uint_eq(c.seg.spans[spans[0]].state, SPAN_SMALL);
+	ck_assert_uint_eq(c.seg.spans[spans[0]].owner, 0);
+	for (int i = 1; i < 8; i++)
+		ck_assert(c.seg.spans[spans[i]].state != SPAN_SMALL ||
+		          c.seg.spans[spans[i]].owner == 0);
+
+	Heapd__Envelope *owner;
+	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_uint_eq(st->objects_in_use, 2);
+	ck_assert_uint_eq(st->spans_in_use, 1);
+	ck_assert_uint_eq(st->clients, 1);
+	wire_free(owner);
+
+	/* a second refill takes the partial span from central first */
+	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 1);
+	ck_assert_uint_eq(reply->refill_reply->spans[0]->span, spans[0]);
+	ck_assert(reply->refill_reply->spans[0]->needzero);
+	wire_free(reply);
+	assert_healthy();
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_refill_someone_elses_span)
+{
+	tclient_t a, b;
+	Heapd__Envelope *reply;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
+	ck_assert_int_eq(tc_hello(D.sock, &b), 0);
+	ck_assert_int_eq(tc_refill(a.fd, K, 1, NULL, 0, &reply), 0);
+	uint32_t as = reply->refill_reply->spans[0]->span;
+	wire_free(reply);
+
+	ck_assert_int_eq(tc_refill(b.fd, K, 1, &as, 1, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), EPERM);
+	wire_free(reply);
+	ck_assert(tc_closed(b.fd, 2000));
+	ck_assert(harness_wait_log(&D, "belongs to another client", 1000));
+
+	/* a keeps its span and carries on */
+	ck_assert_uint_eq(a.seg.spans[as].owner, a.slot + 1);
+	ck_assert_int_eq(tc_refill(a.fd, K, 2, &as, 1, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 2);
+	wire_free(reply);
+	assert_healthy();
+	tc_close(&a);
+	tc_close(&b);
+	stop();
+}
+END_TEST
+
+START_TEST(test_bad_span_ids)
+{
+	tclient_t c;
+	Heapd__Envelope *reply;
+	uint32_t bad[] = { UINT32_MAX, 1u << 30, 0 };
+	start();
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+		ck_assert_int_eq(tc_refill(c.fd, K, 1, &bad[i], 1, &reply), 0);
+		ck_assert_int_ne(tc_error_code(reply), 0);
+		wire_free(reply);
+		ck_assert(tc_closed(c.fd, 2000));
+		tc_close(&c);
+	}
+	/* a large free of a span that is no large object */
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_large_free(c.fd, 12345678), 0);
+	ck_assert(tc_closed(c.fd, 2000));
+	tc_close(&c);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_refill_count_huge)
+{
+	tclient_t c;
+	Heapd__Envelope *reply;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 1000000, NULL, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), EINVAL);
+	wire_free(reply);
+	ck_assert(tc_closed(c.fd, 2000));
+	tc_close(&c);
+	/* a class that does not exist */
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, SIZECLASS_COUNT, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), EINVAL);
+	wire_free(reply);
+	tc_close(&c);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_garbage_frame)
+{
+	static const uint8_t garbage[] = { 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	start();
+	int fd = harness_connect_raw(D.sock);
+	ck_assert_int_eq(write(fd, garbage, sizeof(garbage)), (ssize_t)sizeof(garbage));
+	ck_assert(tc_closed(fd, 2000));
+	close(fd);
+	ck_assert(harness_wait_log(&D, "malformed", 1000));
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_unknown_message)
+{
+	/* field 99, varint 1: a message type this daemon does not know */
+	static const uint8_t frame[] = { 3, 0, 0, 0, 0x98, 0x06, 0x01 };
+	tclient_t c;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(write(c.fd, frame, sizeof(frame)), (ssize_t)sizeof(frame));
+	ck_assert(tc_closed(c.fd, 2000));
+	ck_assert(harness_wait_log(&D, "unknown message", 1000));
+	tc_close(&c);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_oversized_frame)
+{
+	uint8_t hdr[4] = { 0, 0, 0x20, 0 }; /* 2 MiB */
+	Heapd__Envelope *reply = NULL;
+	start();
+	int fd = harness_control(D.sock);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, hdr, 4), 4);
+	ck_assert_int_eq(wire_recv(fd, &reply, NULL), 0);
+	ck_assert_int_eq(tc_error_code(reply), EPROTO);
+	wire_free(reply);
+	ck_assert(tc_closed(fd, 2000));
+	close(fd);
+	ck_assert(harness_wait_log(&D, "over the", 1000));
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_truncated_frame)
+{
+	uint8_t buf[14] = { 100, 0, 0, 0 };
+	start();
+	int fd = harness_control(D.sock);
+	ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+	ck_assert(harness_wait_log(&D, "middle of a frame", 2000));
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_control_cannot_allocate)
+{
+	Heapd__Envelope *reply;
+	start();
+	int fd = harness_control(D.sock);
+	ck_assert_int_eq(tc_refill(fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), EPERM);
+	wire_free(reply);
+	close(fd);
+	stop();
+}
+END_TEST
+
+START_TEST(test_large_alloc_free)
+{
+	tclient_t c;
+	Heapd__Envelope *reply, *owner;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	uint64_t before = st->pages_in_use;
+	wire_free(owner);
+
+	ck_assert_int_eq(tc_large_alloc(c.fd, 100000, 0, 1, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	uint32_t id = reply->large_alloc_reply->span;
+	ck_assert(reply->large_alloc_reply->zeroed);
+	wire_free(reply);
+	const shm_span_t *s = &c.seg.spans[id];
+	ck_assert_uint_eq(s->state, SPAN_LARGE);
+	ck_assert_uint_eq(s->npages, (100000 + HEAPD_PAGE_SIZE - 1) / HEAPD_PAGE_SIZE);
+	ck_assert_uint_eq(s->owner, 0);
+	ck_assert_uint_eq(bitmap_load(segment_allocbits(&c.seg, id)) & 1, 1);
+	uint8_t *p = segment_page_addr(&c.seg, id);
+	for (int i = 0; i < 100000; i++)
+		ck_assert_uint_eq(p[i], 0);
+	memset(p, 0x5a, 100000);
+
+	st = tc_stats(D.sock, &owner);
+	ck_assert_uint_eq(st->pages_in_use, before + s->npages);
+	ck_assert_uint_eq(st->large_objects, 1);
+	ck_assert_uint_eq(st->objects_in_use, 1);
+	wire_free(owner);
+
+	/* a LargeFree without the free bit is an error */
+	tclient_t bad;
+	ck_assert_int_eq(tc_hello(D.sock, &bad), 0);
+	ck_assert_int_eq(tc_large_free(bad.fd, id), 0);
+	ck_assert(tc_closed(bad.fd, 2000));
+	tc_close(&bad);
+	ck_assert_uint_eq(s->state, SPAN_LARGE);
+
+	/* aligned, 64 KiB */
+	ck_assert_int_eq(tc_large_alloc(c.fd, 40000, 65536, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	uint32_t id2 = reply->large_alloc_reply->span;
+	ck_assert_uint_eq(((uint64_t)id2 * HEAPD_PAGE_SIZE + c.seg.hdr->pages_off) % 65536, 0);
+	wire_free(reply);
+
+	/* free both: the free bit, then LargeFree */
+	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id), 0),
+	                 BITMAP_FREED);
+	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
+	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id2),
+	                                  segment_freebits(&c.seg, id2), 0),
+	                 BITMAP_FREED);
+	ck_assert_int_eq(tc_large_free(c.fd, id2), 0);
+	/* a round trip on the same connection orders the frees before the stats */
+	ck_assert_int_eq(tc_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
+	wire_free(reply);
+	st = tc_stats(D.sock, &owner);
+	ck_assert_uint_eq(st->pages_in_use, before);
+	ck_assert_uint_eq(st->large_objects, 0);
+	wire_free(owner);
+	assert_healthy();
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_large_alloc_bad_sizes)
+{
+	uint64_t sizes[] = { UINT64_MAX, UINT64_MAX - 8191, 0, 1ULL << 40 };
+	Heapd__Envelope *reply;
+	tclient_t c;
+	start();
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+		ck_assert_int_eq(tc_large_alloc(c.fd, sizes[i], 0, 1, &reply), 0);
+		ck_assert_int_eq(tc_error_code(reply), EINVAL);
+		wire_free(reply);
+		ck_assert(tc_closed(c.fd, 2000));
+		tc_close(&c);
+	}
+	/* alignment that is not a power of two, or beyond the arena */
+	uint64_t aligns[] = { 3, 1ULL << 63 };
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+		ck_assert_int_eq(tc_large_alloc(c.fd, 65536, aligns[i], 0, &reply), 0);
+		ck_assert_int_eq(tc_error_code(reply), EINVAL);
+		wire_free(reply);
+		tc_close(&c);
+	}
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_arena_full_is_enomem)
+{
+	Heapd__Envelope *reply;
+	tclient_t c;
+	harness_init(&D);
+	D.size = "4M";
+	ck_assert_int_eq(harness_start(&D), 0);
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_large_alloc(c.fd, 3 << 20, 0, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	uint32_t id = reply->large_alloc_reply->span;
+	wire_free(reply);
+	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	wire_free(reply);
+	/* the connection stays; freeing makes room again */
+	bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id), 0);
+	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
+	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	wire_free(reply);
+	/* small spans too */
+	int got = 0;
+	for (;;) {
+		ck_assert_int_eq(tc_refill(c.fd, 1, 64, NULL, 0, &reply), 0);
+		if (tc_error_code(reply)) {
+			ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+			wire_free(reply);
+			break;
+		}
+		got += (int)reply->refill_reply->n_spans;
+		wire_free(reply);
+		ck_assert_int_lt(got, 1000);
+	}
+	ck_assert_int_gt(got, 0);
+	assert_healthy();
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_quota)
+{
+	Heapd__Envelope *reply;
+	tclient_t a, b;
+	start_with("--client-quota", "1M");
+	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
+	ck_assert_int_eq(tc_hello(D.sock, &b), 0);
+	ck_assert_int_eq(tc_large_alloc(a.fd, 900 << 10, 0, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	wire_free(reply);
+	ck_assert_int_eq(tc_large_alloc(a.fd, 200 << 10, 0, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	wire_free(reply);
+	/* refills past the quota are cut short, then refused */
+	ck_assert_int_eq(tc_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_lt(reply->refill_reply->n_spans, 64);
+	wire_free(reply);
+	ck_assert_int_eq(tc_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	wire_free(reply);
+	/* the other client is unaffected */
+	ck_assert_int_eq(tc_large_alloc(b.fd, 900 << 10, 0, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	wire_free(reply);
+	tc_close(&a);
+	tc_close(&b);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_stats_keys)
+{
+	Heapd__Envelope *owner, *reply;
+	tclient_t c;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 2, NULL, 0, &reply), 0);
+	wire_free(reply);
+	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_uint_eq(st->arena_bytes, 256ULL << 20);
+	ck_assert_uint_eq(st->page_size, HEAPD_PAGE_SIZE);
+	ck_assert_uint_eq(st->pages_max, (256ULL << 20) / HEAPD_PAGE_SIZE);
+	ck_assert_uint_ge(st->pages_total, st->pages_in_use + st->pages_free);
+	ck_assert_uint_eq(st->pages_total, st->pages_in_use + st->pages_free);
+	ck_assert_uint_eq(st->pages_in_use, 2 * sizeclass_npages[K]);
+	ck_assert_uint_eq(st->spans_in_use, 2);
+	ck_assert_uint_eq(st->objects_in_use, 0);
+	ck_assert_uint_eq(st->bytes_in_use, 0);
+	ck_assert_uint_eq(st->clients, 1);
+	ck_assert_uint_eq(st->n_classes, 1);
+	ck_assert_uint_eq(st->classes[0]->sizeclass, K);
+	ck_assert_uint_eq(st->classes[0]->size, sizeclass_size[K]);
+	ck_assert_uint_eq(st->classes[0]->spans, 2);
+	ck_assert_uint_eq(st->classes[0]->free_slots, 2 * sizeclass_nelems[K]);
+	wire_free(owner);
+
+	/* Clients: pid, spans cached, pages held */
+	int fd = harness_control(D.sock);
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
+	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
+	env.clients = &req;
+	ck_assert_int_eq(harness_call(fd, &env, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY);
+	int found = 0;
+	for (size_t i = 0; i < reply->clients_reply->n_clients; i++) {
+		Heapd__ClientInfo *ci = reply->clients_reply->clients[i];
+		if (ci->control)
+			continue;
+		found++;
+		ck_assert_uint_eq(ci->pid, (uint32_t)getpid());
+		ck_assert_uint_eq(ci->slot, c.slot);
+		ck_assert_uint_eq(ci->spans_cached, 2);
+		ck_assert_uint_eq(ci->pages_held, 2 * sizeclass_npages[K]);
+		ck_assert_uint_ge(ci->requests, 2);
+	}
+	ck_assert_int_eq(found, 1);
+	wire_free(reply);
+	close(fd);
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_sweep_frees_objects)
+{
+	Heapd__Envelope *owner, *reply;
+	tclient_t c;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	uint32_t id = reply->refill_reply->spans[0]->span;
+	wire_free(reply);
+	uint64_t *alloc = segment_allocbits(&c.seg, id), *freeb = segment_freebits(&c.seg, id);
+	bitmap_store(&alloc[0], 0xff); /* 8 objects */
+	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &id, 1, &reply), 0);
+	wire_free(reply);
+	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	ck_assert_uint_eq(st->objects_in_use, 8);
+	uint64_t cycles = st->sweep_cycles;
+	uint32_t sg = st->sweepgen;
+	wire_free(owner);
+
+	/* another process frees them; the daemon, owning the span, sweeps it */
+	for (uint32_t i = 0; i < 8; i++)
+		ck_assert_int_eq(bitmap_mark_free(alloc, freeb, i), BITMAP_FREED);
+	st = tc_stats(D.sock, &owner);
+	ck_assert_uint_eq(st->objects_in_use, 0);
+	wire_free(owner);
+	ck_assert_int_eq(tc_sweep(D.sock), 0);
+	st = tc_stats(D.sock, &owner);
+	ck_assert_uint_gt(st->sweep_cycles, cycles);
+	ck_assert_uint_ge(st->sweepgen, sg + 2);
+	ck_assert_uint_eq(st->sweepgen % 2, 0);
+	ck_assert_uint_eq(st->pages_in_use, 0);
+	ck_assert_uint_eq(st->spans_in_use, 0);
+	wire_free(owner);
+	assert_healthy();
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_killed_client)
+{
+	int ready[2];
+	start();
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		tclient_t c;
+		Heapd__Envelope *reply;
+		if (tc_hello(D.sock, &c) < 0 || tc_refill(c.fd, K, 16, NULL, 0, &reply) < 0)
+			_exit(1);
+		uint32_t id = reply->refill_reply->spans[0]->span;
+		bitmap_store(segment_allocbits(&c.seg, id), 0xf);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	char x;
+	ck_assert_int_eq(read(ready[0], &x, 1), 1);
+	Heapd__Envelope *owner;
+	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	ck_assert_uint_eq(st->clients, 1);
+	ck_assert_uint_eq(st->spans_in_use, 16);
+	wire_free(owner);
+
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_assert(tc_wait_clients(D.sock, 0, 5000));
+	st = tc_stats(D.sock, &owner);
+	ck_assert_uint_eq(st->spans_in_use, 1); /* the span with live objects, in central */
+	ck_assert_uint_eq(st->objects_in_use, 4);
+	wire_free(owner);
+	ck_assert(harness_wait_log(&D, "spans taken back", 1000));
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_thousand_connections)
+{
+	start();
+	for (int i = 0; i < 1000; i++) {
+		if (i % 2) {
+			tclient_t c;
+			ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+			tc_close(&c);
+		} else {
+			int fd = harness_connect_raw(D.sock);
+			ck_assert_int_ge(fd, 0);
+			close(fd);
+		}
+	}
+	ck_assert(tc_wait_clients(D.sock, 0, 5000));
+	assert_healthy();
+	/* still serving clients */
+	tclient_t c;
+	Heapd__Envelope *reply;
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	wire_free(reply);
+	tc_close(&c);
+	stop();
+}
+END_TEST
+
+START_TEST(test_stuck_client_dropped)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
+	static uint8_t frames[64 * 1024];
+	start();
+	int fd = harness_control(D.sock);
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
+	env.stats = &req;
+	size_t n = wire_frame_size(&env), nframes = sizeof(frames) / n;
+	for (size_t i = 0; i < nframes; i++)
+		wire_frame_pack(&env, frames + i * n);
+	/* ask for stats without ever reading the replies, until the daemon gives up on us */
+	size_t total = nframes * n, off = 0;
+	for (int waited = 0; waited < 20000;) {
+		ssize_t w = send(fd, frames + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno != EAGAIN)
+			break;
+		if (w > 0)
+			off = (off + (size_t)w) % total; /* the stream stays whole frames */
+		if (w < 0) {
+			tc_sleep_ms(5);
+			waited += 5;
+			if (harness_log_contains(&D, "does not read its replies"))
+				break;
+		}
+	}
+	ck_assert(harness_wait_log(&D, "does not read its replies", 5000));
+	close(fd);
+	/* everyone else is served */
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_readopt_after_restart)
+{
+	Heapd__Envelope *reply;
+	tclient_t c, c2;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 2, NULL, 0, &reply), 0);
+	uint32_t keep = reply->refill_reply->spans[0]->span;
+	uint32_t drop = reply->refill_reply->spans[1]->span;
+	wire_free(reply);
+	bitmap_store(segment_allocbits(&c.seg, keep), 0x1);
+	memcpy(segment_page_addr(&c.seg, keep), "kept", 5);
+
+	harness_stop(&D, SIGKILL);
+	ck_assert_int_eq(harness_start(&D), 0);
+	ck_assert(harness_wait_log(&D, "kept for 1 live clients", 2000));
+
+	ck_assert_int_eq(tc_hello_again(D.sock, &c2, c.slot + 1, c.token, &keep, 1), 0);
+	ck_assert_uint_eq(c2.slot, c.slot);
+	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
+	ck_assert_uint_ne(c2.seg.spans[drop].owner, c.slot + 1);
+	ck_assert_str_eq((char *)segment_page_addr(&c2.seg, keep), "kept");
+	assert_healthy();
+
+	/* a wrong token gets a new slot and takes nothing over */
+	tclient_t c3;
+	ck_assert_int_eq(tc_hello_again(D.sock, &c3, c.slot + 1, c.token + 1, &keep, 1), 0);
+	ck_assert_uint_ne(c3.slot, c.slot);
+	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
+	tc_close(&c3);
+	tc_close(&c2);
+	tc_close(&c);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+/* In a child running as uid/gid 65534: 0 if a control Hello is answered, 1 if refused. */
+static int hello_as_nobody(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(3);
+		int fd = harness_control(D.sock);
+		/* -EACCES would come from the file system, not from the daemon */
+		_exit(fd >= 0 ? 0 : fd != -EACCES && fd != -ENOENT ? 1 : 4);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_peer_not_allowed)
+{
+	start();
+	/* let the daemon's own check decide, not the modes of the directory and socket */
+	chmod(D.dir, 0755);
+	chmod(D.sock, 0666);
+	ck_assert_int_eq(hello_as_nobody(), 1);
+	ck_assert(harness_wait_log(&D, "refused connection from", 2000));
+	assert_healthy();
+	stop();
+
+	start_with("--allow-uid", "65534");
+	chmod(D.dir, 0755);
+	chmod(D.sock, 0666);
+	ck_assert_int_eq(hello_as_nobody(), 0);
+	stop();
+
+	start_with("--allow-gid", "65534");
+	chmod(D.dir, 0755);
+	chmod(D.sock, 0666);
+	ck_assert_int_eq(hello_as_nobody(), 0);
+	stop();
+}
+END_TEST
+
+Suite *daemon_suite(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc = tcase_create("protocol");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_hello_maps_arena);
+	tcase_add_test(tc, test_wrong_version);
+	tcase_add_test(tc, test_request_before_hello);
+	tcase_add_test(tc, test_refill_and_release);
+	tcase_add_test(tc, test_refill_someone_elses_span);
+	tcase_add_test(tc, test_bad_span_ids);
+	tcase_add_test(tc, test_refill_count_huge);
+	tcase_add_test(tc, test_garbage_frame);
+	tcase_add_test(tc, test_unknown_message);
+	tcase_add_test(tc, test_oversized_frame);
+	tcase_add_test(tc, test_truncated_frame);
+	tcase_add_test(tc, test_control_cannot_allocate);
+	tcase_add_test(tc, test_large_alloc_free);
+	tcase_add_test(tc, test_large_alloc_bad_sizes);
+	tcase_add_test(tc, test_arena_full_is_enomem);
+	tcase_add_test(tc, test_quota);
+	tcase_add_test(tc, test_stats_keys);
+	tcase_add_test(tc, test_sweep_frees_objects);
+	tcase_add_test(tc, test_killed_client);
+	tcase_add_test(tc, test_thousand_connections);
+	tcase_add_test(tc, test_stuck_client_dropped);
+	tcase_add_test(tc, test_readopt_after_restart);
+	tcase_add_test(tc, test_peer_not_allowed);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(daemon_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_daemon_core.c - the daemon's core in-process, on a temporary arena,
+ * with no socket: sessions are fed frames directly (session_handle_frame)
+ * and their replies read back from the output buffer. Covers the sweepgen
+ * protocol, reclaim before growth, recovery of half-done changes and dead
+ * owners, and random frames thrown at a session.
+ */
+#include <check.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "daemon.h"
+#include "large.h"
+#include "log.h"
+#include "session.h"
+#include "wire.h"
+
+static char dir[64];
+static char arena[128];
+
+static void open_daemon(daemon_t *d, const char *size)
+{
+	config_t cfg;
+	char err[512];
+	config_defaults(&cfg);
+	snprintf(cfg.arena, sizeof(cfg.arena), "%s", arena);
+	ck_assert_int_eq(config_parse_size(size, &cfg.arena_size), 0);
+	int rc = daemon_open(d, &cfg, err, sizeof(err));
+	ck_assert_msg(rc == 0, "daemon_open: %s", err);
+}
+
+static void setup(void)
+{
+	log_set_quiet(1);
+	snprintf(dir, sizeof(dir), "/tmp/heapd-core-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(arena, sizeof(arena), "%s/arena", dir);
+}
+
+static void teardown(void)
+{
+	unlink(arena);
+	rmdir(dir);
+}
+
+/* Feed one request; return the reply decoded (NULL if none was queued). */
+static Heapd__Envelope *call(session_t *s, const Heapd__Envelope *req, int *rc)
+{
+	size_t n = wire_frame_size(req);
+	uint8_t *buf = malloc(n);
+	wire_frame_pack(req, buf);
+	*rc = session_handle_frame(s, buf + HEAPD_FRAME_HEADER, n - HEAPD_FRAME_HEADER);
+	free(buf);
+	size_t len = evbuffer_get_length(s->out);
+	if (len < HEAPD_FRAME_HEADER)
+		return NULL;
+	uint8_t *all = evbuffer_pullup(s->out, (ev_ssize_t)len);
+	uint32_t plen;
+	ck_assert_int_eq(wire_parse_header(all, &plen), 0);
+	ck_assert_uint_eq(len, HEAPD_FRAME_HEADER + plen);
+	Heapd__Envelope *env = wire_unpack(all + HEAPD_FRAME_HEADER, plen);
+	evbuffer_drain(s->out, len);
+	return env;
+}
+
+static session_t *client(daemon_t *d, int control)
+{
+	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
+	Heapd__Hello h = HEAPD__HELLO__INIT;
+	int rc;
+	session_t *s = session_new(d, getpid(), getuid(), getgid(), evbuffer_new());
+	h.version = HEAPD_PROTOCOL_VERSION;
+	h.control = control;
+	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
+	req.hello = &h;
+	r = call(s, &req, &rc);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_HELLO_REPLY);
+	wire_free(r);
+	return s;
+}
+
+static void end(session_t *s)
+{
+	struct evbuffer *out = s->out;
+	session_free(s, 0);
+	evbuffer_free(out);
+}
+
+static Heapd__Envelope *refill(session_t *s, uint32_t k, uint32_t count, uint32_t *rel, size_t nrel,
+                               int *rc)
+{
+	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
+	Heapd__Refill rf = HEAPD__REFILL__INIT;
+	rf.sizeclass = k;
+	rf.count = count;
+	rf.release = rel;
+	rf.n_release = nrel;
+	req.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
+	req.refill = &rf;
+	return call(s, &req, rc);
+}
+
+static size_t problems(daemon_t *d)
+{
+	static check_report_t r;
+	size_t n = daemon_check(d, &r);
+	for (size_t i = 0; i < n && i < CHECK_MAX_PROBLEMS; i++)
+		fprintf(stderr, "check: %s\n", r.problems[i]);
+	return n;
+}
+
+START_TEST(test_sweepgen_cycle)
+{
+	static daemon_t d;
+	int rc;
+	open_daemon(&d, "64M");
+	session_t *s = client(&d, 0);
+	Heapd__Envelope *r = refill(s, 2, 4, NULL, 0, &rc);
+	ck_assert_uint_eq(r->refill_reply->n_spans, 4);
+	uint32_t ids[4];
+	for (int i = 0; i < 4; i++) {
+		ids[i] = r->refill_reply->spans[i]->span;
+		bitmap_store(segment_allocbits(&d.seg, ids[i]), 0x3); /* two objects each */
+	}
+	wire_free(r);
+	r = refill(s, 0, 0, ids, 4, &rc);
+	wire_free(r);
+
+	uint32_t sg = atomic_load(&d.seg.hdr->sweepgen);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_uint_eq(atomic_load(&d.seg.spans[ids[i]].sweepgen), sg);
+		ck_assert_uint_eq(d.seg.spans[ids[i]].allocount, 2);
+	}
+	/* free one object of each from "another process": the next cycle sees it */
+	for (int i = 0; i < 4; i++)
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_freebits(&d.seg, ids[i]), 0);
+	sweep_result_t res;
+	ck_assert_uint_eq(sweeper_cycle(&d.sweeper, &res), 4);
+	ck_assert_uint_eq(res.objects, 4);
+	ck_assert_uint_eq(atomic_load(&d.seg.hdr->sweepgen), sg + 2);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_uint_eq(atomic_load(&d.seg.spans[ids[i]].sweepgen), sg + 2);
+		ck_assert_uint_eq(d.seg.spans[ids[i]].allocount, 1);
+		ck_assert_uint_eq(bitmap_load(segment_freebits(&d.seg, ids[i])), 0);
+	}
+	/* the rest freed: the spans go back to the page heap */
+	for (int i = 0; i < 4; i++)
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_freebits(&d.seg, ids[i]), 1);
+	sweeper_cycle(&d.sweeper, &res);
+	ck_assert_uint_eq(res.spans_freed, 4);
+	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
+	ck_assert_uint_eq(problems(&d), 0);
+	end(s);
+	daemon_close(&d, 1);
+}
+END_TEST
+
+START_TEST(test_reclaim_before_growth)
+{
+	static daemon_t d;
+	int rc;
+	uint32_t *ids = malloc(sizeof(uint32_t) * 65536);
+	size_t n = 0;
+	open_daemon(&d, "16M");
+	session_t *s = client(&d, 0);
+	/* fill the arena with one-object spans of class 1, handed back to central */
+	for (;;) {
+		Heapd__Envelope *r = refill(s, 1, 64, NULL, 0, &rc);
+		if (r->msg_case == HEAPD__ENVELOPE__MSG_ERROR) {
+			ck_assert_int_eq(r->error->code, ENOMEM);
+			wire_free(r);
+			break;
+		}
+		for (size_t i = 0; i < r->refill_reply->n_spans; i++) {
+			ids[n] = r->refill_reply->spans[i]->span;
+			bitmap_store(segment_allocbits(&d.seg, ids[n]), 1);
+			n++;
+		}
+		wire_free(r);
+	}
+	ck_assert_uint_gt(n, 100);
+	for (size_t i = 0; i < n; i += 64) {
+		size_t k = n - i < 64 ? n - i : 64;
+		wire_free(refill(s, 0, 0, ids + i, k, &rc));
+	}
+	ck_assert_uint_eq(d.seg.hdr->pages_free, 0);
+	uint32_t grown = d.seg.hdr->npages_grown;
+	/* other processes free every object, but nobody sweeps yet */
+	for (size_t i = 0; i < n; i++)
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_freebits(&d.seg, ids[i]), 0);
+	/* a refill of another class must reclaim them rather than fail */
+	Heapd__Envelope *r = refill(s, 20, 4, NULL, 0, &rc);
+	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_eq(r->refill_reply->n_spans, 4);
+	wire_free(r);
+	ck_assert_uint_eq(d.seg.hdr->npages_grown, grown);
+	ck_assert_uint_eq(problems(&d), 0);
+	end(s);
+	free(ids);
+	daemon_close(&d, 1);
+}
+END_TEST
+
+START_TEST(test_recovery_repairs)
+{
+	static daemon_t d;
+	uint32_t a, b, small, owned;
+	int nz, rc;
+	open_daemon(&d, "64M");
+	/* a large allocation cut short: LARGE span, alloc bit 0 never set */
+	ck_assert_int_eq(pageheap_alloc(&d.heap, 3, &a), 0);
+	/* a freed large object whose LargeFree was lost */
+	int zeroed;
+	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 50000, 0, 0, 0, &b, &zeroed), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, b), segment_freebits(&d.seg, b), 0);
+	/* a small span in central with one object */
+	ck_assert_int_eq(daemon_get_span(&d, 4, &small, &nz), 0);
+	bitmap_store(segment_allocbits(&d.seg, small), 1);
+	central_put(&d.central, small, NULL);
+	/* a small span owned by a process that is gone */
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	uint64_t st;
+	ck_assert_int_eq(clients_proc_start_time(getpid(), &st), 0);
+	uint32_t slot;
+	ck_assert_int_eq(clients_alloc(&d.clients, pid, 0, st, &slot), 0);
+	ck_assert_int_eq(daemon_get_span(&d, 6, &owned, &nz), 0);
+	clients_own(&d.clients, slot, owned);
+	bitmap_store(segment_allocbits(&d.seg, owned), 0x7);
+	waitpid(pid, NULL, 0);
+	daemon_close(&d, 0); /* as if killed: no clean shutdown */
+
+	open_daemon(&d, "64M");
+	ck_assert_uint_eq(d.seg.hdr->clean_shutdown, 0);
+	ck_assert(d.seg.spans[a].state != SPAN_LARGE || d.seg.spans[a].start != a);
+	ck_assert(d.seg.spans[b].state != SPAN_LARGE || d.seg.spans[b].start != b);
+	ck_assert_uint_eq(d.seg.spans[small].state, SPAN_SMALL);
+	ck_assert_uint_eq(d.seg.spans[owned].state, SPAN_SMALL);
+	ck_assert_uint_eq(d.seg.spans[owned].owner, 0);
+	ck_assert_uint_eq(d.seg.clients[slot].pid, 0);
+	ck_assert_uint_eq(d.seg.hdr->pages_inuse, d.seg.spans[small].npages + d.seg.spans[owned].npages);
+	ck_assert_uint_eq(problems(&d), 0);
+	/* a half-carved small span (still LARGE, alloc bit clear) is recovered the same way */
+	session_t *s = client(&d, 0);
+	Heapd__Envelope *r = refill(s, 6, 1, NULL, 0, &rc);
+	ck_assert_uint_eq(r->refill_reply->spans[0]->span, owned); /* the partial span comes first */
+	wire_free(r);
+	end(s);
+	daemon_close(&d, 1);
+}
+END_TEST
+
+START_TEST(test_lost_large_free)
+{
+	static daemon_t d;
+	uint32_t id;
+	int zeroed;
+	open_daemon(&d, "64M");
+	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 100000, 0, 1, 0, &id, &zeroed), 0);
+	ck_assert(zeroed);
+	bitmap_mark_free(segment_allocbits(&d.seg, id), segment_freebits(&d.seg, id), 0);
+	/* its LargeFree may still be on the way: the first cycle leaves it */
+	sweeper_cycle(&d.sweeper, NULL);
+	ck_assert_uint_eq(d.seg.spans[id].state, SPAN_LARGE);
+	/* once the grace period is over, the sweeper frees it */
+	d.seg.spans[id].unusedsince -= LARGE_FREE_GRACE_NS;
+	sweep_result_t res;
+	sweeper_cycle(&d.sweeper, &res);
+	ck_assert_uint_eq(res.spans_freed, 1);
+	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
+	ck_assert_uint_eq(problems(&d), 0);
+	daemon_close(&d, 1);
+}
+END_TEST
+
+START_TEST(test_held_slot_reaped)
+{
+	static daemon_t d;
+	uint32_t span, slot;
+	uint64_t st;
+	int nz, go[2];
+	open_daemon(&d, "64M");
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		if (read(go[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	ck_assert_int_eq(clients_proc_start_time(pid, &st), 0);
+	ck_assert_int_eq(clients_alloc(&d.clients, pid, 0, st, &slot), 0);
+	ck_assert_int_eq(daemon_get_span(&d, 3, &span, &nz), 0);
+	clients_own(&d.clients, slot, span);
+	daemon_close(&d, 0);
+
+	/* the owner is alive at restart: its slot and span are held for it */
+	open_daemon(&d, "64M");
+	ck_assert_uint_eq(d.seg.clients[slot].pid, (uint32_t)pid);
+	ck_assert_uint_eq(d.seg.spans[span].owner, slot + 1);
+	ck_assert_uint_eq(daemon_reap_held(&d), 0);
+	ck_assert_uint_eq(problems(&d), 0);
+	/* it dies without reconnecting: the next reap takes the span back */
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	waitpid(pid, NULL, 0);
+	ck_assert_uint_eq(daemon_reap_held(&d), 1);
+	ck_assert_uint_eq(d.seg.clients[slot].pid, 0);
+	ck_assert_uint_eq(d.clients.inuse, 0);
+	ck_assert(d.seg.spans[span].state != SPAN_SMALL || d.seg.spans[span].owner == 0);
+	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
+	ck_assert_uint_eq(problems(&d), 0);
+	daemon_close(&d, 1);
+}
+END_TEST
+
+START_TEST(test_random_frames)
+{
+	static daemon_t d;
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	uint8_t buf[512];
+	int rc;
+	open_daemon(&d, "32M");
+	for (int round = 0; round < 3000; round++) {
+		session_t *s = client(&d, round % 7 == 0);
+		Heapd__Envelope *r = refill(s, 1 + round % 60, 3, NULL, 0, &rc);
+		wire_free(r);
+		for (int i = 0; i < 8 && !s->failed; i++) {
+			seed ^= seed << 13;
+			seed ^= seed >> 7;
+			seed ^= seed << 17;
+			size_t len = seed % sizeof(buf);
+			for (size_t j = 0; j < len; j++) {
+				seed ^= seed << 13;
+				seed ^= seed >> 7;
+				seed ^= seed << 17;
+				buf[j] = (uint8_t)seed;
+			}
+			/* a valid envelope tag most of the time, so the handlers are reached */
+			if (len > 2 && (seed & 3)) {
+				buf[0] = (uint8_t)(((3 + seed % 15) << 3) | 2);
+				buf[1] = (uint8_t)(len - 2 > 127 ? 127 : len - 2);
+			}
+			session_handle_frame(s, buf, len);
+			evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		}
+		end(s);
+	}
+	ck_assert_uint_eq(d.nsessions, 0);
+	ck_assert_uint_eq(d.clients.inuse, 0);
+	ck_assert_uint_eq(problems(&d), 0);
+	daemon_close(&d, 1);
+}
+END_TEST
+
+Suite *daemon_core_suite(void)
+{
+	Suite *s = suite_create("daemon-core");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_sweepgen_cycle);
+	tcase_add_test(tc, test_reclaim_before_growth);
+	tcase_add_test(tc, test_recovery_repairs);
+	tcase_add_test(tc, test_lost_large_free);
+	tcase_add_test(tc, test_held_slot_reaped);
+	tcase_add_test(tc, test_random_frames);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(daemon_core_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_daemon_life.c - heapd's command line, config file, start-up and
+ * shutdown: exit codes, one daemon per arena and socket, stale sockets,
+ * restarts on an existing arena, and unusable arenas.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "test_daemon_util.h"
+
+static char out[8192];
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(test_help_version)
+{
+	const char *help[] = { "--help", NULL };
+	const char *version[] = { "--version", NULL };
+	int st = tc_run_heapd(help, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_ptr_nonnull(strstr(out, "--arena-size"));
+	ck_assert_ptr_nonnull(strstr(out, "--client-quota"));
+	st = tc_run_heapd(version, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_str_eq(out, "heapd " HEAPD_VERSION "\n");
+}
+END_TEST
+
+START_TEST(test_usage_errors)
+{
+	const char *cases[][4] = {
+		{ "--bogus", NULL },
+		{ "--arena-size", "12X", NULL },
+		{ "--arena-size", "0", NULL },
+		{ "--arena-size", "99999999T", NULL },
+		{ "--socket", NULL },
+		{ "--max-clients", "0", NULL },
+		{ "--sweep-interval", "-1", NULL },
+		{ "--allow-uid", "no-such-user-here", NULL },
+		{ "--config", "/nonexistent/heapd.conf", NULL },
+		{ "stray", NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = tc_run_heapd(cases[i], out, sizeof(out));
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: status %d", cases[i][0], st);
+		ck_assert_msg(strstr(out, "heapd: ") != NULL, "%s: no message", cases[i][0]);
+	}
+}
+END_TEST
+
+START_TEST(test_config_errors_name_the_line)
+{
+	harness_daemon_t d;
+	char conf[256], arg[300];
+	harness_init(&d);
+	snprintf(conf, sizeof(conf), "%s/heapd.conf", d.dir);
+	const char *args[] = { "--config", conf, NULL };
+
+	write_file(conf, "# heapd\n\nsocket = /tmp/x.sock\nfrobnicate = 3\n");
+	int st = tc_run_heapd(args, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	snprintf(arg, sizeof(arg), "%s:4:", conf);
+	ck_assert_msg(strstr(out, arg) && strstr(out, "frobnicate"), "got: %s", out);
+
+	write_file(conf, "arena-size = 12 apples\n");
+	st = tc_run_heapd(args, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	snprintf(arg, sizeof(arg), "%s:1:", conf);
+	ck_assert_msg(strstr(out, arg) && strstr(out, "arena-size"), "got: %s", out);
+
+	write_file(conf, "just words\n");
+	st = tc_run_heapd(args, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	ck_assert_msg(strstr(out, arg), "got: %s", out);
+	harness_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_config_file_and_override)
+{
+	harness_daemon_t d;
+	char conf[256], text[1024], other[256];
+	harness_init(&d);
+	snprintf(conf, sizeof(conf), "%s/heapd.conf", d.dir);
+	snprintf(other, sizeof(other), "%s/other.sock", d.dir);
+	/* the file names a socket and a size; the command line (harness) overrides both */
+	snprintf(text, sizeof(text),
+	         "# comment\nsocket = %s\narena-size = 64M\nsweep-interval = 2\n"
+	         "scavenge-delay = 10\nmax-clients = 16\nclient-quota = 0\nallow-uid = 0\n"
+	         "allow-gid = root\n",
+	         other);
+	write_file(conf, text);
+	d.extra[0] = "--config";
+	d.extra[1] = conf;
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert(access(other, F_OK) != 0);
+	ck_assert(harness_log_contains(&d, "read config file"));
+	Heapd__Envelope *owner;
+	Heapd__StatsReply *st = tc_stats(d.sock, &owner);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_uint_eq(st->arena_bytes, 256ULL << 20);
+	wire_free(owner);
+	harness_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_sigterm_clean)
+{
+	harness_daemon_t d;
+	tclient_t c;
+	harness_init(&d);
+	ck_assert_int_eq(harness_start(&d), 0);
+	struct stat sb;
+	ck_assert_int_eq(stat(d.sock, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0660);
+	ck_assert_int_eq(stat(d.arena, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	ck_assert_int_eq(tc_hello(d.sock, &c), 0);
+	ck_assert_uint_eq(c.seg.hdr->clean_shutdown, 0);
+	uint32_t gen = c.seg.hdr->generation;
+	int status = harness_stop(&d, SIGTERM);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert(access(d.sock, F_OK) != 0);
+	ck_assert_uint_eq(c.seg.hdr->clean_shutdown, 1);
+	ck_assert(harness_log_contains(&d, "shutting down"));
+	tc_close(&c);
+
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert(harness_log_contains(&d, "clean shutdown"));
+	ck_assert_int_eq(tc_hello(d.sock, &c), 0);
+	ck_assert_uint_eq(c.seg.hdr->generation, gen + 1);
+	tc_close(&c);
+	status = harness_stop(&d, SIGINT);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	harness_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_second_daemon_refused)
+{
+	harness_daemon_t d;
+	char sock2[256], arena2[256];
+	harness_init(&d);
+	ck_assert_int_eq(harness_start(&d), 0);
+	snprintf(sock2, sizeof(sock2), "%s/sock2", d.dir);
+	snprintf(arena2, sizeof(arena2), "%s/arena2", d.dir);
+
+	/* same arena, other socket */
+	const char *same_arena[] = { "--socket", sock2, "--arena", d.arena, NULL };
+	int st = tc_run_heapd(same_arena, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(out, "in use by another heapd"), "got: %s", out);
+	ck_assert(access(sock2, F_OK) != 0);
+
+	/* same socket, other arena */
+	const char *same_sock[] = { "--socket", d.sock, "--arena", arena2, "--arena-size", "16M", NULL };
+	st = tc_run_heapd(same_sock, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(out, "another heapd is serving"), "got: %s", out);
+
+	/* the first one is untouched */
+	ck_assert_int_eq(tc_check(d.sock), 0);
+	harness_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_stale_socket)
+{
+	harness_daemon_t d;
+	harness_init(&d);
+	ck_assert_int_eq(harness_start(&d), 0);
+	harness_stop(&d, SIGKILL);
+	ck_assert_int_eq(access(d.sock, F_OK), 0); /* left behind */
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert(harness_log_contains(&d, "removed stale socket"));
+	ck_assert_int_eq(tc_check(d.sock), 0);
+	harness_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_not_a_socket_refused)
+{
+	harness_daemon_t d;
+	harness_init(&d);
+	write_file(d.sock, "precious\n");
+	const char *args[] = { "--socket", d.sock, "--arena", d.arena, "--arena-size", "16M", NULL };
+	int st = tc_run_heapd(args, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(out, "not a socket"), "got: %s", out);
+	harness_cleanup(&d);
+}
+END_TEST
+
+/* Write a recognisable pattern over n bytes. */
+static void pattern(uint8_t *p, size_t n, uint32_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed * 31 + i * 7);
+}
+
+static int has_pattern(const uint8_t *p, size_t n, uint32_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (uint8_t)(seed * 31 + i * 7))
+			return 0;
+	return 1;
+}
+
+START_TEST(test_restart_keeps_objects)
+{
+	harness_daemon_t d;
+	tclient_t c;
+	Heapd__Envelope *reply;
+	uint32_t large[4];
+	harness_init(&d);
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert_int_eq(tc_hello(d.sock, &c), 0);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(tc_large_alloc(c.fd, 100000 + i * 50000, 0, 0, &reply), 0);
+		ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+		large[i] = reply->large_alloc_reply->span;
+		wire_free(reply);
+		pattern(segment_page_addr(&c.seg, large[i]), 100000 + i * 50000, large[i]);
+	}
+	/* a small span with objects, handed back to central */
+	ck_assert_int_eq(tc_refill(c.fd, 3, 1, NULL, 0, &reply), 0);
+	uint32_t small = reply->refill_reply->spans[0]->span;
+	wire_free(reply);
+	bitmap_store(segment_allocbits(&c.seg, small), 0x5);
+	pattern(segment_page_addr(&c.seg, small), HEAPD_PAGE_SIZE, 99);
+	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &small, 1, &reply), 0);
+	wire_free(reply);
+	/* one large object freed, its LargeFree lost with the daemon */
+	bitmap_mark_free(segment_allocbits(&c.seg, large[3]), segment_freebits(&c.seg, large[3]), 0);
+	tc_close(&c);
+
+	harness_stop(&d, SIGKILL);
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert(harness_log_contains(&d, "unclean shutdown"));
+	ck_assert_int_eq(tc_check(d.sock), 0);
+	ck_assert_int_eq(tc_hello(d.sock, &c), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(c.seg.spans[large[i]].state, SPAN_LARGE);
+		ck_assert(has_pattern(segment_page_addr(&c.seg, large[i]), 100000 + i * 50000, large[i]));
+	}
+	ck_assert(has_pattern(segment_page_addr(&c.seg, small), HEAPD_PAGE_SIZE, 99));
+	ck_assert_uint_eq(c.seg.spans[small].state, SPAN_SMALL);
+	Heapd__Envelope *owner;
+	Heapd__StatsReply *st = tc_stats(d.sock, &owner);
+	ck_assert_uint_eq(st->large_objects, 3);
+	ck_assert_uint_eq(st->objects_in_use, 3 + 2);
+	wire_free(owner);
+	/* new allocations never overlap what survived */
+	for (int i = 0; i < 50; i++) {
+		ck_assert_int_eq(tc_large_alloc(c.fd, 70000, 0, 0, &reply), 0);
+		uint32_t id = reply->large_alloc_reply->span;
+		wire_free(reply);
+		for (int j = 0; j < 3; j++)
+			ck_assert(id + c.seg.spans[id].npages <= large[j] ||
+			          large[j] + c.seg.spans[large[j]].npages <= id);
+		ck_assert(id != small);
+	}
+	ck_assert_int_eq(tc_check(d.sock), 0);
+	tc_close(&c);
+	harness_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_unusable_arena)
+{
+	harness_daemon_t d;
+	char buf[4096];
+	harness_init(&d);
+	memset(buf, 'G', sizeof(buf));
+	int fd = open(d.arena, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+
+	const char *args[] = { "--socket", d.sock, "--arena", d.arena, "--arena-size", "16M", NULL };
+	int st = tc_run_heapd(args, out, sizeof(out));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(out, "unusable") && strstr(out, "--reset"), "got: %s", out);
+	/* untouched */
+	struct stat sb;
+	ck_assert_int_eq(stat(d.arena, &sb), 0);
+	ck_assert_int_eq(sb.st_size, (off_t)sizeof(buf));
+	fd = open(d.arena, O_RDONLY);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		ck_assert_int_eq(buf[i], 'G');
+	ck_assert(access(d.sock, F_OK) != 0);
+
+	/* --reset lays it out anew */
+	d.extra[0] = "--reset";
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert(harness_log_contains(&d, "laying it out anew"));
+	ck_assert_int_eq(tc_check(d.sock), 0);
+	harness_stop(&d, SIGTERM);
+	/* --reset on a valid arena leaves it alone */
+	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert(harness_log_contains(&d, "--reset left it as it is"));
+	harness_cleanup(&d);
+}
+END_TEST
+
+Suite *daemon_life_suite(void)
+{
+	Suite *s = suite_create("daemon-life");
+	TCase *tc = tcase_create("life");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_help_version);
+	tcase_add_test(tc, test_usage_errors);
+	tcase_add_test(tc, test_config_errors_name_the_line);
+	tcase_add_test(tc, test_config_file_and_override);
+	tcase_add_test(tc, test_sigterm_clean);
+	tcase_add_test(tc, test_second_daemon_refused);
+	tcase_add_test(tc, test_stale_socket);
+	tcase_add_test(tc, test_not_a_socket_refused);
+	tcase_add_test(tc, test_restart_keeps_objects);
+	tcase_add_test(tc, test_unusable_arena);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(daemon_life_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
