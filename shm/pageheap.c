@@ -19,9 +19,10 @@
  *     both walking down with a pointer to the link being rewritten.
  *
  * Allocating n pages (pageheap_alloc_locked):
- *   1. Take the head of the first non-empty list h->free[n..127]; failing
- *      that, the smallest span of the tree with npages >= n, lowest start
- *      among equals. So the smallest fitting span always wins.
+ *   1. Take the head of the first non-empty list h->free[n..127] (a bitmap
+ *      of the non-empty lists finds it); failing that, the smallest span of
+ *      the tree with npages >= n, lowest start among equals. So the smallest
+ *      fitting span always wins.
  *   2. Nothing fits: grow the heap into the file's reservation (grow_locked)
  *      and search again. When even the whole remaining reservation cannot
  *      satisfy the request, fail with -ENOMEM before changing anything.
@@ -41,13 +42,15 @@
  * ordered so that the walk sees either the old or the new tiling, possibly
  * with two adjacent free spans or a stale descriptor inside a span, both of
  * which the rebuild repairs:
- *   - a new descriptor is written in full before a span's npages makes the
- *     walk reach it (the commit), and page map entries come after;
+ *   - a new descriptor is written in full before the commit that lets the
+ *     walk reach it: the span in front of it shrinking, or npages_grown
+ *     growing (so nothing beyond npages_grown is ever written);
+ *   - a span absorbing its neighbour grows its npages in one write;
  *   - needzero is raised before a commit that would make dirty pages part of
- *     a span, and npreleased is raised only after one (an undercount is
- *     harmless, an overcount is clamped);
- *   - growth writes the new span's descriptor, then npages_grown (commit),
- *     then its page map entries, so nothing beyond npages_grown is touched.
+ *     a span, and npreleased only after one (an undercount is harmless, an
+ *     overcount is clamped);
+ *   - the page map is derived and rebuilt, but an in-use span's entries are
+ *     all written before the span is handed out.
  * A compiler and release fence separates the steps (commit_fence): a killed
  * process has all of its earlier stores in the shared mapping.
  *

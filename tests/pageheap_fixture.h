@@ -3,14 +3,17 @@
  * pageheap_fixture.h - a fresh arena and page heap per test, for the page
  * heap and checker suites.
  *
- * The arena lives in a directory made by mkdtemp, on /dev/shm when it is
- * there (tmpfs: punching holes frees memory at once), else under $TMPDIR or
- * /tmp. fx_close removes it.
+ * Each suite run makes one directory (fx_rundir_make, an unchecked fixture,
+ * so in the parent process) on /dev/shm when it is there (tmpfs: punching
+ * holes frees memory at once), else under $TMPDIR or /tmp. Each test's
+ * arena gets its own directory inside it; fx_close removes that, and
+ * fx_rundir_remove removes whatever a failed test left behind.
  */
 #ifndef HEAPD_TESTS_PAGEHEAP_FIXTURE_H
 #define HEAPD_TESTS_PAGEHEAP_FIXTURE_H
 
 #include <check.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,21 +27,52 @@
 #define MIB (1024ull * 1024)
 
 typedef struct heapfx {
-	char dir[PATH_MAX];
-	char path[PATH_MAX + 16];
+	char dir[PATH_MAX + 16];
+	char path[PATH_MAX + 32];
 	segment_t seg;
 	pageheap_t h;
 } heapfx_t;
 
-static inline void fx_open(heapfx_t *fx, uint64_t arena_bytes, uint32_t grow_pages)
+static char fx_rundir[PATH_MAX];
+
+static inline void fx_rundir_make(void)
 {
 	const char *base = getenv("TMPDIR");
 	if (access("/dev/shm", W_OK) == 0)
 		base = "/dev/shm";
 	else if (!base || !*base)
 		base = "/tmp";
+	snprintf(fx_rundir, sizeof(fx_rundir), "%s/heapd-pageheap-XXXXXX", base);
+	if (!mkdtemp(fx_rundir)) {
+		perror(fx_rundir);
+		exit(EXIT_FAILURE);
+	}
+}
+
+/* Remove the run directory: one level of test directories holding arenas. */
+static inline void fx_rundir_remove(void)
+{
+	DIR *d = opendir(fx_rundir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		char sub[PATH_MAX + 300];
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s/arena", fx_rundir, e->d_name);
+		unlink(sub);
+		snprintf(sub, sizeof(sub), "%s/%s", fx_rundir, e->d_name);
+		rmdir(sub);
+	}
+	closedir(d);
+	rmdir(fx_rundir);
+}
+
+static inline void fx_open(heapfx_t *fx, uint64_t arena_bytes, uint32_t grow_pages)
+{
 	memset(fx, 0, sizeof(*fx));
-	snprintf(fx->dir, sizeof(fx->dir), "%s/heapd-pageheap-XXXXXX", base);
+	ck_assert_msg(fx_rundir[0], "fx_rundir_make was not run");
+	snprintf(fx->dir, sizeof(fx->dir), "%s/t-XXXXXX", fx_rundir);
 	ck_assert_msg(mkdtemp(fx->dir) != NULL, "mkdtemp %s", fx->dir);
 	snprintf(fx->path, sizeof(fx->path), "%s/arena", fx->dir);
 

@@ -243,6 +243,12 @@ START_TEST(test_index)
 	h->free[0] = seven;
 	expect_problem(&fx, "list 0: not empty");
 	h->free[0] = HEAPD_NIL;
+	h->nonempty[0] ^= 1u << 9;
+	expect_problem(&fx, "list 9: nonempty bit is 1");
+	h->nonempty[0] ^= 1u << 9;
+	h->nonempty[0] ^= 1u << 7;
+	expect_problem(&fx, "list 7: nonempty bit is 0");
+	h->nonempty[0] ^= 1u << 7;
 
 	/* the tree: two nodes (200 and 300 pages) and the tail */
 	uint32_t root = h->large;
@@ -339,6 +345,7 @@ START_TEST(test_garbage)
 	for (uint32_t n = 0; n < HEAPD_MAX_LIST; n++)
 		if (xorshift(&seed) % 2)
 			fx.h.free[n] = (uint32_t)xorshift(&seed) % (grown + 10);
+	fx.h.nonempty[0] = xorshift(&seed);
 
 	check_report_t rep;
 	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0);
@@ -381,6 +388,7 @@ static Suite *check_suite(void)
 {
 	Suite *s = suite_create("check");
 	TCase *tc = tcase_create("check");
+	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_clean);
 	tcase_add_test(tc, test_overlap);

@@ -654,7 +654,9 @@ START_TEST(test_rebuild_crash_points)
 {
 	heapfx_t fx;
 	fx_open(&fx, 64 * MIB, 1024);
-	uint32_t g0 = fx_alloc(&fx, 1), f = fx_alloc(&fx, 300), g1 = fx_alloc(&fx, 1);
+	fx_alloc(&fx, 1);
+	uint32_t f = fx_alloc(&fx, 300);
+	fx_alloc(&fx, 1); /* in-use neighbours on both sides of f */
 	free_span(&fx, f);
 	shm_span_t *sf = fx_span(&fx, f), *st = fx_span(&fx, f + 100);
 	uint32_t *pm = fx.seg.pagemap;
@@ -725,8 +727,6 @@ START_TEST(test_rebuild_crash_points)
 	uint32_t n = fx_alloc(&fx, 1);
 	ck_assert_uint_eq(n, grown); /* the next growth rewrites it */
 	fx_assert_clean(&fx);
-	(void)g0;
-	(void)g1;
 	fx_close(&fx);
 }
 END_TEST
@@ -966,6 +966,7 @@ static Suite *pageheap_suite(void)
 {
 	Suite *s = suite_create("pageheap");
 	TCase *tc = tcase_create("pageheap");
+	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_alloc_free);
 	tcase_add_test(tc, test_split_coalesce);
