@@ -44,7 +44,8 @@
 #define HEAPD_BITMAP_WORDS_PER_PAGE 16u           /* 1024 bits: 8 KiB / 8 B */
 #define HEAPD_NIL UINT32_MAX
 
-#define HEAPD_DEFAULT_BASE_HINT 0x600000000000ULL
+/* Normally empty, and clear of the ranges the address sanitizer takes. */
+#define HEAPD_DEFAULT_BASE_HINT 0x500000000000ULL
 #define HEAPD_DEFAULT_MAX_CLIENTS 1024u
 #define HEAPD_MAX_PAGES (UINT32_MAX - 1u)
 

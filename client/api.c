@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: MIT
+/*
+ * api.c - the public functions of libheapclient (heapclient.h).
+ *
+ * Allocation: a size up to HEAPD_MAX_SMALL is rounded to its size class and
+ * taken from the calling thread's cache (mcache_alloc: a few instructions,
+ * no lock, no system call). A larger size is a span of its own from the
+ * daemon (LargeAlloc, one request); its usable size is its whole pages.
+ *
+ * Free, from any process, of an object any process allocated:
+ *   1. the page map gives the span holding the pointer; a pointer outside
+ *      the pages region, or in pages no in-use span covers, is misuse;
+ *   2. the span descriptor gives the object index (divide by multiplying
+ *      with the class's magic); an offset that is not idx * elemsize is a
+ *      pointer into the middle of an object;
+ *   3. the object's free bit is set with one atomic OR (bitmap_mark_free);
+ *      a bit already set, or an alloc bit that is clear, is a double free;
+ *   4. a large object's owner is the daemon: it is told with LargeFree, which
+ *      needs no reply, and which the daemon's sweeper makes up for if it is
+ *      lost.
+ * Misuse writes one line naming the pointer to stderr and aborts. The
+ * allocating thread's own sweep, or the daemon's, makes the slot reusable.
+ *
+ * Offsets (hc_ptr_to_off) count from the start of the arena file, so 0 is
+ * never an object; hc_off_to_ptr accepts only offsets in the pages region.
+ */
+#include "heapclient.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "mcache.h"
+
+#define HC_ALLOC_FILL 0xa5 /* HEAPD_DEBUG: fresh objects */
+#define HC_FREE_FILL 0xdf  /* HEAPD_DEBUG: freed objects */
+
+/* Where a pointer is, for free, realloc and usable_size. */
+enum {
+	OBJ_FOUND = 0,
+	OBJ_OUTSIDE,   /* not in the arena's pages */
+	OBJ_INVALID,   /* in the pages, but no in-use span covers it */
+	OBJ_INTERIOR,  /* inside an object, not at its start */
+};
+
+typedef struct obj {
+	uint32_t span;
+	uint32_t idx;           /* object index in the span (0 for large) */
+	const shm_span_t *d;    /* the span descriptor */
+} obj_t;
+
+/* Make sure the arena is mapped (connecting if this process never did). */
+static inline int ensure_mapped(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&conn_g.mapped, memory_order_acquire), 1))
+		return 0;
+	return conn_connect(NULL);
+}
+
+static int obj_find(const void *p, obj_t *o)
+{
+	const segment_t *seg = &conn_g.seg;
+	uintptr_t off = (uintptr_t)p - (uintptr_t)seg->pages;
+	uint64_t soff;
+
+	if ((uintptr_t)p < (uintptr_t)seg->pages || (off >> HEAPD_PAGE_SHIFT) >= seg->npages_max)
+		return OBJ_OUTSIDE;
+	o->span = seg->pagemap[off >> HEAPD_PAGE_SHIFT];
+	if (o->span >= seg->npages_max)
+		return OBJ_INVALID;
+	o->d = &seg->spans[o->span];
+	soff = off - ((uint64_t)o->span << HEAPD_PAGE_SHIFT);
+	/* a stale page-map entry (pages of a free span) may name a span that does not cover p */
+	if (off < ((uint64_t)o->span << HEAPD_PAGE_SHIFT) || soff >= (uint64_t)o->d->npages << HEAPD_PAGE_SHIFT)
+		return OBJ_INVALID;
+	switch (o->d->state) {
+	case SPAN_SMALL:
+		if (soff > UINT32_MAX)
+			return OBJ_INVALID;
+		o->idx = sizeclass_div((uint32_t)soff, o->d->divmul);
+		if ((uint64_t)o->idx * o->d->elemsize != soff || o->idx >= o->d->nelems)
+			return OBJ_INTERIOR;
+		return OBJ_FOUND;
+	case SPAN_LARGE:
+		o->idx = 0;
+		return soff ? OBJ_INTERIOR : OBJ_FOUND;
+	default:
+		return OBJ_INVALID;
+	}
+}
+
+/* The object is allocated: alloc bit set, free bit clear. */
+static int obj_live(const obj_t *o)
+{
+	uint64_t bit = 1ULL << (o->idx & 63);
+	uint32_t w = o->idx >> 6;
+	return (bitmap_load(&segment_allocbits(&conn_g.seg, o->span)[w]) & bit) &&
+	       !(bitmap_load(&segment_freebits(&conn_g.seg, o->span)[w]) & bit);
+}
+
+static size_t obj_size(const obj_t *o)
+{
+	if (o->d->state == SPAN_LARGE)
+		return (size_t)o->d->npages << HEAPD_PAGE_SHIFT;
+	return o->d->elemsize;
+}
+
+/* Write "fn(): before 0x... after" to stderr and abort. No allocation, no stdio. */
+static _Noreturn void die(const char *fn, const char *before, const void *p, const char *after)
+{
+	char buf[256], hex[2 + 16 + 1];
+	uintptr_t v = (uintptr_t)p;
+	size_t n = 0;
+	int i = (int)sizeof(hex) - 1;
+
+	hex[i] = '\0';
+	do {
+		hex[--i] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	hex[--i] = 'x';
+	hex[--i] = '0';
+	const char *parts[] = { fn, "(): ", before, " ", hex + i, after, "\n" };
+	for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++) {
+		size_t len = strlen(parts[k]);
+		if (n + len >= sizeof(buf))
+			len = sizeof(buf) - 1 - n;
+		memcpy(buf + n, parts[k], len);
+		n += len;
+	}
+	if (write(STDERR_FILENO, buf, n) < 0) {
+		/* nothing better to do: we abort either way */
+	}
+	abort();
+}
+
+/* Locate p for fn, aborting on anything that is not an object start. */
+static void obj_find_or_die(const void *p, obj_t *o, const char *fn)
+{
+	switch (obj_find(p, o)) {
+	case OBJ_FOUND:
+		return;
+	case OBJ_OUTSIDE:
+		die(fn, "pointer", p, " is not in the arena");
+	case OBJ_INTERIOR:
+		die(fn, "pointer", p, " is not the start of an object");
+	default:
+		die(fn, "invalid pointer", p, "");
+	}
+}
+
+/* Free p with every check, on behalf of fn; aborts on misuse. */
+static __attribute__((noinline)) void free_checked(void *p, const char *fn)
+{
+	obj_t o;
+
+	ensure_mapped();
+	obj_find_or_die(p, &o, fn);
+#ifdef HEAPD_DEBUG
+	if (obj_live(&o))
+		memset(p, HC_FREE_FILL, obj_size(&o));
+#endif
+	switch (bitmap_mark_free(segment_allocbits(&conn_g.seg, o.span),
+	                         segment_freebits(&conn_g.seg, o.span), o.idx)) {
+	case BITMAP_FREED:
+		break;
+	case BITMAP_DOUBLE_FREE:
+		die(fn, "double free of", p, "");
+	default:
+		die(fn, "double free or invalid free of", p, "");
+	}
+	if (o.d->state == SPAN_LARGE)
+		conn_large_free(o.span);
+}
+
+/* A large object from the daemon: size bytes aligned to align (0: a page). */
+static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__LargeAlloc req = HEAPD__LARGE_ALLOC__INIT;
+	const segment_t *seg = &conn_g.seg;
+	uint32_t span = 0;
+	int rc, z = 0;
+
+	rc = ensure_mapped();
+	if (rc < 0)
+		goto fail;
+	if (size > (uint64_t)seg->npages_max << HEAPD_PAGE_SHIFT) {
+		rc = -ENOMEM; /* larger than the whole arena */
+		goto fail;
+	}
+	req.size = size;
+	req.zero = zero;
+	req.align = align > HEAPD_PAGE_SIZE ? align : 0;
+	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
+	env.large_alloc = &req;
+	conn_lock();
+	rc = conn_call_locked(&env, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, &reply, 0);
+	conn_g.large_allocs++;
+	if (rc == 0) {
+		span = reply->large_alloc_reply->span;
+		z = reply->large_alloc_reply->zeroed;
+	}
+	conn_unlock();
+	wire_free(reply);
+	if (rc < 0)
+		goto fail;
+	if (span >= seg->npages_max || seg->spans[span].state != SPAN_LARGE ||
+	    seg->spans[span].start != span ||
+	    ((uint64_t)seg->spans[span].npages << HEAPD_PAGE_SHIFT) < size) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	void *p = segment_page_addr(seg, span);
+	if (align && ((uintptr_t)p & (align - 1))) {
+		/* the daemon aligned the file offset, but our mapping is not that aligned */
+		free_checked(p, "hc_aligned_alloc");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (zeroed)
+		*zeroed = z;
+	return p;
+fail:
+	errno = -rc;
+	return NULL;
+}
+
+HC_API int hc_connect(const char *socket_path)
+{
+	return conn_connect(socket_path);
+}
+
+HC_API void hc_disconnect(void)
+{
+	conn_lock();
+	mcache_flush_all_locked();
+	conn_disconnect_locked();
+	conn_unlock();
+}
+
+HC_API void *hc_malloc(size_t size)
+{
+	void *p;
+
+	if (__builtin_expect(size <= HEAPD_MAX_SMALL, 1))
+		p = mcache_alloc(sizeclass_of(size), NULL);
+	else
+		p = large_alloc(size, 0, 0, NULL);
+#ifdef HEAPD_DEBUG
+	if (p)
+		memset(p, HC_ALLOC_FILL, size);
+#endif
+	return p;
+}
+
+HC_API void *hc_calloc(size_t nmemb, size_t size)
+{
+	size_t n;
+	int needzero = 1;
+	void *p;
+
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (n <= HEAPD_MAX_SMALL) {
+		p = mcache_alloc(sizeclass_of(n), &needzero);
+	} else {
+		int zeroed = 0;
+		p = large_alloc(n, 1, 0, &zeroed);
+		needzero = !zeroed;
+	}
+	if (p && needzero)
+		memset(p, 0, n);
+	return p;
+}
+
+HC_API void *hc_realloc(void *ptr, size_t size)
+{
+	size_t usable;
+	obj_t o;
+	void *p;
+
+	if (!ptr)
+		return hc_malloc(size);
+	if (size == 0) {
+		hc_free(ptr);
+		return NULL;
+	}
+	ensure_mapped();
+	obj_find_or_die(ptr, &o, "hc_realloc");
+	if (!obj_live(&o))
+		die("hc_realloc", "pointer", ptr, " is not an allocated object");
+	usable = obj_size(&o);
+	/* Keep the object if size fits and would not fit a much smaller one. */
+	if (size <= usable) {
+		if (o.d->state == SPAN_SMALL && sizeclass_of(size) == o.d->sizeclass)
+			return ptr;
+		if (size >= usable / 2)
+			return ptr;
+	}
+	p = hc_malloc(size);
+	if (!p)
+		return NULL;
+	memcpy(p, ptr, size < usable ? size : usable);
+	free_checked(ptr, "hc_realloc");
+	return p;
+}
+
+HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
+{
+	void *p = NULL;
+
+	if (alignment == 0 || (alignment & (alignment - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (alignment <= 8)
+		return hc_malloc(size);
+	int rc = ensure_mapped();
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
+	/* span bases are page aligned in the file, and as aligned as the pages region in memory */
+	uintptr_t pages = (uintptr_t)conn_g.seg.pages;
+	if (size <= HEAPD_MAX_SMALL && alignment <= HEAPD_PAGE_SIZE && alignment <= (pages & -pages)) {
+		/* a class whose size is a multiple of alignment will do */
+		for (uint32_t c = sizeclass_of(size); c < SIZECLASS_COUNT; c++) {
+			if (sizeclass_size[c] % alignment == 0) {
+				p = mcache_alloc(c, NULL);
+				break;
+			}
+		}
+	} else if ((uintptr_t)conn_g.seg.base & (alignment - 1)) {
+		/*
+		 * The daemon aligns offsets in the file; they are aligned addresses
+		 * only as far as our mapping's base is (it is when the arena is
+		 * mapped at the daemon's address hint).
+		 */
+		errno = ENOMEM;
+	} else {
+		p = large_alloc(size ? size : 1, 0, alignment, NULL);
+	}
+#ifdef HEAPD_DEBUG
+	if (p)
+		memset(p, HC_ALLOC_FILL, size);
+#endif
+	return p;
+}
+
+/*
+ * The fast path handles a valid small object in a few loads and one atomic
+ * OR; anything else (NULL, no mapping yet, a large object, misuse) takes
+ * free_checked, which finds out which and says so. NULL and an unmapped
+ * arena fail the first test: the offset wraps around.
+ */
+HC_API void hc_free(void *ptr)
+{
+#ifndef HEAPD_DEBUG
+	const segment_t *seg = &conn_g.seg;
+	uint64_t off = (uintptr_t)ptr - (uintptr_t)seg->pages;
+
+	if (__builtin_expect(off < ((uint64_t)seg->npages_max << HEAPD_PAGE_SHIFT), 1)) {
+		uint32_t span = seg->pagemap[off >> HEAPD_PAGE_SHIFT];
+		if (span < seg->npages_max) {
+			const shm_span_t *d = &seg->spans[span];
+			uint64_t soff = off - ((uint64_t)span << HEAPD_PAGE_SHIFT);
+			/*
+			 * idx * elemsize == soff with idx < nelems puts soff inside the span,
+			 * even when a stale page-map entry makes soff larger than 32 bits.
+			 */
+			uint32_t idx = sizeclass_div((uint32_t)soff, d->divmul);
+			if (d->state == SPAN_SMALL && (uint64_t)idx * d->elemsize == soff && idx < d->nelems) {
+				uint64_t bit = 1ULL << (idx & 63);
+				uint64_t w = (uint64_t)span * HEAPD_BITMAP_WORDS_PER_PAGE + (idx >> 6);
+				if ((bitmap_load(&seg->allocbits[w]) & bit) &&
+				    !(atomic_fetch_or_explicit((_Atomic uint64_t *)&seg->freebits[w], bit,
+				                               memory_order_release) & bit))
+					return;
+			}
+		}
+	}
+#endif
+	if (ptr)
+		free_checked(ptr, "hc_free");
+}
+
+HC_API size_t hc_usable_size(const void *ptr)
+{
+	obj_t o;
+
+	if (!ptr || !atomic_load_explicit(&conn_g.mapped, memory_order_acquire))
+		return 0;
+	if (obj_find(ptr, &o) != OBJ_FOUND || !obj_live(&o))
+		return 0;
+	return obj_size(&o);
+}
+
+HC_API uint64_t hc_ptr_to_off(const void *ptr)
+{
+	const segment_t *seg = &conn_g.seg;
+
+	if (!ptr || ensure_mapped() < 0)
+		return 0;
+	if ((const uint8_t *)ptr < seg->pages || (const uint8_t *)ptr >= seg->base + seg->size)
+		return 0;
+	return (uint64_t)((const uint8_t *)ptr - seg->base);
+}
+
+HC_API void *hc_off_to_ptr(uint64_t off)
+{
+	const segment_t *seg = &conn_g.seg;
+	int rc = ensure_mapped();
+
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
+	if (off < (uint64_t)(seg->pages - seg->base) || off >= seg->size) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return seg->base + off;
+}
+
+HC_API int hc_trim(void)
+{
+	return mcache_trim();
+}
+
+HC_API int hc_stats(hc_stats_t *st)
+{
+	if (!st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	conn_lock();
+	st->requests = conn_g.requests;
+	st->refills = conn_g.refills;
+	st->large_allocs = conn_g.large_allocs;
+	st->reconnects = conn_g.reconnects;
+	st->spans_cached = mcache_count_locked();
+	st->slot = conn_g.slot;
+	st->connected = conn_g.sock >= 0;
+	conn_unlock();
+	return 0;
+}

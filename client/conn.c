@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: MIT
+/*
+ * conn.c - the connection to heapd: connect, Hello, the arena mapping,
+ * requests, reconnecting after a daemon restart, and fork.
+ *
+ * A process has one connection, used by every thread under conn_g.lock.
+ * Requests are blocking calls: send one frame, read its reply. LargeFree is
+ * the one frame without a reply.
+ *
+ * Connecting (hello_locked): open the socket, send Hello, receive HelloReply
+ * with the arena's descriptor. The first connection maps the arena
+ * (segment_attach) and the mapping stays for the life of the process; later
+ * connections to the same arena close the new descriptor. A different arena
+ * is refused with -ESTALE: the objects this process holds are not in it.
+ *
+ * Reconnecting (reconnect_locked): when a request finds the connection
+ * broken, the library reconnects with exponential backoff (5 ms doubling to
+ * 250 ms, for at most $HEAPD_RECONNECT_TIMEOUT_MS, default 10 s; then
+ * -ECONNREFUSED). Its Hello names the slot and token we had and every span
+ * our caches hold. The daemon either re-adopts us (same slot and token: the
+ * caches carry on) or gives us a new slot; then conn_g.epoch is bumped and
+ * every cache drops its spans unused (mcache.h). Threads keep allocating
+ * from their cached spans while the daemon is away. The lock is dropped
+ * while sleeping between attempts, so that fork() (whose prepare handler
+ * takes it) and other threads are not held up; a thread that finds the
+ * connection back when it wakes is done.
+ *
+ * Only a dead daemon leaves our spans alone: a live daemon that closes our
+ * connection (a protocol error on our side) takes them back at once, and
+ * other threads may take a last slot from their current window before they
+ * see the new epoch.
+ *
+ * fork: the prepare handler takes the lock, so the child inherits a quiet
+ * state. The child closes its copy of the parent's socket, forgets the slot
+ * (the parent still uses it) and every cache, and connects afresh on first
+ * use. The mapping is inherited, so objects stay valid.
+ */
+#include "conn.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcache.h"
+
+conn_state_t conn_g = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.sock = -1,
+	.flags_slot = UINT32_MAX,
+	.seg = { .fd = -1 },
+};
+
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+	conn_lock();
+}
+
+static void atfork_parent(void)
+{
+	conn_unlock();
+}
+
+static void atfork_child(void)
+{
+	pthread_mutex_init(&conn_g.lock, NULL);
+	conn_g.holder = pthread_self();
+	if (conn_g.sock >= 0)
+		close(conn_g.sock); /* our copy only: the parent's connection lives on */
+	conn_g.sock = -1;
+	atomic_store(&conn_g.connected, 0);
+	conn_g.have_slot = 0;
+	atomic_store(&conn_g.flags_slot, UINT32_MAX);
+	atomic_fetch_add(&conn_g.epoch, 1);
+	conn_g.requests = conn_g.refills = conn_g.large_allocs = conn_g.reconnects = 0;
+	mcache_atfork_child();
+	conn_unlock();
+}
+
+static void init_once(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+void conn_init(void)
+{
+	pthread_once(&conn_once, init_once);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static uint64_t reconnect_timeout_ms(void)
+{
+	const char *s = getenv("HEAPD_RECONNECT_TIMEOUT_MS");
+	char *end;
+	if (!s || !*s)
+		return CONN_RECONNECT_TIMEOUT_MS;
+	unsigned long long v = strtoull(s, &end, 10);
+	return *end ? CONN_RECONNECT_TIMEOUT_MS : v;
+}
+
+/* Errors that mean the daemon is gone or not (yet) listening. */
+static int is_broken(int rc)
+{
+	return rc == -EPIPE || rc == -ECONNRESET || rc == -ECONNREFUSED || rc == -ENOENT ||
+	       rc == -ENOTCONN || rc == -ECONNABORTED || rc == -EAGAIN;
+}
+
+/* Remember the socket path: the argument, else $HEAPD_SOCKET, else the default. */
+static int set_path_locked(const char *path)
+{
+	if (!path && conn_g.path[0])
+		return 0;
+	if (!path)
+		path = getenv("HEAPD_SOCKET");
+	if (!path || !*path)
+		path = HEAPD_DEFAULT_SOCKET;
+	if (strlen(path) >= sizeof(conn_g.path))
+		return -ENAMETOOLONG;
+	strcpy(conn_g.path, path);
+	return 0;
+}
+
+static int open_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EISCONN) /* an interrupted connect that went through */
+			break;
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static void close_socket_locked(void)
+{
+	if (conn_g.sock >= 0)
+		close(conn_g.sock);
+	conn_g.sock = -1;
+	atomic_store(&conn_g.connected, 0);
+}
+
+/* An Error reply as -errno (never 0). */
+static int error_code(const Heapd__Envelope *reply)
+{
+	int code = reply->error ? reply->error->code : 0;
+	return code > 0 ? -code : -EPROTO;
+}
+
+/*
+ * Map the arena from the descriptor fd (consumed) or check that it is the
+ * arena already mapped.
+ */
+static int adopt_arena_locked(int fd, const Heapd__HelloReply *hr)
+{
+	char why[256];
+	int rc;
+
+	if (atomic_load(&conn_g.mapped)) {
+		close(fd);
+		return hr->arena_id == conn_g.arena_id ? 0 : -ESTALE;
+	}
+	rc = segment_attach(fd, &conn_g.seg, why, sizeof(why));
+	if (rc < 0)
+		return rc;
+	conn_g.arena_id = hr->arena_id;
+	atomic_store_explicit(&conn_g.mapped, 1, memory_order_release);
+	return 0;
+}
+
+/*
+ * Open a connection and say Hello; if we had a slot, ask to keep it. On
+ * success the connection is conn_g.sock. 0 or -errno.
+ */
+static int hello_locked(void)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__Hello hello = HEAPD__HELLO__INIT;
+	const Heapd__HelloReply *hr;
+	uint32_t *held = NULL;
+	size_t nheld = 0;
+	int fd, passed = -1, rc;
+
+	fd = open_socket(conn_g.path);
+	if (fd < 0)
+		return fd;
+	hello.version = HEAPD_PROTOCOL_VERSION;
+	hello.pid = (uint32_t)getpid();
+	if (conn_g.have_slot) {
+		rc = mcache_held_spans_locked(&held, &nheld);
+		if (rc < 0)
+			goto fail;
+		hello.prev_slot = conn_g.slot + 1;
+		hello.prev_token = conn_g.token;
+		hello.held_spans = held;
+		hello.n_held_spans = nheld;
+	}
+	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
+	env.hello = &hello;
+	rc = wire_call(fd, &env, &reply, &passed);
+	conn_g.requests++;
+	if (rc < 0)
+		goto fail;
+	if (reply->msg_case == HEAPD__ENVELOPE__MSG_ERROR) {
+		rc = error_code(reply);
+		goto fail;
+	}
+	hr = reply->hello_reply;
+	if (reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY || hr->version != HEAPD_PROTOCOL_VERSION ||
+	    passed < 0) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	rc = adopt_arena_locked(passed, hr);
+	passed = -1;
+	if (rc < 0)
+		goto fail;
+	if (hr->slot >= conn_g.seg.hdr->max_clients) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	if (!conn_g.have_slot || hr->slot != conn_g.slot || hr->token != conn_g.token) {
+		/* A new slot: whatever our caches hold is no longer ours. */
+		atomic_fetch_add(&conn_g.epoch, 1);
+		mcache_invalidate_all_locked();
+	}
+	conn_g.slot = hr->slot;
+	conn_g.token = hr->token;
+	conn_g.have_slot = 1;
+	atomic_store(&conn_g.flags_slot, hr->slot);
+	conn_g.sock = fd;
+	atomic_store(&conn_g.connected, 1);
+	wire_free(reply);
+	free(held);
+	return 0;
+fail:
+	if (passed >= 0)
+		close(passed);
+	wire_free(reply);
+	free(held);
+	close(fd);
+	return rc;
+}
+
+/*
+ * The daemon went away: say Hello again with backoff until it answers or time
+ * runs out. The lock is dropped while sleeping; the caller must not rely on
+ * anything but its own thread's state across this call.
+ */
+static int reconnect_locked(void)
+{
+	uint64_t timeout = reconnect_timeout_ms(), start = now_ms(), delay = CONN_BACKOFF_MIN_MS;
+
+	for (;;) {
+		int rc = hello_locked();
+		if (rc == 0) {
+			conn_g.reconnects++;
+			return 0;
+		}
+		if (!is_broken(rc))
+			return rc;
+		uint64_t elapsed = now_ms() - start;
+		if (elapsed >= timeout)
+			return -ECONNREFUSED;
+		/* Sleep without the lock, so that fork() and other threads are not held up. */
+		conn_unlock();
+		sleep_ms(delay < timeout - elapsed ? delay : timeout - elapsed);
+		conn_lock();
+		if (conn_g.sock >= 0)
+			return 0; /* another thread got there first */
+		delay = delay * 2 < CONN_BACKOFF_MAX_MS ? delay * 2 : CONN_BACKOFF_MAX_MS;
+	}
+}
+
+int conn_connect_locked(const char *path)
+{
+	int rc;
+
+	assert(conn_held());
+	conn_init();
+	if (conn_g.sock >= 0)
+		return 0;
+	rc = set_path_locked(path);
+	if (rc < 0)
+		return rc;
+	return conn_g.have_slot ? reconnect_locked() : hello_locked();
+}
+
+int conn_connect(const char *path)
+{
+	conn_lock();
+	int rc = conn_connect_locked(path);
+	conn_unlock();
+	return rc;
+}
+
+void conn_disconnect_locked(void)
+{
+	assert(conn_held());
+	close_socket_locked();
+	conn_g.have_slot = 0;
+	atomic_store(&conn_g.flags_slot, UINT32_MAX);
+	atomic_fetch_add(&conn_g.epoch, 1);
+}
+
+int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
+                     Heapd__Envelope **reply, int flags)
+{
+	int rc;
+
+	assert(conn_held());
+	*reply = NULL;
+	for (;;) {
+		if (conn_g.sock < 0) {
+			if (flags & CONN_NO_CONNECT)
+				return -ENOTCONN;
+			rc = conn_connect_locked(NULL);
+			if (rc < 0)
+				return rc;
+		}
+		rc = wire_send(conn_g.sock, req, -1);
+		if (rc == -ENOMEM || rc == -EMSGSIZE)
+			return rc; /* nothing was sent: the connection is still in step */
+		conn_g.requests++;
+		if (rc == 0)
+			rc = wire_recv(conn_g.sock, reply, NULL);
+		if (rc == 0)
+			break;
+		/* Broken, or out of step with its replies: either way this connection is done. */
+		close_socket_locked();
+		if (!is_broken(rc) || (flags & CONN_NO_CONNECT))
+			return rc;
+		/* The spans we were handing back are gone from us whatever the daemon did. */
+		if (req->msg_case == HEAPD__ENVELOPE__MSG_REFILL)
+			req->refill->n_release = 0;
+	}
+	if ((*reply)->msg_case == want)
+		return 0;
+	rc = (*reply)->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? error_code(*reply) : -EPROTO;
+	wire_free(*reply);
+	*reply = NULL;
+	return rc;
+}
+
+void conn_large_free(uint32_t span)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__LargeFree msg = HEAPD__LARGE_FREE__INIT;
+
+	if (!atomic_load_explicit(&conn_g.connected, memory_order_relaxed))
+		return;
+	msg.span = span;
+	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_FREE;
+	env.large_free = &msg;
+	conn_lock();
+	/* No reply comes. A broken connection is left for the next request to re-establish. */
+	if (conn_g.sock >= 0) {
+		int rc = wire_send(conn_g.sock, &env, -1);
+		if (rc == 0)
+			conn_g.requests++;
+		else if (is_broken(rc))
+			close_socket_locked();
+	}
+	conn_unlock();
+}

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+/*
+ * heapclient.h - libheapclient: objects in memory shared by every process
+ * attached to the same heapd.
+ *
+ * A process links libheapclient and allocates as with malloc. The objects
+ * live in the daemon's arena, which every attached process maps; any process
+ * may read, write and free an object that another one allocated. Hand
+ * objects between processes as offsets (hc_ptr_to_off / hc_off_to_ptr);
+ * raw pointers are equal in every process too when the arena could be mapped
+ * at the daemon's address hint, which is the usual case.
+ *
+ *     // process A                          // process B
+ *     char *s = hc_malloc(64);              char *s = hc_off_to_ptr(off);
+ *     strcpy(s, "hello");                   puts(s);
+ *     send(off = hc_ptr_to_off(s));         hc_free(s);
+ *
+ * The connection to heapd is made on first use (or by hc_connect). Every
+ * function is thread-safe; small allocations and frees take no lock and make
+ * no system call. Functions that can fail return 0 or -errno, or NULL with
+ * errno set. The library never prints, except that a free of something that
+ * is not a live object (a double free, a pointer into the middle of an
+ * object, a pointer outside the arena) writes one line naming the pointer to
+ * stderr and aborts.
+ *
+ * fork() is safe: the child gets its own connection and caches on its first
+ * call, and objects allocated before the fork stay valid in both processes.
+ * If heapd restarts, the library reconnects by itself (with backoff, for at
+ * most $HEAPD_RECONNECT_TIMEOUT_MS, default 10000 ms) and objects keep their
+ * contents.
+ */
+#ifndef HEAPCLIENT_H
+#define HEAPCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HC_API __attribute__((visibility("default")))
+#define HC_ALLOC_SIZE(...) __attribute__((alloc_size(__VA_ARGS__)))
+#define HC_MALLOC_ATTR(...) __attribute__((malloc, alloc_size(__VA_ARGS__)))
+#else
+#define HC_API
+#define HC_ALLOC_SIZE(...)
+#define HC_MALLOC_ATTR(...)
+#endif
+
+/*
+ * Connect to heapd at socket_path, or, if it is NULL, at $HEAPD_SOCKET, else
+ * at /run/heapd/heapd.sock. Returns 0 (also when already connected) or
+ * -errno: -ENOENT or -ECONNREFUSED when no daemon serves the socket, -EACCES
+ * when the daemon refuses this user, -ESTALE when it serves another arena
+ * than the one this process already uses. Calling it is optional: the first
+ * call that needs the daemon connects to the default socket.
+ */
+HC_API int hc_connect(const char *socket_path);
+
+/*
+ * Flush every thread's cache, hand the cached spans back to heapd and close
+ * the connection. Call it when no other thread is inside the library. The
+ * arena stays mapped, so objects stay valid and may still be freed; the next
+ * allocation connects again.
+ */
+HC_API void hc_disconnect(void);
+
+/* size bytes, 16-byte aligned when size > 8. NULL with errno set on failure. */
+HC_API void *hc_malloc(size_t size) HC_MALLOC_ATTR(1);
+
+/* nmemb * size zeroed bytes; NULL with errno ENOMEM if the product overflows. */
+HC_API void *hc_calloc(size_t nmemb, size_t size) HC_MALLOC_ATTR(1, 2);
+
+/*
+ * Resize ptr's object. ptr NULL: hc_malloc(size). size 0: frees ptr and
+ * returns NULL. The object stays where it is if size fits in it and is not
+ * much smaller; otherwise its contents move to a new object. On failure it
+ * returns NULL with errno set and ptr is untouched.
+ */
+HC_API void *hc_realloc(void *ptr, size_t size) HC_ALLOC_SIZE(2);
+
+/*
+ * size bytes aligned to alignment, a power of two (else NULL with EINVAL).
+ * Alignments above 8 KiB hold as far as the arena's address in this process
+ * is aligned (at the daemon's address hint, always); beyond that, ENOMEM.
+ */
+HC_API void *hc_aligned_alloc(size_t alignment, size_t size) HC_MALLOC_ATTR(2);
+
+/* Free an object allocated by any attached process. NULL is a no-op. */
+HC_API void hc_free(void *ptr);
+
+/* Bytes usable in ptr's object (>= the size asked for); 0 for NULL or a non-object. */
+HC_API size_t hc_usable_size(const void *ptr);
+
+/*
+ * The object's offset in the arena, valid in every attached process; 0 for
+ * NULL or a pointer outside the arena (0 is never an object's offset).
+ */
+HC_API uint64_t hc_ptr_to_off(const void *ptr);
+
+/* The pointer for an offset; NULL when off is not inside the arena's object pages. */
+HC_API void *hc_off_to_ptr(uint64_t off);
+
+/*
+ * Hand the calling thread's cached spans back to heapd. A thread keeps the
+ * spans it allocated from (so that reusing them needs no request) until it
+ * exits; call this in a thread that is done allocating for a long while.
+ * Its next allocation asks for spans again. 0 or -errno.
+ */
+HC_API int hc_trim(void);
+
+/* What this process's library has done, for tests and monitoring. */
+typedef struct hc_stats {
+	uint64_t requests;       /* requests sent to heapd */
+	uint64_t refills;        /* of which span refills */
+	uint64_t large_allocs;   /* of which large-object allocations */
+	uint64_t reconnects;     /* connections re-established after a broken one */
+	uint64_t spans_cached;   /* spans held by this process's thread caches */
+	uint32_t slot;           /* this process's slot in heapd's client table */
+	int connected;           /* 1 while a connection is open */
+} hc_stats_t;
+
+/* Fill *st. 0 or -EINVAL. */
+HC_API int hc_stats(hc_stats_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

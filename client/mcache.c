@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mcache.c - per-thread span caches: the slow path of allocation, refills,
+ * flushing, and the registry of every thread's cache.
+ *
+ * See mcache.h for the structures and the fast path. This file holds:
+ *   - mcache_alloc_slow: next word, local sweep, batch Refill;
+ *   - the retention policy: how many spans a class asks for and keeps;
+ *   - thread exit (a pthread key destructor hands the thread's spans back),
+ *     hc_disconnect's flush of every cache, fork and slot changes.
+ *
+ * Policy, per class, with S = span bytes:
+ *   - batch: a Refill asks for `batch` spans, starting at 1 and doubling to
+ *     clamp(64 KiB / S, 2, 8), so that a thread touching a class once costs
+ *     one span while a busy class needs a request per >= 64 KiB;
+ *   - retain: when a Refill is due, every span of the class is full; those
+ *     beyond `retain` are handed back in the same request. retain starts at
+ *     twice the batch limit and doubles, up to 1024 spans, each time a
+ *     refill would otherwise hand back full spans: a
+ *     class whose objects stay live longer (a batch allocated then freed, a
+ *     producer whose objects are in flight to a consumer) keeps enough spans
+ *     that its own sweep finds room, and it makes no requests. Full spans
+ *     hold live objects, so keeping them costs no memory until they empty;
+ *     a thread keeps its emptied spans until it exits, calls hc_trim or
+ *     hc_disconnect, or the daemon asks for them back.
+ *   - under memory pressure (HEAPD_CLIENT_FLUSH) a cache keeps only each
+ *     class's current span and asks for one span at a time.
+ * A thread's spans go back when it exits, on hc_disconnect, and under
+ * pressure; the daemon takes back the rest when the process disconnects.
+ *
+ * Locking: the owning thread works on its cache without a lock; changes to
+ * the set of spans a cache holds, and the registry, happen under
+ * conn_g.lock (mcache.h).
+ */
+#include "mcache.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+
+#define MC_BATCH_BYTES (64u << 10)
+#define MC_BATCH_MIN 2u
+#define MC_BATCH_MAX 8u
+#define MC_RETAIN_MAX 1024u
+
+/* The cache of a thread that has not allocated yet: every window is empty. */
+static mcache_t mcache_empty;
+
+__thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec"))) = &mcache_empty;
+
+static mcache_t *registry;            /* every thread's cache; conn_g.lock */
+static pthread_key_t mcache_key;      /* destructor: mcache_thread_exit */
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static uint32_t span_bytes(uint32_t c)
+{
+	return sizeclass_npages[c] << HEAPD_PAGE_SHIFT;
+}
+
+static uint32_t batch_max(uint32_t c)
+{
+	uint32_t n = MC_BATCH_BYTES / span_bytes(c);
+	return n < MC_BATCH_MIN ? MC_BATCH_MIN : n > MC_BATCH_MAX ? MC_BATCH_MAX : n;
+}
+
+static void reset_class(mcache_t *mc, uint32_t c)
+{
+	memset(&mc->cls[c], 0, sizeof(mc->cls[c]));
+	mc->lists[c].cur = NULL;
+	mc->lists[c].cachebase = 0;
+	mc->lists[c].batch = 1;
+	mc->lists[c].retain = 2 * batch_max(c);
+}
+
+/* Forget every span of mc without handing any back. */
+static void drop_spans_locked(mcache_t *mc)
+{
+	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
+		mc_span_t *s = mc->lists[c].spans, *next;
+		for (; s; s = next) {
+			next = s->next;
+			free(s);
+		}
+		mc->lists[c].spans = NULL;
+		mc->lists[c].nspans = 0;
+		reset_class(mc, c);
+	}
+	mc->nspans = 0;
+}
+
+/*
+ * Unlink spans of mc into *rel (growing it): all of them, or with
+ * keep_current every span but each class's current one. 0 or -ENOMEM.
+ */
+static int collect_spans_locked(mcache_t *mc, int keep_current, uint32_t **rel, size_t *n, size_t *cap)
+{
+	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
+		mc_list_t *l = &mc->lists[c];
+		mc_span_t **pp = &l->spans;
+		if (!keep_current)
+			reset_class(mc, c); /* empty the window before its span goes */
+		while (*pp) {
+			mc_span_t *s = *pp;
+			if (keep_current && s == l->cur) {
+				pp = &s->next;
+				continue;
+			}
+			if (*n == *cap) {
+				size_t ncap = *cap ? *cap * 2 : 64;
+				uint32_t *grown = realloc(*rel, ncap * sizeof(**rel));
+				if (!grown)
+					return -ENOMEM;
+				*rel = grown;
+				*cap = ncap;
+			}
+			(*rel)[(*n)++] = s->span;
+			*pp = s->next;
+			l->nspans--;
+			mc->nspans--;
+			free(s);
+		}
+	}
+	return 0;
+}
+
+/* Send a Refill that only hands spans back; without a connection they are left to the daemon. */
+static void release_locked(uint32_t *rel, size_t n)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
+	Heapd__Refill req = HEAPD__REFILL__INIT;
+
+	if (n == 0)
+		return;
+	req.count = 0;
+	req.release = rel;
+	req.n_release = n;
+	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
+	env.refill = &req;
+	if (conn_call_locked(&env, HEAPD__ENVELOPE__MSG_REFILL_REPLY, &reply, CONN_NO_CONNECT) == 0)
+		wire_free(reply);
+}
+
+/*
+ * Thread exit: hand the thread's spans back (if they are still ours and we
+ * are connected; otherwise the daemon takes them back when it sees them
+ * unlisted or us gone) and unregister the cache.
+ */
+static void mcache_thread_exit(void *arg)
+{
+	mcache_t *mc = arg;
+	uint32_t *rel = NULL;
+	size_t n = 0, cap = 0;
+
+	mcache_tls = &mcache_empty;
+	conn_lock();
+	if (mc->epoch == atomic_load(&conn_g.epoch)) {
+		collect_spans_locked(mc, 0, &rel, &n, &cap);
+		release_locked(rel, n);
+	}
+	drop_spans_locked(mc);
+	if (mc->prev)
+		mc->prev->next = mc->next;
+	else
+		registry = mc->next;
+	if (mc->next)
+		mc->next->prev = mc->prev;
+	conn_unlock();
+	free(rel);
+	free(mc);
+}
+
+static void key_init(void)
+{
+	pthread_key_create(&mcache_key, mcache_thread_exit);
+}
+
+/* The calling thread's own cache, registered. NULL if out of memory. */
+static mcache_t *mcache_create(void)
+{
+	mcache_t *mc;
+
+	conn_init();
+	pthread_once(&key_once, key_init);
+	mc = aligned_alloc(64, (sizeof(*mc) + 63) & ~(size_t)63);
+	if (!mc)
+		return NULL;
+	memset(mc, 0, sizeof(*mc));
+	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++)
+		reset_class(mc, c);
+	conn_lock();
+	mc->epoch = atomic_load(&conn_g.epoch);
+	mc->next = registry;
+	if (registry)
+		registry->prev = mc;
+	registry = mc;
+	conn_unlock();
+	pthread_setspecific(mcache_key, mc);
+	mcache_tls = mc;
+	return mc;
+}
+
+/*
+ * Point class c's hot window at the first word of s, from word w on, that
+ * has a free slot. 1 if there was one.
+ */
+static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
+{
+	mc_class_t *cl = &mc->cls[c];
+
+	for (; w < s->nwords; w++) {
+		uint64_t free_slots = bitmap_alloc_cache(s->alloc, w * 64, s->nelems);
+		if (!free_slots)
+			continue;
+		cl->cache = free_slots;
+		cl->wordbase = s->base + (size_t)w * 64 * sizeclass_size[c];
+		cl->allocword = &s->alloc[w];
+		cl->elemsize = sizeclass_size[c];
+		cl->needzero = s->needzero;
+		mc->lists[c].cur = s;
+		mc->lists[c].cachebase = w * 64;
+		return 1;
+	}
+	return 0;
+}
+
+/* Fold the free bits of s into its alloc bits. */
+static void sweep_span(mc_span_t *s)
+{
+	for (uint32_t w = 0; w < s->nwords; w++) {
+		if (bitmap_load(&s->freeb[w])) {
+			if (bitmap_sweep(s->alloc, s->freeb, s->nelems))
+				s->needzero = 1; /* reused slots hold old data */
+			return;
+		}
+	}
+}
+
+/*
+ * Find room in class c without asking the daemon: the rest of the current
+ * span, then every span of the class once, swept, starting after the
+ * current one so that each pass is fair and costs one visit per span. 1 if
+ * the hot window now has a free slot.
+ */
+static int find_local(mcache_t *mc, uint32_t c)
+{
+	mc_list_t *l = &mc->lists[c];
+	mc_span_t *s = l->cur;
+
+	if (s && window_from(mc, c, s, l->cachebase / 64 + 1))
+		return 1;
+	s = s ? s->next : l->spans;
+	for (uint32_t n = 0; n < l->nspans; n++, s = s->next) {
+		if (!s)
+			s = l->spans;
+		sweep_span(s);
+		if (window_from(mc, c, s, 0))
+			return 1;
+	}
+	l->cur = NULL;
+	return 0;
+}
+
+/* A granted span as a cache record; NULL if the grant is not a span of class c. */
+static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
+{
+	const segment_t *seg = &conn_g.seg;
+	const shm_span_t *d;
+	mc_span_t *s;
+
+	if (g->span >= seg->npages_max)
+		return NULL;
+	d = &seg->spans[g->span];
+	if (d->state != SPAN_SMALL || d->sizeclass != c || d->start != g->span ||
+	    d->owner != conn_g.slot + 1 || d->nelems != sizeclass_nelems[c] ||
+	    d->elemsize != sizeclass_size[c])
+		return NULL;
+	s = malloc(sizeof(*s));
+	if (!s)
+		return NULL;
+	s->span = g->span;
+	s->nelems = d->nelems;
+	s->nwords = bitmap_words(d->nelems);
+	s->needzero = g->needzero;
+	s->base = segment_page_addr(seg, g->span);
+	s->alloc = segment_allocbits(seg, g->span);
+	s->freeb = segment_freebits(seg, g->span);
+	s->next = NULL;
+	return s;
+}
+
+/*
+ * Every span of class c is full: ask the daemon for more in one Refill,
+ * handing back what is over budget, and under pressure every other class's
+ * spare spans too. 0 with the hot window on a new span, or -errno.
+ */
+static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__Refill req = HEAPD__REFILL__INIT;
+	mc_list_t *l = &mc->lists[c];
+	uint32_t *rel = NULL, count;
+	size_t nrel = 0, cap = 0;
+	int rc;
+
+	assert(conn_held());
+	if (mc->epoch != atomic_load(&conn_g.epoch)) {
+		drop_spans_locked(mc);
+		mc->epoch = atomic_load(&conn_g.epoch);
+	}
+	if (pressure) {
+		count = 1;
+		l->batch = 1;
+		l->retain = 1;
+		l->cur = NULL;
+		rc = collect_spans_locked(mc, 1, &rel, &nrel, &cap);
+		if (rc < 0)
+			goto out;
+	} else {
+		count = l->batch;
+		/* Full spans in flight elsewhere: keep more of them before handing any back. */
+		while (l->nspans + count > l->retain && l->retain < MC_RETAIN_MAX)
+			l->retain = l->retain * 2 < MC_RETAIN_MAX ? l->retain * 2 : MC_RETAIN_MAX;
+	}
+	if (l->nspans + count > l->retain) {
+		/* hand back the oldest: the list grows at its head */
+		size_t keep = l->retain > count ? l->retain - count : 0, i = 0;
+		mc_span_t **pp = &l->spans;
+		while (*pp && i < keep) {
+			pp = &(*pp)->next;
+			i++;
+		}
+		while (*pp) {
+			mc_span_t *s = *pp;
+			if (nrel == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				uint32_t *grown = realloc(rel, ncap * sizeof(*rel));
+				if (!grown)
+					break; /* keep the rest this time */
+				rel = grown;
+				cap = ncap;
+			}
+			rel[nrel++] = s->span;
+			*pp = s->next;
+			l->nspans--;
+			mc->nspans--;
+			free(s);
+		}
+		l->cur = NULL;
+	}
+
+	req.sizeclass = c;
+	req.count = count;
+	req.release = rel;
+	req.n_release = nrel;
+	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
+	env.refill = &req;
+	rc = conn_call_locked(&env, HEAPD__ENVELOPE__MSG_REFILL_REPLY, &reply, 0);
+	conn_g.refills++;
+	if (mc->epoch != atomic_load(&conn_g.epoch)) {
+		/* We reconnected under a new slot: the grants are the new slot's, the rest is not ours. */
+		drop_spans_locked(mc);
+		mc->epoch = atomic_load(&conn_g.epoch);
+	}
+	if (rc < 0)
+		goto out;
+
+	rc = -EPROTO;
+	for (size_t i = 0; i < reply->refill_reply->n_spans; i++) {
+		mc_span_t *s = span_record(c, reply->refill_reply->spans[i]);
+		if (!s)
+			continue;
+		s->next = l->spans;
+		l->spans = s;
+		l->nspans++;
+		mc->nspans++;
+		if (rc < 0 && window_from(mc, c, s, 0))
+			rc = 0;
+	}
+	if (rc < 0 && find_local(mc, c))
+		rc = 0;
+	if (!pressure && l->batch < batch_max(c))
+		l->batch = l->batch * 2 < batch_max(c) ? l->batch * 2 : batch_max(c);
+out:
+	wire_free(reply);
+	free(rel);
+	return rc;
+}
+
+/* Take the slot the hot window of class c is known to have. */
+static void *take(mcache_t *mc, uint32_t c, int *needzero)
+{
+	mc_class_t *cl = &mc->cls[c];
+	uint64_t cache = cl->cache;
+	uint32_t bit = (uint32_t)__builtin_ctzll(cache);
+
+	assert(cache != 0);
+	cl->cache = cache & (cache - 1);
+	bitmap_store(cl->allocword, bitmap_load(cl->allocword) | (1ULL << bit));
+	if (needzero)
+		*needzero = (int)cl->needzero;
+	return cl->wordbase + (size_t)bit * cl->elemsize;
+}
+
+void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
+{
+	int pressure, rc;
+
+	if (mc == &mcache_empty && !(mc = mcache_create())) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (mc->epoch != atomic_load_explicit(&conn_g.epoch, memory_order_relaxed)) {
+		conn_lock();
+		drop_spans_locked(mc);
+		mc->epoch = atomic_load(&conn_g.epoch);
+		conn_unlock();
+	}
+	pressure = (conn_slot_flags() & HEAPD_CLIENT_FLUSH) != 0;
+	if (pressure) {
+		/* Memory pressure: keep only each class's current span. */
+		uint32_t *rel = NULL;
+		size_t n = 0, cap = 0;
+		conn_lock();
+		collect_spans_locked(mc, 1, &rel, &n, &cap); /* on -ENOMEM, release what it has */
+		release_locked(rel, n);
+		conn_unlock();
+		free(rel);
+	}
+	if (find_local(mc, c))
+		return take(mc, c, needzero);
+	conn_lock();
+	rc = refill_locked(mc, c, pressure);
+	conn_unlock();
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
+	return take(mc, c, needzero);
+}
+
+int mcache_trim(void)
+{
+	mcache_t *mc = mcache_tls;
+	uint32_t *rel = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	if (mc == &mcache_empty)
+		return 0;
+	conn_lock();
+	if (mc->epoch == atomic_load(&conn_g.epoch)) {
+		rc = collect_spans_locked(mc, 0, &rel, &n, &cap);
+		release_locked(rel, n);
+	}
+	drop_spans_locked(mc);
+	conn_unlock();
+	free(rel);
+	return rc;
+}
+
+int mcache_held_spans_locked(uint32_t **spans, size_t *n)
+{
+	uint64_t epoch = atomic_load(&conn_g.epoch);
+	size_t cap = 0;
+
+	assert(conn_held());
+	*spans = NULL;
+	*n = 0;
+	for (mcache_t *mc = registry; mc; mc = mc->next) {
+		if (mc->epoch != epoch)
+			continue;
+		for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
+			for (mc_span_t *s = mc->lists[c].spans; s; s = s->next) {
+				if (*n == cap) {
+					size_t ncap = cap ? cap * 2 : 64;
+					uint32_t *grown = realloc(*spans, ncap * sizeof(**spans));
+					if (!grown) {
+						free(*spans);
+						*spans = NULL;
+						*n = 0;
+						return -ENOMEM;
+					}
+					*spans = grown;
+					cap = ncap;
+				}
+				(*spans)[(*n)++] = s->span;
+			}
+		}
+	}
+	return 0;
+}
+
+uint64_t mcache_count_locked(void)
+{
+	uint64_t epoch = atomic_load(&conn_g.epoch), n = 0;
+
+	for (mcache_t *mc = registry; mc; mc = mc->next)
+		if (mc->epoch == epoch)
+			n += mc->nspans;
+	return n;
+}
+
+void mcache_invalidate_all_locked(void)
+{
+	assert(conn_held());
+	/*
+	 * Other threads own their windows; emptying them makes each thread's
+	 * next allocation take the slow path, which drops the stale spans. A
+	 * thread inside its fast path at this instant may still take one slot.
+	 */
+	for (mcache_t *mc = registry; mc; mc = mc->next)
+		for (uint32_t c = 1; c < SIZECLASS_COUNT; c++)
+			__atomic_store_n(&mc->cls[c].cache, 0, __ATOMIC_RELAXED);
+}
+
+void mcache_flush_all_locked(void)
+{
+	uint64_t epoch = atomic_load(&conn_g.epoch);
+	uint32_t *rel = NULL;
+	size_t n = 0, cap = 0;
+
+	assert(conn_held());
+	for (mcache_t *mc = registry; mc; mc = mc->next) {
+		if (mc->epoch == epoch)
+			collect_spans_locked(mc, 0, &rel, &n, &cap);
+		drop_spans_locked(mc);
+	}
+	release_locked(rel, n);
+	free(rel);
+}
+
+void mcache_atfork_child(void)
+{
+	mcache_t *self = mcache_tls, *mc, *next;
+
+	for (mc = registry; mc; mc = next) {
+		next = mc->next;
+		drop_spans_locked(mc);
+		if (mc != self)
+			free(mc); /* its thread does not exist in the child */
+	}
+	registry = NULL;
+	if (self != &mcache_empty) {
+		self->next = self->prev = NULL;
+		self->epoch = atomic_load(&conn_g.epoch);
+		registry = self;
+	}
+}

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mcache.h - per-thread caches of spans, and the allocation fast path.
+ *
+ * Each thread that allocates gets an mcache_t. For every size class it
+ * holds a list of spans that the daemon handed to this process (owner ==
+ * our slot + 1); one of them is current. The hot part of a class is a
+ * window of 64 slots of the current span: `cache` has bit i set when slot
+ * cachebase + i is free, as the complement of the alloc word (Go's
+ * allocCache). Allocating takes the lowest set bit, sets that alloc bit with
+ * a plain atomic store (only the owner writes alloc bits) and returns
+ * wordbase + i * elemsize: no lock, no system call, no atomic
+ * read-modify-write.
+ *
+ * Slow path (mcache_alloc_slow), in order:
+ *   1. the next word of the current span with a free slot;
+ *   2. a local sweep of the class's own spans (free bits set by any process
+ *      are folded into the alloc bits) for one with room;
+ *   3. one Refill request that asks for a batch of spans and hands back full
+ *      spans beyond the class's retention budget.
+ * Before that it checks whether the daemon asked this process to flush
+ * (HEAPD_CLIENT_FLUSH), and whether its spans still belong to this
+ * process's slot (conn_g.epoch).
+ *
+ * Who writes what:
+ *   - the owning thread alone reads and writes its mc_class_t and mc_list_t
+ *     fields, and the alloc bits of its spans;
+ *   - the set of spans a cache holds (the class lists, nspans, epoch, and the
+ *     registry links) changes only under conn_g.lock, so a thread that
+ *     reconnects can list every cache's spans (mcache_held_spans_locked).
+ */
+#ifndef HEAPD_CLIENT_MCACHE_H
+#define HEAPD_CLIENT_MCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitmap.h"
+#include "sizeclass.h"
+
+/* One span the cache owns. */
+typedef struct mc_span {
+	uint32_t span;          /* span id (start page) */
+	uint32_t nelems;
+	uint32_t nwords;        /* bitmap words */
+	uint32_t needzero;      /* its free slots may hold old data */
+	uint8_t *base;          /* first object */
+	uint64_t *alloc;        /* alloc bits (we write them) */
+	uint64_t *freeb;        /* free bits (any process sets them) */
+	struct mc_span *next;   /* in the class list; conn_g.lock */
+} mc_span_t;
+
+/* The fast path's view of a class: the free slots of one alloc word. 32 bytes. */
+typedef struct mc_class {
+	uint64_t cache;         /* bit i: slot cachebase + i of the current span is free */
+	uint8_t *wordbase;      /* address of slot cachebase */
+	uint64_t *allocword;    /* the alloc word of slot cachebase */
+	uint32_t elemsize;
+	uint32_t needzero;      /* the current span's free slots may hold old data */
+} mc_class_t;
+
+/* The slow path's view of a class. */
+typedef struct mc_list {
+	mc_span_t *cur;         /* span the hot window is on, NULL if none */
+	mc_span_t *spans;       /* every span of the class, cur included; conn_g.lock */
+	uint32_t cachebase;     /* slot index of the hot window's first slot */
+	uint32_t nspans;        /* conn_g.lock */
+	uint32_t batch;         /* spans the next Refill asks for */
+	uint32_t retain;        /* spans kept before full ones are handed back */
+} mc_list_t;
+
+typedef struct mcache {
+	mc_class_t cls[SIZECLASS_COUNT];   /* hot: only this is read on the fast path */
+	mc_list_t lists[SIZECLASS_COUNT];
+	uint64_t epoch;                    /* conn_g.epoch its spans belong to; conn_g.lock */
+	uint32_t nspans;                   /* conn_g.lock */
+	struct mcache *next, *prev;        /* registry; conn_g.lock */
+} mcache_t;
+
+/*
+ * The calling thread's cache. It starts as a shared empty cache whose
+ * windows are all empty, so the fast path needs no NULL check: the first
+ * allocation falls into the slow path, which creates the thread's own.
+ */
+extern __thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec")));
+
+/* The slow path: returns an object of class c, or NULL with errno set. */
+void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero);
+
+/* An object of class c. *needzero (if not NULL) says whether it may hold old data. */
+static inline void *mcache_alloc(uint32_t c, int *needzero)
+{
+	mcache_t *mc = mcache_tls;
+	mc_class_t *cl = &mc->cls[c];
+	uint64_t cache = cl->cache;
+
+	if (__builtin_expect(cache != 0, 1)) {
+		uint64_t bit = (uint32_t)__builtin_ctzll(cache);
+		cl->cache = cache & (cache - 1);
+		bitmap_store(cl->allocword, bitmap_load(cl->allocword) | (1ULL << bit));
+		if (needzero)
+			*needzero = (int)cl->needzero;
+		return cl->wordbase + bit * cl->elemsize;
+	}
+	return mcache_alloc_slow(mc, c, needzero);
+}
+
+/*
+ * Every span of every cache whose spans are still ours (for the Hello of a
+ * reconnect), in a malloc'd array. 0 or -ENOMEM.
+ */
+int mcache_held_spans_locked(uint32_t **spans, size_t *n);
+
+/* Spans held by all caches (hc_stats). */
+uint64_t mcache_count_locked(void);
+
+/*
+ * The slot changed: every cache's spans are no longer ours. Empties the hot
+ * windows of every cache so that their threads fall into the slow path,
+ * which drops the spans (they compare their epoch with conn_g.epoch).
+ */
+void mcache_invalidate_all_locked(void);
+
+/*
+ * hc_disconnect: hand back every span of every cache in one Refill and
+ * empty the caches. Only safe when no other thread is inside the library.
+ */
+void mcache_flush_all_locked(void);
+
+/* Hand the calling thread's spans back (hc_trim). 0 or -ENOMEM. */
+int mcache_trim(void);
+
+/* In the child after fork: forget every cache without handing anything back. */
+void mcache_atfork_child(void);
+
+#endif

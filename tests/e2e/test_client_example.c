@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_client_example.c - runs the README's example program (example.c)
+ * against a real heapd, so the example stays true: one process allocates
+ * and exits, another reads and frees the object, and then nothing is in use.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_util.h"
+
+/* Run the example with args; its stdout into out. Returns its exit status. */
+static int run_example(const char *args, char *out, size_t outlen)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "'%s' %s", EXAMPLE_BIN, args);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(out, 1, outlen - 1, f);
+	out[n] = '\0';
+	return pclose(f);
+}
+
+START_TEST(test_example)
+{
+	char out[256], args[64];
+
+	cu_daemon_start(NULL);
+	ck_assert_int_eq(run_example("put 'hello, other process'", out, sizeof(out)), 0);
+	unsigned long long off = strtoull(out, NULL, 10);
+	ck_assert_uint_ne(off, 0);
+	snprintf(args, sizeof(args), "get %llu", off);
+	ck_assert_int_eq(run_example(args, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, "hello, other process\n");
+	ck_assert(cu_settle(50));
+	ck_assert_uint_eq(cu_check(), 0);
+	cu_daemon_stop();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("client_example");
+	TCase *tc = tcase_create("example");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_example);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

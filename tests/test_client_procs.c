@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_client_procs.c - libheapclient across processes, against a real heapd:
+ *   - producer/consumer: one process allocates 1,000,000 objects and passes
+ *     their offsets through a pipe, another checks and frees them; then the
+ *     daemon reports nothing in use. Prints the objects per second.
+ *   - steady churn makes no requests to the daemon;
+ *   - four processes x two threads allocating and freeing at random for ten
+ *     seconds, with frees crossing processes; then the daemon's check passes;
+ *   - fork: children use the parent's objects and their own;
+ *   - a client killed with SIGKILL while it holds spans;
+ *   - the daemon killed and restarted under a client that keeps working.
+ *
+ * Objects carry a pattern derived from their offset (client_util.h), and
+ * every object is checked before it is freed.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e/client_util.h"
+#include "heapclient.h"
+
+/* An object handed to another process: its offset, and its size above bit 40. */
+#define SIZE_SHIFT 40
+#define OFF_MASK ((1ULL << SIZE_SHIFT) - 1)
+
+/* No ck_assert here: in a loop its bookkeeping costs a system call each time. */
+static uint64_t pack(const void *p, size_t size)
+{
+	uint64_t off = hc_ptr_to_off(p);
+	if (off > OFF_MASK) {
+		fprintf(stderr, "offset %llu does not fit a handle\n", (unsigned long long)off);
+		_exit(5);
+	}
+	return off | (uint64_t)size << SIZE_SHIFT;
+}
+
+/* Check the object a packed handle names and free it; 0, or 1 if its pattern was damaged. */
+static int check_and_free(uint64_t h)
+{
+	uint64_t off = h & OFF_MASK;
+	size_t size = (size_t)(h >> SIZE_SHIFT);
+	void *p = hc_off_to_ptr(off);
+	int bad = !p || !cu_verify(p, size, off);
+	if (p)
+		hc_free(p);
+	return bad;
+}
+
+static void *shared_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+static void daemon_up(void)
+{
+	cu_daemon_start("1G");
+}
+
+static void daemon_down(void)
+{
+	cu_daemon_stop();
+}
+
+/* ---- producer / consumer ---- */
+
+#define PC_BATCH 512 /* handles per write: 4 KiB, one atomic pipe write */
+
+typedef struct pc_result {
+	size_t pattern_max;                     /* pattern at most this many bytes of each object (0: all) */
+	uint64_t produced, consumed, errors;
+	uint64_t requests_warm, requests_end;   /* producer's requests after warmup and at the end */
+	double t_done;                          /* when the consumer finished */
+} pc_result_t;
+
+/*
+ * With ackfd >= 0 the producer keeps at most `window` batches unconsumed
+ * (the consumer acknowledges each batch), so that the objects in flight,
+ * and with them the spans the producer needs, are bounded.
+ */
+static void producer(int wfd, int ackfd, int window, uint64_t n, size_t fixed, uint64_t warmup,
+                     pc_result_t *res)
+{
+	uint64_t rng = 12345, buf[PC_BATCH];
+	hc_stats_t st;
+	int k = 0, outstanding = 0;
+	char ack;
+
+	for (uint64_t i = 0; i < n; i++) {
+		size_t size = fixed ? fixed : 8 + cu_rand(&rng) % (2048 - 8 + 1);
+		void *p = hc_malloc(size);
+		if (!p) {
+			fprintf(stderr, "producer: hc_malloc(%zu): %s\n", size, strerror(errno));
+			_exit(1);
+		}
+		size_t n = res->pattern_max && res->pattern_max < size ? res->pattern_max : size;
+		cu_fill(p, n, hc_ptr_to_off(p));
+		buf[k++] = pack(p, n);
+		if (k == PC_BATCH) {
+			if (ackfd >= 0 && outstanding == window) {
+				if (cu_read_full(ackfd, &ack, 1) < 0)
+					_exit(1);
+				outstanding--;
+			}
+			if (cu_write_full(wfd, buf, sizeof(buf)) < 0)
+				_exit(1);
+			outstanding++;
+			k = 0;
+		}
+		if (i + 1 == warmup) {
+			hc_stats(&st);
+			res->requests_warm = st.requests;
+		}
+	}
+	if (k && cu_write_full(wfd, buf, (size_t)k * 8) < 0)
+		_exit(1);
+	close(wfd);
+	hc_stats(&st);
+	res->requests_end = st.requests;
+	res->produced = n;
+	hc_disconnect();
+	_exit(0);
+}
+
+static void consumer(int rfd, int ackfd, pc_result_t *res)
+{
+	uint64_t buf[PC_BATCH];
+	uint64_t consumed = 0, errors = 0;
+
+	/* the producer stops reading acknowledgements once it has sent everything */
+	signal(SIGPIPE, SIG_IGN);
+	/* with flow control, let the producer fill its window first: the most it ever has in flight */
+	if (ackfd >= 0)
+		usleep(300000);
+	for (;;) {
+		ssize_t r = read(rfd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		for (size_t i = 0; i < (size_t)r / 8; i++)
+			errors += check_and_free(buf[i]);
+		consumed += (uint64_t)r / 8;
+		/* a read returns one whole batch: the producer writes each atomically */
+		if (ackfd >= 0 && write(ackfd, "a", 1) != 1)
+			ackfd = -1;
+	}
+	hc_disconnect();
+	res->consumed = consumed;
+	res->errors = errors;
+	res->t_done = cu_now();
+	_exit(errors ? 1 : 0);
+}
+
+/* Run a producer and a consumer process (window 0: no flow control); returns the seconds it took. */
+static double run_pc(uint64_t n, size_t fixed, int window, uint64_t warmup, pc_result_t *res)
+{
+	int fds[2], acks[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(pipe(acks), 0);
+	double t0 = cu_now();
+	pid_t prod = fork();
+	ck_assert_int_ge(prod, 0);
+	if (prod == 0) {
+		close(fds[0]);
+		close(acks[1]);
+		producer(fds[1], window ? acks[0] : -1, window, n, fixed, warmup, res);
+	}
+	pid_t cons = fork();
+	ck_assert_int_ge(cons, 0);
+	if (cons == 0) {
+		close(fds[1]);
+		close(acks[0]);
+		consumer(fds[0], window ? acks[1] : -1, res);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	close(acks[0]);
+	close(acks[1]);
+	ck_assert_int_eq(cu_wait(prod), 0);
+	ck_assert_int_eq(cu_wait(cons), 0);
+	ck_assert_uint_eq(res->produced, n);
+	ck_assert_uint_eq(res->consumed, n);
+	ck_assert_uint_eq(res->errors, 0);
+	return res->t_done - t0;
+}
+
+START_TEST(test_producer_consumer)
+{
+	const uint64_t n = 1000000;
+	pc_result_t *res = shared_map(sizeof(*res));
+
+	double secs = run_pc(n, 0, 0, n / 2, res);
+	printf("producer/consumer: %llu objects of 8..2048 B in %.3f s: %.0f objects/s end to end, "
+	       "every byte patterned and checked (producer made %llu requests)\n",
+	       (unsigned long long)n, secs, (double)n / secs, (unsigned long long)res->requests_end);
+	fflush(stdout);
+	ck_assert(cu_settle(100));
+	/* the same with only each object's first 16 bytes written and checked: the allocator's share */
+	memset(res, 0, sizeof(*res));
+	res->pattern_max = 16;
+	secs = run_pc(n, 0, 0, n / 2, res);
+	printf("producer/consumer: %llu objects of 8..2048 B in %.3f s: %.0f objects/s end to end, "
+	       "16 bytes of each patterned and checked (producer made %llu requests)\n",
+	       (unsigned long long)n, secs, (double)n / secs, (unsigned long long)res->requests_end);
+	fflush(stdout);
+	ck_assert_msg(cu_settle(100), "after both disconnected: %llu objects, %llu pages in use",
+	              (unsigned long long)cu_objects_in_use(), (unsigned long long)cu_pages_in_use());
+	ck_assert_uint_eq(cu_objects_in_use(), 0);
+	ck_assert_uint_eq(cu_pages_in_use(), 0);
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+START_TEST(test_steady_churn_makes_no_requests)
+{
+	const uint64_t n = 1000000;
+	pc_result_t *res = shared_map(sizeof(*res));
+
+	/* at most 8 batches (4096 objects, 32 spans) in flight */
+	double secs = run_pc(n, 64, 8, 100000, res) - 0.3; /* the consumer's head start */
+	printf("steady churn (64 B, 4096 in flight): %.0f objects/s, %llu requests in the first "
+	       "100000 objects, %llu in the next 900000\n", (double)n / secs,
+	       (unsigned long long)res->requests_warm,
+	       (unsigned long long)(res->requests_end - res->requests_warm));
+	ck_assert_uint_eq(res->requests_end, res->requests_warm);
+	ck_assert(cu_settle(100));
+}
+END_TEST
+
+/* ---- four processes x two threads, random, frees across processes ---- */
+
+#define RP_PROCS 4
+#define RP_THREADS 2
+#define RP_LIVE 1500
+
+typedef struct rp_shared {
+	_Atomic int stopped;          /* processes that stopped sending */
+	_Atomic uint64_t errors;
+	_Atomic uint64_t allocs, frees, sent, received;
+	int inbox[RP_PROCS][2];       /* pipe per process: handles of objects for it to free */
+	double seconds;
+} rp_shared_t;
+
+typedef struct rp_thread {
+	rp_shared_t *sh;
+	int proc;
+	uint64_t seed;
+} rp_thread_t;
+
+static void rp_receive(rp_shared_t *sh, int proc, int max)
+{
+	uint64_t buf[64];
+	ssize_t r = read(sh->inbox[proc][0], buf, (size_t)(max < 64 ? max : 64) * 8);
+	if (r <= 0)
+		return;
+	for (size_t i = 0; i < (size_t)r / 8; i++)
+		atomic_fetch_add(&sh->errors, check_and_free(buf[i]));
+	atomic_fetch_add(&sh->received, (uint64_t)r / 8);
+	atomic_fetch_add(&sh->frees, (uint64_t)r / 8);
+}
+
+static void *rp_thread_main(void *arg)
+{
+	rp_thread_t *t = arg;
+	rp_shared_t *sh = t->sh;
+	uint64_t *live = calloc(RP_LIVE, sizeof(*live)), rng = t->seed;
+	uint64_t allocs = 0, frees = 0, sent = 0;
+	size_t nlive = 0;
+	double end = cu_now() + sh->seconds;
+
+	while (cu_now() < end) {
+		for (int burst = 0; burst < 256; burst++) {
+			uint64_t r = cu_rand(&rng) % 100;
+			if (r < 45 && nlive < RP_LIVE) {
+				size_t size = cu_rand(&rng) % 200 == 0 ? 32769 + cu_rand(&rng) % 200000
+				                                         : 1 + cu_rand(&rng) % 4096;
+				void *p = hc_malloc(size);
+				if (!p) {
+					atomic_fetch_add(&sh->errors, 1);
+					continue;
+				}
+				cu_fill(p, size, hc_ptr_to_off(p));
+				live[nlive++] = pack(p, size);
+				allocs++;
+			} else if (r < 70 && nlive) {
+				size_t i = cu_rand(&rng) % nlive;
+				atomic_fetch_add(&sh->errors, check_and_free(live[i]));
+				live[i] = live[--nlive];
+				frees++;
+			} else if (r < 85 && nlive) {
+				size_t i = cu_rand(&rng) % nlive;
+				int to = (t->proc + 1 + (int)(cu_rand(&rng) % (RP_PROCS - 1))) % RP_PROCS;
+				if (write(sh->inbox[to][1], &live[i], 8) == 8) {
+					sent++;
+				} else {
+					atomic_fetch_add(&sh->errors, check_and_free(live[i]));
+					frees++;
+				}
+				live[i] = live[--nlive];
+			} else {
+				rp_receive(sh, t->proc, 1 + (int)(cu_rand(&rng) % 64));
+			}
+		}
+	}
+	while (nlive) {
+		atomic_fetch_add(&sh->errors, check_and_free(live[--nlive]));
+		frees++;
+	}
+	atomic_fetch_add(&sh->allocs, allocs);
+	atomic_fetch_add(&sh->frees, frees);
+	atomic_fetch_add(&sh->sent, sent);
+	free(live);
+	return NULL;
+}
+
+static void rp_process(rp_shared_t *sh, int proc)
+{
+	pthread_t th[RP_THREADS];
+	rp_thread_t args[RP_THREADS];
+
+	for (int i = 0; i < RP_THREADS; i++) {
+		args[i] = (rp_thread_t){ sh, proc, (uint64_t)(proc * 7919 + i * 104729 + 1) };
+		if (pthread_create(&th[i], NULL, rp_thread_main, &args[i]) != 0)
+			_exit(2);
+	}
+	for (int i = 0; i < RP_THREADS; i++)
+		pthread_join(th[i], NULL);
+	/* once nobody sends any more, whatever is in the inbox is the last of it */
+	atomic_fetch_add(&sh->stopped, 1);
+	while (atomic_load(&sh->stopped) < RP_PROCS)
+		usleep(1000);
+	uint64_t before;
+	do {
+		before = atomic_load(&sh->received);
+		rp_receive(sh, proc, 64);
+	} while (atomic_load(&sh->received) != before);
+	hc_disconnect();
+	_exit(0);
+}
+
+START_TEST(test_random_four_processes)
+{
+	rp_shared_t *sh = shared_map(sizeof(*sh));
+	pid_t pids[RP_PROCS];
+
+	sh->seconds = 10.0;
+	for (int i = 0; i < RP_PROCS; i++) {
+		ck_assert_int_eq(pipe2(sh->inbox[i], O_NONBLOCK), 0);
+	}
+	for (int i = 0; i < RP_PROCS; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0)
+			rp_process(sh, i);
+	}
+	for (int i = 0; i < RP_PROCS; i++)
+		ck_assert_int_eq(cu_wait(pids[i]), 0);
+	printf("random, %d processes x %d threads, %.0f s: %llu allocations, %llu frees, "
+	       "%llu handed to another process\n", RP_PROCS, RP_THREADS, sh->seconds,
+	       (unsigned long long)sh->allocs, (unsigned long long)sh->frees,
+	       (unsigned long long)sh->sent);
+	fflush(stdout);
+	ck_assert_uint_eq(sh->errors, 0);
+	ck_assert_uint_eq(sh->allocs, sh->frees);
+	ck_assert_uint_eq(sh->sent, sh->received);
+	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_msg(cu_settle(100), "%llu objects, %llu pages still in use",
+	              (unsigned long long)cu_objects_in_use(), (unsigned long long)cu_pages_in_use());
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* ---- fork ---- */
+
+#define FK_OBJS 2000
+#define FK_CHILDREN 2
+
+typedef struct fk_obj {
+	uint8_t *p;
+	size_t size;
+} fk_obj_t;
+
+static void fk_alloc(fk_obj_t *v, int n, uint64_t seed)
+{
+	for (int i = 0; i < n; i++) {
+		v[i].size = i % 100 == 0 ? 50000 + (size_t)i : 1 + cu_rand(&seed) % 5000;
+		v[i].p = hc_malloc(v[i].size);
+		ck_assert_msg(v[i].p != NULL, "hc_malloc(%zu): %s", v[i].size, strerror(errno));
+		cu_fill(v[i].p, v[i].size, hc_ptr_to_off(v[i].p));
+	}
+}
+
+static int fk_overlaps(const fk_obj_t *v, int n, uint64_t off, size_t size)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t o = hc_ptr_to_off(v[i].p);
+		if (off < o + v[i].size && o < off + size)
+			return 1;
+	}
+	return 0;
+}
+
+static void *fk_thread(void *arg)
+{
+	fk_obj_t own[200];
+	(void)arg;
+	fk_alloc(own, 200, 77);
+	for (int i = 0; i < 200; i++) {
+		if (!cu_verify(own[i].p, own[i].size, hc_ptr_to_off(own[i].p)))
+			return (void *)1;
+		hc_free(own[i].p);
+	}
+	return NULL;
+}
+
+static void fk_child(int k, fk_obj_t *parent, int report, int go)
+{
+	static fk_obj_t own[FK_OBJS];
+	int bad = 0;
+	pthread_t th;
+	void *ret;
+
+	/*
+	 * The parent's objects are here, intact; check and free this child's
+	 * share of them (the others' shares may already be freed and reused).
+	 */
+	for (int i = k; i < FK_OBJS; i += FK_CHILDREN) {
+		bad |= !cu_verify(parent[i].p, parent[i].size, hc_ptr_to_off(parent[i].p));
+		hc_free(parent[i].p);
+	}
+	/* and allocate our own, from our own connection and spans */
+	fk_alloc(own, FK_OBJS, (uint64_t)k + 1000);
+	for (int i = 0; i < FK_OBJS; i++) {
+		uint64_t h[2] = { hc_ptr_to_off(own[i].p), own[i].size };
+		if (cu_write_full(report, h, sizeof(h)) < 0)
+			_exit(3);
+	}
+	close(report);
+	char c;
+	if (cu_read_full(go, &c, 1) < 0)
+		_exit(4);
+	pthread_create(&th, NULL, fk_thread, NULL);
+	pthread_join(th, &ret);
+	bad |= ret != NULL;
+	for (int i = 0; i < FK_OBJS; i++) {
+		bad |= !cu_verify(own[i].p, own[i].size, hc_ptr_to_off(own[i].p));
+		hc_free(own[i].p);
+	}
+	hc_disconnect();
+	_exit(bad);
+}
+
+START_TEST(test_fork)
+{
+	static fk_obj_t before[FK_OBJS], after[FK_OBJS];
+	int report[FK_CHILDREN][2], go[FK_CHILDREN][2];
+	pid_t pids[FK_CHILDREN];
+
+	fk_alloc(before, FK_OBJS, 1);
+	for (int k = 0; k < FK_CHILDREN; k++) {
+		ck_assert_int_eq(pipe(report[k]), 0);
+		ck_assert_int_eq(pipe(go[k]), 0);
+		pids[k] = fork();
+		ck_assert_int_ge(pids[k], 0);
+		if (pids[k] == 0) {
+			close(report[k][0]);
+			close(go[k][1]);
+			fk_child(k, before, report[k][1], go[k][0]);
+		}
+		close(report[k][1]);
+		close(go[k][0]);
+	}
+	/* the parent keeps allocating while the children run */
+	fk_alloc(after, FK_OBJS, 2);
+	for (int k = 0; k < FK_CHILDREN; k++) {
+		/* a child's objects never overlap the parent's live ones */
+		uint64_t h[2];
+		int n = 0;
+		while (cu_read_full(report[k][0], h, sizeof(h)) == 0) {
+			ck_assert_msg(!fk_overlaps(after, FK_OBJS, h[0], h[1]),
+			              "child %d object at offset %llu overlaps a parent object", k,
+			              (unsigned long long)h[0]);
+			n++;
+		}
+		ck_assert_int_eq(n, FK_OBJS);
+		ck_assert_int_eq(cu_write_full(go[k][1], "g", 1), 0);
+		close(go[k][1]);
+		close(report[k][0]);
+	}
+	for (int k = 0; k < FK_CHILDREN; k++)
+		ck_assert_int_eq(cu_wait(pids[k]), 0);
+	for (int i = 0; i < FK_OBJS; i++) {
+		ck_assert(cu_verify(after[i].p, after[i].size, hc_ptr_to_off(after[i].p)));
+		hc_free(after[i].p);
+	}
+	hc_disconnect();
+	ck_assert_msg(cu_settle(100), "%llu objects still in use", (unsigned long long)cu_objects_in_use());
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* ---- a client killed while it holds spans ---- */
+
+START_TEST(test_sigkill_client)
+{
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t rng = 5;
+		for (int i = 0; i < 20000; i++) {
+			void *p = hc_malloc(1 + cu_rand(&rng) % 3000);
+			if (!p)
+				_exit(1);
+			if (i % 3 == 0)
+				hc_free(p);
+		}
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	char c;
+	close(ready[1]);
+	ck_assert_int_eq(cu_read_full(ready[0], &c, 1), 0);
+	uint64_t held = cu_client_spans(pid);
+	ck_assert_uint_gt(held, 0);
+	ck_assert_uint_ne(held, UINT64_MAX);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(cu_wait(pid), 128 + SIGKILL);
+	uint64_t left = UINT64_MAX;
+	for (int waited = 0; waited < 5000; waited += 20) {
+		left = cu_client_spans(0);
+		if (left == 0)
+			break;
+		usleep(20000);
+	}
+	ck_assert_uint_eq(left, 0);
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* ---- the daemon killed and restarted under a working client ---- */
+
+static fk_obj_t restart_b[6000];
+
+static void *alloc_while_away(void *arg)
+{
+	(void)arg;
+	fk_alloc(restart_b, 6000, 4);
+	return NULL;
+}
+
+START_TEST(test_daemon_restart)
+{
+	enum { N = 6000 };
+	static fk_obj_t a[N];
+	fk_obj_t *b = restart_b;
+	pthread_t th;
+	hc_stats_t st;
+
+	setenv("HEAPD_RECONNECT_TIMEOUT_MS", "20000", 1);
+	fk_alloc(a, N, 3);
+	harness_stop(&cu_daemon, SIGKILL);
+
+	/* with the daemon gone: frees work, and allocation goes on from the cached spans */
+	for (int i = 0; i < N; i += 2) {
+		ck_assert(cu_verify(a[i].p, a[i].size, hc_ptr_to_off(a[i].p)));
+		hc_free(a[i].p);
+	}
+	void *p = hc_malloc(a[1].size);
+	ck_assert_ptr_nonnull(p);
+	hc_free(p);
+
+	/* allocations that need the daemon wait for it to come back */
+	ck_assert_int_eq(pthread_create(&th, NULL, alloc_while_away, NULL), 0);
+	usleep(300000);
+	/* from this thread: the harness ties the daemon's life to the thread that started it */
+	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(hc_stats(&st), 0);
+	ck_assert_uint_ge(st.reconnects, 1);
+
+	for (int i = 1; i < N; i += 2) {
+		ck_assert(cu_verify(a[i].p, a[i].size, hc_ptr_to_off(a[i].p)));
+		hc_free(a[i].p);
+	}
+	for (int i = 0; i < N; i++) {
+		ck_assert(cu_verify(b[i].p, b[i].size, hc_ptr_to_off(b[i].p)));
+		hc_free(b[i].p);
+	}
+	hc_disconnect();
+	ck_assert_msg(cu_settle(100), "%llu objects still in use", (unsigned long long)cu_objects_in_use());
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+START_TEST(test_daemon_gone_times_out)
+{
+	setenv("HEAPD_RECONNECT_TIMEOUT_MS", "300", 1);
+	void *p = hc_malloc(100);
+	ck_assert_ptr_nonnull(p);
+	harness_stop(&cu_daemon, SIGKILL);
+	double t0 = cu_now();
+	errno = 0;
+	ck_assert_ptr_null(hc_malloc(1 << 20));
+	ck_assert_int_eq(errno, ECONNREFUSED);
+	double t = cu_now() - t0;
+	ck_assert_msg(t >= 0.25 && t < 5.0, "gave up after %.3f s", t);
+	hc_free(p); /* small frees need no daemon */
+}
+END_TEST
+
+static Suite *client_procs_suite(void)
+{
+	Suite *s = suite_create("client_procs");
+	TCase *tc = tcase_create("procs");
+	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_producer_consumer);
+	tcase_add_test(tc, test_steady_churn_makes_no_requests);
+	tcase_add_test(tc, test_random_four_processes);
+	tcase_add_test(tc, test_fork);
+	tcase_add_test(tc, test_sigkill_client);
+	tcase_add_test(tc, test_daemon_restart);
+	tcase_add_test(tc, test_daemon_gone_times_out);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(client_procs_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
