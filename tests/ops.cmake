@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: MIT
+# Operations tests: heapctl, scavenging, systemd units and socket activation,
+# and installing the package for an outside program. Run them alone with
+#   ctest -L ops
+add_library(heapd_ops_test STATIC ops_run.c ops_json.c)
+target_include_directories(heapd_ops_test PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+
+set(HEAPD_OPS_ENV "HEAPCTL_BIN=$<TARGET_FILE:heapctl>")
+# shm/layout.h through -iquote only: shm/check.h would shadow the framework's <check.h>.
+set(HEAPD_OPS_SHM_IQUOTE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
+
+heapd_check_test(test_heapctl SOURCES test_heapctl.c LIBS heapd_harness heapd_ops_test LABELS ops TIMEOUT 180)
+target_compile_options(test_heapctl PRIVATE ${HEAPD_OPS_SHM_IQUOTE})
+set_property(TEST test_heapctl APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV})
+
+heapd_check_test(test_scavenge SOURCES test_scavenge.c LIBS heapd_harness heapd_ops_test heapclient_static
+  LABELS ops TIMEOUT 300)
+target_compile_options(test_scavenge PRIVATE ${HEAPD_OPS_SHM_IQUOTE})
+set_property(TEST test_scavenge APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV})
+
+# Socket activation and the notify protocol; skipped without systemd-socket-activate.
+find_program(HEAPD_SOCKET_ACTIVATE systemd-socket-activate)
+heapd_check_test(test_systemd SOURCES test_systemd.c LIBS heapd_ops_test LABELS ops TIMEOUT 120)
+set_property(TEST test_systemd APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV}
+  "SOCKET_ACTIVATE_BIN=${HEAPD_SOCKET_ACTIVATE}")
+set_tests_properties(test_systemd PROPERTIES SKIP_RETURN_CODE 77)
+
+# These two install the build tree into temporary prefixes, so they need
+# everything built, and take turns writing the build's install manifest.
+if(HEAPD_SANITIZE)
+  set(HEAPD_OPS_CFLAGS "-fsanitize=address,undefined")
+endif()
+set(HEAPD_OPS_SCRIPT_ENV
+  "HEAPD_BUILD_DIR=${PROJECT_BINARY_DIR}" "HEAPD_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+  "HEAPD_LIBDIR=${CMAKE_INSTALL_LIBDIR}" "CMAKE=${CMAKE_COMMAND}" "CC=${CMAKE_C_COMPILER}"
+  "HEAPD_TEST_CFLAGS=${HEAPD_OPS_CFLAGS}")
+add_test(NAME test_systemd_units COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/test_systemd_units.sh)
+add_test(NAME test_install COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/test_install.sh)
+set_tests_properties(test_systemd_units test_install PROPERTIES
+  ENVIRONMENT "${HEAPD_OPS_SCRIPT_ENV}" LABELS ops RESOURCE_LOCK heapd_install TIMEOUT 300)
+set_tests_properties(test_systemd_units PROPERTIES SKIP_RETURN_CODE 77)

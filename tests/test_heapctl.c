@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_heapctl.c - heapctl against a real heapd: the command-line contract
+ * (help, version, exit codes 0/1/2/3), every command's output, the JSON of
+ * `stats --json`, and `watch` in both of its modes of output.
+ *
+ * heapctl is run as a program ($HEAPCTL_BIN) with its output captured
+ * (ops_run.h); the daemons come from harness.h.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "layout.h"
+#include "ops_json.h"
+#include "ops_run.h"
+
+#define RUN_MS 20000
+
+static harness_daemon_t daemon_;
+
+static const char *heapctl_bin(void)
+{
+	const char *bin = getenv("HEAPCTL_BIN");
+	ck_assert_msg(bin != NULL, "HEAPCTL_BIN is not set");
+	return bin;
+}
+
+/* Run heapctl with the arguments that follow, up to a NULL; returns its exit status. */
+static int heapctl(ops_run_t *r, int timeout_ms, ...)
+{
+	const char *argv[16] = { heapctl_bin() };
+	size_t n = 1;
+	va_list ap;
+	va_start(ap, timeout_ms);
+	for (const char *a; n < 15 && (a = va_arg(ap, const char *)) != NULL;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	int rc = ops_run(r, timeout_ms, argv);
+	ck_assert_msg(rc == 0, "cannot run %s: %s", argv[0], strerror(-rc));
+	return r->status;
+}
+
+#define HEAPCTL(r, ...) heapctl(r, RUN_MS, __VA_ARGS__, (const char *)NULL)
+
+static void daemon_setup(void)
+{
+	harness_init(&daemon_);
+	int rc = harness_start(&daemon_);
+	if (rc < 0) {
+		/* Show why, and clean up here: teardown does not run after a failed setup. */
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd), "cat '%s' >&2", daemon_.log);
+		if (system(cmd) != 0)
+			fprintf(stderr, "(no daemon log)\n");
+		harness_cleanup(&daemon_);
+		ck_abort_msg("heapd did not start: %s", strerror(-rc));
+	}
+}
+
+static void daemon_teardown(void)
+{
+	harness_cleanup(&daemon_);
+}
+
+/* ---- without a daemon ---- */
+
+START_TEST(test_help_and_version)
+{
+	ops_run_t r;
+	ck_assert_int_eq(HEAPCTL(&r, "--help"), 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "Usage: heapctl"));
+	ck_assert_ptr_nonnull(strstr(r.out, "watch"));
+	ops_run_free(&r);
+
+	ck_assert_int_eq(HEAPCTL(&r, "stats", "--help"), 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "Usage: heapctl"));
+	ops_run_free(&r);
+
+	ck_assert_int_eq(HEAPCTL(&r, "--version"), 0);
+	ck_assert_str_eq(r.out, "heapctl " HEAPD_VERSION "\n");
+	ck_assert_str_eq(r.err, "");
+	ops_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_usage_errors)
+{
+	static const char *const cases[][3] = {
+		{ NULL, NULL, NULL },             /* no command */
+		{ "frobnicate", NULL, NULL },     /* unknown command */
+		{ "--bogus", "stats", NULL },     /* unknown global option */
+		{ "stats", "--bogus", NULL },     /* unknown command option */
+		{ "stats", "extra", NULL },       /* stray argument */
+		{ "sweep", "--json", NULL },      /* option of another command */
+		{ "stats", "--interval", "1" },
+		{ "watch", "--interval", "0" },
+		{ "watch", "--interval", "soon" },
+		{ "--socket", "", "stats" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ops_run_t r;
+		int st = heapctl(&r, RUN_MS, cases[i][0], cases[i][1], cases[i][2], (const char *)NULL);
+		ck_assert_msg(st == 2, "case %zu (%s %s %s): exit %d, want 2", i, cases[i][0], cases[i][1],
+		              cases[i][2], st);
+		ck_assert_str_eq(r.out, "");
+		ck_assert_msg(r.errlen > 0, "case %zu: no message on stderr", i);
+		ops_run_free(&r);
+	}
+}
+END_TEST
+
+START_TEST(test_unreachable)
+{
+	char dir[] = "/tmp/heapctl-test-XXXXXX", sock[64];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/no.sock", dir);
+
+	ops_run_t r;
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", sock, "stats"), 3);
+	ck_assert_msg(strstr(r.err, sock) != NULL, "stderr does not name the socket: %s", r.err);
+	ck_assert_str_eq(r.out, "");
+	ops_run_free(&r);
+
+	/* $HEAPD_SOCKET is the default, and the message names it. */
+	setenv("HEAPD_SOCKET", sock, 1);
+	ck_assert_int_eq(HEAPCTL(&r, "check"), 3);
+	ck_assert_msg(strstr(r.err, sock) != NULL, "stderr does not name $HEAPD_SOCKET: %s", r.err);
+	ops_run_free(&r);
+	unsetenv("HEAPD_SOCKET");
+
+	/* A socket nobody listens on. */
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "touch %s", sock);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", sock, "watch"), 3);
+	ck_assert_ptr_nonnull(strstr(r.err, "cannot connect to"));
+	ops_run_free(&r);
+	unlink(sock);
+	rmdir(dir);
+}
+END_TEST
+
+/* ---- with a daemon ---- */
+
+static const char *const stats_keys[] = {
+	"arena_bytes", "page_size", "pages_total", "pages_in_use", "pages_free", "pages_released",
+	"spans_in_use", "objects_in_use", "bytes_in_use", "clients", "sweepgen", "sweep_cycles",
+	"uptime_seconds",
+};
+static const char *const class_keys[] = { "class", "size", "spans", "objects_in_use", "free_slots" };
+
+START_TEST(test_stats_json)
+{
+	ops_run_t r;
+	char err[256] = "";
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "stats", "--json"), 0);
+	ops_json_t *j = ops_json_parse(r.out, err, sizeof(err));
+	ck_assert_msg(j != NULL, "stats --json is not JSON (%s):\n%s", err, r.out);
+	ck_assert_int_eq(j->type, OPS_JSON_OBJECT);
+	for (size_t i = 0; i < sizeof(stats_keys) / sizeof(stats_keys[0]); i++) {
+		const ops_json_t *v = ops_json_get(j, stats_keys[i]);
+		ck_assert_msg(v != NULL, "stats --json has no \"%s\":\n%s", stats_keys[i], r.out);
+		ck_assert_msg(v->type == OPS_JSON_NUMBER && v->number >= 0, "\"%s\" is not a count", stats_keys[i]);
+	}
+	ck_assert(ops_json_get(j, "arena_bytes")->number >= 256.0 * 1024 * 1024);
+	ck_assert(ops_json_get(j, "page_size")->number > 0);
+
+	const ops_json_t *classes = ops_json_get(j, "classes");
+	ck_assert_msg(classes && classes->type == OPS_JSON_ARRAY, "no \"classes\" array");
+	for (size_t c = 0; c < classes->n; c++) {
+		ck_assert_int_eq(classes->items[c]->type, OPS_JSON_OBJECT);
+		for (size_t i = 0; i < sizeof(class_keys) / sizeof(class_keys[0]); i++) {
+			const ops_json_t *v = ops_json_get(classes->items[c], class_keys[i]);
+			ck_assert_msg(v && v->type == OPS_JSON_NUMBER, "class entry %zu has no \"%s\"", c, class_keys[i]);
+		}
+	}
+	ops_json_free(j);
+	ck_assert_str_eq(r.err, "");
+	ops_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_stats_table)
+{
+	ops_run_t r;
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "stats"), 0);
+	static const char *const rows[] = { "arena", "pages total", "pages in use", "pages free",
+	                                    "pages released", "objects in use", "bytes in use",
+	                                    "clients", "sweepgen", "sweep cycles", "uptime", "MiB" };
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		ck_assert_msg(strstr(r.out, rows[i]) != NULL, "stats has no \"%s\":\n%s", rows[i], r.out);
+	ops_run_free(&r);
+
+	/* The socket also comes from $HEAPD_SOCKET. */
+	setenv("HEAPD_SOCKET", daemon_.sock, 1);
+	ck_assert_int_eq(HEAPCTL(&r, "stats"), 0);
+	ops_run_free(&r);
+	unsetenv("HEAPD_SOCKET");
+}
+END_TEST
+
+/* A data client (not control): a Hello that takes a slot. Returns the socket. */
+static int open_data_client(void)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__Hello hello = HEAPD__HELLO__INIT;
+	int fd = harness_connect_raw(daemon_.sock), arena = -1;
+	ck_assert_int_ge(fd, 0);
+	hello.version = HEAPD_PROTOCOL_VERSION;
+	hello.pid = (uint32_t)getpid();
+	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
+	env.hello = &hello;
+	ck_assert_int_eq(wire_call(fd, &env, &reply, &arena), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_HELLO_REPLY);
+	wire_free(reply);
+	if (arena >= 0)
+		close(arena);
+	return fd;
+}
+
+START_TEST(test_clients)
+{
+	int fd = open_data_client();
+	char pid[32], err[256] = "";
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+
+	ops_run_t r;
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "clients"), 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "pid"));
+	ck_assert_msg(strstr(r.out, pid) != NULL, "clients does not list pid %s:\n%s", pid, r.out);
+	ops_run_free(&r);
+
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "clients", "--json"), 0);
+	ops_json_t *j = ops_json_parse(r.out, err, sizeof(err));
+	ck_assert_msg(j != NULL, "clients --json is not JSON (%s):\n%s", err, r.out);
+	const ops_json_t *list = ops_json_get(j, "clients");
+	ck_assert_msg(list && list->type == OPS_JSON_ARRAY, "no \"clients\" array:\n%s", r.out);
+	int found = 0;
+	for (size_t i = 0; i < list->n; i++) {
+		static const char *const keys[] = { "pid", "uid", "spans_cached", "pages_held", "requests" };
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+			ck_assert_msg(ops_json_get(list->items[i], keys[k]) != NULL, "client has no \"%s\"", keys[k]);
+		if (ops_json_get(list->items[i], "pid")->number == (double)getpid())
+			found = 1;
+	}
+	ck_assert_msg(found, "clients --json does not list pid %s:\n%s", pid, r.out);
+	ops_json_free(j);
+	ops_run_free(&r);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_sweep_scavenge_check)
+{
+	ops_run_t r;
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "sweep"), 0);
+	ck_assert_msg(strncmp(r.out, "swept ", 6) == 0, "sweep said: %s", r.out);
+	ops_run_free(&r);
+
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "scavenge"), 0);
+	ck_assert_msg(strncmp(r.out, "released ", 9) == 0, "scavenge said: %s", r.out);
+	ops_run_free(&r);
+
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "check"), 0);
+	ck_assert_str_eq(r.out, "ok\n");
+	ops_run_free(&r);
+}
+END_TEST
+
+/*
+ * A user the daemon does not admit: heapctl exits 3 and passes on the
+ * daemon's reason. Needs root, to become nobody.
+ */
+START_TEST(test_refused)
+{
+	if (getuid() != 0) {
+		fprintf(stderr, "test_refused: not root, skipped\n");
+		return;
+	}
+	/* Let nobody reach the socket at the file-system level; the daemon still says no. */
+	ck_assert_int_eq(chmod(daemon_.dir, 0755), 0);
+	ck_assert_int_eq(chmod(daemon_.sock, 0666), 0);
+
+	int outp[2];
+	ck_assert_int_eq(pipe(outp), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(outp[1], STDERR_FILENO);
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(126);
+		if (access(heapctl_bin(), X_OK) < 0)
+			_exit(77); /* a build tree nobody may enter */
+		execl(heapctl_bin(), "heapctl", "--socket", daemon_.sock, "stats", (char *)NULL);
+		_exit(127);
+	}
+	close(outp[1]);
+	char err[1024];
+	ssize_t n, len = 0;
+	while ((n = read(outp[0], err + len, sizeof(err) - 1 - (size_t)len)) > 0)
+		len += n;
+	err[len] = '\0';
+	close(outp[0]);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77) {
+		fprintf(stderr, "test_refused: nobody cannot run %s, skipped\n", heapctl_bin());
+		return;
+	}
+	ck_assert_msg(WEXITSTATUS(st) == 3, "exit %d, want 3: %s", WEXITSTATUS(st), err);
+	ck_assert_msg(strstr(err, "refused") != NULL, "no reason given: %s", err);
+	ck_assert_msg(strstr(err, daemon_.sock) != NULL, "socket not named: %s", err);
+}
+END_TEST
+
+/*
+ * Corrupt the shared header's page counter behind the daemon's back: the
+ * checker recounts and must report it, and heapctl must exit 1.
+ */
+START_TEST(test_check_finds_problems)
+{
+	int fd = open(daemon_.arena, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	shm_header_t *hdr = mmap(NULL, sizeof(*hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(hdr, MAP_FAILED);
+	hdr->pages_inuse += 3;
+	munmap(hdr, sizeof(*hdr));
+	close(fd);
+
+	ops_run_t r;
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "check"), 1);
+	ck_assert_msg(r.outlen > 0 && strcmp(r.out, "ok\n") != 0, "check printed no problem: %s", r.out);
+	ck_assert_ptr_nonnull(strstr(r.err, "problem"));
+	ops_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_watch_lines)
+{
+	ops_run_t r;
+	/* Not a terminal: one line per sample; SIGTERM ends it cleanly. */
+	heapctl(&r, 1500, "--socket", daemon_.sock, "watch", "--interval", "0.2", (const char *)NULL);
+	ck_assert_int_eq(r.stopped, 1);
+	ck_assert_int_eq(r.status, 0);
+	size_t lines = ops_count_lines(r.out);
+	ck_assert_msg(lines >= 3, "watch printed %zu lines in 1.5 s:\n%s", lines, r.out);
+	ck_assert_ptr_nonnull(strstr(r.out, "pages_in_use="));
+	ck_assert_ptr_null(strstr(r.out, "\033["));
+	ops_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_watch_terminal)
+{
+	/* On a terminal it redraws the screen; script(1) is not assumed, so use a pty directly. */
+	int master = posix_openpt(O_RDWR | O_NOCTTY);
+	ck_assert_int_ge(master, 0);
+	ck_assert_int_eq(grantpt(master), 0);
+	ck_assert_int_eq(unlockpt(master), 0);
+	const char *slave_name = ptsname(master);
+	ck_assert_ptr_nonnull(slave_name);
+
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int slave = open(slave_name, O_RDWR);
+		if (slave < 0)
+			_exit(126);
+		dup2(slave, STDOUT_FILENO);
+		execl(heapctl_bin(), "heapctl", "--socket", daemon_.sock, "watch", "--interval", "0.2", (char *)NULL);
+		_exit(127);
+	}
+	char buf[65536];
+	size_t len = 0;
+	long long end = ops_now_ms() + 1500;
+	fcntl(master, F_SETFL, O_NONBLOCK);
+	while (ops_now_ms() < end && len < sizeof(buf) - 1) {
+		ssize_t n = read(master, buf + len, sizeof(buf) - 1 - len);
+		if (n > 0)
+			len += (size_t)n;
+		else
+			ops_sleep_ms(20);
+	}
+	buf[len] = '\0';
+	kill(pid, SIGINT);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	close(master);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "watch did not exit cleanly on SIGINT");
+
+	int frames = 0;
+	for (const char *p = buf; (p = strstr(p, "\033[H\033[2J")) != NULL; p++)
+		frames++;
+	ck_assert_msg(frames >= 3, "watch drew %d frames in 1.5 s", frames);
+	ck_assert_ptr_nonnull(strstr(buf, "pages"));
+	ck_assert_ptr_nonnull(strstr(buf, "objects"));
+}
+END_TEST
+
+START_TEST(test_watch_daemon_dies)
+{
+	pid_t killer = fork();
+	ck_assert_int_ge(killer, 0);
+	if (killer == 0) {
+		ops_sleep_ms(600);
+		kill(daemon_.pid, SIGKILL);
+		_exit(0);
+	}
+	ops_run_t r;
+	heapctl(&r, 10000, "--socket", daemon_.sock, "watch", "--interval", "0.1", (const char *)NULL);
+	waitpid(killer, NULL, 0);
+	ck_assert_int_eq(r.stopped, 0);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_msg(strstr(r.err, daemon_.sock) != NULL, "stderr does not name the socket: %s", r.err);
+	ck_assert_uint_ge(ops_count_lines(r.out), 2);
+	ops_run_free(&r);
+}
+END_TEST
+
+/*
+ * Daemons are started by unchecked fixtures, in the runner process: Check
+ * skips a checked teardown when a test fails, which would leave the daemon
+ * running. Tests that break their daemon get a tcase (and daemon) of their own.
+ */
+static TCase *daemon_tcase(const char *name)
+{
+	TCase *tc = tcase_create(name);
+	tcase_set_timeout(tc, 60);
+	tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
+	return tc;
+}
+
+static Suite *heapctl_suite(void)
+{
+	Suite *s = suite_create("heapctl");
+	TCase *tc = tcase_create("cli");
+	tcase_add_test(tc, test_help_and_version);
+	tcase_add_test(tc, test_usage_errors);
+	tcase_add_test(tc, test_unreachable);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("daemon");
+	tcase_add_test(tc, test_stats_json);
+	tcase_add_test(tc, test_stats_table);
+	tcase_add_test(tc, test_clients);
+	tcase_add_test(tc, test_sweep_scavenge_check);
+	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_watch_lines);
+	tcase_add_test(tc, test_watch_terminal);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("corrupt");
+	tcase_add_test(tc, test_check_finds_problems);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("daemon dies");
+	tcase_add_test(tc, test_watch_daemon_dies);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(heapctl_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
