@@ -7,7 +7,9 @@
  *   - mcache_alloc_slow: next word, local sweep, batch Refill;
  *   - the retention policy: how many spans a class asks for and keeps;
  *   - thread exit (a pthread key destructor hands the thread's spans back),
- *     hc_disconnect's flush of every cache, fork and slot changes.
+ *     hc_disconnect's flush of every cache, fork and slot changes;
+ *   - hc_debug_refill_latencies: the last MC_REFILL_RING Refill round
+ *     trips, timed around the request (kept across reconnects).
  *
  * Policy, per class, with S = span bytes:
  *   - batch: a Refill asks for `batch` spans, starting at 1 and doubling to
@@ -39,6 +41,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 
@@ -46,6 +49,7 @@
 #define MC_BATCH_MIN 2u
 #define MC_BATCH_MAX 8u
 #define MC_RETAIN_MAX 1024u
+#define MC_REFILL_RING 4096u /* round trips hc_debug_refill_latencies remembers */
 
 /* The cache of a thread that has not allocated yet: every window is empty. */
 static mcache_t mcache_empty;
@@ -53,6 +57,8 @@ static mcache_t mcache_empty;
 __thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec"))) = &mcache_empty;
 
 static mcache_t *registry;            /* every thread's cache; conn_g.lock */
+static uint64_t refill_ns[MC_REFILL_RING]; /* recent Refill round trips, ns; conn_g.lock */
+static uint64_t refill_count;         /* round trips timed so far; conn_g.lock */
 static pthread_key_t mcache_key;      /* destructor: mcache_thread_exit */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -204,15 +210,39 @@ static mcache_t *mcache_create(void)
 }
 
 /*
+ * The free slots of word w of s, after folding the word's free bits into its
+ * alloc bits: the owner's sweep, one word at a time, so that each word is
+ * read once on its way to the window.
+ */
+static uint64_t word_room(mc_span_t *s, uint32_t w)
+{
+	uint64_t a = bitmap_load(&s->alloc[w]);
+
+	if (bitmap_load(&s->freeb[w])) {
+		/* acquire: the freeing process's last writes happen before the slot's reuse */
+		uint64_t f = atomic_exchange_explicit((_Atomic uint64_t *)&s->freeb[w], 0,
+		                                      memory_order_acquire);
+		/* a free bit without its alloc bit is a double free that raced a sweep: dropped */
+		a &= ~f;
+		bitmap_store(&s->alloc[w], a);
+		s->needzero = 1; /* reused slots hold old data */
+	}
+	a = ~a;
+	if (s->nelems - w * 64 < 64)
+		a &= (1ULL << (s->nelems - w * 64)) - 1;
+	return a;
+}
+
+/*
  * Point class c's hot window at the first word of s, from word w on, that
- * has a free slot. 1 if there was one.
+ * has a free slot, sweeping the words on the way. 1 if there was one.
  */
 static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 {
 	mc_class_t *cl = &mc->cls[c];
 
 	for (; w < s->nwords; w++) {
-		uint64_t free_slots = bitmap_alloc_cache(s->alloc, w * 64, s->nelems);
+		uint64_t free_slots = word_room(s, w);
 		if (!free_slots)
 			continue;
 		cl->cache = free_slots;
@@ -225,18 +255,6 @@ static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 		return 1;
 	}
 	return 0;
-}
-
-/* Fold the free bits of s into its alloc bits. */
-static void sweep_span(mc_span_t *s)
-{
-	for (uint32_t w = 0; w < s->nwords; w++) {
-		if (bitmap_load(&s->freeb[w])) {
-			if (bitmap_sweep(s->alloc, s->freeb, s->nelems))
-				s->needzero = 1; /* reused slots hold old data */
-			return;
-		}
-	}
 }
 
 /*
@@ -256,7 +274,6 @@ static int find_local(mcache_t *mc, uint32_t c)
 	for (uint32_t n = 0; n < l->nspans; n++, s = s->next) {
 		if (!s)
 			s = l->spans;
-		sweep_span(s);
 		if (window_from(mc, c, s, 0))
 			return 1;
 	}
@@ -290,6 +307,28 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	s->freeb = segment_freebits(seg, g->span);
 	s->next = NULL;
 	return s;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+size_t hc_debug_refill_latencies(uint64_t *ns, size_t max)
+{
+	size_t n;
+
+	conn_lock();
+	n = refill_count < MC_REFILL_RING ? (size_t)refill_count : MC_REFILL_RING;
+	if (n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++)
+		ns[i] = refill_ns[(refill_count - n + i) % MC_REFILL_RING];
+	conn_unlock();
+	return n;
 }
 
 /*
@@ -358,7 +397,9 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 	req.n_release = nrel;
 	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
 	env.refill = &req;
+	uint64_t t0 = now_ns();
 	rc = conn_call_locked(&env, HEAPD__ENVELOPE__MSG_REFILL_REPLY, &reply, 0);
+	refill_ns[refill_count++ % MC_REFILL_RING] = now_ns() - t0;
 	conn_g.refills++;
 	if (mc->epoch != atomic_load(&conn_g.epoch)) {
 		/* We reconnected under a new slot: the grants are the new slot's, the rest is not ours. */

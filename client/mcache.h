@@ -130,6 +130,13 @@ void mcache_flush_all_locked(void);
 /* Hand the calling thread's spans back (hc_trim). 0 or -ENOMEM. */
 int mcache_trim(void);
 
+/*
+ * Debug hook for the benchmark (exported, not in heapclient.h): copy the
+ * durations in ns of this process's most recent Refill round trips, oldest
+ * first, into ns[0..max); returns how many.
+ */
+__attribute__((visibility("default"))) size_t hc_debug_refill_latencies(uint64_t *ns, size_t max);
+
 /* In the child after fork: forget every cache without handing anything back. */
 void mcache_atfork_child(void);
 
