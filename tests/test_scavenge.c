@@ -160,6 +160,8 @@ START_TEST(test_scavenge_now)
 
 	heapctl("scavenge", "released ");
 	uint64_t resident = arena_resident();
+	printf("scavenge: after 256 MiB freed, the arena holds %.1f MiB (metadata regions %.1f MiB)\n",
+	       (double)resident / MIB, (double)meta / MIB);
 	ck_assert_msg(resident <= meta + SLACK,
 	              "after scavenge the arena holds %llu MiB; metadata is %llu MiB, allowed %llu MiB more",
 	              (unsigned long long)(resident / MIB), (unsigned long long)(meta / MIB),
