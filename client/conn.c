@@ -4,8 +4,9 @@
  * requests, reconnecting after a daemon restart, and fork.
  *
  * A process has one connection, used by every thread under conn_g.lock.
- * Requests are blocking calls: send one frame, read its reply. LargeFree is
- * the one frame without a reply.
+ * Requests are blocking calls: send one frame, read its reply (through a
+ * read-ahead buffer, so a small reply is one read). LargeFree is the one
+ * frame without a reply.
  *
  * Connecting (hello_locked): open the socket, send Hello, receive HelloReply
  * with the arena's descriptor. The first connection maps the arena
@@ -56,6 +57,7 @@ conn_state_t conn_g = {
 };
 
 static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+static wire_reader_t conn_rd; /* read-ahead on conn_g.sock; conn_g.lock */
 
 static void atfork_prepare(void)
 {
@@ -74,6 +76,7 @@ static void atfork_child(void)
 	if (conn_g.sock >= 0)
 		close(conn_g.sock); /* our copy only: the parent's connection lives on */
 	conn_g.sock = -1;
+	wire_reader_reset(&conn_rd);
 	atomic_store(&conn_g.connected, 0);
 	conn_g.have_slot = 0;
 	atomic_store(&conn_g.flags_slot, UINT32_MAX);
@@ -167,6 +170,7 @@ static void close_socket_locked(void)
 	if (conn_g.sock >= 0)
 		close(conn_g.sock);
 	conn_g.sock = -1;
+	wire_reader_reset(&conn_rd);
 	atomic_store(&conn_g.connected, 0);
 }
 
@@ -353,7 +357,7 @@ int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
 			return rc; /* nothing was sent: the connection is still in step */
 		conn_g.requests++;
 		if (rc == 0)
-			rc = wire_recv(conn_g.sock, reply, NULL);
+			rc = wire_read_frame(conn_g.sock, &conn_rd, reply);
 		if (rc == 0)
 			break;
 		/* Broken, or out of step with its replies: either way this connection is done. */

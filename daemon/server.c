@@ -5,22 +5,30 @@
  * Entry points: server_listen, server_run, server_close.
  *
  * A connection's life: accept -> SO_PEERCRED check (refused peers get an
- * Error and are closed before anything is read) -> session_new -> frames
- * (conn_read: 4-byte length, then the payload; a length over HEAPD_MAX_FRAME
- * is a protocol error) -> EOF, error, or a protocol error, after which the
- * queued Error reply is flushed (at most CONN_LINGER_S seconds) and the
- * connection closed. The session is ended (its spans taken back) the moment
- * the connection is condemned, not when the flush completes.
+ * Error and are closed before anything is read) -> session_new -> frames ->
+ * EOF, error, or a protocol error, after which the queued Error reply is
+ * flushed (at most CONN_LINGER_S seconds) and the connection closed. The
+ * session is ended (its spans taken back) the moment the connection is
+ * condemned, not when the flush completes.
+ *
+ * A request costs the loop three system calls: the wakeup, one recv into
+ * the connection's input buffer (conn_on_read), and one sendmsg of the
+ * replies (conn_push). Whole frames are handed to the session where they
+ * lie in the buffer; a frame's 4-byte length over HEAPD_MAX_FRAME is a
+ * protocol error, and the buffer grows to hold the largest frame and shrinks
+ * back after it. Replies queue in c->out and are sent at once; only bytes the
+ * socket will not take wait for EV_WRITE. Past SERVER_OUTPUT_LIMIT queued
+ * bytes the client is dropped.
  *
  * The arena's descriptor rides with the Hello reply (conn_send_fd), sent
- * directly with sendmsg while the output buffer is still empty, so no
- * queued byte can overtake it.
+ * directly with sendmsg once the output buffer is flushed, so no queued
+ * byte can overtake it.
  */
 #include "server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
@@ -42,11 +50,23 @@
 #include "wire.h"
 
 #define CONN_LINGER_S 5
-#define SERVER_INPUT_HIGH (HEAPD_FRAME_HEADER + HEAPD_MAX_FRAME + 65536u)
+#define CONN_INPUT_MIN 16384u    /* input buffer to start with; grows to a whole frame */
+#define CONN_INPUT_MAX (HEAPD_FRAME_HEADER + HEAPD_MAX_FRAME)
+#define CONN_IOV 16              /* output chunks one send takes */
 
+/*
+ * The output buffer is written only by the session (replies) and drained
+ * only by conn_flush. wev is pending exactly while out holds bytes the
+ * socket would not take.
+ */
 typedef struct conn {
 	server_t *srv;
-	struct bufferevent *bev;
+	int fd;
+	struct event *rev;       /* EV_READ | EV_PERSIST, from accept until the session ends */
+	struct event *wev;       /* EV_WRITE | EV_PERSIST, while output is held up */
+	struct evbuffer *out;    /* queued reply frames */
+	uint8_t *in;             /* input: in[0, inlen) read, not yet handled */
+	size_t inlen, incap;     /* incap <= CONN_INPUT_MAX */
 	session_t *s;            /* NULL once the session has ended */
 	int closing;             /* flushing a last reply before closing */
 	struct conn *next, *prev;
@@ -64,22 +84,52 @@ static void conn_destroy(conn_t *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	srv->nconns--;
-	bufferevent_free(c->bev);
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->out)
+		evbuffer_free(c->out);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
 	free(c);
 }
 
-static void conn_drained(struct bufferevent *bev, void *arg)
+/*
+ * Send what the socket takes now. 0 when out is empty, -EAGAIN when bytes
+ * remain, other -errno when the connection is broken.
+ */
+static int conn_flush(conn_t *c)
 {
-	conn_t *c = arg;
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		conn_destroy(c);
+	struct evbuffer_iovec v[CONN_IOV];
+	struct iovec iov[CONN_IOV];
+
+	while (evbuffer_get_length(c->out) > 0) {
+		int n = evbuffer_peek(c->out, -1, NULL, v, CONN_IOV);
+		if (n > CONN_IOV)
+			n = CONN_IOV;
+		for (int i = 0; i < n; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		}
+		evbuffer_drain(c->out, (size_t)w);
+	}
+	return 0;
 }
 
-static void conn_linger_event(struct bufferevent *bev, short what, void *arg)
+static void conn_io_error(conn_t *c, int err)
 {
-	(void)bev;
-	(void)what;
-	conn_destroy(arg);
+	if (c->s && err != ECONNRESET && err != EPIPE)
+		log_msg("client %u (pid %d): connection error: %s", c->s->id, (int)c->s->pid,
+		        strerror(err));
 }
 
 /* End the session; with flush, deliver what is queued (the Error) before closing. */
@@ -89,22 +139,55 @@ static void conn_close(conn_t *c, int flush)
 		session_free(c->s, 0);
 		c->s = NULL;
 	}
-	if (flush && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+	if (flush && conn_flush(c) == -EAGAIN) {
 		struct timeval tv = { CONN_LINGER_S, 0 };
 		c->closing = 1;
-		bufferevent_disable(c->bev, EV_READ);
-		bufferevent_setcb(c->bev, NULL, conn_drained, conn_linger_event, c);
-		bufferevent_set_timeouts(c->bev, NULL, &tv);
-		bufferevent_enable(c->bev, EV_WRITE);
-		return;
+		event_del(c->rev);
+		if (event_add(c->wev, &tv) == 0)
+			return;
 	}
 	conn_destroy(c);
+}
+
+/* Flush after handling input; wait for EV_WRITE if the socket is full. 0, or -1 if c is gone. */
+static int conn_push(conn_t *c)
+{
+	int rc = conn_flush(c);
+	if (rc == 0) {
+		if (event_pending(c->wev, EV_WRITE, NULL))
+			event_del(c->wev);
+		return 0;
+	}
+	if (rc == -EAGAIN) {
+		if (!event_pending(c->wev, EV_WRITE, NULL) && event_add(c->wev, NULL) < 0) {
+			conn_close(c, 0);
+			return -1;
+		}
+		return 0;
+	}
+	conn_io_error(c, -rc);
+	conn_close(c, 0);
+	return -1;
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	conn_t *c = arg;
+	(void)fd;
+
+	if (what & EV_TIMEOUT) { /* a last reply nobody collects */
+		conn_destroy(c);
+		return;
+	}
+	if (conn_push(c) < 0)
+		return;
+	if (c->closing && evbuffer_get_length(c->out) == 0)
+		conn_destroy(c);
 }
 
 static int conn_send_fd(void *io, const uint8_t *frame, size_t len, int fd)
 {
 	conn_t *c = io;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -112,7 +195,7 @@ static int conn_send_fd(void *io, const uint8_t *frame, size_t len, int fd)
 	struct iovec iov = { .iov_base = (void *)frame, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (evbuffer_get_length(out) != 0)
+	if (conn_flush(c) < 0)
 		return -EPROTO; /* cannot keep the descriptor with its frame */
 	memset(&ctl, 0, sizeof(ctl));
 	msg.msg_control = ctl.buf;
@@ -125,73 +208,124 @@ static int conn_send_fd(void *io, const uint8_t *frame, size_t len, int fd)
 
 	ssize_t n;
 	do
-		n = sendmsg(bufferevent_getfd(c->bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	if ((size_t)n < len && evbuffer_add(out, frame + n, len - (size_t)n) < 0)
+	if ((size_t)n < len && evbuffer_add(c->out, frame + n, len - (size_t)n) < 0)
 		return -ENOMEM;
 	return 0;
 }
 
-static void conn_read(struct bufferevent *bev, void *arg)
+/* Room for need bytes of input in all. 0 or -ENOMEM. */
+static int conn_reserve(conn_t *c, size_t need)
 {
-	conn_t *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	static const uint8_t empty[1];
+	size_t cap = c->incap ? c->incap : CONN_INPUT_MIN;
 
-	while (!c->closing && c->s) {
-		size_t avail = evbuffer_get_length(in);
-		uint8_t hdr[HEAPD_FRAME_HEADER];
+	while (cap < need)
+		cap *= 2;
+	if (cap > CONN_INPUT_MAX)
+		cap = CONN_INPUT_MAX;
+	if (cap <= c->incap)
+		return 0;
+	uint8_t *in = realloc(c->in, cap);
+	if (!in)
+		return -ENOMEM;
+	c->in = in;
+	c->incap = cap;
+	return 0;
+}
+
+/*
+ * Handle every whole frame in the input and keep the partial rest. 0, or -1
+ * if the connection was closed (c may be gone).
+ */
+static int conn_frames(conn_t *c)
+{
+	size_t off = 0, need = 0; /* need: the whole of a frame that is not all here */
+	int rc = 0;
+
+	while (c->s && c->inlen - off >= HEAPD_FRAME_HEADER) {
 		uint32_t len;
-
-		if (avail < HEAPD_FRAME_HEADER) {
-			bufferevent_setwatermark(bev, EV_READ, HEAPD_FRAME_HEADER, SERVER_INPUT_HIGH);
-			return;
-		}
-		evbuffer_copyout(in, hdr, sizeof(hdr));
-		if (wire_parse_header(hdr, &len) < 0) {
+		if (wire_parse_header(c->in + off, &len) < 0) {
 			session_fail(c->s, EPROTO, "frame of %u bytes is over the %u-byte limit", len,
 			             HEAPD_MAX_FRAME);
 			conn_close(c, 1);
-			return;
+			return -1;
 		}
-		if (avail < HEAPD_FRAME_HEADER + (size_t)len) {
-			/* wake up only once the whole frame is here */
-			bufferevent_setwatermark(bev, EV_READ, HEAPD_FRAME_HEADER + len, SERVER_INPUT_HIGH);
-			return;
+		size_t whole = HEAPD_FRAME_HEADER + (size_t)len;
+		if (c->inlen - off < whole) {
+			if (conn_reserve(c, whole) < 0) {
+				session_fail(c->s, ENOMEM, "out of memory for a frame");
+				conn_close(c, 1);
+				return -1;
+			}
+			need = whole;
+			break;
 		}
-		evbuffer_drain(in, HEAPD_FRAME_HEADER);
-		const uint8_t *payload = len ? evbuffer_pullup(in, len) : empty;
-		int rc = payload ? session_handle_frame(c->s, payload, len)
-		                 : session_fail(c->s, ENOMEM, "out of memory for a frame");
-		evbuffer_drain(in, len);
+		rc = session_handle_frame(c->s, c->in + off + HEAPD_FRAME_HEADER, len);
+		off += whole;
 		if (rc < 0) {
 			conn_close(c, 1);
-			return;
+			return -1;
 		}
-		size_t queued = evbuffer_get_length(bufferevent_get_output(bev));
+		if (evbuffer_get_length(c->out) <= SERVER_OUTPUT_LIMIT)
+			continue;
+		rc = conn_flush(c);
+		if (rc < 0 && rc != -EAGAIN) {
+			conn_io_error(c, -rc);
+			conn_close(c, 0);
+			return -1;
+		}
+		size_t queued = evbuffer_get_length(c->out);
 		if (queued > SERVER_OUTPUT_LIMIT) {
 			log_msg("client %u (pid %d) does not read its replies (%zu bytes queued); dropped",
 			        c->s->id, (int)c->s->pid, queued);
 			conn_close(c, 0);
-			return;
+			return -1;
 		}
 	}
+	if (off > 0) {
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+	}
+	if (c->incap > CONN_INPUT_MIN && c->inlen < CONN_INPUT_MIN && need <= CONN_INPUT_MIN) {
+		uint8_t *in = realloc(c->in, CONN_INPUT_MIN); /* give back a large frame's room */
+		if (in) {
+			c->in = in;
+			c->incap = CONN_INPUT_MIN;
+		}
+	}
+	return 0;
 }
 
-static void conn_event(struct bufferevent *bev, short what, void *arg)
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	conn_t *c = arg;
-	size_t pending = evbuffer_get_length(bufferevent_get_input(bev));
+	(void)what;
 
-	if (c->s && pending && (what & BEV_EVENT_EOF))
-		log_msg("client %u (pid %d) hung up in the middle of a frame (%zu bytes unread)",
-		        c->s->id, (int)c->s->pid, pending);
-	else if (c->s && (what & BEV_EVENT_ERROR) && errno != ECONNRESET && errno != EPIPE)
-		log_msg("client %u (pid %d): connection error: %s", c->s->id, (int)c->s->pid,
-		        strerror(errno));
-	conn_close(c, 0);
+	if (!c->s || c->closing)
+		return;
+	assert(c->inlen < c->incap); /* conn_frames leaves room for the rest of a frame */
+	ssize_t n = recv(fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		conn_io_error(c, errno);
+		conn_close(c, 0);
+		return;
+	}
+	if (n == 0) {
+		if (c->inlen > 0)
+			log_msg("client %u (pid %d) hung up in the middle of a frame (%zu bytes unread)",
+			        c->s->id, (int)c->s->pid, c->inlen);
+		conn_close(c, 0);
+		return;
+	}
+	c->inlen += (size_t)n;
+	if (conn_frames(c) < 0)
+		return;
+	conn_push(c);
 }
 
 /* ---- accepting ---- */
@@ -281,12 +415,15 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (!c)
 		goto fail;
 	c->srv = srv;
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev)
+	c->fd = fd;
+	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	c->out = evbuffer_new();
+	if (!c->rev || !c->wev || !c->out || conn_reserve(c, CONN_INPUT_MIN) < 0)
 		goto fail_conn;
-	c->s = session_new(srv->d, cr.pid, cr.uid, cr.gid, bufferevent_get_output(c->bev));
+	c->s = session_new(srv->d, cr.pid, cr.uid, cr.gid, c->out);
 	if (!c->s)
-		goto fail_bev;
+		goto fail_conn;
 	c->s->send_fd = conn_send_fd;
 	c->s->io = c;
 	c->next = srv->conns;
@@ -294,20 +431,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->nconns++;
-	bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
-	bufferevent_setwatermark(c->bev, EV_READ, HEAPD_FRAME_HEADER, SERVER_INPUT_HIGH);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (event_add(c->rev, NULL) < 0) {
+		log_msg("cannot watch the connection from pid %d; closed", (int)cr.pid);
+		conn_close(c, 0);
+	}
 	return;
 
-fail_bev:
-	bufferevent_free(c->bev);
-	fd = -1;
 fail_conn:
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->out)
+		evbuffer_free(c->out);
+	free(c->in);
 	free(c);
 fail:
 	log_msg("out of memory for a connection from pid %d", (int)cr.pid);
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 }
 
 static void on_relisten(evutil_socket_t fd, short what, void *arg)

@@ -3,8 +3,8 @@
  * server.h - the event loop: the listening Unix socket, connections with
  * their framing, signals and the housekeeping timer.
  *
- * Each connection is a bufferevent carrying one session (session.h). Peers
- * are checked with SO_PEERCRED before anything is read. Input frames are
+ * Each connection is a socket with a read event, an input buffer and an
+ * output buffer, carrying one session (session.h). Peers are checked with SO_PEERCRED before anything is read. Input frames are
  * capped at HEAPD_MAX_FRAME; output is capped at SERVER_OUTPUT_LIMIT, past
  * which a client that does not read its replies is dropped, so a stuck
  * client costs bounded memory and delays nobody.

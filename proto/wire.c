@@ -3,7 +3,9 @@
  * wire.c - length-prefixed protobuf frames over a Unix stream socket.
  *
  * See wire.h. Descriptors ride as SCM_RIGHTS on the first byte of a frame, so
- * wire_recv asks for ancillary data only on its first read.
+ * wire_recv asks for ancillary data only on its first read, and reads no byte
+ * past its frame. wire_read_frame reads as much as its buffer takes and keeps
+ * the surplus: a small reply costs one read instead of two.
  */
 #include "wire.h"
 
@@ -175,6 +177,69 @@ fail:
 		close(*recv_fd);
 		*recv_fd = -1;
 	}
+	return rc;
+}
+
+/* Have at least want bytes in r->buf[r->off, r->len); want <= WIRE_READER_SIZE. */
+static int reader_fill(int sock, wire_reader_t *r, size_t want)
+{
+	if (r->len - r->off >= want)
+		return 0;
+	if (r->off + want > sizeof(r->buf)) {
+		memmove(r->buf, r->buf + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	while (r->len - r->off < want) {
+		ssize_t n = recv(sock, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		r->len += (size_t)n;
+	}
+	return 0;
+}
+
+int wire_read_frame(int sock, wire_reader_t *r, Heapd__Envelope **env)
+{
+	uint32_t len;
+	int rc;
+
+	*env = NULL;
+	rc = reader_fill(sock, r, HEAPD_FRAME_HEADER);
+	if (rc < 0)
+		return rc;
+	rc = wire_parse_header(r->buf + r->off, &len);
+	if (rc < 0)
+		return rc;
+	if (HEAPD_FRAME_HEADER + (size_t)len <= sizeof(r->buf)) {
+		rc = reader_fill(sock, r, HEAPD_FRAME_HEADER + len);
+		if (rc < 0)
+			return rc;
+		*env = wire_unpack(r->buf + r->off + HEAPD_FRAME_HEADER, len);
+		r->off += HEAPD_FRAME_HEADER + len;
+		if (r->off == r->len)
+			wire_reader_reset(r);
+		return *env ? 0 : -EPROTO;
+	}
+	/* Too big for the buffer: take what is here, read exactly the rest. */
+	uint8_t *payload = malloc(len);
+	if (!payload)
+		return -ENOMEM;
+	size_t have = r->len - r->off - HEAPD_FRAME_HEADER;
+	memcpy(payload, r->buf + r->off + HEAPD_FRAME_HEADER, have);
+	wire_reader_reset(r);
+	rc = read_full(sock, payload + have, len - have, NULL);
+	if (rc == 0) {
+		*env = wire_unpack(payload, len);
+		if (!*env)
+			rc = -EPROTO;
+	}
+	free(payload);
 	return rc;
 }
 

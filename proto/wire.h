@@ -7,7 +7,8 @@
  * protocol error on either side.
  *
  * The wire_send/wire_recv pair is for blocking sockets (the client library,
- * heapctl, tests); the daemon frames into its own buffers with
+ * heapctl, tests); wire_read_frame is wire_recv with a read-ahead buffer, for
+ * the client's request path; the daemon frames into its own buffers with
  * wire_frame_size/wire_frame_pack and decodes with wire_unpack.
  */
 #ifndef HEAPD_PROTO_WIRE_H
@@ -51,6 +52,25 @@ int wire_send(int sock, const Heapd__Envelope *env, int pass_fd);
  * -ECONNRESET at end of stream, -EPROTO for a bad frame, or -errno.
  */
 int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd);
+
+/*
+ * A socket's bytes read past the frame wire_read_frame returned, so that a
+ * small reply (header and payload together) takes one read. One per socket;
+ * reset it when the socket is closed or replaced. No descriptors pass here.
+ */
+#define WIRE_READER_SIZE 4096u
+typedef struct wire_reader {
+	size_t off, len;               /* buf[off, len) is read and not yet returned */
+	uint8_t buf[WIRE_READER_SIZE];
+} wire_reader_t;
+
+static inline void wire_reader_reset(wire_reader_t *r)
+{
+	r->off = r->len = 0;
+}
+
+/* wire_recv through r, without descriptor passing. Same returns. */
+int wire_read_frame(int sock, wire_reader_t *r, Heapd__Envelope **env);
 
 /* Send req and wait for its reply. 0 or -errno; a reply that is an Error stays a 0 return. */
 int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *recv_fd);

@@ -571,6 +571,7 @@ static Suite *client_api_suite(void)
 	suite_add_tcase(s, tc);
 
 	TCase *nd = tcase_create("no_daemon");
+	tcase_set_timeout(nd, 60);
 	tcase_add_test(nd, test_no_daemon);
 	tcase_add_test(nd, test_death_no_arena);
 	tcase_add_test(nd, test_connect_refused);

@@ -122,6 +122,7 @@ static Suite *sizeclass_suite(void)
 {
 	Suite *s = suite_create("sizeclass");
 	TCase *tc = tcase_create("table");
+	tcase_set_timeout(tc, 60);
 
 	tcase_add_test(tc, test_count);
 	tcase_add_test(tc, test_class0_is_large);
