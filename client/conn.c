@@ -17,14 +17,16 @@
  * Reconnecting (reconnect_locked): when a request finds the connection
  * broken, the library reconnects with exponential backoff (5 ms doubling to
  * 250 ms, for at most $HEAPD_RECONNECT_TIMEOUT_MS, default 10 s; then
- * -ECONNREFUSED). Its Hello names the slot and token we had and every span
- * our caches hold. The daemon either re-adopts us (same slot and token: the
- * caches carry on) or gives us a new slot; then conn_g.epoch is bumped and
- * every cache drops its spans unused (mcache.h). Threads keep allocating
- * from their cached spans while the daemon is away. The lock is dropped
- * while sleeping between attempts, so that fork() (whose prepare handler
- * takes it) and other threads are not held up; a thread that finds the
- * connection back when it wakes is done.
+ * -ECONNREFUSED). Its Hello names the slot and token we had, every span
+ * our caches hold, and the large object of the last LargeAlloc reply we got
+ * (unless we freed it since), so that the daemon frees a large object whose
+ * reply was lost with it, and keeps one we hold. The daemon either re-adopts
+ * us (same slot and token: the caches carry on) or gives us a new slot;
+ * then conn_g.epoch is bumped and every cache drops its spans unused
+ * (mcache.h). Threads keep allocating from their cached spans while the
+ * daemon is away. The lock is dropped while sleeping between attempts, so
+ * that fork() (whose prepare handler takes it) and other threads are not
+ * held up; a thread that finds the connection back when it wakes is done.
  *
  * Only a dead daemon leaves our spans alone: a live daemon that closes our
  * connection (a protocol error on our side) takes them back at once, and
@@ -81,6 +83,7 @@ static void atfork_child(void)
 	conn_g.have_slot = 0;
 	atomic_store(&conn_g.flags_slot, UINT32_MAX);
 	atomic_fetch_add(&conn_g.epoch, 1);
+	atomic_store(&conn_g.large_received, 0);
 	conn_g.requests = conn_g.refills = conn_g.large_allocs = conn_g.reconnects = 0;
 	mcache_atfork_child();
 	conn_unlock();
@@ -228,10 +231,18 @@ static int hello_locked(void)
 		hello.prev_token = conn_g.token;
 		hello.held_spans = held;
 		hello.n_held_spans = nheld;
+		hello.large_received = atomic_load(&conn_g.large_received);
 	}
 	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
 	env.hello = &hello;
-	rc = wire_call(fd, &env, &reply, &passed);
+	rc = wire_send(fd, &env, -1);
+	/* A refused peer may find the socket closed before it sends: the Error saying why is still there. */
+	if (rc == 0 || rc == -EPIPE || rc == -ECONNRESET) {
+		int sent = rc;
+		rc = wire_recv(fd, &reply, &passed);
+		if (rc < 0 && sent < 0)
+			rc = sent;
+	}
 	conn_g.requests++;
 	if (rc < 0)
 		goto fail;
@@ -335,6 +346,7 @@ void conn_disconnect_locked(void)
 	conn_g.have_slot = 0;
 	atomic_store(&conn_g.flags_slot, UINT32_MAX);
 	atomic_fetch_add(&conn_g.epoch, 1);
+	atomic_store(&conn_g.large_received, 0);
 }
 
 int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
@@ -368,8 +380,11 @@ int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
 		if (req->msg_case == HEAPD__ENVELOPE__MSG_REFILL)
 			req->refill->n_release = 0;
 	}
-	if ((*reply)->msg_case == want)
+	if ((*reply)->msg_case == want) {
+		if (want == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY)
+			atomic_store(&conn_g.large_received, (*reply)->large_alloc_reply->span + 1);
 		return 0;
+	}
 	rc = (*reply)->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? error_code(*reply) : -EPROTO;
 	wire_free(*reply);
 	*reply = NULL;
@@ -380,7 +395,10 @@ void conn_large_free(uint32_t span)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__LargeFree msg = HEAPD__LARGE_FREE__INIT;
+	uint32_t mine = span + 1;
 
+	/* Freed here: a reconnect must not name it, lest its pages come back to us in a lost reply. */
+	atomic_compare_exchange_strong(&conn_g.large_received, &mine, 0);
 	if (!atomic_load_explicit(&conn_g.connected, memory_order_relaxed))
 		return;
 	msg.span = span;

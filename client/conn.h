@@ -43,6 +43,8 @@ typedef struct conn_state {
 	uint64_t token;            /* its token; lock */
 	_Atomic uint32_t flags_slot; /* slot whose flags the slow path polls, UINT32_MAX: none */
 	_Atomic uint64_t epoch;    /* bumped whenever cached spans stop being ours; written under lock */
+	_Atomic uint32_t large_received; /* span + 1 of the last LargeAlloc reply, 0 once that
+	                                  * object is freed here; named in a reconnect's Hello */
 	char path[108];            /* socket path of the last connect; lock */
 
 	/* The arena. Mapped once; never unmapped while the process may hold pointers. */

@@ -220,11 +220,15 @@ static uint64_t word_room(mc_span_t *s, uint32_t w)
 
 	if (bitmap_load(&s->freeb[w])) {
 		/* acquire: the freeing process's last writes happen before the slot's reuse */
-		uint64_t f = atomic_exchange_explicit((_Atomic uint64_t *)&s->freeb[w], 0,
-		                                      memory_order_acquire);
-		/* a free bit without its alloc bit is a double free that raced a sweep: dropped */
+		uint64_t f = atomic_load_explicit((_Atomic uint64_t *)&s->freeb[w], memory_order_acquire);
+		/*
+		 * The alloc bits first, then the free bits read: a fold cut short by a
+		 * kill loses no free (bitmap.h). A free bit without its alloc bit is
+		 * such a fold's leftover: dropped.
+		 */
 		a &= ~f;
 		bitmap_store(&s->alloc[w], a);
+		atomic_fetch_and_explicit((_Atomic uint64_t *)&s->freeb[w], ~f, memory_order_release);
 		s->needzero = 1; /* reused slots hold old data */
 	}
 	a = ~a;

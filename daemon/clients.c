@@ -135,6 +135,7 @@ int clients_alloc(clients_t *cl, pid_t pid, uid_t uid, uint64_t start_time, uint
 		cl->slots[i].session = NULL;
 		cl->slots[i].span_pages = 0;
 		cl->slots[i].large_pages = 0;
+		cl->slots[i].pending_large = 0;
 		cl->inuse++;
 		cl->cursor = (i + 1) % cl->nslots;
 		*slot = i;

@@ -10,9 +10,9 @@
  * and re-adopt them, or until the process is gone.
  *
  * Large objects are charged to the slot that allocated them (for the quota);
- * the charge map (span -> slot + 1) and large_pages are guarded by the heap
- * lock, because the sweeper thread frees large objects too. Everything else
- * here belongs to the event-loop thread.
+ * the charge map (span -> slot + 1), large_pages and pending_large are
+ * guarded by the heap lock, because the sweeper thread frees large objects
+ * too. Everything else here belongs to the event-loop thread.
  */
 #ifndef HEAPD_DAEMON_CLIENTS_H
 #define HEAPD_DAEMON_CLIENTS_H
@@ -31,6 +31,9 @@ typedef struct slot {
 	spanlist_t spans;        /* spans owned by the slot (owner == index + 1) */
 	uint64_t span_pages;     /* pages of those spans */
 	uint64_t large_pages;    /* pages of large objects charged to the slot (heap lock) */
+	uint32_t pending_large;  /* span + 1 of the large object whose reply may not have reached
+	                          * the client; its owner is slot + 1 meanwhile. 0: none. Written
+	                          * under the heap lock by the event-loop thread only. */
 } slot_t;
 
 typedef struct clients {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "large.h"
 #include "log.h"
 #include "recovery.h"
 #include "report.h"
@@ -148,6 +149,9 @@ void daemon_release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
 	slot_t *sl = &d->clients.slots[slot];
 	while (sl->spans.head != HEAPD_NIL)
 		daemon_take_back(d, slot, sl->spans.head, res);
+	/* Its client may hold the last large object it asked for: it stays allocated. */
+	if (sl->pending_large)
+		large_settle(&d->central, &d->clients, slot, 1);
 	clients_drop_charges(&d->clients, slot);
 	clients_free(&d->clients, slot);
 }
@@ -178,6 +182,8 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 	uint64_t on_central = 0, listed = 0, owned = 0, slot_spans = 0;
 
 	memset(r, 0, sizeof(*r));
+	/* No sweep cycle under way: the spans it sweeps are half folded for a moment (bitmap.h). */
+	pthread_mutex_lock(&d->sweeper.cycle_lock);
 	central_lock_all(&d->central);
 	pthread_mutex_lock(&d->heap.lock);
 	check_segment(seg, &d->heap, r);
@@ -206,6 +212,12 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 			} else {
 				owned++;
 			}
+		} else if (s->state == SPAN_LARGE && s->owner != 0) {
+			/* only the slot's last large object, while its reply is pending */
+			if (s->owner > cl->nslots || seg->clients[s->owner - 1].pid == 0 ||
+			    cl->slots[s->owner - 1].pending_large != p + 1)
+				report_add(r, "span %u: large object owned by client slot %u, whose pending "
+				              "large object it is not", p, s->owner - 1);
 		}
 		p += s->npages;
 	}
@@ -222,5 +234,6 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 		           (unsigned long long)slot_spans, (unsigned long long)owned);
 	pthread_mutex_unlock(&d->heap.lock);
 	central_unlock_all(&d->central);
+	pthread_mutex_unlock(&d->sweeper.cycle_lock);
 	return r->nproblems;
 }

@@ -3,10 +3,18 @@
  * large.c - large objects (see large.h).
  *
  * Write order of an allocation: the page heap hands out a SPAN_LARGE span
- * with clear bitmaps; the pages are zeroed if asked; only then is alloc bit
- * 0 set. A daemon killed before that leaves a large span with alloc bit 0
- * clear, which recovery frees. Freeing clears the bitmaps before the span
- * goes back to the page heap (central_free_span_locked).
+ * with clear bitmaps; the pages are zeroed if asked; owner = slot + 1 (the
+ * reply is pending); only then is alloc bit 0 set. A daemon killed before
+ * that leaves a large span with alloc bit 0 clear, which recovery frees.
+ * Freeing clears the bitmaps before the span goes back to the page heap
+ * (central_free_span_locked).
+ *
+ * A reply lost with the daemon must not leak the object: the client, which
+ * resends its request to the next daemon, never got it. So the span keeps
+ * owner = slot + 1 until the client is known to have the reply
+ * (large_settle): its next frame on the connection, or the span it names in
+ * the Hello of its reconnect. Recovery keeps such a span pending for a live
+ * slot; the reconnect then keeps or frees it.
  *
  * large_sweep walks the span table under the heap lock in chunks, so a long
  * walk never keeps refills waiting for long.
@@ -18,6 +26,7 @@
 
 #include "bitmap.h"
 #include "lock.h"
+#include "log.h"
 
 #define LARGE_WALK_CHUNK 4096u
 
@@ -136,6 +145,10 @@ int large_alloc(central_t *c, clients_t *cl, uint32_t slot, uint64_t size, uint6
 	uint64_t *alloc = segment_allocbits(seg, id), *freeb = segment_freebits(seg, id);
 	bitmap_store(&freeb[0], 0);
 	s->unusedsince = 0; /* when large_sweep first saw the free bit; 0: not yet */
+	if (slot != HEAPD_NIL) {
+		s->owner = slot + 1; /* until the client is known to have the reply */
+		cl->slots[slot].pending_large = id + 1;
+	}
 	atomic_thread_fence(memory_order_release);
 	bitmap_store(&alloc[0], 1); /* the object exists from here on */
 	if (slot != HEAPD_NIL)
@@ -143,6 +156,31 @@ int large_alloc(central_t *c, clients_t *cl, uint32_t slot, uint64_t size, uint6
 	pthread_mutex_unlock(&c->heap->lock);
 	*span = id;
 	return 0;
+}
+
+void large_settle(central_t *c, clients_t *cl, uint32_t slot, int received)
+{
+	segment_t *seg = c->seg;
+	int lost = 0;
+
+	pthread_mutex_lock(&c->heap->lock);
+	uint32_t id = cl->slots[slot].pending_large - 1;
+	cl->slots[slot].pending_large = 0;
+	/* The sweeper may have freed it (its LargeFree was lost) and the pages gone to another. */
+	if (id < seg->hdr->npages_grown && seg->spans[id].start == id &&
+	    seg->spans[id].state == SPAN_LARGE && seg->spans[id].owner == slot + 1) {
+		shm_span_t *s = &seg->spans[id];
+		if (received) {
+			s->owner = 0;
+		} else {
+			clients_uncharge_large_locked(cl, id, s->npages);
+			central_free_span_locked(c, id);
+			lost = 1;
+		}
+	}
+	pthread_mutex_unlock(&c->heap->lock);
+	if (lost)
+		log_msg("slot %u never got the reply for large object %u; freed", slot, id);
 }
 
 /* A live large object whose free bit is set; the heap lock is held. */

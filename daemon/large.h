@@ -40,6 +40,13 @@ uint64_t large_pages_for(uint64_t size);
  */
 int large_free(central_t *c, clients_t *cl, uint32_t span, uint32_t *npages);
 
+/*
+ * Settle slot's pending large object (slots[slot].pending_large), if any:
+ * received, it is the client's like any other (owner 0); not received, the
+ * reply was lost, and it is freed. Takes the heap lock.
+ */
+void large_settle(central_t *c, clients_t *cl, uint32_t slot, int received);
+
 /* Free large spans whose LargeFree was lost. grace_ns: 0 frees every one now. */
 uint64_t large_sweep(central_t *c, clients_t *cl, uint64_t grace_ns, uint64_t *pages_freed);
 

@@ -7,7 +7,9 @@
  * pageheap_init walks the span table from page 0 and repairs the tiling
  * (pageheap.c); recovery_run then walks it again and puts every in-use span
  * where it belongs:
- *   - LARGE with alloc bit 0 set and free bit 0 clear: a live object, kept.
+ *   - LARGE with alloc bit 0 set and free bit 0 clear: a live object, kept;
+ *     if its owner is a live slot, its reply may have been lost: pending
+ *     for that slot, whose reconnect keeps or frees it (large.c).
  *   - LARGE otherwise: a freed object whose LargeFree was lost, or an
  *     allocation or a carve cut short: freed.
  *   - SMALL owned by nobody: swept into central (or freed if empty).
@@ -38,8 +40,12 @@
  *     freed); class, sizes, divmul, owner 0 and sweepgen are written, and
  *     state = SMALL last. Cut short, it is a LARGE span with alloc bit 0
  *     clear: freed here.
- *   - Large allocation (large_alloc): span, optional zeroing, then alloc bit 0.
- *     Cut short before the bit: freed here. Large free: the object's free
+ *   - Large allocation (large_alloc): span, optional zeroing, owner = slot + 1,
+ *     then alloc bit 0. Cut short before the bit: freed here. Owner is reset
+ *     to 0 once the client is known to have the reply; cut short before
+ *     that, the span is pending for the slot if it lives (the reconnecting
+ *     client names the span it got, and the span is kept, or it does not,
+ *     and the span is freed), and kept if not. Large free: the object's free
  *     bit is already set by the freeing process; bitmaps are cleared, then
  *     pageheap_free. Cut short: freed here either way.
  *   - Span handover to a client: the span is swept and off every list, then
@@ -121,6 +127,13 @@ void recovery_run(daemon_t *d, recovery_stats_t *st)
 			if ((a & 1) && !(f & 1)) {
 				st->large_live++;
 				s->unusedsince = 0;
+				/* A reply that may have been lost: the owner's reconnect settles it. */
+				uint32_t owner = s->owner;
+				if (owner != 0 && owner <= nslots && alive && alive[owner - 1] &&
+				    !cl->slots[owner - 1].pending_large)
+					cl->slots[owner - 1].pending_large = p + 1;
+				else
+					s->owner = 0;
 			} else {
 				st->large_freed++;
 				central_free_span(&d->central, p);

@@ -178,6 +178,9 @@ static uint32_t try_readopt(session_t *s, const Heapd__Hello *h)
 	if (ps >= cl->nslots || d->seg.clients[ps].pid != (uint32_t)s->pid ||
 	    d->seg.clients[ps].token != h->prev_token || cl->slots[ps].session)
 		return HEAPD_NIL;
+	/* The slot is ours: a large object whose reply we never got is freed. */
+	if (cl->slots[ps].pending_large)
+		large_settle(&d->central, cl, ps, h->large_received == cl->slots[ps].pending_large);
 
 	uint32_t *held = NULL;
 	int ok = 1;
@@ -532,6 +535,9 @@ int session_handle_frame(session_t *s, const uint8_t *payload, size_t len)
 
 	if (s->failed)
 		return -1;
+	/* A client sends only after reading its last reply: a large object it asked for is its own. */
+	if (s->slot != HEAPD_NIL && d->clients.slots[s->slot].pending_large)
+		large_settle(&d->central, &d->clients, s->slot, 1);
 	env = wire_unpack(payload, len);
 	if (!env)
 		return session_fail(s, EPROTO, "malformed or unknown message (%zu bytes)", len);

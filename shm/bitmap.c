@@ -28,19 +28,24 @@ uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, uint32_t nelems)
 	uint32_t nwords = bitmap_words(nelems), freed = 0;
 
 	for (uint32_t w = 0; w < nwords; w++) {
-		if (!bitmap_load(&freeb[w]))
-			continue;
 		/* acquire: the freeing process's last writes to the objects happen before their reuse */
-		uint64_t f = atomic_exchange_explicit((_Atomic uint64_t *)&freeb[w], 0,
-		                                      memory_order_acquire);
+		uint64_t f = atomic_load_explicit((_Atomic uint64_t *)&freeb[w], memory_order_acquire);
+		if (!f)
+			continue;
 		uint64_t a = bitmap_load(&alloc[w]);
 		/*
-		 * A free bit without its alloc bit is a double free that raced with an
-		 * earlier sweep: the freer saw the alloc bit before it was cleared. The
-		 * object is already free; the stray bit is dropped and not counted.
+		 * A free bit without its alloc bit is left by a sweep cut short (below);
+		 * the object is already free, and the bit is dropped and not counted.
 		 */
 		freed += (uint32_t)__builtin_popcountll(f & a & valid_mask(w, nelems));
+		/*
+		 * The alloc bits first, then the free bits, and only those read: a
+		 * sweep cut short (its process killed) leaves free bits that the next
+		 * sweep folds again. The other order would lose them, and leak their
+		 * objects for good. Frees that land meanwhile keep their bits.
+		 */
 		bitmap_store(&alloc[w], a & ~f);
+		atomic_fetch_and_explicit((_Atomic uint64_t *)&freeb[w], ~f, memory_order_release);
 	}
 	return freed;
 }

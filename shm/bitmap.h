@@ -7,8 +7,12 @@
  *     holding the span, or the daemon while the span is in central. Other
  *     processes read them (relaxed atomic loads) to validate a free.
  *   - Free bits are set by any process with an atomic OR, and folded into the
- *     alloc bits by the owner's sweep: xchg each non-zero free word with 0
- *     and clear those bits from the alloc word.
+ *     alloc bits by the owner's sweep: the bits of each non-zero free word
+ *     are cleared from the alloc word, then from the free word. While a
+ *     sweep runs, or after one cut short by a kill, an object may have its
+ *     free bit without its alloc bit: free, with its fold under way. The
+ *     next sweep finishes it, and every span is swept before it changes
+ *     hands, so such a slot is never handed out.
  * Bits at or beyond nelems are never set.
  *
  * The allocation cache is Go's allocCache: the complement of the 64 alloc
@@ -84,7 +88,8 @@ void bitmap_clear(uint64_t *alloc, uint64_t *freeb, uint32_t nelems);
 
 /*
  * Check bounds: no bit at or beyond nelems in either map, and no free bit
- * without its alloc bit. Returns 0, or 1 with a short reason in why.
+ * without its alloc bit (a span whose owner may be sweeping it can have
+ * those). Returns 0, or 1 with a short reason in why.
  */
 int bitmap_verify(const uint64_t *alloc, const uint64_t *freeb, uint32_t nelems, const char **why);
 

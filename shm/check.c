@@ -13,13 +13,16 @@
  *      descriptor with a live state and a length that fits.
  *   2. Per span: the page map (every page of an in-use span, first and last
  *      of a free one), no two free spans in a row, npreleased, and for in-use
- *      spans the size-class geometry and bitmap_verify.
+ *      spans the size-class geometry and bitmap_verify (a span a client owns
+ *      may be in the middle of its sweep: bitmap.h).
  *   3. The page map beyond npages_grown is HEAPD_NIL; the header counters
  *      equal a recount.
  *   4. Given the page heap: every list entry and tree node is a free span of
  *      the walk, of the right length, linked consistently, the tree in key
  *      order, and each free span of the walk indexed exactly once.
- * Locks: the caller holds h->lock or knows nobody changes the heap.
+ * Locks: the caller holds h->lock or knows nobody changes the heap, and
+ * that no span the daemon owns is being swept (a client may be sweeping
+ * its own).
  */
 #include "check.h"
 
@@ -129,15 +132,31 @@ static void check_pagemap(checker_t *c, uint32_t p, uint32_t n, uint8_t state)
 		        pm[first], state_name(state), p, n, bad);
 }
 
-static void check_bits(checker_t *c, uint32_t p, uint32_t n, uint32_t nelems)
+/* bitmap_verify, but a free bit without its alloc bit passes: its owner may be sweeping it. */
+static int verify_owned(const uint64_t *alloc, const uint64_t *freeb, uint32_t nelems,
+                        const char **why)
+{
+	for (uint32_t w = 0; w < bitmap_words(nelems); w++) {
+		uint32_t left = nelems - w * 64 < 64 ? nelems - w * 64 : 64;
+		uint64_t valid = left == 64 ? ~0ULL : (1ULL << left) - 1;
+		uint64_t f = bitmap_load(&freeb[w]), a = bitmap_load(&alloc[w]) | (f & valid);
+		if (bitmap_verify(&a, &f, left, why))
+			return 1;
+	}
+	return 0;
+}
+
+/* owned: a client holds the span and may be sweeping it right now. */
+static void check_bits(checker_t *c, uint32_t p, uint32_t n, uint32_t nelems, int owned)
 {
 	const char *why = "?";
 	uint64_t room = (uint64_t)n * HEAPD_BITMAP_WORDS_PER_PAGE * 64;
+	const uint64_t *alloc = segment_allocbits(c->seg, p), *freeb = segment_freebits(c->seg, p);
 	if (nelems > room) {
 		problem(c, "span %u: %u objects do not fit the bitmaps of %u pages", p, nelems, n);
 		nelems = (uint32_t)room;
 	}
-	if (bitmap_verify(segment_allocbits(c->seg, p), segment_freebits(c->seg, p), nelems, &why))
+	if (owned ? verify_owned(alloc, freeb, nelems, &why) : bitmap_verify(alloc, freeb, nelems, &why))
 		problem(c, "span %u: bitmaps: %s", p, why);
 }
 
@@ -149,7 +168,7 @@ static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t 
 		if (s->sizeclass != 0 || s->nelems != 1)
 			problem(c, "span %u: large span with size class %u and %u objects", p, s->sizeclass,
 			        s->nelems);
-		check_bits(c, p, n, 1);
+		check_bits(c, p, n, 1, 0);
 		return;
 	}
 	uint32_t k = s->sizeclass;
@@ -163,7 +182,7 @@ static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t 
 		        "the class has %u, %u, %u, %u", p, k, s->elemsize, s->nelems, s->npages,
 		        s->divmul, sizeclass_size[k], sizeclass_nelems[k], sizeclass_npages[k],
 		        sizeclass_divmul[k]);
-	check_bits(c, p, n, s->nelems);
+	check_bits(c, p, n, s->nelems, s->owner != 0);
 }
 
 /* Steps 1-3. */

@@ -55,7 +55,7 @@ int harness_connect_raw(const char *path)
 	return fd;
 }
 
-int harness_start(harness_daemon_t *d)
+int harness_launch(harness_daemon_t *d)
 {
 	const char *bin = getenv("HEAPD_BIN");
 	const char *argv[40];
@@ -89,6 +89,15 @@ int harness_start(harness_daemon_t *d)
 		_exit(127);
 	}
 	d->pid = pid;
+	return 0;
+}
+
+int harness_start(harness_daemon_t *d)
+{
+	int rc = harness_launch(d);
+	if (rc < 0)
+		return rc;
+	pid_t pid = d->pid;
 	for (int waited = 0; waited < 10000; waited += 10) {
 		int fd = harness_connect_raw(d->sock);
 		if (fd >= 0) {

@@ -30,6 +30,9 @@ void harness_init(harness_daemon_t *d);
 /* Start heapd and wait until its socket accepts (10 s at most). 0 or -errno. */
 int harness_start(harness_daemon_t *d);
 
+/* Start heapd without waiting for it (d->pid is set). 0 or -errno. */
+int harness_launch(harness_daemon_t *d);
+
 /* Send sig and wait for the daemon to exit; returns its wait status. */
 int harness_stop(harness_daemon_t *d, int sig);
 

@@ -172,7 +172,7 @@ START_TEST(test_sweep)
 }
 END_TEST
 
-/* A free bit whose alloc bit is already clear (a double free that raced a sweep). */
+/* A free bit whose alloc bit is already clear (left by a sweep cut short). */
 START_TEST(test_sweep_drops_stray_bits)
 {
 	span_bits_t b;

@@ -139,6 +139,17 @@ START_TEST(test_bitmaps)
 	expect_problem(&fx, "alloc bit set at or beyond nelems");
 	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
 
+	/* a free bit without its alloc bit: a sweep under way if a client owns the span, else wrong */
+	segment_freebits(&fx.seg, sp)[0] = 1;
+	expect_problem(&fx, "free bit set without its alloc bit");
+	s->owner = 1;
+	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
+	expect_problem(&fx, "alloc bit set at or beyond nelems"); /* but nothing else passes */
+	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
+	segment_freebits(&fx.seg, sp)[0] = 0;
+	s->owner = 0;
+
 	s->elemsize++;
 	expect_problem(&fx, "class");
 	s->elemsize--;

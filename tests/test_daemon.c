@@ -332,7 +332,8 @@ START_TEST(test_large_alloc_free)
 	const shm_span_t *s = &c.seg.spans[id];
 	ck_assert_uint_eq(s->state, SPAN_LARGE);
 	ck_assert_uint_eq(s->npages, (100000 + HEAPD_PAGE_SIZE - 1) / HEAPD_PAGE_SIZE);
-	ck_assert_uint_eq(s->owner, 0);
+	/* owned by the client until its next frame shows that the reply arrived */
+	ck_assert_uint_eq(s->owner, c.slot + 1);
 	ck_assert_uint_eq(bitmap_load(segment_allocbits(&c.seg, id)) & 1, 1);
 	uint8_t *p = segment_page_addr(&c.seg, id);
 	for (int i = 0; i < 100000; i++)
@@ -359,6 +360,8 @@ START_TEST(test_large_alloc_free)
 	uint32_t id2 = reply->large_alloc_reply->span;
 	ck_assert_uint_eq(((uint64_t)id2 * HEAPD_PAGE_SIZE + c.seg.hdr->pages_off) % 65536, 0);
 	wire_free(reply);
+	ck_assert_uint_eq(s->owner, 0);
+	ck_assert_uint_eq(c.seg.spans[id2].owner, c.slot + 1);
 
 	/* free both: the free bit, then LargeFree */
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id), 0),

@@ -4,7 +4,8 @@
  * with no socket: sessions are fed frames directly (session_handle_frame)
  * and their replies read back from the output buffer. Covers the sweepgen
  * protocol, reclaim before growth, recovery of half-done changes and dead
- * owners, and random frames thrown at a session.
+ * owners, large objects whose reply was lost with the daemon, and random
+ * frames thrown at a session.
  */
 #include <check.h>
 #include <errno.h>
@@ -322,6 +323,104 @@ START_TEST(test_held_slot_reaped)
 }
 END_TEST
 
+static uint32_t large(session_t *s, uint64_t size)
+{
+	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
+	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
+	int rc;
+	la.size = size;
+	req.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
+	req.large_alloc = &la;
+	r = call(s, &req, &rc);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	uint32_t id = r->large_alloc_reply->span;
+	wire_free(r);
+	return id;
+}
+
+/* The daemon dies under a session: the slot stays for the next daemon. */
+static void lose(session_t *s)
+{
+	struct evbuffer *out = s->out;
+	session_free(s, 1);
+	evbuffer_free(out);
+}
+
+/* Reconnect after a restart with prev_slot and large_received; the new session. */
+static session_t *reconnect(daemon_t *d, uint32_t slot, uint64_t token, uint32_t large_received)
+{
+	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
+	Heapd__Hello h = HEAPD__HELLO__INIT;
+	int rc;
+	session_t *s = session_new(d, getpid(), getuid(), getgid(), evbuffer_new());
+	h.version = HEAPD_PROTOCOL_VERSION;
+	h.prev_slot = slot + 1;
+	h.prev_token = token;
+	h.large_received = large_received;
+	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
+	req.hello = &h;
+	r = call(s, &req, &rc);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_HELLO_REPLY);
+	ck_assert_uint_eq(r->hello_reply->slot, slot);
+	wire_free(r);
+	return s;
+}
+
+/*
+ * A LargeAlloc whose reply is lost with the daemon: the client never got the
+ * object and asks again, so the next daemon frees it; one whose reply did
+ * arrive is kept. Until either is known the span is owned by the slot.
+ */
+START_TEST(test_lost_large_reply)
+{
+	static daemon_t d;
+	open_daemon(&d, "64M");
+	session_t *s = client(&d, 0);
+	uint32_t slot = s->slot;
+	uint64_t token = d.seg.clients[slot].token;
+
+	uint32_t a = large(s, 100000);
+	ck_assert_uint_eq(d.seg.spans[a].owner, slot + 1);
+	uint32_t b = large(s, 200000); /* the frame proves a's reply arrived */
+	ck_assert_uint_eq(d.seg.spans[a].owner, 0);
+	ck_assert_uint_eq(d.seg.spans[b].owner, slot + 1);
+	ck_assert_uint_eq(problems(&d), 0);
+	/* killed: the session's connection dies with it, its slot stays in the arena */
+	lose(s);
+	daemon_close(&d, 0);
+
+	/* b's reply never arrived: the client names a, the last one it got */
+	open_daemon(&d, "64M");
+	ck_assert_uint_eq(d.clients.slots[slot].pending_large, b + 1);
+	ck_assert_uint_eq(problems(&d), 0);
+	s = reconnect(&d, slot, token, a + 1);
+	ck_assert_uint_eq(d.seg.spans[a].state, SPAN_LARGE);
+	ck_assert(d.seg.spans[b].state != SPAN_LARGE || d.seg.spans[b].start != b);
+	ck_assert_uint_eq(d.clients.slots[slot].pending_large, 0);
+	ck_assert_uint_eq(problems(&d), 0);
+
+	/* the resent request's reply arrives, then the daemon dies: it is kept */
+	uint32_t c = large(s, 300000);
+	lose(s);
+	daemon_close(&d, 0);
+	open_daemon(&d, "64M");
+	s = reconnect(&d, slot, token, c + 1);
+	ck_assert_uint_eq(d.seg.spans[c].state, SPAN_LARGE);
+	ck_assert_uint_eq(d.seg.spans[c].owner, 0);
+	ck_assert_uint_eq(d.seg.hdr->pages_inuse, d.seg.spans[a].npages + d.seg.spans[c].npages);
+
+	/* a client that leaves keeps what it got: the pending object stays allocated */
+	uint32_t e = large(s, 50000);
+	end(s);
+	ck_assert_uint_eq(d.seg.spans[e].state, SPAN_LARGE);
+	ck_assert_uint_eq(d.seg.spans[e].owner, 0);
+	ck_assert_uint_eq(problems(&d), 0);
+	daemon_close(&d, 1);
+}
+END_TEST
+
 START_TEST(test_random_frames)
 {
 	static daemon_t d;
@@ -372,6 +471,7 @@ Suite *daemon_core_suite(void)
 	tcase_add_test(tc, test_recovery_repairs);
 	tcase_add_test(tc, test_lost_large_free);
 	tcase_add_test(tc, test_held_slot_reaped);
+	tcase_add_test(tc, test_lost_large_reply);
 	tcase_add_test(tc, test_random_frames);
 	suite_add_tcase(s, tc);
 	return s;

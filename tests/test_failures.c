@@ -1,0 +1,577 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_failures.c - failures and hostile peers that no module's suite covers
+ * end to end, each through the real daemon and the real library:
+ *   - a stuck client (it stops reading in the middle of a reply, then floods
+ *     requests it never reads) costs the daemon bounded memory and never
+ *     holds up another client;
+ *   - a library client running as a user the daemon does not allow is
+ *     refused before any message of it is processed, with a log line;
+ *   - the arena file is mode 0600, so another user the daemon does allow
+ *     cannot open it, yet allocates: the descriptor reaches it only through
+ *     the socket;
+ *   - a library client that writes the page map, the span table, the header
+ *     or the client table faults, while its objects and bitmaps are writable;
+ *   - --client-quota: past it a client gets ENOMEM from hc_malloc, another
+ *     client is unaffected, and freeing makes room again;
+ *   - heapd refuses a truncated arena, or one of a newer layout, without
+ *     touching it.
+ * Each test starts its own daemon (client_util.h) in its own process.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e/client_util.h"
+#include "heapclient.h"
+#include "layout.h"
+#include "soak_util.h"
+#include "test_daemon_util.h"
+
+#define NOBODY 65534
+#define STUCK_ANON_BOUND (64u << 20) /* daemon memory growth a stuck client may cause */
+
+static void teardown(void)
+{
+	cu_daemon_stop();
+}
+
+/* Let the daemon's own check decide who gets in, not the modes of the directory and socket. */
+static void open_up(void)
+{
+	ck_assert_int_eq(chmod(cu_daemon.dir, 0755), 0);
+	ck_assert_int_eq(chmod(cu_daemon.sock, 0666), 0);
+}
+
+static int become_nobody(void)
+{
+	return setgroups(0, NULL) == 0 && setgid(NOBODY) == 0 && setuid(NOBODY) == 0 ? 0 : -1;
+}
+
+/* Run fn in a child; its wait status. */
+static int in_child(int (*fn)(void))
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(fn());
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		ck_assert_int_eq(errno, EINTR);
+	return st;
+}
+
+static void sleep_ms(int ms)
+{
+	usleep((useconds_t)ms * 1000);
+}
+
+/* ---- a stuck client ---- */
+
+/* A process's private memory (kB), from /proc: the arena is shared and not counted. */
+static uint64_t rss_anon_kb(pid_t pid)
+{
+	char path[64], line[256];
+	uint64_t kb = 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %lu kB", (unsigned long *)&kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+typedef struct stuck_shared {
+	_Atomic uint64_t rounds;   /* the other client's rounds of requests */
+	_Atomic int stuck_phase;   /* 1: mid-reply and silent; 2: flooding; 3: dropped by the daemon */
+	_Atomic int stop;
+	_Atomic int failed;
+	char why[200];
+} stuck_shared_t;
+
+static stuck_shared_t *SS;
+
+/* Rounds of requests: a refill, a hand-back and a large object each, all checked. */
+static void busy_client(void)
+{
+	uint64_t rng = 77;
+	while (!atomic_load(&SS->stop)) {
+		size_t small = 1 + cu_rand(&rng) % 4096, large = 40000 + cu_rand(&rng) % 200000;
+		void *a = hc_malloc(small), *b = hc_malloc(large);
+		if (!a || !b) {
+			snprintf(SS->why, sizeof(SS->why), "hc_malloc: %s", strerror(errno));
+			atomic_store(&SS->failed, 1);
+			_exit(1);
+		}
+		cu_fill(a, small, 1);
+		cu_fill(b, large, 2);
+		if (!cu_verify(a, small, 1) || !cu_verify(b, large, 2)) {
+			snprintf(SS->why, sizeof(SS->why), "pattern damaged");
+			atomic_store(&SS->failed, 1);
+			_exit(1);
+		}
+		hc_free(a);
+		hc_free(b);
+		if (hc_trim() < 0) {
+			atomic_store(&SS->failed, 1);
+			_exit(1);
+		}
+		atomic_fetch_add(&SS->rounds, 1);
+	}
+	hc_disconnect();
+	_exit(0);
+}
+
+/*
+ * Read half of one reply, go silent, then flood the daemon with requests and
+ * never read again, until the daemon drops the connection.
+ */
+static void stuck_client(void)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
+	static uint8_t frames[64 * 1024];
+	uint8_t half[16];
+	int small = 4096;
+
+	int fd = harness_control(cu_daemon.sock);
+	if (fd < 0)
+		_exit(2);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
+	env.stats = &req;
+	size_t n = wire_frame_size(&env), nframes = sizeof(frames) / n;
+	for (size_t i = 0; i < nframes; i++)
+		wire_frame_pack(&env, frames + i * n);
+	if (send(fd, frames, n, MSG_NOSIGNAL) != (ssize_t)n || cu_read_full(fd, half, sizeof(half)) < 0)
+		_exit(3);
+	atomic_store(&SS->stuck_phase, 1);
+	while (atomic_load(&SS->stuck_phase) == 1)
+		usleep(1000);
+	/* Whole frames only, so the stream stays well formed. */
+	size_t total = nframes * n, off = 0;
+	for (;;) {
+		ssize_t w = send(fd, frames + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			break; /* dropped */
+		if (w > 0)
+			off = (off + (size_t)w) % total;
+		else
+			usleep(1000);
+	}
+	atomic_store(&SS->stuck_phase, 3);
+	pause();
+	_exit(0);
+}
+
+/* Wait until the busy client has done `more` more rounds (a generous bound); fail on its error. */
+static void busy_progress(uint64_t more)
+{
+	uint64_t want = atomic_load(&SS->rounds) + more;
+	for (int waited = 0; atomic_load(&SS->rounds) < want; waited += 5) {
+		ck_assert_msg(!atomic_load(&SS->failed), "busy client: %s", SS->why);
+		ck_assert_msg(waited < 60000, "the other client made %llu of %llu rounds in 60 s",
+		              (unsigned long long)atomic_load(&SS->rounds), (unsigned long long)want);
+		sleep_ms(5);
+	}
+}
+
+START_TEST(test_stuck_client)
+{
+	/* In a sanitized build, freed memory waits in a quarantine: measure the daemon, not that. */
+	const char *asan = getenv("ASAN_OPTIONS");
+	char *saved = asan ? strdup(asan) : NULL, opts[512];
+	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=0:thread_local_quarantine_size_kb=0",
+	         saved ? saved : "", saved && *saved ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+	cu_daemon_start(NULL);
+	if (saved)
+		setenv("ASAN_OPTIONS", saved, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	free(saved);
+	SS = soak_shared(sizeof(*SS));
+	uint64_t base_kb = rss_anon_kb(cu_daemon.pid), peak_kb = base_kb;
+
+	pid_t busy = fork();
+	ck_assert_int_ge(busy, 0);
+	if (busy == 0)
+		busy_client();
+	busy_progress(20);
+	pid_t stuck = fork();
+	ck_assert_int_ge(stuck, 0);
+	if (stuck == 0)
+		stuck_client();
+
+	/* Silent in the middle of a reply: everyone else is served. */
+	for (int waited = 0; atomic_load(&SS->stuck_phase) != 1; waited += 5) {
+		ck_assert_msg(waited < 10000, "the stuck client never got half a reply");
+		sleep_ms(5);
+	}
+	busy_progress(200);
+	/* Flooding without reading: served still, and the daemon drops it at its output cap. */
+	uint64_t before = atomic_load(&SS->rounds);
+	atomic_store(&SS->stuck_phase, 2);
+	for (int waited = 0; !harness_log_contains(&cu_daemon, "does not read its replies"); waited += 5) {
+		ck_assert_msg(waited < 60000, "the daemon never dropped the stuck client");
+		uint64_t kb = rss_anon_kb(cu_daemon.pid);
+		peak_kb = kb > peak_kb ? kb : peak_kb;
+		sleep_ms(5);
+	}
+	busy_progress(200);
+	uint64_t during = atomic_load(&SS->rounds) - before;
+	ck_assert_msg((peak_kb - base_kb) * 1024 < STUCK_ANON_BOUND,
+	              "the daemon's private memory grew by %llu kB for a stuck client",
+	              (unsigned long long)(peak_kb - base_kb));
+
+	atomic_store(&SS->stop, 1);
+	ck_assert_int_eq(cu_wait(busy), 0);
+	kill(stuck, SIGKILL);
+	cu_wait(stuck);
+	ck_assert_uint_eq(cu_check(), 0);
+	fprintf(stderr, "failures: stuck client: dropped at the output cap; the daemon's private memory "
+	                "peaked %llu kB above its start; the other client made %llu rounds meanwhile\n",
+	        (unsigned long long)(peak_kb - base_kb), (unsigned long long)during);
+}
+END_TEST
+
+/* ---- peers ---- */
+
+static int connect_as_nobody(void)
+{
+	if (become_nobody() < 0)
+		return 10;
+	int rc = hc_connect(NULL);
+	if (rc != -EACCES)
+		return 11;
+	errno = 0;
+	if (hc_malloc(16) != NULL || errno != EACCES)
+		return 12;
+	return 0;
+}
+
+START_TEST(test_peer_refused)
+{
+	char needle[64];
+	cu_daemon_start(NULL);
+	open_up();
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(connect_as_nobody());
+	int st = cu_wait(pid);
+	ck_assert_msg(st == 0, "the child as uid %d: status %d", NOBODY, st);
+	snprintf(needle, sizeof(needle), "refused connection from pid %d uid %d", (int)pid, NOBODY);
+	ck_assert(harness_wait_log(&cu_daemon, needle, 2000));
+	/* refused before any message: no session was ever made for it */
+	snprintf(needle, sizeof(needle), "(pid %d uid", (int)pid);
+	ck_assert(!harness_log_contains(&cu_daemon, needle));
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* As nobody, allowed in: the arena file will not open, yet objects come. */
+static int allowed_nobody(void)
+{
+	if (become_nobody() < 0)
+		return 10;
+	if (open(cu_daemon.arena, O_RDWR) >= 0 || errno != EACCES)
+		return 11;
+	if (open(cu_daemon.arena, O_RDONLY) >= 0 || errno != EACCES)
+		return 12;
+	char *p = hc_malloc(1000);
+	if (!p)
+		return 13;
+	cu_fill(p, 1000, 5);
+	if (!cu_verify(p, 1000, 5))
+		return 14;
+	hc_free(p);
+	void *big = hc_malloc(1 << 20);
+	if (!big)
+		return 15;
+	hc_free(big);
+	hc_disconnect();
+	return 0;
+}
+
+START_TEST(test_arena_only_by_descriptor)
+{
+	struct stat sb;
+	harness_init(&cu_daemon);
+	cu_daemon.extra[0] = "--allow-uid";
+	cu_daemon.extra[1] = "65534";
+	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	setenv("HEAPD_SOCKET", cu_daemon.sock, 1);
+	open_up();
+	ck_assert_int_eq(stat(cu_daemon.arena, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	ck_assert_uint_eq(sb.st_uid, geteuid());
+	int st = in_child(allowed_nobody);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* ---- the metadata is read-only for clients ---- */
+
+static void no_core(void)
+{
+	struct rlimit rl = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &rl);
+	signal(SIGSEGV, SIG_DFL);
+}
+
+/* The arena as this client maps it, through the library: an object and its offset give the base. */
+static const shm_header_t *client_arena(void)
+{
+	void *p = hc_malloc(64);
+	if (!p)
+		_exit(20);
+	uintptr_t base = (uintptr_t)p - (uintptr_t)hc_ptr_to_off(p);
+	hc_free(p);
+	const shm_header_t *h = (const shm_header_t *)base;
+	if (h->magic != HEAPD_MAGIC)
+		_exit(21);
+	return h;
+}
+
+/* Read a word, which must work, then write it back, which must fault. */
+static void poke(uintptr_t addr)
+{
+	no_core();
+	uint32_t v = *(volatile uint32_t *)addr;
+	*(volatile uint32_t *)addr = v;
+}
+
+static int write_pagemap(void)
+{
+	const shm_header_t *h = client_arena();
+	poke((uintptr_t)h + h->pagemap_off);
+	return 0;
+}
+
+static int write_spans(void)
+{
+	const shm_header_t *h = client_arena();
+	poke((uintptr_t)h + h->spans_off + offsetof(shm_span_t, owner));
+	return 0;
+}
+
+static int write_header(void)
+{
+	const shm_header_t *h = client_arena();
+	poke((uintptr_t)&h->npages_grown);
+	return 0;
+}
+
+static int write_client_table(void)
+{
+	const shm_header_t *h = client_arena();
+	poke((uintptr_t)h + h->clients_off);
+	return 0;
+}
+
+/* Objects and bitmaps are the client's to write (free bits by atomic OR, through hc_free). */
+static int write_objects(void)
+{
+	const shm_header_t *h = client_arena();
+	char *p = hc_malloc(100);
+	if (!p)
+		return 1;
+	memset(p, 0x5a, 100);
+	/* the free bit of a word nobody uses: a page past the grown heap */
+	_Atomic uint64_t *fb = (_Atomic uint64_t *)((uintptr_t)h + h->freebits_off);
+	atomic_fetch_or(&fb[(uint64_t)(h->npages_max - 1) * HEAPD_BITMAP_WORDS_PER_PAGE], 0);
+	hc_free(p);
+	hc_disconnect();
+	return 0;
+}
+
+START_TEST(test_client_cannot_write_metadata)
+{
+	static const struct {
+		const char *what;
+		int (*fn)(void);
+	} writers[] = {
+		{ "page map", write_pagemap },
+		{ "span table", write_spans },
+		{ "header", write_header },
+		{ "client table", write_client_table },
+	};
+	cu_daemon_start(NULL);
+	for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
+		int st = in_child(writers[i].fn);
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "a client writing the %s: status 0x%x",
+		              writers[i].what, st);
+	}
+	int st = in_child(write_objects);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a client writing its objects: status 0x%x",
+	              st);
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* ---- quotas ---- */
+
+#define QUOTA_OBJ (100u << 10)
+
+/* Large objects until the quota stops us; then wait for the word, free and allocate again. */
+static void quota_hog(int ready, int go)
+{
+	void *v[64];
+	int n = 0;
+	for (; n < 64; n++) {
+		errno = 0;
+		v[n] = hc_malloc(QUOTA_OBJ);
+		if (!v[n])
+			break;
+	}
+	int why = errno;
+	errno = 0;
+	void *small = NULL;
+	/* small objects are refused too once the quota is spent (after what the cache holds) */
+	for (int i = 0; i < 100000 && (small = hc_malloc(512)) != NULL; i++)
+		;
+	int small_why = errno;
+	char report[3] = { (char)n, (char)(why == ENOMEM), (char)(small == NULL && small_why == ENOMEM) };
+	if (cu_write_full(ready, report, sizeof(report)) < 0 || cu_read_full(go, report, 1) < 0)
+		_exit(2);
+	for (int i = 0; i < n; i++)
+		hc_free(v[i]);
+	void *again = hc_malloc(QUOTA_OBJ);
+	_exit(again ? 0 : 3);
+}
+
+/* Its own quota, all of it: nearly 1 MiB at once, then small objects of many classes. */
+static int other_client(void)
+{
+	void *big = hc_malloc(900u << 10);
+	if (!big)
+		return 1;
+	hc_free(big);
+	for (int i = 0; i < 1000; i++) {
+		void *p = hc_malloc(1 + (size_t)i % 2000);
+		if (!p)
+			return 2;
+		hc_free(p);
+	}
+	return 0;
+}
+
+START_TEST(test_quota)
+{
+	int ready[2], go[2];
+	char report[3];
+	harness_init(&cu_daemon);
+	cu_daemon.extra[0] = "--client-quota";
+	cu_daemon.extra[1] = "1M";
+	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	setenv("HEAPD_SOCKET", cu_daemon.sock, 1);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t hog = fork();
+	ck_assert_int_ge(hog, 0);
+	if (hog == 0)
+		quota_hog(ready[1], go[0]);
+	ck_assert_int_eq(cu_read_full(ready[0], report, sizeof(report)), 0);
+	ck_assert_msg(report[0] >= 5 && (uint64_t)report[0] * QUOTA_OBJ <= (1u << 20),
+	              "%d objects of %u bytes under a 1 MiB quota", report[0], QUOTA_OBJ);
+	ck_assert_msg(report[1], "the large allocation past the quota did not fail with ENOMEM");
+	ck_assert_msg(report[2], "small allocations past the quota did not fail with ENOMEM");
+	/* another client is unaffected */
+	int st = in_child(other_client);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the other client: status 0x%x", st);
+	ck_assert(harness_log_contains(&cu_daemon, "quota"));
+	/* freeing makes room */
+	ck_assert_int_eq(cu_write_full(go[1], "g", 1), 0);
+	ck_assert_int_eq(cu_wait(hog), 0);
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/* ---- unusable arenas ---- */
+
+START_TEST(test_unusable_arenas)
+{
+	static const char *const kinds[] = { "truncated", "newer" };
+	char out[4096];
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		harness_init(&cu_daemon);
+		cu_daemon.size = "16M";
+		ck_assert_int_eq(harness_start(&cu_daemon), 0);
+		/* its signal handlers are in place once it says it is serving */
+		ck_assert(harness_wait_log(&cu_daemon, "serving", 10000));
+		harness_stop(&cu_daemon, SIGTERM);
+		struct stat sb;
+		ck_assert_int_eq(stat(cu_daemon.arena, &sb), 0);
+		off_t size = sb.st_size;
+		if (k == 0) {
+			size -= 3 * HEAPD_PAGE_SIZE;
+			ck_assert_int_eq(truncate(cu_daemon.arena, size), 0);
+		} else {
+			shm_header_t h;
+			int fd = open(cu_daemon.arena, O_RDWR);
+			ck_assert_int_ge(fd, 0);
+			ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+			h.version = HEAPD_LAYOUT_VERSION + 1;
+			ck_assert_int_eq(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+			close(fd);
+		}
+		const char *args[] = { "--socket", cu_daemon.sock, "--arena", cu_daemon.arena,
+		                       "--arena-size", "16M", NULL };
+		int st = tc_run_heapd(args, out, sizeof(out));
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s arena: status 0x%x", kinds[k], st);
+		ck_assert_msg(strstr(out, kinds[k]) && strstr(out, "--reset"), "%s arena: %s", kinds[k], out);
+		ck_assert_int_eq(stat(cu_daemon.arena, &sb), 0);
+		ck_assert_int_eq(sb.st_size, size);
+		if (k == 1) {
+			shm_header_t h;
+			int fd = open(cu_daemon.arena, O_RDONLY);
+			ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+			close(fd);
+			ck_assert_uint_eq(h.version, HEAPD_LAYOUT_VERSION + 1);
+			ck_assert_uint_eq(h.magic, HEAPD_MAGIC);
+		}
+		ck_assert(access(cu_daemon.sock, F_OK) != 0);
+		cu_daemon_stop();
+	}
+}
+END_TEST
+
+static Suite *failures_suite(void)
+{
+	Suite *s = suite_create("failures");
+	TCase *tc = tcase_create("failures");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_stuck_client);
+	tcase_add_test(tc, test_peer_refused);
+	tcase_add_test(tc, test_arena_only_by_descriptor);
+	tcase_add_test(tc, test_client_cannot_write_metadata);
+	tcase_add_test(tc, test_quota);
+	tcase_add_test(tc, test_unusable_arenas);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(failures_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
