@@ -5,6 +5,8 @@
  *
  * The daemon binary comes from $HEAPD_BIN (set by CTest). Each daemon gets
  * its own directory under /tmp holding the socket, the arena and its log.
+ * A daemon dies with the thread that started it (so a failed test never
+ * leaves one behind): start and restart daemons from the test's main thread.
  */
 #ifndef HEAPD_TESTS_HARNESS_H
 #define HEAPD_TESTS_HARNESS_H
