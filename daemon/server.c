@@ -74,16 +74,9 @@ typedef struct conn {
 
 /* ---- connections ---- */
 
-static void conn_destroy(conn_t *c)
+/* Free a connection's events and buffers and close its socket. */
+static void conn_free(conn_t *c)
 {
-	server_t *srv = c->srv;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	srv->nconns--;
 	if (c->rev)
 		event_free(c->rev);
 	if (c->wev)
@@ -94,6 +87,19 @@ static void conn_destroy(conn_t *c)
 		close(c->fd);
 	free(c->in);
 	free(c);
+}
+
+static void conn_destroy(conn_t *c)
+{
+	server_t *srv = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->nconns--;
+	conn_free(c);
 }
 
 /*
@@ -188,23 +194,13 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 static int conn_send_fd(void *io, const uint8_t *frame, size_t len, int fd)
 {
 	conn_t *c = io;
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
+	wire_fdctl_t ctl;
 	struct iovec iov = { .iov_base = (void *)frame, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	if (conn_flush(c) < 0)
 		return -EPROTO; /* cannot keep the descriptor with its frame */
-	memset(&ctl, 0, sizeof(ctl));
-	msg.msg_control = ctl.buf;
-	msg.msg_controllen = sizeof(ctl.buf);
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	wire_attach_fd(&msg, &ctl, fd);
 
 	ssize_t n;
 	do
@@ -438,14 +434,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	return;
 
 fail_conn:
-	if (c->rev)
-		event_free(c->rev);
-	if (c->wev)
-		event_free(c->wev);
-	if (c->out)
-		evbuffer_free(c->out);
-	free(c->in);
-	free(c);
+	c->fd = -1; /* closed below */
+	conn_free(c);
 fail:
 	log_msg("out of memory for a connection from pid %d", (int)cr.pid);
 	close(fd);

@@ -51,15 +51,24 @@ void wire_free(Heapd__Envelope *env)
 		heapd__envelope__free_unpacked(env, NULL);
 }
 
+void wire_attach_fd(struct msghdr *msg, wire_fdctl_t *ctl, int fd)
+{
+	memset(ctl, 0, sizeof(*ctl));
+	msg->msg_control = ctl->buf;
+	msg->msg_controllen = sizeof(ctl->buf);
+	struct cmsghdr *c = CMSG_FIRSTHDR(msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+}
+
 int wire_send(int sock, const Heapd__Envelope *env, int pass_fd)
 {
 	size_t len = wire_frame_size(env);
 	uint8_t stackbuf[512];
 	uint8_t *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
+	wire_fdctl_t ctl;
 	size_t off = 0;
 	int rc = 0;
 
@@ -73,16 +82,8 @@ int wire_send(int sock, const Heapd__Envelope *env, int pass_fd)
 	while (off < len) {
 		struct iovec iov = { .iov_base = buf + off, .iov_len = len - off };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (off == 0 && pass_fd >= 0) {
-			memset(&ctl, 0, sizeof(ctl));
-			msg.msg_control = ctl.buf;
-			msg.msg_controllen = sizeof(ctl.buf);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-		}
+		if (off == 0 && pass_fd >= 0)
+			wire_attach_fd(&msg, &ctl, pass_fd);
 		ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)

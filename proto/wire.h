@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "heap.pb-c.h"
 
@@ -39,6 +40,15 @@ void wire_free(Heapd__Envelope *env);
 
 /* Read a frame header; -EPROTO when the length is over HEAPD_MAX_FRAME. */
 int wire_parse_header(const uint8_t hdr[HEAPD_FRAME_HEADER], uint32_t *len);
+
+/* Room for the control message that carries one descriptor. */
+typedef union wire_fdctl {
+	char buf[CMSG_SPACE(sizeof(int))];
+	struct cmsghdr align;
+} wire_fdctl_t;
+
+/* Attach fd to msg as SCM_RIGHTS, with ctl holding the control data. */
+void wire_attach_fd(struct msghdr *msg, wire_fdctl_t *ctl, int fd);
 
 /*
  * Send one frame on a blocking socket, passing pass_fd (SCM_RIGHTS) if it is
