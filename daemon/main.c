@@ -11,6 +11,7 @@
  * next daemon), the socket is removed if we bound it, the arena is marked
  * cleanly shut down, and heapd exits 0.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Hold SIGTERM and SIGINT until the event loop handles them (server_run
+	 * unblocks them), so a stop that arrives while the arena is recovered or
+	 * the socket bound still shuts down cleanly. Threads started meanwhile
+	 * (the sweeper) keep them blocked for good.
+	 */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	if (cfg.config_file[0])
 		log_msg("read config file %s", cfg.config_file);
 

@@ -32,6 +32,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +630,12 @@ int server_run(server_t *srv)
 	if (evsignal_add(srv->sigterm, NULL) < 0 || evsignal_add(srv->sigint, NULL) < 0 ||
 	    event_add(srv->tick, &tick) < 0)
 		goto fail;
+	/* main.c held these until now; one that is pending stops the loop at once */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
 
 	log_msg("heapd %s serving %s (arena %s, %llu MiB, pid %d)", HEAPD_VERSION, srv->path,
 	        srv->d->cfg.arena,
