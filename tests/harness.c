@@ -138,6 +138,19 @@ void harness_cleanup(harness_daemon_t *d)
 	}
 }
 
+void harness_dump_log(const harness_daemon_t *d)
+{
+	FILE *f = fopen(d->log, "r");
+	char line[1024];
+	if (!f) {
+		fprintf(stderr, "(no daemon log at %s)\n", d->log);
+		return;
+	}
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fclose(f);
+}
+
 int harness_log_contains(const harness_daemon_t *d, const char *needle)
 {
 	FILE *f = fopen(d->log, "r");

@@ -41,6 +41,9 @@ int harness_stop(harness_daemon_t *d, int sig);
 /* Stop if running, then remove the directory and everything in it. */
 void harness_cleanup(harness_daemon_t *d);
 
+/* Copy the daemon's log to stderr (to show why it failed). */
+void harness_dump_log(const harness_daemon_t *d);
+
 /* 1 if the daemon's log contains needle. */
 int harness_log_contains(const harness_daemon_t *d, const char *needle);
 

@@ -61,10 +61,7 @@ static void daemon_setup(void)
 	int rc = harness_start(&daemon_);
 	if (rc < 0) {
 		/* Show why, and clean up here: teardown does not run after a failed setup. */
-		char cmd[256];
-		snprintf(cmd, sizeof(cmd), "cat '%s' >&2", daemon_.log);
-		if (system(cmd) != 0)
-			fprintf(stderr, "(no daemon log)\n");
+		harness_dump_log(&daemon_);
 		harness_cleanup(&daemon_);
 		ck_abort_msg("heapd did not start: %s", strerror(-rc));
 	}

@@ -40,10 +40,7 @@ static void start_daemon(const char *scavenge_delay)
 	daemon_.extra[1] = scavenge_delay;
 	int rc = harness_start(&daemon_);
 	if (rc < 0) {
-		char cmd[256];
-		snprintf(cmd, sizeof(cmd), "cat '%s' >&2", daemon_.log);
-		if (system(cmd) != 0)
-			fprintf(stderr, "(no daemon log)\n");
+		harness_dump_log(&daemon_);
 		harness_cleanup(&daemon_);
 		ck_abort_msg("heapd did not start: %s", strerror(-rc));
 	}
