@@ -68,7 +68,7 @@ static int obj_find(const void *p, obj_t *o)
 
 	if ((uintptr_t)p < (uintptr_t)seg->pages || (off >> HEAPD_PAGE_SHIFT) >= seg->npages_max)
 		return OBJ_OUTSIDE;
-	o->span = seg->pagemap[off >> HEAPD_PAGE_SHIFT];
+	o->span = segment_pagemap_span(seg, (uint32_t)(off >> HEAPD_PAGE_SHIFT));
 	if (o->span >= seg->npages_max)
 		return OBJ_INVALID;
 	o->d = &seg->spans[o->span];
@@ -92,13 +92,18 @@ static int obj_find(const void *p, obj_t *o)
 	}
 }
 
+static uint64_t *obj_freebits(const obj_t *o)
+{
+	return segment_span_freebits(&conn_g.seg, o->span);
+}
+
 /* The object is allocated: alloc bit set, free bit clear. */
 static int obj_live(const obj_t *o)
 {
 	uint64_t bit = 1ULL << (o->idx & 63);
 	uint32_t w = o->idx >> 6;
 	return (bitmap_load(&segment_allocbits(&conn_g.seg, o->span)[w]) & bit) &&
-	       !(bitmap_load(&segment_freebits(&conn_g.seg, o->span)[w]) & bit);
+	       !(bitmap_load(&obj_freebits(o)[w]) & bit);
 }
 
 static size_t obj_size(const obj_t *o)
@@ -163,8 +168,7 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 	if (obj_live(&o))
 		memset(p, HC_FREE_FILL, obj_size(&o));
 #endif
-	switch (bitmap_mark_free(segment_allocbits(&conn_g.seg, o.span),
-	                         segment_freebits(&conn_g.seg, o.span), o.idx)) {
+	switch (bitmap_mark_free(segment_allocbits(&conn_g.seg, o.span), obj_freebits(&o), o.idx)) {
 	case BITMAP_FREED:
 		break;
 	case BITMAP_DOUBLE_FREE:
@@ -355,9 +359,11 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
 
 /*
  * The fast path handles a valid small object in a few loads and one atomic
- * OR; anything else (NULL, no mapping yet, a large object, misuse) takes
- * free_checked, which finds out which and says so. NULL and an unmapped
- * arena fail the first test: the offset wraps around.
+ * OR: the page map entry gives the span and its class, the class tables the
+ * object index, and the span's alloc and free words share a cache line
+ * (layout.h). Anything else (NULL, no mapping yet, a large object, misuse)
+ * takes free_checked, which finds out which and says so. NULL and an
+ * unmapped arena fail the first test: the offset wraps around.
  */
 HC_API void hc_free(void *ptr)
 {
@@ -366,21 +372,23 @@ HC_API void hc_free(void *ptr)
 	uint64_t off = (uintptr_t)ptr - (uintptr_t)seg->pages;
 
 	if (__builtin_expect(off < ((uint64_t)seg->npages_max << HEAPD_PAGE_SHIFT), 1)) {
-		uint32_t span = seg->pagemap[off >> HEAPD_PAGE_SHIFT];
-		if (span < seg->npages_max) {
-			const shm_span_t *d = &seg->spans[span];
+		uint64_t e = seg->pagemap[off >> HEAPD_PAGE_SHIFT];
+		uint32_t c = heapd_pagemap_class(e);
+		if (c - 1 < SIZECLASS_COUNT - 1) { /* a small span's page */
+			uint32_t span = heapd_pagemap_span(e);
 			uint64_t soff = off - ((uint64_t)span << HEAPD_PAGE_SHIFT);
 			/*
-			 * idx * elemsize == soff with idx < nelems puts soff inside the span,
-			 * even when a stale page-map entry makes soff larger than 32 bits.
+			 * idx * size == soff with idx < nelems puts soff inside the span,
+			 * even when a stale entry makes soff larger than 32 bits.
 			 */
-			uint32_t idx = sizeclass_div((uint32_t)soff, d->divmul);
-			if (d->state == SPAN_SMALL && (uint64_t)idx * d->elemsize == soff && idx < d->nelems) {
+			uint32_t idx = sizeclass_div((uint32_t)soff, sizeclass_divmul[c]);
+			if ((uint64_t)idx * sizeclass_size[c] == soff && idx < sizeclass_nelems[c]) {
 				uint64_t bit = 1ULL << (idx & 63);
-				uint64_t w = (uint64_t)span * HEAPD_BITMAP_WORDS_PER_PAGE + (idx >> 6);
-				if ((bitmap_load(&seg->allocbits[w]) & bit) &&
-				    !(atomic_fetch_or_explicit((_Atomic uint64_t *)&seg->freebits[w], bit,
-				                               memory_order_release) & bit))
+				uint64_t *alloc = segment_allocbits(seg, span) + (idx >> 6);
+				uint64_t *freeb = alloc + heapd_freebits_delta(sizeclass_nelems[c]);
+				if ((bitmap_load(alloc) & bit) &&
+				    !(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit, memory_order_release) &
+				      bit))
 					return;
 			}
 		}

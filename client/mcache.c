@@ -308,7 +308,7 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	s->needzero = g->needzero;
 	s->base = segment_page_addr(seg, g->span);
 	s->alloc = segment_allocbits(seg, g->span);
-	s->freeb = segment_freebits(seg, g->span);
+	s->freeb = segment_freebits(seg, g->span, d->nelems);
 	s->next = NULL;
 	return s;
 }

@@ -72,8 +72,8 @@ static inline uint32_t parity(uint32_t sg)
 static uint32_t sweep_span(central_t *c, uint32_t id)
 {
 	shm_span_t *s = &c->seg->spans[id];
-	uint32_t freed = bitmap_sweep(segment_allocbits(c->seg, id), segment_freebits(c->seg, id),
-	                              s->nelems);
+	uint32_t freed = bitmap_sweep(segment_allocbits(c->seg, id),
+	                              segment_freebits(c->seg, id, s->nelems), s->nelems);
 	s->allocount = bitmap_count_alloc(segment_allocbits(c->seg, id), s->nelems);
 	return freed;
 }
@@ -163,8 +163,11 @@ int central_carve(central_t *c, uint32_t sizeclass, uint32_t *span, int *needzer
 	if (rc < 0)
 		goto out;
 	shm_span_t *s = &c->seg->spans[id];
-	bitmap_clear(segment_allocbits(c->seg, id), segment_freebits(c->seg, id),
-	             sizeclass_nelems[sizeclass]);
+	bitmap_clear(segment_allocbits(c->seg, id),
+	             segment_freebits(c->seg, id, sizeclass_nelems[sizeclass]), sizeclass_nelems[sizeclass]);
+	/* Frees find the class in the page map (layout.h); nobody frees here before the commit. */
+	for (uint32_t i = 0; i < sizeclass_npages[sizeclass]; i++)
+		segment_pagemap_set(c->seg, id + i, id, sizeclass);
 	s->sizeclass = (uint8_t)sizeclass;
 	s->elemsize = sizeclass_size[sizeclass];
 	s->nelems = sizeclass_nelems[sizeclass];
@@ -186,15 +189,10 @@ out:
 void central_free_span_locked(central_t *c, uint32_t id)
 {
 	segment_t *seg = c->seg;
-	shm_span_t *s = &seg->spans[id];
-	uint64_t room = (uint64_t)s->npages * HEAPD_BITMAP_WORDS_PER_PAGE * 64;
-	uint32_t nelems = s->state == SPAN_SMALL ? s->nelems : 1;
 
 	lock_assert_held(&c->heap->lock);
-	/* Keep free spans' bitmaps clear (see the top of this file). */
-	if (nelems > room)
-		nelems = (uint32_t)room;
-	bitmap_clear(segment_allocbits(seg, id), segment_freebits(seg, id), nelems);
+	/* Keep free spans' bitmaps clear (see the top of this file): both bitmaps, whatever the class. */
+	memset(segment_allocbits(seg, id), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
 	atomic_thread_fence(memory_order_release);
 	pageheap_free_locked(c->heap, id);
 }

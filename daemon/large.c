@@ -68,14 +68,14 @@ static uint32_t split_head_locked(central_t *c, uint32_t s, uint32_t pad)
 	ts->unusedsince = 0;
 	ts->next = ts->prev = ts->left = ts->right = HEAPD_NIL;
 	bitmap_store(&segment_allocbits(seg, t)[0], 0);
-	bitmap_store(&segment_freebits(seg, t)[0], 0);
+	bitmap_store(&segment_freebits(seg, t, 1)[0], 0);
 	atomic_thread_fence(memory_order_release);
 	ts->state = SPAN_LARGE;
 	atomic_thread_fence(memory_order_release);
 	hs->npages = pad; /* the commit */
 	atomic_thread_fence(memory_order_release);
 	for (uint32_t i = 0; i < n; i++)
-		seg->pagemap[t + i] = t;
+		segment_pagemap_set(seg, t + i, t, 0);
 	central_free_span_locked(c, s);
 	return t;
 }
@@ -142,7 +142,7 @@ int large_alloc(central_t *c, clients_t *cl, uint32_t slot, uint64_t size, uint6
 	*zeroed = zero || !needzero;
 
 	pthread_mutex_lock(&c->heap->lock);
-	uint64_t *alloc = segment_allocbits(seg, id), *freeb = segment_freebits(seg, id);
+	uint64_t *alloc = segment_allocbits(seg, id), *freeb = segment_freebits(seg, id, 1);
 	bitmap_store(&freeb[0], 0);
 	s->unusedsince = 0; /* when large_sweep first saw the free bit; 0: not yet */
 	if (slot != HEAPD_NIL) {
@@ -190,7 +190,7 @@ static int freeable_locked(const segment_t *seg, uint32_t id)
 	const shm_span_t *s = &seg->spans[id];
 	return s->state == SPAN_LARGE && s->start == id &&
 	       (bitmap_load(&segment_allocbits(seg, id)[0]) & 1) &&
-	       (bitmap_load(&segment_freebits(seg, id)[0]) & 1);
+	       (bitmap_load(&segment_freebits(seg, id, 1)[0]) & 1);
 }
 
 int large_free(central_t *c, clients_t *cl, uint32_t id, uint32_t *npages)
@@ -241,7 +241,7 @@ uint64_t large_sweep(central_t *c, clients_t *cl, uint64_t grace_ns, uint64_t *p
 					freed++;
 					if (pages_freed)
 						*pages_freed += len;
-					p = span_next_after_free(seg->spans, seg->pagemap, p, grown);
+					p = span_next_after_free(seg, p, grown);
 					continue;
 				}
 			}

@@ -83,10 +83,10 @@ static int small_geometry_ok(const shm_span_t *s)
 static void quarantine(segment_t *seg, uint32_t p)
 {
 	shm_span_t *s = &seg->spans[p];
-	size_t words = (size_t)s->npages * HEAPD_BITMAP_WORDS_PER_PAGE;
-	memset(segment_allocbits(seg, p), 0, words * sizeof(uint64_t));
-	memset(segment_freebits(seg, p), 0, words * sizeof(uint64_t));
+	memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
 	segment_allocbits(seg, p)[0] = 1;
+	for (uint32_t i = 0; i < s->npages; i++)
+		segment_pagemap_set(seg, p + i, p, 0); /* no longer a class for frees to find */
 	s->sizeclass = 0;
 	s->elemsize = 0;
 	s->nelems = 1;
@@ -123,7 +123,7 @@ void recovery_run(daemon_t *d, recovery_stats_t *st)
 		uint32_t len = s->npages;
 		if (s->state == SPAN_LARGE) {
 			uint64_t a = bitmap_load(&segment_allocbits(seg, p)[0]);
-			uint64_t f = bitmap_load(&segment_freebits(seg, p)[0]);
+			uint64_t f = bitmap_load(&segment_freebits(seg, p, 1)[0]);
 			if ((a & 1) && !(f & 1)) {
 				st->large_live++;
 				s->unusedsince = 0;
@@ -137,7 +137,7 @@ void recovery_run(daemon_t *d, recovery_stats_t *st)
 			} else {
 				st->large_freed++;
 				central_free_span(&d->central, p);
-				p = span_next_after_free(spans, seg->pagemap, p, grown);
+				p = span_next_after_free(seg, p, grown);
 				continue;
 			}
 		} else if (s->state == SPAN_SMALL) {
@@ -166,7 +166,7 @@ void recovery_run(daemon_t *d, recovery_stats_t *st)
 			central_put(&d->central, p, &res);
 			if (res.spans_freed) {
 				st->small_freed++;
-				p = span_next_after_free(spans, seg->pagemap, p, grown);
+				p = span_next_after_free(seg, p, grown);
 				continue;
 			}
 			st->small_central++;

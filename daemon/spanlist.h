@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "segment.h"
 
 /* span->list of an in-use span. */
 enum {
@@ -77,12 +78,12 @@ static inline uint32_t spanlist_pop(shm_span_t *spans, spanlist_t *l)
  * page heap it may have merged with free neighbours. The start of the span
  * after the (possibly merged) free span that now holds page p.
  */
-static inline uint32_t span_next_after_free(const shm_span_t *spans, const uint32_t *pagemap,
-                                            uint32_t p, uint32_t grown)
+static inline uint32_t span_next_after_free(const segment_t *seg, uint32_t p, uint32_t grown)
 {
+	const shm_span_t *spans = seg->spans;
 	uint32_t m = p;
 	if (!(spans[p].state == SPAN_FREE && spans[p].start == p) && p > 0) {
-		uint32_t b = pagemap[p - 1]; /* the last page of a free span maps to its start */
+		uint32_t b = segment_pagemap_span(seg, p - 1); /* the last page of a free span maps to its start */
 		if (b < p && spans[b].state == SPAN_FREE && spans[b].start == b &&
 		    spans[b].npages > p - b)
 			m = b;

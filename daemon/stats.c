@@ -33,11 +33,10 @@ void stats_collect(daemon_t *d, stats_t *st)
 				p++;
 				continue;
 			}
-			const uint64_t *alloc = segment_allocbits(seg, p), *freeb = segment_freebits(seg, p);
 			if (s->state == SPAN_SMALL) {
 				uint32_t k = s->sizeclass;
-				uint64_t room = (uint64_t)s->npages * HEAPD_BITMAP_WORDS_PER_PAGE * 64;
-				uint32_t nelems = s->nelems > room ? (uint32_t)room : s->nelems;
+				uint32_t nelems = s->nelems > HEAPD_SPAN_MAX_OBJECTS ? HEAPD_SPAN_MAX_OBJECTS : s->nelems;
+				const uint64_t *alloc = segment_allocbits(seg, p), *freeb = segment_freebits(seg, p, nelems);
 				uint32_t inuse = bitmap_count_inuse(alloc, freeb, nelems);
 				st->spans_in_use++;
 				st->objects_in_use += inuse;
@@ -48,6 +47,7 @@ void stats_collect(daemon_t *d, stats_t *st)
 					st->cls[k].free_slots += nelems - inuse;
 				}
 			} else if (s->state == SPAN_LARGE) {
+				const uint64_t *alloc = segment_allocbits(seg, p), *freeb = segment_freebits(seg, p, 1);
 				st->spans_in_use++;
 				if ((bitmap_load(&alloc[0]) & 1) && !(bitmap_load(&freeb[0]) & 1)) {
 					uint64_t bytes = (uint64_t)s->npages << HEAPD_PAGE_SHIFT;

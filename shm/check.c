@@ -111,25 +111,28 @@ static long find_free(const checker_t *c, uint32_t id)
 	return lo < c->nfree && c->free_starts[lo] == id ? (long)lo : -1;
 }
 
-static void check_pagemap(checker_t *c, uint32_t p, uint32_t n, uint8_t state)
+static void check_pagemap(checker_t *c, uint32_t p, uint32_t n, const shm_span_t *s)
 {
-	const uint32_t *pm = c->seg->pagemap;
-	if (state == SPAN_FREE) {
-		if (pm[p] != p)
-			problem(c, "page %u: page map says %u, first page of free span %u (%u pages)", p, pm[p],
-			        p, n);
-		if (n > 1 && pm[p + n - 1] != p)
-			problem(c, "page %u: page map says %u, last page of free span %u (%u pages)",
-			        p + n - 1, pm[p + n - 1], p, n);
+	const segment_t *seg = c->seg;
+	if (s->state == SPAN_FREE) {
+		if (seg->pagemap[p] != heapd_pagemap_entry(p, 0))
+			problem(c, "page %u: page map says %u (class %u), first page of free span %u (%u pages)",
+			        p, segment_pagemap_span(seg, p), heapd_pagemap_class(seg->pagemap[p]), p, n);
+		if (n > 1 && seg->pagemap[p + n - 1] != heapd_pagemap_entry(p, 0))
+			problem(c, "page %u: page map says %u (class %u), last page of free span %u (%u pages)",
+			        p + n - 1, segment_pagemap_span(seg, p + n - 1),
+			        heapd_pagemap_class(seg->pagemap[p + n - 1]), p, n);
 		return;
 	}
+	uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;
 	uint32_t bad = 0, first = 0;
 	for (uint32_t i = p; i < p + n; i++)
-		if (pm[i] != p && bad++ == 0)
+		if (seg->pagemap[i] != heapd_pagemap_entry(p, k) && bad++ == 0)
 			first = i;
 	if (bad)
-		problem(c, "page %u: page map says %u, in %s span %u (%u pages; %u entries wrong)", first,
-		        pm[first], state_name(state), p, n, bad);
+		problem(c, "page %u: page map says %u (class %u), in %s span %u of class %u (%u pages; "
+		        "%u entries wrong)", first, segment_pagemap_span(seg, first),
+		        heapd_pagemap_class(seg->pagemap[first]), state_name(s->state), p, k, n, bad);
 }
 
 /* bitmap_verify, but a free bit without its alloc bit passes: its owner may be sweeping it. */
@@ -150,12 +153,11 @@ static int verify_owned(const uint64_t *alloc, const uint64_t *freeb, uint32_t n
 static void check_bits(checker_t *c, uint32_t p, uint32_t n, uint32_t nelems, int owned)
 {
 	const char *why = "?";
-	uint64_t room = (uint64_t)n * HEAPD_BITMAP_WORDS_PER_PAGE * 64;
-	const uint64_t *alloc = segment_allocbits(c->seg, p), *freeb = segment_freebits(c->seg, p);
-	if (nelems > room) {
-		problem(c, "span %u: %u objects do not fit the bitmaps of %u pages", p, nelems, n);
-		nelems = (uint32_t)room;
+	if (nelems > HEAPD_SPAN_MAX_OBJECTS) {
+		problem(c, "span %u (%u pages): %u objects do not fit a span's bitmaps", p, n, nelems);
+		nelems = HEAPD_SPAN_MAX_OBJECTS;
 	}
+	const uint64_t *alloc = segment_allocbits(c->seg, p), *freeb = segment_freebits(c->seg, p, nelems);
 	if (owned ? verify_owned(alloc, freeb, nelems, &why) : bitmap_verify(alloc, freeb, nelems, &why))
 		problem(c, "span %u: bitmaps: %s", p, why);
 }
@@ -183,6 +185,32 @@ static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t 
 		        s->divmul, sizeclass_size[k], sizeclass_nelems[k], sizeclass_npages[k],
 		        sizeclass_divmul[k]);
 	check_bits(c, p, n, s->nelems, s->owner != 0);
+}
+
+/* Page-map entries beyond npages_grown must be nil; only what the file holds is read. */
+static void check_beyond_grown(checker_t *c)
+{
+	const segment_t *seg = c->seg;
+	const uint32_t per_block = 4096 / sizeof(uint64_t);
+	uint64_t map_end = seg->hdr->pagemap_off + (uint64_t)seg->npages_max * sizeof(uint64_t);
+	uint32_t bad = 0, first = 0;
+
+	for (uint64_t p = c->grown; p < seg->npages_max;) {
+		uint64_t off = seg->hdr->pagemap_off + p * sizeof(uint64_t);
+		uint64_t data = segment_next_data(seg, off);
+		if (data >= map_end)
+			break;
+		if (data > off) {
+			p = (data - seg->hdr->pagemap_off) / sizeof(uint64_t);
+			continue;
+		}
+		for (uint64_t end = (p / per_block + 1) * per_block; p < end && p < seg->npages_max; p++)
+			if (seg->pagemap[p] != 0 && bad++ == 0)
+				first = (uint32_t)p;
+	}
+	if (bad)
+		problem(c, "page %u: page map says %u beyond npages_grown %u (%u entries not nil)", first,
+		        segment_pagemap_span(seg, first), c->grown, bad);
 }
 
 /* Steps 1-3. */
@@ -219,7 +247,7 @@ static void check_walk(checker_t *c)
 				problem(c, "page %u: span %u (%u pages) overlaps %s span %u (%u pages)", i, p, n,
 				        state_name(t->state), i, t->npages);
 		}
-		check_pagemap(c, p, n, s->state);
+		check_pagemap(c, p, n, s);
 		if (s->state == SPAN_FREE) {
 			if (prev_free != NIL)
 				problem(c, "page %u: free span %u (%u pages) is followed by free span %u (%u pages)",
@@ -238,13 +266,7 @@ static void check_walk(checker_t *c)
 		p += n;
 	}
 
-	uint32_t bad = 0, first = 0;
-	for (uint32_t p = c->grown; p < seg->npages_max; p++)
-		if (seg->pagemap[p] != NIL && bad++ == 0)
-			first = p;
-	if (bad)
-		problem(c, "page %u: page map says %u beyond npages_grown %u (%u entries not nil)", first,
-		        seg->pagemap[first], c->grown, bad);
+	check_beyond_grown(c);
 
 	if (hdr->pages_inuse != inuse)
 		problem(c, "header: pages_inuse %llu, recount %llu", (unsigned long long)hdr->pages_inuse,

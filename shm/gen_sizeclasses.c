@@ -154,7 +154,7 @@ static void verify(void)
 		if (k->nelems == 0 || k->nelems != span / k->size)
 			die("class %u: %u objects of %u bytes in %llu bytes", c, k->nelems, k->size,
 			    (unsigned long long)span);
-		if (k->nelems > k->npages * HEAPD_BITMAP_WORDS_PER_PAGE * 64)
+		if (k->nelems > HEAPD_SPAN_MAX_OBJECTS)
 			die("class %u: %u objects overflow the span's bitmap", c, k->nelems);
 		if ((span - (uint64_t)k->nelems * k->size) * 8 > span)
 			die("class %u: tail waste %llu of %llu bytes is over 1/8", c,
@@ -201,6 +201,22 @@ static void write_header(FILE *f)
 	fprintf(f, "#define SIZECLASS_COUNT %u\n\n#endif\n", nclasses);
 }
 
+/* FNV-1a over every class's size, pages, objects and magic: arenas record it. */
+static uint64_t signature(void)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (uint32_t c = 0; c < nclasses; c++) {
+		const uint32_t v[] = { classes[c].size, classes[c].npages, classes[c].nelems,
+		                       classes[c].divmul };
+		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+			for (int b = 0; b < 32; b += 8) {
+				h ^= (v[i] >> b) & 0xff;
+				h *= 0x100000001b3ULL;
+			}
+	}
+	return h;
+}
+
 static void write_source(FILE *f)
 {
 	fputs("// SPDX-License-Identifier: MIT\n"
@@ -226,6 +242,8 @@ static void write_source(FILE *f)
 	put_u8_array(f, "sizeclass_small8", "1024 / 8 + 1", small8, SMALL8_LEN);
 	put_u8_array(f, "sizeclass_large128", "(HEAPD_MAX_SMALL - 1024) / 128 + 1", large128,
 	             LARGE128_LEN);
+	fprintf(f, "\nconst uint64_t sizeclass_signature = 0x%016llxULL;\n",
+	        (unsigned long long)signature());
 }
 
 /* Write path through a temporary file, so a failed run leaves no half output. */

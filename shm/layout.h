@@ -5,11 +5,11 @@
  * An arena is one file. It is cut into page-aligned regions so that each can
  * be mapped with its own rights:
  *
- *   [ header + client table ][ page map ][ span table ][ alloc bits ][ free bits ][ pages ]
- *     daemon writes            daemon      daemon        span owner    any process   objects
- *     clients read             clients RO  clients RO    writes        atomic OR     clients RW
+ *   [ header + client table ][ page map ][ span table ][ bitmaps ][ pages ]
+ *     daemon writes            daemon      daemon        see below  objects
+ *     clients read             clients RO  clients RO    clients RW clients RW
  *
- * The page map, the span table and the two bitmaps are the whole truth about
+ * The page map, the span table and the bitmaps are the whole truth about
  * which memory is in use. Every list, tree and counter the daemon keeps is an
  * index that it can rebuild from them (see daemon/recovery.c).
  *
@@ -17,16 +17,29 @@
  * descriptor lives at spans[start]. A descriptor whose state is SPAN_DEAD does
  * not start a span (it is inside one, or beyond the grown part of the arena).
  *
- * Page map (as Go's mheap.spans): for an in-use span every page maps to its
- * start page; for a free span only the first and the last page are kept
- * exact, which is all coalescing needs. Pages beyond npages_grown map to
- * HEAPD_NIL.
+ * Page map (as Go's mheap.spans): one 64-bit entry per page, the complement
+ * of a span's start page in the low half and a size class in the high half
+ * (heapd_pagemap_entry). A file's zeros therefore read as "no span"
+ * (HEAPD_NIL, class 0), so the map costs memory only where the heap has
+ * grown. For an in-use span every page maps to its start page, with the
+ * span's size class if it is a small span; that lets a free find the object's
+ * class without reading the descriptor. For a free span only the first and
+ * the last page are kept exact, which is all coalescing needs, with class 0.
+ * Other entries of free pages are stale: they may still name an old span and
+ * class, whose bitmap words are then clear (a free span's are always clear),
+ * so a free through one is refused as "not allocated".
  *
- * Bitmaps: a span starting at page p owns HEAPD_BITMAP_WORDS_PER_PAGE words
- * per page from word p * HEAPD_BITMAP_WORDS_PER_PAGE on, in both bitmaps. A
- * page holds at most 1024 objects (8-byte class), so this always suffices and
- * no bitmap allocator is needed. Object i of a span is allocated when its
- * alloc bit is set and its free bit is clear.
+ * Bitmaps: a span starting at page p owns the HEAPD_BITS_WORDS_PER_PAGE words
+ * from word p * HEAPD_BITS_WORDS_PER_PAGE on: its alloc words first, then its
+ * free words (heapd_freebits_delta words later). A span has at most
+ * HEAPD_SPAN_MAX_OBJECTS objects (1024, the 8-byte class in one page), so the
+ * first page's words always suffice and no bitmap allocator is needed. A span
+ * of at most 256 objects (every class of 32 bytes or more, and large spans)
+ * keeps its 4 alloc words and 4 free words in one cache line, so that a free
+ * reads the alloc bit and sets the free bit in one line. Alloc words are
+ * written by the span's owner, free words by any process (bitmap.h). Object
+ * i of a span is allocated when its alloc bit is set and its free bit is
+ * clear.
  */
 #ifndef HEAPD_SHM_LAYOUT_H
 #define HEAPD_SHM_LAYOUT_H
@@ -35,14 +48,38 @@
 #include <stdint.h>
 
 #define HEAPD_MAGIC 0x3144504145484dULL /* "MHEAPD1" little-endian */
-#define HEAPD_LAYOUT_VERSION 1u
+#define HEAPD_LAYOUT_VERSION 2u
 
 #define HEAPD_PAGE_SHIFT 13
 #define HEAPD_PAGE_SIZE (1u << HEAPD_PAGE_SHIFT) /* 8 KiB */
 #define HEAPD_MAX_SMALL 32768u                    /* largest small object */
 #define HEAPD_MAX_LIST 128u                       /* free lists by length below this */
-#define HEAPD_BITMAP_WORDS_PER_PAGE 16u           /* 1024 bits: 8 KiB / 8 B */
+#define HEAPD_SPAN_MAX_OBJECTS 1024u              /* 8 KiB / 8 B */
+#define HEAPD_BITMAP_WORDS_MAX 16u                /* words in one bitmap of a span */
+#define HEAPD_BITS_WORDS_PER_PAGE 32u             /* alloc and free words a page's span owns */
 #define HEAPD_NIL UINT32_MAX
+
+/* A page-map entry: span `span` (HEAPD_NIL: none) and its size class (0: not a small span). */
+static inline uint64_t heapd_pagemap_entry(uint32_t span, uint32_t sizeclass)
+{
+	return (uint64_t)sizeclass << 32 | (uint32_t)~span;
+}
+
+static inline uint32_t heapd_pagemap_span(uint64_t entry)
+{
+	return ~(uint32_t)entry;
+}
+
+static inline uint32_t heapd_pagemap_class(uint64_t entry)
+{
+	return (uint32_t)(entry >> 32);
+}
+
+/* Where a span of nelems objects keeps its free words, counted from its alloc words. */
+static inline uint32_t heapd_freebits_delta(uint32_t nelems)
+{
+	return nelems <= 256 ? 4u : HEAPD_BITMAP_WORDS_MAX;
+}
 
 /* Normally empty, and clear of the ranges the address sanitizer takes. */
 #define HEAPD_DEFAULT_BASE_HINT 0x500000000000ULL
@@ -116,7 +153,8 @@ typedef struct shm_header {
 	uint64_t header_size;    /* header region, page aligned */
 	uint64_t pagemap_off, pagemap_size;
 	uint64_t spans_off, spans_size;
-	uint64_t allocbits_off, freebits_off, bitmap_size;
+	uint64_t bits_off, bits_size; /* the bitmaps */
+	uint64_t sizeclass_sig;  /* sizeclass_signature of the daemon that laid it out */
 	uint64_t pages_off;
 
 	/* daemon state */

@@ -305,7 +305,7 @@ static void absorb(pageheap_t *h, uint32_t a, uint32_t b)
 	commit_fence();
 	sa->npages += sb->npages;
 	commit_fence();
-	h->seg->pagemap[a + sa->npages - 1] = a;
+	segment_pagemap_set(h->seg, a + sa->npages - 1, a, 0);
 	sa->npreleased += sb->npreleased;
 	sb->state = SPAN_DEAD;
 }
@@ -315,7 +315,7 @@ static uint32_t free_before(const pageheap_t *h, uint32_t p)
 {
 	if (p == 0)
 		return NIL;
-	uint32_t id = h->seg->pagemap[p - 1];
+	uint32_t id = segment_pagemap_span(h->seg, p - 1);
 	if (id >= p)
 		return NIL;
 	const shm_span_t *s = S(h, id);
@@ -341,7 +341,7 @@ static uint32_t free_at(const pageheap_t *h, uint32_t p)
 static uint32_t carve_locked(pageheap_t *h, uint32_t f, uint32_t off, uint32_t n)
 {
 	shm_header_t *hdr = h->seg->hdr;
-	uint32_t *pagemap = h->seg->pagemap;
+	segment_t *seg = h->seg;
 	shm_span_t *sf = S(h, f);
 	uint32_t total = sf->npages, id = f + off, tail = id + n, ntail = total - off - n;
 	uint8_t needzero = sf->needzero;
@@ -361,20 +361,20 @@ static uint32_t carve_locked(pageheap_t *h, uint32_t f, uint32_t off, uint32_t n
 	/* New descriptors in full, then their page map entries, then the commit. */
 	if (ntail) {
 		span_init_free(h, tail, ntail, needzero, tail_rel, unusedsince);
-		pagemap[tail] = tail;
-		pagemap[tail + ntail - 1] = tail;
+		segment_pagemap_set(seg, tail, tail, 0);
+		segment_pagemap_set(seg, tail + ntail - 1, tail, 0);
 	}
 	if (off) {
 		span_init_free(h, id, n, needzero, 0, unusedsince);
-		pagemap[id] = id;
-		pagemap[id + n - 1] = id;
+		segment_pagemap_set(seg, id, id, 0);
+		segment_pagemap_set(seg, id + n - 1, id, 0);
 		sf->npreleased = head_rel;
 	}
 	commit_fence();
 	if (off) {
 		sf->npages = off;
 		commit_fence();
-		pagemap[f + off - 1] = f;
+		segment_pagemap_set(seg, f + off - 1, f, 0);
 	} else if (ntail) {
 		sf->npages = n;
 	}
@@ -397,7 +397,7 @@ static uint32_t carve_locked(pageheap_t *h, uint32_t f, uint32_t off, uint32_t n
 	commit_fence();
 	s->state = SPAN_LARGE;
 	for (uint32_t i = 0; i < n; i++)
-		pagemap[id + i] = id;
+		segment_pagemap_set(seg, id + i, id, 0);
 
 	if (off)
 		index_insert(h, f);
@@ -433,8 +433,8 @@ static int grow_locked(pageheap_t *h, uint32_t want)
 	commit_fence();
 	hdr->npages_grown = grown + g;
 	commit_fence();
-	h->seg->pagemap[grown] = grown;
-	h->seg->pagemap[grown + g - 1] = grown;
+	segment_pagemap_set(h->seg, grown, grown, 0);
+	segment_pagemap_set(h->seg, grown + g - 1, grown, 0);
 	hdr->pages_free += g;
 
 	uint32_t id = grown;
@@ -575,6 +575,9 @@ void pageheap_free_locked(pageheap_t *h, uint32_t span)
 	s->next = s->prev = s->left = s->right = NIL;
 	commit_fence();
 	s->state = SPAN_FREE;
+	/* a free span's ends map to it with no class (layout.h) */
+	segment_pagemap_set(h->seg, span, span, 0);
+	segment_pagemap_set(h->seg, span + n - 1, span, 0);
 	hdr->pages_inuse -= n;
 	hdr->pages_free += n;
 
@@ -670,9 +673,7 @@ static uint32_t repair_gap(pageheap_t *h, uint32_t p, uint32_t grown)
 	uint32_t n = q - p;
 
 	if (s->state == SPAN_SMALL || s->state == SPAN_LARGE) {
-		size_t words = (size_t)n * HEAPD_BITMAP_WORDS_PER_PAGE;
-		memset(segment_allocbits(seg, p), 0, words * sizeof(uint64_t));
-		memset(segment_freebits(seg, p), 0, words * sizeof(uint64_t));
+		memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
 		segment_allocbits(seg, p)[0] = 1;
 		s->start = p;
 		s->npages = n;
@@ -694,6 +695,27 @@ static uint32_t repair_gap(pageheap_t *h, uint32_t p, uint32_t grown)
 	return n;
 }
 
+/* Page-map entries from page `from` on become nil, reading only what the file holds. */
+static void pagemap_clear_beyond(segment_t *seg, uint32_t from)
+{
+	const uint32_t per_block = 4096 / sizeof(uint64_t);
+
+	for (uint64_t p = from; p < seg->npages_max;) {
+		uint64_t off = seg->hdr->pagemap_off + p * sizeof(uint64_t);
+		uint64_t data = segment_next_data(seg, off);
+		if (data >= seg->hdr->pagemap_off + (uint64_t)seg->npages_max * sizeof(uint64_t))
+			break;
+		if (data > off) {
+			p = (data - seg->hdr->pagemap_off) / sizeof(uint64_t);
+			continue;
+		}
+		/* to the end of this 4 KiB of entries */
+		for (uint64_t end = (p / per_block + 1) * per_block; p < end && p < seg->npages_max; p++)
+			if (seg->pagemap[p] != 0)
+				seg->pagemap[p] = 0;
+	}
+}
+
 /*
  * The walk of the descriptors from page 0 is the truth. Repair, in order:
  * invalid descriptors (repair_gap), stale descriptors inside a span (made
@@ -705,7 +727,6 @@ void pageheap_rebuild_locked(pageheap_t *h)
 {
 	segment_t *seg = h->seg;
 	shm_header_t *hdr = seg->hdr;
-	uint32_t *pagemap = seg->pagemap;
 	uint64_t now = pageheap_now();
 
 	assert_locked(h);
@@ -757,23 +778,22 @@ void pageheap_rebuild_locked(pageheap_t *h)
 		shm_span_t *s = S(h, p);
 		uint32_t n = s->npages;
 		if (s->state == SPAN_FREE) {
-			pagemap[p] = p;
-			pagemap[p + n - 1] = p;
+			segment_pagemap_set(seg, p, p, 0);
+			segment_pagemap_set(seg, p + n - 1, p, 0);
 			s->list = 0;
 			s->next = s->prev = s->left = s->right = NIL;
 			index_insert(h, p);
 			nfree += n;
 			released += s->npreleased;
 		} else {
+			uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;
 			for (uint32_t i = 0; i < n; i++)
-				pagemap[p + i] = p;
+				segment_pagemap_set(seg, p + i, p, k);
 			inuse += n;
 		}
 		p += n;
 	}
-	for (uint32_t p = grown; p < seg->npages_max; p++)
-		if (pagemap[p] != NIL)
-			pagemap[p] = NIL;
+	pagemap_clear_beyond(seg, grown);
 	hdr->pages_inuse = inuse;
 	hdr->pages_free = nfree;
 	hdr->pages_released = released;

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE /* MAP_FIXED_NOREPLACE, fallocate; the build defines it too */
 #endif
 #include "segment.h"
+#include "sizeclass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,13 +58,13 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 	hdr->clients_off = SEG_CLIENTS_OFF;
 	hdr->header_size = align_up(SEG_CLIENTS_OFF + (uint64_t)max_clients * sizeof(shm_client_t), SEG_ALIGN);
 	hdr->pagemap_off = hdr->header_size;
-	hdr->pagemap_size = align_up((uint64_t)npages * sizeof(uint32_t), SEG_ALIGN);
+	hdr->pagemap_size = align_up((uint64_t)npages * sizeof(uint64_t), SEG_ALIGN);
 	hdr->spans_off = hdr->pagemap_off + hdr->pagemap_size;
 	hdr->spans_size = align_up((uint64_t)npages * sizeof(shm_span_t), SEG_ALIGN);
-	hdr->bitmap_size = align_up((uint64_t)npages * HEAPD_BITMAP_WORDS_PER_PAGE * 8, SEG_ALIGN);
-	hdr->allocbits_off = hdr->spans_off + hdr->spans_size;
-	hdr->freebits_off = hdr->allocbits_off + hdr->bitmap_size;
-	hdr->pages_off = hdr->freebits_off + hdr->bitmap_size;
+	hdr->bits_off = hdr->spans_off + hdr->spans_size;
+	hdr->bits_size = align_up((uint64_t)npages * HEAPD_BITS_WORDS_PER_PAGE * 8, SEG_ALIGN);
+	hdr->sizeclass_sig = sizeclass_signature;
+	hdr->pages_off = hdr->bits_off + hdr->bits_size;
 	hdr->file_size = hdr->pages_off + ((uint64_t)npages << HEAPD_PAGE_SHIFT);
 }
 
@@ -114,10 +115,13 @@ int segment_validate(const shm_header_t *hdr, uint64_t file_size, char *err, siz
 	if (hdr->clients_off != want.clients_off || hdr->header_size != want.header_size ||
 	    hdr->pagemap_off != want.pagemap_off || hdr->pagemap_size != want.pagemap_size ||
 	    hdr->spans_off != want.spans_off || hdr->spans_size != want.spans_size ||
-	    hdr->allocbits_off != want.allocbits_off || hdr->freebits_off != want.freebits_off ||
-	    hdr->bitmap_size != want.bitmap_size || hdr->pages_off != want.pages_off ||
-	    hdr->file_size != want.file_size)
+	    hdr->bits_off != want.bits_off || hdr->bits_size != want.bits_size ||
+	    hdr->pages_off != want.pages_off || hdr->file_size != want.file_size)
 		return fail(err, errlen, -EINVAL, "arena header regions are inconsistent");
+	if (hdr->sizeclass_sig != want.sizeclass_sig)
+		return fail(err, errlen, -EPROTO,
+		            "arena was laid out with other size classes (signature %016llx, want %016llx)",
+		            (unsigned long long)hdr->sizeclass_sig, (unsigned long long)want.sizeclass_sig);
 	if (file_size < hdr->file_size)
 		return fail(err, errlen, -EINVAL, "arena is truncated: %llu bytes, header says %llu",
 		            (unsigned long long)file_size, (unsigned long long)hdr->file_size);
@@ -132,10 +136,9 @@ static void set_pointers(segment_t *seg)
 	shm_header_t *hdr = (shm_header_t *)seg->base;
 	seg->hdr = hdr;
 	seg->clients = (shm_client_t *)(seg->base + hdr->clients_off);
-	seg->pagemap = (uint32_t *)(seg->base + hdr->pagemap_off);
+	seg->pagemap = (uint64_t *)(seg->base + hdr->pagemap_off);
 	seg->spans = (shm_span_t *)(seg->base + hdr->spans_off);
-	seg->allocbits = (uint64_t *)(seg->base + hdr->allocbits_off);
-	seg->freebits = (uint64_t *)(seg->base + hdr->freebits_off);
+	seg->bits = (uint64_t *)(seg->base + hdr->bits_off);
 	seg->pages = seg->base + hdr->pages_off;
 	seg->npages_max = hdr->npages_max;
 }
@@ -237,15 +240,7 @@ static int layout_new(int fd, const segment_params_t *params, char *err, size_t 
 	if (pwrite(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 		return fail(err, errlen, -EIO, "cannot write arena header: %s", strerror(errno));
 
-	/* Every page-map entry starts as HEAPD_NIL; write it in chunks. */
-	uint8_t buf[65536];
-	memset(buf, 0xff, sizeof(buf));
-	for (uint64_t done = 0; done < hdr.pagemap_size;) {
-		size_t n = hdr.pagemap_size - done < sizeof(buf) ? hdr.pagemap_size - done : sizeof(buf);
-		if (pwrite(fd, buf, n, (off_t)(hdr.pagemap_off + done)) != (ssize_t)n)
-			return fail(err, errlen, -EIO, "cannot write page map: %s", strerror(errno));
-		done += n;
-	}
+	/* Every other region starts as zeros, which is what they mean: no spans (layout.h). */
 	uint64_t magic = HEAPD_MAGIC;
 	if (pwrite(fd, &magic, sizeof(magic), 0) != (ssize_t)sizeof(magic))
 		return fail(err, errlen, -EIO, "cannot write arena header: %s", strerror(errno));
@@ -357,7 +352,7 @@ int segment_attach(int fd, segment_t *seg, char *err, size_t errlen)
 		goto fail;
 	}
 	/* Bitmaps and pages are the only regions a client writes. */
-	uint64_t rw = hdr.allocbits_off;
+	uint64_t rw = hdr.bits_off;
 	if (mmap(p + rw, hdr.file_size - rw, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
 	         (off_t)rw) == MAP_FAILED) {
 		rc = fail(err, errlen, -errno, "cannot map arena pages: %s", strerror(errno));
@@ -382,6 +377,18 @@ void segment_close(segment_t *seg)
 		close(seg->fd);
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
+}
+
+uint64_t segment_next_data(const segment_t *seg, uint64_t off)
+{
+	off_t d;
+
+	if (seg->fd < 0 || off >= seg->size)
+		return off;
+	d = lseek(seg->fd, (off_t)off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? seg->size : off; /* ENXIO: only a hole follows */
+	return (uint64_t)d;
 }
 
 int segment_punch(segment_t *seg, uint64_t off, uint64_t len)

@@ -27,10 +27,9 @@ typedef struct segment {
 	int writable_meta;      /* 1: header, page map and span table are writable */
 	shm_header_t *hdr;
 	shm_client_t *clients;  /* hdr->max_clients slots */
-	uint32_t *pagemap;      /* page -> span start page */
+	uint64_t *pagemap;      /* page -> heapd_pagemap_entry(span start page, class) */
 	shm_span_t *spans;      /* indexed by start page */
-	uint64_t *allocbits;
-	uint64_t *freebits;
+	uint64_t *bits;         /* the bitmaps: HEAPD_BITS_WORDS_PER_PAGE words per page */
 	uint8_t *pages;         /* page 0 of the heap */
 	uint32_t npages_max;
 } segment_t;
@@ -80,14 +79,35 @@ static inline uint8_t *segment_page_addr(const segment_t *seg, uint32_t page)
 	return seg->pages + ((uint64_t)page << HEAPD_PAGE_SHIFT);
 }
 
+/* The alloc words of the span starting at page span. */
 static inline uint64_t *segment_allocbits(const segment_t *seg, uint32_t span)
 {
-	return seg->allocbits + (uint64_t)span * HEAPD_BITMAP_WORDS_PER_PAGE;
+	return seg->bits + (uint64_t)span * HEAPD_BITS_WORDS_PER_PAGE;
 }
 
-static inline uint64_t *segment_freebits(const segment_t *seg, uint32_t span)
+/* The free words of the span starting at page span, which has nelems objects (1 if large). */
+static inline uint64_t *segment_freebits(const segment_t *seg, uint32_t span, uint32_t nelems)
 {
-	return seg->freebits + (uint64_t)span * HEAPD_BITMAP_WORDS_PER_PAGE;
+	return segment_allocbits(seg, span) + heapd_freebits_delta(nelems);
+}
+
+/* The free words of the in-use span starting at page span, per its descriptor. */
+static inline uint64_t *segment_span_freebits(const segment_t *seg, uint32_t span)
+{
+	const shm_span_t *d = &seg->spans[span];
+	return segment_freebits(seg, span, d->state == SPAN_SMALL ? d->nelems : 1);
+}
+
+/* The span a page belongs to, per the page map (HEAPD_NIL: none). */
+static inline uint32_t segment_pagemap_span(const segment_t *seg, uint32_t page)
+{
+	return heapd_pagemap_span(seg->pagemap[page]);
+}
+
+/* Point a page's entry at span, of size class sizeclass (0: not a small span). */
+static inline void segment_pagemap_set(segment_t *seg, uint32_t page, uint32_t span, uint32_t sizeclass)
+{
+	seg->pagemap[page] = heapd_pagemap_entry(span, sizeclass);
 }
 
 /* Span start page of the page holding p, or HEAPD_NIL if p is outside the grown heap. */
@@ -97,7 +117,15 @@ static inline uint32_t segment_span_of(const segment_t *seg, const void *p)
 	uint64_t page = off >> HEAPD_PAGE_SHIFT;
 	if ((uintptr_t)p < (uintptr_t)seg->pages || page >= seg->npages_max)
 		return HEAPD_NIL;
-	return seg->pagemap[page];
+	return segment_pagemap_span(seg, (uint32_t)page);
 }
+
+/*
+ * The offset of the first byte at or after off that the arena file holds
+ * (not a hole): seg->size if none. Lets a scan of a mostly empty region skip
+ * its holes, which on tmpfs reading through a mapping would allocate. Without
+ * a descriptor (a client) or when the file system cannot say, returns off.
+ */
+uint64_t segment_next_data(const segment_t *seg, uint64_t off);
 
 #endif

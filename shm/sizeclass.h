@@ -23,6 +23,9 @@ extern const uint32_t sizeclass_npages[SIZECLASS_COUNT];
 extern const uint32_t sizeclass_nelems[SIZECLASS_COUNT];
 extern const uint32_t sizeclass_divmul[SIZECLASS_COUNT];
 
+/* A hash of the four tables above; an arena records the one it was laid out with. */
+extern const uint64_t sizeclass_signature;
+
 /* Lookup tables: size -> class, as Go's size_to_class8 / size_to_class128. */
 extern const uint8_t sizeclass_small8[1024 / 8 + 1];
 extern const uint8_t sizeclass_large128[(HEAPD_MAX_SMALL - 1024) / 128 + 1];

@@ -276,8 +276,7 @@ void soak_dump_in_use(int max)
 		return;
 	const shm_header_t *hdr = (const shm_header_t *)base;
 	const shm_span_t *spans = (const shm_span_t *)(base + hdr->spans_off);
-	const uint64_t *ab = (const uint64_t *)(base + hdr->allocbits_off);
-	const uint64_t *fb = (const uint64_t *)(base + hdr->freebits_off);
+	const uint64_t *bits = (const uint64_t *)(base + hdr->bits_off);
 	uint32_t grown = __atomic_load_n(&hdr->npages_grown, __ATOMIC_ACQUIRE);
 
 	for (uint32_t i = 0; i < grown && max > 0;) {
@@ -288,9 +287,10 @@ void soak_dump_in_use(int max)
 			continue;
 		}
 		if (s->state == SPAN_SMALL || s->state == SPAN_LARGE) {
-			const uint64_t *a = &ab[(uint64_t)i * HEAPD_BITMAP_WORDS_PER_PAGE];
-			const uint64_t *f = &fb[(uint64_t)i * HEAPD_BITMAP_WORDS_PER_PAGE];
-			uint32_t nwords = s->state == SPAN_SMALL ? (s->nelems + 63) / 64 : 1, live = 0;
+			uint32_t nelems = s->state == SPAN_SMALL ? s->nelems : 1, live = 0;
+			uint32_t nwords = (nelems + 63) / 64;
+			const uint64_t *a = &bits[(uint64_t)i * HEAPD_BITS_WORDS_PER_PAGE];
+			const uint64_t *f = a + heapd_freebits_delta(nelems);
 			for (uint32_t w = 0; w < nwords; w++)
 				live += (uint32_t)__builtin_popcountll(a[w] & ~f[w]);
 			if (live) {

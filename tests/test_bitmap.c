@@ -17,7 +17,7 @@
 #include "bitmap.h"
 #include "layout.h"
 
-#define MAXW HEAPD_BITMAP_WORDS_PER_PAGE /* one page's worth: up to 1024 objects */
+#define MAXW HEAPD_BITMAP_WORDS_MAX /* a span's worth: up to 1024 objects */
 
 /* Bitmaps of one span, with a guard word after each to catch overruns. */
 typedef struct span_bits {

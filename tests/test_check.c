@@ -99,8 +99,8 @@ START_TEST(test_adjacent_free)
 	b->start = f + 50;
 	b->npages = 150;
 	a->npages = 50;
-	fx.seg.pagemap[f + 49] = f;
-	fx.seg.pagemap[f + 50] = f + 50;
+	segment_pagemap_set(&fx.seg, f + 49, f, 0);
+	segment_pagemap_set(&fx.seg, f + 50, f + 50, 0);
 	expect_problem(&fx, "is followed by free span");
 	fx_close(&fx);
 }
@@ -115,9 +115,9 @@ START_TEST(test_bitmaps)
 	segment_allocbits(&fx.seg, ids[0])[0] = 1u << 3;
 	expect_problem(&fx, "span 0: bitmaps");
 	segment_allocbits(&fx.seg, ids[0])[0] = 0;
-	segment_freebits(&fx.seg, ids[0])[0] = 1;
+	segment_span_freebits(&fx.seg, ids[0])[0] = 1;
 	expect_problem(&fx, "free bit set without its alloc bit");
-	segment_freebits(&fx.seg, ids[0])[0] = 0;
+	segment_span_freebits(&fx.seg, ids[0])[0] = 0;
 
 	/* a small span of a class whose objects do not fill the last bitmap word */
 	uint32_t k = 0;
@@ -133,6 +133,8 @@ START_TEST(test_bitmaps)
 	s->nelems = sizeclass_nelems[k];
 	s->divmul = sizeclass_divmul[k];
 	check_report_t rep;
+	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0); /* its page map entry has no class yet */
+	segment_pagemap_set(&fx.seg, sp, sp, k);
 	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
 	uint32_t beyond = sizeclass_nelems[k];
 	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
@@ -140,14 +142,14 @@ START_TEST(test_bitmaps)
 	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
 
 	/* a free bit without its alloc bit: a sweep under way if a client owns the span, else wrong */
-	segment_freebits(&fx.seg, sp)[0] = 1;
+	segment_span_freebits(&fx.seg, sp)[0] = 1;
 	expect_problem(&fx, "free bit set without its alloc bit");
 	s->owner = 1;
 	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
 	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
 	expect_problem(&fx, "alloc bit set at or beyond nelems"); /* but nothing else passes */
 	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
-	segment_freebits(&fx.seg, sp)[0] = 0;
+	segment_span_freebits(&fx.seg, sp)[0] = 0;
 	s->owner = 0;
 
 	s->elemsize++;
@@ -157,6 +159,7 @@ START_TEST(test_bitmaps)
 	expect_problem(&fx, "small span with size class");
 	s->sizeclass = 0;
 	s->state = SPAN_LARGE;
+	segment_pagemap_set(&fx.seg, sp, sp, 0);
 	s->nelems = 7;
 	expect_problem(&fx, "large span with size class 0 and 7 objects");
 	fx_close(&fx);
@@ -168,17 +171,21 @@ START_TEST(test_pagemap)
 	heapfx_t fx;
 	uint32_t ids[10];
 	build_heap(&fx, ids);
-	uint32_t *pm = fx.seg.pagemap;
-	pm[ids[6] + 10] = 12345; /* inside a free span: nobody cares */
+	segment_t *seg = &fx.seg;
+	segment_pagemap_set(seg, ids[6] + 10, 12345, 7); /* inside a free span: nobody cares */
 	check_report_t rep;
 	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
-	pm[ids[0] + 3] = ids[1];
-	expect_problem(&fx, "page 3: page map says 4, in large span 0");
-	pm[ids[0] + 3] = ids[0];
-	pm[ids[6] + 299] = 0;
+	segment_pagemap_set(seg, ids[0] + 3, ids[1], 0);
+	expect_problem(&fx, "page 3: page map says 4 (class 0), in large span 0");
+	segment_pagemap_set(seg, ids[0] + 3, ids[0], 5);
+	expect_problem(&fx, "page 3: page map says 0 (class 5), in large span 0 of class 0");
+	segment_pagemap_set(seg, ids[0] + 3, ids[0], 0);
+	segment_pagemap_set(seg, ids[6] + 299, 0, 0);
 	expect_problem(&fx, "last page of free span");
-	pm[ids[6] + 299] = ids[6];
-	pm[fx.seg.npages_max - 1] = 0;
+	segment_pagemap_set(seg, ids[6] + 299, ids[6], 3);
+	expect_problem(&fx, "last page of free span");
+	segment_pagemap_set(seg, ids[6] + 299, ids[6], 0);
+	segment_pagemap_set(seg, seg->npages_max - 1, 0, 0);
 	expect_problem(&fx, "beyond npages_grown");
 	fx_close(&fx);
 }
@@ -205,7 +212,7 @@ START_TEST(test_descriptors)
 	expect_problem(&fx, "dead descriptor");
 	s->state = SPAN_LARGE;
 	/* the last span runs past the grown heap */
-	uint32_t grown = fx.seg.hdr->npages_grown, last = fx.seg.pagemap[grown - 1];
+	uint32_t grown = fx.seg.hdr->npages_grown, last = segment_pagemap_span(&fx.seg, grown - 1);
 	fx_span(&fx, last)->npages += 10;
 	expect_problem(&fx, "runs past npages_grown");
 	fx_span(&fx, last)->npages -= 10;
@@ -350,7 +357,7 @@ START_TEST(test_garbage)
 			seg->spans[i].start = i;
 	}
 	for (uint32_t i = 0; i < seg->npages_max; i += 1 + xorshift(&seed) % 50)
-		seg->pagemap[i] = (uint32_t)xorshift(&seed);
+		seg->pagemap[i] = xorshift(&seed);
 	seg->hdr->pages_inuse = xorshift(&seed);
 	fx.h.large = (uint32_t)xorshift(&seed) % (grown + 10);
 	for (uint32_t n = 0; n < HEAPD_MAX_LIST; n++)
@@ -373,9 +380,9 @@ START_TEST(test_garbage)
 		s->state = SPAN_LARGE;
 		s->sizeclass = 0;
 		s->nelems = 1;
-		size_t words = (size_t)s->npages * HEAPD_BITMAP_WORDS_PER_PAGE * sizeof(uint64_t);
-		memset(segment_allocbits(seg, p), 0, words);
-		memset(segment_freebits(seg, p), 0, words);
+		memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
+		for (uint32_t i = 0; i < s->npages; i++)
+			segment_pagemap_set(seg, p + i, p, 0);
 	}
 	fx_assert_clean(&fx);
 

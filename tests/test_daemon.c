@@ -364,11 +364,11 @@ START_TEST(test_large_alloc_free)
 	ck_assert_uint_eq(c.seg.spans[id2].owner, c.slot + 1);
 
 	/* free both: the free bit, then LargeFree */
-	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id), 0),
+	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_span_freebits(&c.seg, id), 0),
 	                 BITMAP_FREED);
 	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id2),
-	                                  segment_freebits(&c.seg, id2), 0),
+	                                  segment_span_freebits(&c.seg, id2), 0),
 	                 BITMAP_FREED);
 	ck_assert_int_eq(tc_large_free(c.fd, id2), 0);
 	/* a round trip on the same connection orders the frees before the stats */
@@ -428,7 +428,7 @@ START_TEST(test_arena_full_is_enomem)
 	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
 	wire_free(reply);
 	/* the connection stays; freeing makes room again */
-	bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id), 0);
+	bitmap_mark_free(segment_allocbits(&c.seg, id), segment_span_freebits(&c.seg, id), 0);
 	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
 	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
@@ -549,7 +549,7 @@ START_TEST(test_sweep_frees_objects)
 	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
 	uint32_t id = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
-	uint64_t *alloc = segment_allocbits(&c.seg, id), *freeb = segment_freebits(&c.seg, id);
+	uint64_t *alloc = segment_allocbits(&c.seg, id), *freeb = segment_span_freebits(&c.seg, id);
 	bitmap_store(&alloc[0], 0xff); /* 8 objects */
 	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &id, 1, &reply), 0);
 	wire_free(reply);

@@ -142,7 +142,7 @@ START_TEST(test_sweepgen_cycle)
 	}
 	/* free one object of each from "another process": the next cycle sees it */
 	for (int i = 0; i < 4; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_freebits(&d.seg, ids[i]), 0);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_span_freebits(&d.seg, ids[i]), 0);
 	sweep_result_t res;
 	ck_assert_uint_eq(sweeper_cycle(&d.sweeper, &res), 4);
 	ck_assert_uint_eq(res.objects, 4);
@@ -150,11 +150,11 @@ START_TEST(test_sweepgen_cycle)
 	for (int i = 0; i < 4; i++) {
 		ck_assert_uint_eq(atomic_load(&d.seg.spans[ids[i]].sweepgen), sg + 2);
 		ck_assert_uint_eq(d.seg.spans[ids[i]].allocount, 1);
-		ck_assert_uint_eq(bitmap_load(segment_freebits(&d.seg, ids[i])), 0);
+		ck_assert_uint_eq(bitmap_load(segment_span_freebits(&d.seg, ids[i])), 0);
 	}
 	/* the rest freed: the spans go back to the page heap */
 	for (int i = 0; i < 4; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_freebits(&d.seg, ids[i]), 1);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_span_freebits(&d.seg, ids[i]), 1);
 	sweeper_cycle(&d.sweeper, &res);
 	ck_assert_uint_eq(res.spans_freed, 4);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
@@ -196,7 +196,7 @@ START_TEST(test_reclaim_before_growth)
 	uint32_t grown = d.seg.hdr->npages_grown;
 	/* other processes free every object, but nobody sweeps yet */
 	for (size_t i = 0; i < n; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_freebits(&d.seg, ids[i]), 0);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_span_freebits(&d.seg, ids[i]), 0);
 	/* a refill of another class must reclaim them rather than fail */
 	Heapd__Envelope *r = refill(s, 20, 4, NULL, 0, &rc);
 	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
@@ -221,7 +221,7 @@ START_TEST(test_recovery_repairs)
 	/* a freed large object whose LargeFree was lost */
 	int zeroed;
 	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 50000, 0, 0, 0, &b, &zeroed), 0);
-	bitmap_mark_free(segment_allocbits(&d.seg, b), segment_freebits(&d.seg, b), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, b), segment_span_freebits(&d.seg, b), 0);
 	/* a small span in central with one object */
 	ck_assert_int_eq(daemon_get_span(&d, 4, &small, &nz), 0);
 	bitmap_store(segment_allocbits(&d.seg, small), 1);
@@ -268,7 +268,7 @@ START_TEST(test_lost_large_free)
 	open_daemon(&d, "64M");
 	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 100000, 0, 1, 0, &id, &zeroed), 0);
 	ck_assert(zeroed);
-	bitmap_mark_free(segment_allocbits(&d.seg, id), segment_freebits(&d.seg, id), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, id), segment_span_freebits(&d.seg, id), 0);
 	/* its LargeFree may still be on the way: the first cycle leaves it */
 	sweeper_cycle(&d.sweeper, NULL);
 	ck_assert_uint_eq(d.seg.spans[id].state, SPAN_LARGE);

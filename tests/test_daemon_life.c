@@ -248,7 +248,7 @@ START_TEST(test_restart_keeps_objects)
 	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &small, 1, &reply), 0);
 	wire_free(reply);
 	/* one large object freed, its LargeFree lost with the daemon */
-	bitmap_mark_free(segment_allocbits(&c.seg, large[3]), segment_freebits(&c.seg, large[3]), 0);
+	bitmap_mark_free(segment_allocbits(&c.seg, large[3]), segment_span_freebits(&c.seg, large[3]), 0);
 	tc_close(&c);
 
 	harness_stop(&d, SIGKILL);

@@ -393,8 +393,8 @@ static int write_objects(void)
 		return 1;
 	memset(p, 0x5a, 100);
 	/* the free bit of a word nobody uses: a page past the grown heap */
-	_Atomic uint64_t *fb = (_Atomic uint64_t *)((uintptr_t)h + h->freebits_off);
-	atomic_fetch_or(&fb[(uint64_t)(h->npages_max - 1) * HEAPD_BITMAP_WORDS_PER_PAGE], 0);
+	_Atomic uint64_t *bits = (_Atomic uint64_t *)((uintptr_t)h + h->bits_off);
+	atomic_fetch_or(&bits[(uint64_t)(h->npages_max - 1) * HEAPD_BITS_WORDS_PER_PAGE + 4], 0);
 	hc_free(p);
 	hc_disconnect();
 	return 0;

@@ -49,7 +49,7 @@ START_TEST(test_alloc_free)
 	ck_assert_uint_eq(s->nelems, 1);
 	ck_assert_uint_eq(s->owner, 0);
 	ck_assert_uint_eq(s->needzero, 0); /* fresh pages of a sparse file */
-	ck_assert_uint_eq(fx.seg.pagemap[0], 0);
+	ck_assert_uint_eq(segment_pagemap_span(&fx.seg, 0), 0);
 	ck_assert_uint_eq(hdr->pages_inuse, 1);
 	ck_assert_uint_eq(hdr->pages_free, 63);
 	fx_assert_clean(&fx);
@@ -57,7 +57,7 @@ START_TEST(test_alloc_free)
 	uint32_t b = fx_alloc(&fx, 5);
 	ck_assert_uint_eq(b, 1);
 	for (uint32_t p = b; p < b + 5; p++)
-		ck_assert_uint_eq(fx.seg.pagemap[p], b);
+		ck_assert_uint_eq(segment_pagemap_span(&fx.seg, p), b);
 	ck_assert_uint_eq(hdr->pages_inuse, 6);
 	fx_assert_clean(&fx);
 
@@ -113,7 +113,7 @@ START_TEST(test_split_coalesce)
 	ck_assert_uint_eq(fx_span(&fx, a)->npages, 30);
 	ck_assert_uint_eq(fx_span(&fx, b)->state, SPAN_DEAD);
 	ck_assert_uint_eq(fx_span(&fx, c)->state, SPAN_DEAD);
-	ck_assert_uint_eq(fx.seg.pagemap[a + 29], a);
+	ck_assert_uint_eq(segment_pagemap_span(&fx.seg, a + 29), a);
 	ck_assert_uint_eq(hdr->pages_inuse, 20);
 	ck_assert_uint_eq(hdr->pages_free, 1004);
 	fx_assert_clean(&fx);
@@ -218,7 +218,7 @@ END_TEST
 /* A copy of everything the heap owns, to prove a failed call changed nothing. */
 typedef struct snapshot {
 	shm_header_t hdr;
-	uint32_t *pagemap;
+	uint64_t *pagemap;
 	shm_span_t *spans;
 	uint32_t free[HEAPD_MAX_LIST];
 	uint32_t large;
@@ -228,10 +228,10 @@ static void snap_take(heapfx_t *fx, snapshot_t *s)
 {
 	size_t n = fx->seg.npages_max;
 	s->hdr = *fx->seg.hdr;
-	s->pagemap = malloc(n * sizeof(uint32_t));
+	s->pagemap = malloc(n * sizeof(uint64_t));
 	s->spans = malloc(n * sizeof(shm_span_t));
 	ck_assert(s->pagemap && s->spans);
-	memcpy(s->pagemap, fx->seg.pagemap, n * sizeof(uint32_t));
+	memcpy(s->pagemap, fx->seg.pagemap, n * sizeof(uint64_t));
 	memcpy(s->spans, fx->seg.spans, n * sizeof(shm_span_t));
 	memcpy(s->free, fx->h.free, sizeof(s->free));
 	s->large = fx->h.large;
@@ -241,7 +241,7 @@ static void snap_assert_same(heapfx_t *fx, snapshot_t *s)
 {
 	size_t n = fx->seg.npages_max;
 	ck_assert(memcmp(&s->hdr, fx->seg.hdr, sizeof(s->hdr)) == 0);
-	ck_assert(memcmp(s->pagemap, fx->seg.pagemap, n * sizeof(uint32_t)) == 0);
+	ck_assert(memcmp(s->pagemap, fx->seg.pagemap, n * sizeof(uint64_t)) == 0);
 	ck_assert(memcmp(s->spans, fx->seg.spans, n * sizeof(shm_span_t)) == 0);
 	ck_assert(memcmp(s->free, fx->h.free, sizeof(s->free)) == 0);
 	ck_assert_uint_eq(s->large, fx->h.large);
@@ -553,7 +553,7 @@ START_TEST(test_rebuild_repairs)
 	check_report_t rep;
 	fx_open(&fx, 64 * MIB, 1024);
 	shm_header_t *hdr = fx.seg.hdr;
-	uint32_t *pm = fx.seg.pagemap;
+	segment_t *seg = &fx.seg;
 	const uint32_t lens[] = { 20, 20, 20, 30, 10 };
 	uint32_t id[5];
 	carve_row(&fx, lens, 5, id);
@@ -575,12 +575,12 @@ START_TEST(test_rebuild_repairs)
 	sy->npages = 2;
 	sy->state = SPAN_FREE;
 	/* z: a wrong page map entry; id[4]: released pages while in use */
-	pm[z + 5] = 7;
+	segment_pagemap_set(seg, z + 5, 7, 0);
 	fx_span(&fx, id[4])->npreleased = 3;
 	/* counters and the page map beyond the heap */
 	hdr->pages_inuse = 12345;
 	hdr->pages_released = 99;
-	pm[hdr->npages_grown + 5] = 3;
+	segment_pagemap_set(seg, hdr->npages_grown + 5, 3, 0);
 
 	ck_assert_uint_gt(fx_check(&fx, NULL, &rep), 0);
 	ck_assert(fx_report_has(&rep, "is followed by free span"));
@@ -597,7 +597,7 @@ START_TEST(test_rebuild_repairs)
 	ck_assert_uint_eq(sx->needzero, 1);
 	ck_assert_uint_eq(sx2->state, SPAN_DEAD);
 	ck_assert_uint_eq(sy->state, SPAN_DEAD);
-	ck_assert_uint_eq(pm[z + 5], z);
+	ck_assert_uint_eq(segment_pagemap_span(seg, z + 5), z);
 	ck_assert_uint_eq(hdr->pages_inuse, 20 + 20 + 30 + 10);
 	ck_assert_uint_eq(hdr->pages_free, 1024 - 80);
 	ck_assert_uint_eq(hdr->pages_released, 0);
@@ -659,13 +659,14 @@ START_TEST(test_rebuild_crash_points)
 	fx_alloc(&fx, 1); /* in-use neighbours on both sides of f */
 	free_span(&fx, f);
 	shm_span_t *sf = fx_span(&fx, f), *st = fx_span(&fx, f + 100);
-	uint32_t *pm = fx.seg.pagemap;
+	segment_t *seg = &fx.seg;
 
 	/* split of f into 100 in use + 200 free: tail descriptor and page map, no commit */
 	*st = *sf;
 	st->start = f + 100;
 	st->npages = 200;
-	pm[f + 100] = pm[f + 299] = f + 100;
+	segment_pagemap_set(seg, f + 100, f + 100, 0);
+	segment_pagemap_set(seg, f + 299, f + 100, 0);
 	fx_reopen(&fx);
 	sf = fx_span(&fx, f);
 	st = fx_span(&fx, f + 100);
@@ -677,7 +678,8 @@ START_TEST(test_rebuild_crash_points)
 	*st = *sf;
 	st->start = f + 100;
 	st->npages = 200;
-	pm[f + 100] = pm[f + 299] = f + 100;
+	segment_pagemap_set(seg, f + 100, f + 100, 0);
+	segment_pagemap_set(seg, f + 299, f + 100, 0);
 	sf->npages = 100;
 	fx_reopen(&fx);
 	sf = fx_span(&fx, f);
@@ -691,7 +693,8 @@ START_TEST(test_rebuild_crash_points)
 	*st = *sf;
 	st->start = f + 100;
 	st->npages = 200;
-	pm[f + 100] = pm[f + 299] = f + 100;
+	segment_pagemap_set(seg, f + 100, f + 100, 0);
+	segment_pagemap_set(seg, f + 299, f + 100, 0);
 	sf->npages = 100;
 	sf->state = SPAN_LARGE;
 	sf->nelems = 1;
@@ -700,7 +703,7 @@ START_TEST(test_rebuild_crash_points)
 	ck_assert_uint_eq(sf->state, SPAN_LARGE);
 	ck_assert_uint_eq(sf->npages, 100);
 	for (uint32_t p = f; p < f + 100; p++)
-		ck_assert_uint_eq(fx.seg.pagemap[p], f);
+		ck_assert_uint_eq(segment_pagemap_span(&fx.seg, p), f);
 	fx_assert_clean(&fx);
 
 	/* free of f merging into the free tail: f marked free, tail not yet absorbed */

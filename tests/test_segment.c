@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "segment.h"
+#include "sizeclass.h"
 
 #define MIB (1024ull * 1024)
 
@@ -135,8 +136,8 @@ START_TEST(test_create_layout)
 	ck_assert_int_ge(seg.fd, 0);
 
 	/* regions: page aligned, in order, back to back, big enough */
-	const uint64_t offs[] = { h->pagemap_off, h->spans_off, h->allocbits_off, h->freebits_off,
-	                          h->pages_off, h->file_size };
+	const uint64_t offs[] = { h->pagemap_off, h->spans_off, h->bits_off, h->pages_off,
+	                          h->file_size };
 	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		ck_assert_uint_eq(offs[i] % HEAPD_PAGE_SIZE, 0);
 		if (i > 0)
@@ -146,13 +147,13 @@ START_TEST(test_create_layout)
 	ck_assert_uint_le(h->clients_off + h->max_clients * sizeof(shm_client_t), h->header_size);
 	ck_assert_uint_eq(h->pagemap_off, h->header_size);
 	ck_assert_uint_eq(h->pagemap_off + h->pagemap_size, h->spans_off);
-	ck_assert_uint_eq(h->spans_off + h->spans_size, h->allocbits_off);
-	ck_assert_uint_eq(h->allocbits_off + h->bitmap_size, h->freebits_off);
-	ck_assert_uint_eq(h->freebits_off + h->bitmap_size, h->pages_off);
+	ck_assert_uint_eq(h->spans_off + h->spans_size, h->bits_off);
+	ck_assert_uint_eq(h->bits_off + h->bits_size, h->pages_off);
 	ck_assert_uint_eq(h->pages_off + (uint64_t)npages * HEAPD_PAGE_SIZE, h->file_size);
-	ck_assert_uint_ge(h->pagemap_size, npages * sizeof(uint32_t));
+	ck_assert_uint_ge(h->pagemap_size, npages * sizeof(uint64_t));
 	ck_assert_uint_ge(h->spans_size, npages * sizeof(shm_span_t));
-	ck_assert_uint_ge(h->bitmap_size, (uint64_t)npages * HEAPD_BITMAP_WORDS_PER_PAGE * 8);
+	ck_assert_uint_ge(h->bits_size, (uint64_t)npages * HEAPD_BITS_WORDS_PER_PAGE * 8);
+	ck_assert_uint_eq(h->sizeclass_sig, sizeclass_signature);
 
 	/* the file and the mapping */
 	ck_assert_uint_eq((uint64_t)file_size(path), h->file_size);
@@ -161,19 +162,19 @@ START_TEST(test_create_layout)
 	ck_assert_ptr_eq(seg.clients, (void *)(seg.base + h->clients_off));
 	ck_assert_ptr_eq(seg.pagemap, (void *)(seg.base + h->pagemap_off));
 	ck_assert_ptr_eq(seg.spans, (void *)(seg.base + h->spans_off));
-	ck_assert_ptr_eq(seg.allocbits, (void *)(seg.base + h->allocbits_off));
-	ck_assert_ptr_eq(seg.freebits, (void *)(seg.base + h->freebits_off));
+	ck_assert_ptr_eq(seg.bits, (void *)(seg.base + h->bits_off));
 	ck_assert_ptr_eq(seg.pages, seg.base + h->pages_off);
 	/* page-aligned pages keep power-of-two objects up to a page naturally aligned */
 	ck_assert_uint_eq((uintptr_t)seg.pages % HEAPD_PAGE_SIZE, 0);
 
 	/* a new arena: no pages grown, no spans, no bits */
 	for (uint32_t p = 0; p < npages; p++) {
-		ck_assert_uint_eq(seg.pagemap[p], HEAPD_NIL);
+		ck_assert_uint_eq(segment_pagemap_span(&seg, p), HEAPD_NIL);
+		ck_assert_uint_eq(heapd_pagemap_class(seg.pagemap[p]), 0);
 		ck_assert_uint_eq(seg.spans[p].state, SPAN_DEAD);
 	}
-	for (uint64_t w = 0; w < (uint64_t)npages * HEAPD_BITMAP_WORDS_PER_PAGE; w++)
-		ck_assert(seg.allocbits[w] == 0 && seg.freebits[w] == 0);
+	for (uint64_t w = 0; w < (uint64_t)npages * HEAPD_BITS_WORDS_PER_PAGE; w++)
+		ck_assert(seg.bits[w] == 0);
 
 	char err[200];
 	ck_assert_int_eq(segment_validate(h, h->file_size, err, sizeof(err)), 0);
@@ -216,9 +217,9 @@ START_TEST(test_sparse)
 	create_arena(path, &params, &seg);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_uint_eq((uint64_t)st.st_size, seg.size);
-	/* only the header and the page map (0xff-filled) are written */
+	/* only the header is written: every other region means what its zeros say */
 	uint64_t written = (uint64_t)st.st_blocks * 512;
-	ck_assert_msg(written <= seg.hdr->header_size + seg.hdr->pagemap_size + 256 * 1024,
+	ck_assert_msg(written <= seg.hdr->header_size + 64 * 1024,
 	              "a new %llu-byte arena uses %llu bytes", (unsigned long long)st.st_size,
 	              (unsigned long long)written);
 	segment_close(&seg);
@@ -239,7 +240,8 @@ START_TEST(test_reopen)
 	memcpy(segment_page_addr(&seg, last) + HEAPD_PAGE_SIZE - 10, "last page", 10);
 	seg.spans[3] = (shm_span_t){ .start = 3, .npages = 2, .state = SPAN_SMALL, .sizeclass = 5,
 	                             .elemsize = 64, .nelems = 256, .owner = 7 };
-	seg.pagemap[3] = seg.pagemap[4] = 3;
+	segment_pagemap_set(&seg, 3, 3, 5);
+	segment_pagemap_set(&seg, 4, 3, 5);
 	segment_allocbits(&seg, 3)[1] = 0xabcdef;
 	seg.hdr->npages_grown = 5;
 	segment_close(&seg);
@@ -256,8 +258,9 @@ START_TEST(test_reopen)
 		ck_assert_uint_eq(seg.spans[3].npages, 2);
 		ck_assert_uint_eq(seg.spans[3].state, SPAN_SMALL);
 		ck_assert_uint_eq(seg.spans[3].owner, 7);
-		ck_assert_uint_eq(seg.pagemap[4], 3);
-		ck_assert_uint_eq(seg.pagemap[5], HEAPD_NIL);
+		ck_assert_uint_eq(segment_pagemap_span(&seg, 4), 3);
+		ck_assert_uint_eq(heapd_pagemap_class(seg.pagemap[4]), 5);
+		ck_assert_uint_eq(segment_pagemap_span(&seg, 5), HEAPD_NIL);
 		ck_assert_uint_eq(segment_allocbits(&seg, 3)[1], 0xabcdef);
 		segment_close(&seg);
 	}
@@ -342,7 +345,8 @@ static void zero_clients(shm_header_t *h) { h->max_clients = 0; }
 static void more_pages(shm_header_t *h) { h->npages_max += 1; }
 static void moved_pagemap(shm_header_t *h) { h->pagemap_off += HEAPD_PAGE_SIZE; }
 static void short_spans(shm_header_t *h) { h->spans_size -= HEAPD_PAGE_SIZE; }
-static void overlapping_bits(shm_header_t *h) { h->freebits_off = h->allocbits_off; }
+static void short_bits(shm_header_t *h) { h->bits_size -= HEAPD_PAGE_SIZE; }
+static void other_classes(shm_header_t *h) { h->sizeclass_sig ^= 1; }
 static void moved_pages(shm_header_t *h) { h->pages_off += HEAPD_PAGE_SIZE; }
 static void longer_file(shm_header_t *h) { h->file_size += HEAPD_PAGE_SIZE; }
 static void overgrown(shm_header_t *h) { h->npages_grown = h->npages_max + 1; }
@@ -364,7 +368,8 @@ START_TEST(test_corrupt_headers)
 		{ "morepages", more_pages, -EINVAL, "inconsistent" },
 		{ "pagemap", moved_pagemap, -EINVAL, "inconsistent" },
 		{ "spans", short_spans, -EINVAL, "inconsistent" },
-		{ "bits", overlapping_bits, -EINVAL, "inconsistent" },
+		{ "bits", short_bits, -EINVAL, "inconsistent" },
+		{ "classes", other_classes, -EPROTO, "other size classes" },
 		{ "pages", moved_pages, -EINVAL, "inconsistent" },
 		{ "filesize", longer_file, -EINVAL, "inconsistent" },
 		{ "grown", overgrown, -EINVAL, "grown" },
@@ -509,10 +514,10 @@ START_TEST(test_reset)
 	/* nothing of the garbage survives */
 	for (uint64_t off = sizeof(shm_header_t); off < seg.hdr->clients_off; off++)
 		ck_assert_uint_eq(seg.base[off], 0);
-	ck_assert_uint_eq(seg.pagemap[0], HEAPD_NIL);
+	ck_assert_uint_eq(segment_pagemap_span(&seg, 0), HEAPD_NIL);
 	uint64_t id = seg.hdr->arena_id;
 	memcpy(seg.pages, "old data", 9);
-	seg.pagemap[0] = 0;
+	segment_pagemap_set(&seg, 0, 0, 0);
 	segment_close(&seg);
 
 	/* reset of a valid arena discards it too, with new parameters */
@@ -524,7 +529,7 @@ START_TEST(test_reset)
 	ck_assert_uint_ne(seg.hdr->arena_id, id);
 	ck_assert_uint_eq(seg.hdr->npages_max, 32 * MIB / HEAPD_PAGE_SIZE);
 	ck_assert_uint_eq(seg.pages[0], 0);
-	ck_assert_uint_eq(seg.pagemap[0], HEAPD_NIL);
+	ck_assert_uint_eq(segment_pagemap_span(&seg, 0), HEAPD_NIL);
 	segment_close(&seg);
 }
 END_TEST
@@ -544,7 +549,7 @@ static int write_pagemap(void *arg)
 {
 	(void)arg;
 	no_core();
-	*(volatile uint32_t *)&client.pagemap[0] = 1;
+	*(volatile uint64_t *)&client.pagemap[0] = 1;
 	return 0;
 }
 
@@ -576,8 +581,8 @@ static int write_pages_and_bits(void *arg)
 {
 	(void)arg;
 	memcpy(client.pages + 100, "from the child", 15);
-	client.freebits[5] = 0x77;
-	client.allocbits[5] = 0x77;
+	client.bits[5] = 0x77;
+	client.bits[6] = 0x77;
 	return 0;
 }
 
@@ -602,16 +607,16 @@ START_TEST(test_attach)
 	ck_assert_uint_eq(client.size, seg.size);
 
 	/* every region is the same memory in both mappings */
-	seg.pagemap[7] = 42;
+	segment_pagemap_set(&seg, 7, 42, 3);
 	seg.spans[7].nelems = 99;
-	ck_assert_uint_eq(client.pagemap[7], 42);
+	ck_assert_uint_eq(client.pagemap[7], heapd_pagemap_entry(42, 3));
 	ck_assert_uint_eq(client.spans[7].nelems, 99);
 	memcpy(seg.pages + seg.size - seg.hdr->pages_off - 6, "tail!", 6);
 	ck_assert_str_eq((char *)client.pages + seg.size - seg.hdr->pages_off - 6, "tail!");
-	client.allocbits[1] = 3;
-	client.freebits[2] = 4;
-	ck_assert_uint_eq(seg.allocbits[1], 3);
-	ck_assert_uint_eq(seg.freebits[2], 4);
+	client.bits[1] = 3;
+	client.bits[2] = 4;
+	ck_assert_uint_eq(seg.bits[1], 3);
+	ck_assert_uint_eq(seg.bits[2], 4);
 
 	/* the metadata is read-only for a client */
 	int (*const writers[])(void *) = { write_pagemap, write_span, write_header, write_client_table };
@@ -620,15 +625,15 @@ START_TEST(test_attach)
 		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
 		              "writer %zu: status 0x%x, want SIGSEGV", i, status);
 	}
-	ck_assert_uint_eq(seg.pagemap[0], HEAPD_NIL);
+	ck_assert_uint_eq(segment_pagemap_span(&seg, 0), HEAPD_NIL);
 	ck_assert_uint_eq(seg.spans[0].npages, 0);
 
 	/* pages and bitmaps are writable, and shared with the daemon's mapping */
 	int status = in_child(write_pages_and_bits, NULL);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert_str_eq((char *)seg.pages + 100, "from the child");
-	ck_assert_uint_eq(seg.freebits[5], 0x77);
-	ck_assert_uint_eq(seg.allocbits[5], 0x77);
+	ck_assert_uint_eq(seg.bits[5], 0x77);
+	ck_assert_uint_eq(seg.bits[6], 0x77);
 
 	/* a client cannot punch: it has no descriptor */
 	ck_assert_int_eq(segment_punch(&client, seg.hdr->pages_off, HEAPD_PAGE_SIZE), -EBADF);

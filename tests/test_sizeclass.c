@@ -9,6 +9,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "bitmap.h"
 #include "sizeclass.h"
 
 /* The smallest class (1..) whose objects hold size bytes, by linear search. */
@@ -65,8 +66,10 @@ START_TEST(test_spans)
 		              sizeclass_size[c], (unsigned long long)(span - used),
 		              (unsigned long long)span);
 		/* the span's bitmaps hold a bit per object */
-		ck_assert_uint_le(sizeclass_nelems[c],
-		                  sizeclass_npages[c] * HEAPD_BITMAP_WORDS_PER_PAGE * 64);
+		ck_assert_uint_le(sizeclass_nelems[c], HEAPD_SPAN_MAX_OBJECTS);
+		ck_assert_uint_le(bitmap_words(sizeclass_nelems[c]), HEAPD_BITMAP_WORDS_MAX);
+		ck_assert_uint_le(heapd_freebits_delta(sizeclass_nelems[c]) + bitmap_words(sizeclass_nelems[c]),
+		                  HEAPD_BITS_WORDS_PER_PAGE);
 	}
 }
 END_TEST
