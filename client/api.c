@@ -381,11 +381,12 @@ HC_API void hc_free(void *ptr)
 			 * idx * size == soff with idx < nelems puts soff inside the span,
 			 * even when a stale entry makes soff larger than 32 bits.
 			 */
-			uint32_t idx = sizeclass_div((uint32_t)soff, sizeclass_divmul[c]);
-			if ((uint64_t)idx * sizeclass_size[c] == soff && idx < sizeclass_nelems[c]) {
+			const sizeclass_info_t *k = &sizeclass_info[c];
+			uint32_t idx = sizeclass_div((uint32_t)soff, k->divmul);
+			if ((uint64_t)idx * k->size == soff && idx < k->nelems) {
 				uint64_t bit = 1ULL << (idx & 63);
 				uint64_t *alloc = segment_allocbits(seg, span) + (idx >> 6);
-				uint64_t *freeb = alloc + heapd_freebits_delta(sizeclass_nelems[c]);
+				uint64_t *freeb = alloc + k->freebits_delta;
 				if ((bitmap_load(alloc) & bit) &&
 				    !(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit, memory_order_release) &
 				      bit))

@@ -242,6 +242,13 @@ static void write_source(FILE *f)
 	put_u8_array(f, "sizeclass_small8", "1024 / 8 + 1", small8, SMALL8_LEN);
 	put_u8_array(f, "sizeclass_large128", "(HEAPD_MAX_SMALL - 1024) / 128 + 1", large128,
 	             LARGE128_LEN);
+	fputs("\nconst sizeclass_info_t sizeclass_info[SIZECLASS_COUNT] = {", f);
+	for (uint32_t c = 0; c < nclasses; c++) {
+		const sclass_t *k = &classes[c];
+		uint32_t delta = c ? heapd_freebits_delta(k->nelems) : 0;
+		fprintf(f, "\n\t{ %u, %u, %u, %u },", k->size, k->divmul, k->nelems, delta);
+	}
+	fputs("\n};\n", f);
 	fprintf(f, "\nconst uint64_t sizeclass_signature = 0x%016llxULL;\n",
 	        (unsigned long long)signature());
 }

@@ -23,6 +23,16 @@ extern const uint32_t sizeclass_npages[SIZECLASS_COUNT];
 extern const uint32_t sizeclass_nelems[SIZECLASS_COUNT];
 extern const uint32_t sizeclass_divmul[SIZECLASS_COUNT];
 
+/* The same figures for the free path, one class to a 16-byte entry. */
+typedef struct sizeclass_info {
+	uint32_t size;
+	uint32_t divmul;
+	uint32_t nelems;
+	uint32_t freebits_delta; /* heapd_freebits_delta(nelems) */
+} sizeclass_info_t;
+
+extern const sizeclass_info_t sizeclass_info[SIZECLASS_COUNT];
+
 /* A hash of the four tables above; an arena records the one it was laid out with. */
 extern const uint64_t sizeclass_signature;
 

@@ -74,6 +74,22 @@ START_TEST(test_spans)
 }
 END_TEST
 
+/* The free path's table says what the separate tables say. */
+START_TEST(test_info_table)
+{
+	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
+		const sizeclass_info_t *k = &sizeclass_info[c];
+		ck_assert_uint_eq(k->size, sizeclass_size[c]);
+		ck_assert_uint_eq(k->divmul, sizeclass_divmul[c]);
+		ck_assert_uint_eq(k->nelems, sizeclass_nelems[c]);
+		ck_assert_uint_eq(k->freebits_delta, heapd_freebits_delta(sizeclass_nelems[c]));
+		/* free words never overlap alloc words, and stay in the span's words */
+		ck_assert_uint_ge(k->freebits_delta, bitmap_words(k->nelems));
+	}
+	ck_assert_uint_eq(sizeof(sizeclass_info_t), 16);
+}
+END_TEST
+
 START_TEST(test_divmul_exact)
 {
 	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
@@ -131,6 +147,7 @@ static Suite *sizeclass_suite(void)
 	tcase_add_test(tc, test_class0_is_large);
 	tcase_add_test(tc, test_sizes_increase);
 	tcase_add_test(tc, test_spans);
+	tcase_add_test(tc, test_info_table);
 	tcase_add_test(tc, test_divmul_exact);
 	tcase_add_test(tc, test_powers_of_two);
 	tcase_add_test(tc, test_lookup_every_size);
