@@ -8,8 +8,9 @@
  * driver (driver.c). The markdown goes to stdout: the machine description,
  * one row per workload and one column per allocator, heapd's ratio to each
  * peer, then the targets of the performance issue with the measured figure
- * next to each, and the memory figures in MiB. With -c, the time rows are
- * also written as the data file chart.gp plots.
+ * next to each, the memory figures in MiB, and the time rows again as a text
+ * bar chart (log scale) that reads anywhere markdown does. With -c, the time
+ * rows are also written as the data file chart.gp plots.
  */
 #include <math.h>
 #include <stdio.h>
@@ -317,6 +318,48 @@ static void print_memory(void)
 	}
 }
 
+#define BAR_WIDTH 40
+
+/* One text bar per allocator and time row, on a log scale from 1 ns to the slowest figure. */
+static void print_text_chart(void)
+{
+	static const char *const eighths[] = { "", "▏", "▎", "▍", "▌", "▋", "▊", "▉" };
+	double top = 1;
+	int namew = 0;
+
+	for (size_t r = 0; r < NROWS; r++)
+		for (int a = 0; rows[r].short_label && a < nalloc; a++) {
+			double v = get(alloc[a], rows[r].key);
+			if (!isnan(v) && v > top)
+				top = v;
+		}
+	for (int a = 0; a < nalloc; a++)
+		if ((int)strlen(alloc[a]) > namew)
+			namew = (int)strlen(alloc[a]);
+	printf("\n### Chart: ns per operation, log scale (shorter is faster)\n\n```text\n");
+	for (size_t r = 0; r < NROWS; r++) {
+		if (!rows[r].short_label)
+			continue;
+		int first = 1;
+		for (int a = 0; a < nalloc; a++) {
+			double v = get(alloc[a], rows[r].key);
+			if (isnan(v))
+				continue;
+			/* in eighths of a character: log10(v) over log10(top) of the width */
+			int n = v <= 1 || top <= 1 ? 0 : (int)lround(log10(v) / log10(top) * BAR_WIDTH * 8);
+			printf("%-11s %-*s ", first ? rows[r].short_label : "", namew, alloc[a]);
+			for (int i = 0; i < n / 8; i++)
+				fputs("█", stdout);
+			fputs(eighths[n % 8], stdout);
+			printf(" %.3g\n", v);
+			first = 0;
+		}
+		if (!first)
+			printf("\n");
+	}
+	printf("```\n");
+}
+
 static int write_chart(const char *path)
 {
 	FILE *f = fopen(path, "w");
@@ -380,6 +423,7 @@ int main(int argc, char **argv)
 	if (find(alloc, nalloc, "heapd") >= 0)
 		print_targets();
 	print_memory();
+	print_text_chart();
 	if (chart && write_chart(chart) < 0)
 		return 1;
 	return 0;
