@@ -186,7 +186,8 @@ static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
 	Heapd__LargeAlloc req = HEAPD__LARGE_ALLOC__INIT;
 	const segment_t *seg = &conn_g.seg;
-	uint32_t span = 0;
+	uint32_t span = 0, *rel = NULL;
+	size_t nrel = 0, cap = 0;
 	int rc, z = 0;
 
 	rc = ensure_mapped();
@@ -202,6 +203,11 @@ static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
 	env.large_alloc = &req;
 	conn_lock();
+	/* The pages of the thread's emptied spans may serve this very request. */
+	mcache_handback_empty_locked(&rel, &nrel, &cap);
+	req.release = rel;
+	req.n_release = nrel;
+	/* On a new connection the request goes again without them (conn_call_locked). */
 	rc = conn_call_locked(&env, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, &reply, 0);
 	conn_g.large_allocs++;
 	if (rc == 0) {
@@ -210,6 +216,7 @@ static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 	}
 	conn_unlock();
 	wire_free(reply);
+	free(rel);
 	if (rc < 0)
 		goto fail;
 	if (span >= seg->npages_max || seg->spans[span].state != SPAN_LARGE ||

@@ -363,6 +363,15 @@ int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
 			rc = conn_connect_locked(NULL);
 			if (rc < 0)
 				return rc;
+			/*
+			 * The spans the request hands back were unlinked from the caches,
+			 * so the new connection's Hello did not list them: the daemon has
+			 * taken them back already, and naming them would be an error.
+			 */
+			if (req->msg_case == HEAPD__ENVELOPE__MSG_REFILL)
+				req->refill->n_release = 0;
+			else if (req->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC)
+				req->large_alloc->n_release = 0;
 		}
 		rc = wire_send(conn_g.sock, req, -1);
 		if (rc == -ENOMEM || rc == -EMSGSIZE)
@@ -376,9 +385,6 @@ int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
 		close_socket_locked();
 		if (!is_broken(rc) || (flags & CONN_NO_CONNECT))
 			return rc;
-		/* The spans we were handing back are gone from us whatever the daemon did. */
-		if (req->msg_case == HEAPD__ENVELOPE__MSG_REFILL)
-			req->refill->n_release = 0;
 	}
 	if ((*reply)->msg_case == want) {
 		if (want == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY)

@@ -73,8 +73,10 @@ void conn_disconnect_locked(void);
 /*
  * Send req and wait for its reply, connecting first if needed. A connection
  * that breaks (the daemon died or restarted) is re-established with backoff
- * and req is sent again; for a Refill its release list is dropped, because
- * the spans named there are no longer ours either way. A reply that is Error
+ * and req is sent again. Whenever it sends on a connection it made itself,
+ * the release list of a Refill or LargeAlloc is dropped: the spans named
+ * there were unlinked from the caches, so that connection's Hello did not
+ * list them and the daemon took them back. A reply that is Error
  * becomes its -code. On success *reply is the reply of the expected kind;
  * free it with wire_free. The caller holds the lock; while waiting for a
  * restarted daemon it is dropped between attempts (so that fork and other

@@ -106,8 +106,10 @@ HC_API void *hc_off_to_ptr(uint64_t off);
 /*
  * Hand the calling thread's cached spans back to heapd. A thread keeps the
  * spans it allocated from (so that reusing them needs no request) until it
- * exits; call this in a thread that is done allocating for a long while.
- * Its next allocation asks for spans again. 0 or -errno.
+ * exits, except that spans it has emptied, beyond a small reserve per size
+ * class, go back with its next requests to heapd; call this in a thread
+ * that is done allocating for a long while. Its next allocation asks for
+ * spans again. 0 or -errno.
  */
 HC_API int hc_trim(void);
 

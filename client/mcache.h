@@ -17,7 +17,9 @@
  *   2. a local sweep of the class's own spans (free bits set by any process
  *      are folded into the alloc bits) for one with room;
  *   3. one Refill request that asks for a batch of spans and hands back full
- *      spans beyond the class's retention budget.
+ *      spans beyond the class's retention budget, and the empty spans that
+ *      a bounded pass over the cache found (the hand-back pass, mcache.c;
+ *      a LargeAlloc carries one too).
  * Before that it checks whether the daemon asked this process to flush
  * (HEAPD_CLIENT_FLUSH), and whether its spans still belong to this
  * process's slot (conn_g.epoch).
@@ -74,6 +76,14 @@ typedef struct mcache {
 	mc_list_t lists[SIZECLASS_COUNT];
 	uint64_t epoch;                    /* conn_g.epoch its spans belong to; conn_g.lock */
 	uint32_t nspans;                   /* conn_g.lock */
+	/*
+	 * Where the hand-back pass resumes: after pass_prev (NULL: at the head)
+	 * in class pass_class, having kept pass_kept empty spans of it so far.
+	 * Whatever unlinks spans restarts the class (pass_restart). conn_g.lock.
+	 */
+	mc_span_t *pass_prev;
+	uint32_t pass_class;
+	uint32_t pass_kept;
 	struct mcache *next, *prev;        /* registry; conn_g.lock */
 } mcache_t;
 
@@ -110,6 +120,14 @@ static inline void *mcache_alloc(uint32_t c, int *needzero)
  * reconnect), in a malloc'd array. 0 or -ENOMEM.
  */
 int mcache_held_spans_locked(uint32_t **spans, size_t *n);
+
+/*
+ * Before a LargeAlloc: the calling thread's hand-back pass. Unlinks the empty
+ * spans it finds beyond each class's reserve and appends their ids to *rel
+ * (growing it; on -ENOMEM it stops with what it has). Nothing when the
+ * thread's spans are not ours any more.
+ */
+void mcache_handback_empty_locked(uint32_t **rel, size_t *n, size_t *cap);
 
 /* Spans held by all caches (hc_stats). */
 uint64_t mcache_count_locked(void);

@@ -307,14 +307,28 @@ static const char *not_releasable(session_t *s, uint32_t span, int *code)
 	return NULL;
 }
 
+/* Take back the spans a request (req, for errors) hands back. 0, or -1 after session_fail. */
+static int take_back_released(session_t *s, const char *req, const uint32_t *spans, size_t n)
+{
+	sweep_result_t res = { 0 };
+	int code;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *why = not_releasable(s, spans[i], &code);
+		if (why)
+			return session_fail(s, code, "%s: released span %u %s", req, spans[i], why);
+		daemon_take_back(s->d, s->slot, spans[i], &res);
+	}
+	return 0;
+}
+
 static int handle_refill(session_t *s, const Heapd__Refill *rf)
 {
 	daemon_t *d = s->d;
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__RefillReply r = HEAPD__REFILL_REPLY__INIT;
 	Heapd__SpanGrant grants[HEAPD_MAX_REFILL_SPANS], *gp[HEAPD_MAX_REFILL_SPANS];
-	sweep_result_t res = { 0 };
-	int quota_hit = 0, code;
+	int quota_hit = 0;
 
 	if (rf->count > HEAPD_MAX_REFILL_SPANS)
 		return session_fail(s, EINVAL, "refill of %u spans; at most %u", rf->count,
@@ -322,12 +336,8 @@ static int handle_refill(session_t *s, const Heapd__Refill *rf)
 	if (rf->count > 0 && (rf->sizeclass == 0 || rf->sizeclass >= SIZECLASS_COUNT))
 		return session_fail(s, EINVAL, "refill of size class %u; classes are 1..%u", rf->sizeclass,
 		            SIZECLASS_COUNT - 1);
-	for (size_t i = 0; i < rf->n_release; i++) {
-		const char *why = not_releasable(s, rf->release[i], &code);
-		if (why)
-			return session_fail(s, code, "refill: released span %u %s", rf->release[i], why);
-		daemon_take_back(d, s->slot, rf->release[i], &res);
-	}
+	if (take_back_released(s, "refill", rf->release, rf->n_release) < 0)
+		return -1;
 
 	size_t n = 0;
 	uint32_t npages = rf->count ? sizeclass_npages[rf->sizeclass] : 0;
@@ -378,6 +388,9 @@ static int handle_large_alloc(session_t *s, const Heapd__LargeAlloc *la)
 	if (la->align & (la->align - 1))
 		return session_fail(s, EINVAL, "large alloc alignment %llu is not a power of two",
 		            (unsigned long long)la->align);
+	/* first, so that the object can have their pages */
+	if (take_back_released(s, "large alloc", la->release, la->n_release) < 0)
+		return -1;
 	if (__atomic_load_n(&d->seg.hdr->pages_free, __ATOMIC_RELAXED) < npages)
 		sweeper_reclaim(&d->sweeper, npages);
 	rc = large_alloc(&d->central, &d->clients, s->slot, la->size, la->align, la->zero,

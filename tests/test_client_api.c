@@ -2,8 +2,8 @@
 /*
  * test_client_api.c - libheapclient's API in one process, against a real
  * heapd on a temporary socket: every size class and large sizes, calloc,
- * realloc, aligned_alloc, offsets, misuse that must abort (death tests),
- * and what happens without a daemon.
+ * realloc, aligned_alloc, offsets, emptied spans going back to the daemon,
+ * misuse that must abort (death tests), and what happens without a daemon.
  *
  * Each test runs in its own forked process with its own daemon (checked
  * fixture), so library state never leaks from one test to the next.
@@ -11,6 +11,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,6 +331,124 @@ START_TEST(test_threads_and_exit_flush)
 }
 END_TEST
 
+/* The daemon's page counters: the heap's grown pages, those in use, and the most it may grow to. */
+static void heap_pages(uint64_t *total, uint64_t *in_use, uint64_t *max)
+{
+	Heapd__StatsReply *st;
+	Heapd__Envelope *owner = NULL;
+	int fd = harness_control(cu_daemon.sock);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(harness_stats(fd, &st, &owner), 0);
+	*total = st->pages_total;
+	*in_use = st->pages_in_use;
+	if (max)
+		*max = st->pages_max;
+	wire_free(owner);
+	close(fd);
+}
+
+START_TEST(test_emptied_spans_go_back)
+{
+	enum { NSPANS = 512 }; /* under the 1024 spans a class retains: none goes back full */
+	const size_t size = 1024, big = 65536;
+	uint32_t c = sizeclass_of(size);
+	uint64_t span_pages = sizeclass_npages[c], small_pages = NSPANS * span_pages;
+	uint64_t total0, total, in_use, max, ballast_pages, large_pages = 0;
+	size_t n = NSPANS * sizeclass_nelems[c], nbig = small_pages * HEAPD_PAGE_SIZE / big;
+	void **v = malloc(n * sizeof(*v)), **b = malloc(nbig * sizeof(*b)), *ballast;
+	hc_stats_t st;
+
+	ck_assert_ptr_nonnull(v);
+	ck_assert_ptr_nonnull(b);
+	/* the first span grows the heap by its first chunk */
+	v[0] = hc_malloc(size);
+	ck_assert_ptr_nonnull(v[0]);
+	heap_pages(&total0, &in_use, &max);
+	ck_assert_uint_lt(total0, max); /* the heap can grow, so the test would see it */
+	/* leave room in the chunk for the small objects and half as many bytes again */
+	ck_assert_uint_gt(total0, in_use + small_pages * 2);
+	ballast = hc_malloc((total0 - in_use - small_pages * 3 / 2) * HEAPD_PAGE_SIZE);
+	ck_assert_ptr_nonnull(ballast);
+	ballast_pages = hc_usable_size(ballast) >> HEAPD_PAGE_SHIFT;
+
+	/* NSPANS spans of one class, then every object freed: the thread caches empty spans */
+	for (size_t i = 1; i < n; i++) {
+		v[i] = hc_malloc(size);
+		ck_assert_ptr_nonnull(v[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		hc_free(v[i]);
+	ck_assert_int_eq(hc_stats(&st), 0);
+	ck_assert_uint_ge(st.spans_cached, NSPANS);
+
+	/*
+	 * As many bytes again in large objects: they fit in what is left of the
+	 * chunk only if the requests for them handed the emptied spans back.
+	 */
+	for (size_t i = 0; i < nbig; i++) {
+		b[i] = hc_malloc(big);
+		ck_assert_ptr_nonnull(b[i]);
+		large_pages += hc_usable_size(b[i]) >> HEAPD_PAGE_SHIFT;
+	}
+	heap_pages(&total, &in_use, NULL);
+	ck_assert_int_eq(hc_stats(&st), 0);
+	/* the class keeps its current span and a reserve of about a batch */
+	ck_assert_uint_le(st.spans_cached, 16);
+	ck_assert_msg(in_use <= ballast_pages + large_pages + 16 * span_pages,
+	              "%llu pages in use for %llu pages of large objects",
+	              (unsigned long long)in_use, (unsigned long long)(ballast_pages + large_pages));
+	ck_assert_msg(total == total0, "the heap grew from %llu to %llu pages",
+	              (unsigned long long)total0, (unsigned long long)total);
+
+	for (size_t i = 0; i < nbig; i++)
+		hc_free(b[i]);
+	hc_free(ballast);
+	free(b);
+	free(v);
+	hc_disconnect();
+	ck_assert(cu_settle(50));
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
+/*
+ * A large allocation whose connection broke: the spans it was handing back
+ * are not named again on the new connection (the daemon took them back when
+ * the reconnect's Hello did not list them), so the allocation succeeds.
+ */
+START_TEST(test_handback_across_restart)
+{
+	enum { NSPANS = 300 };
+	const size_t size = 1024;
+	uint32_t c = sizeclass_of(size);
+	size_t n = NSPANS * sizeclass_nelems[c];
+	void **v = malloc(n * sizeof(*v)), *big;
+	hc_stats_t st;
+
+	ck_assert_ptr_nonnull(v);
+	for (size_t i = 0; i < n; i++) {
+		v[i] = hc_malloc(size);
+		ck_assert_ptr_nonnull(v[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		hc_free(v[i]);
+	/* the library learns of the restart only when the request fails */
+	harness_stop(&cu_daemon, SIGKILL);
+	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	big = hc_malloc(65536);
+	ck_assert_msg(big != NULL, "hc_malloc(64 KiB) after a restart: %s", strerror(errno));
+	ck_assert_int_eq(hc_stats(&st), 0);
+	ck_assert_uint_eq(st.reconnects, 1);
+	ck_assert_msg(!harness_log_contains(&cu_daemon, "error:"), "the daemon refused a request");
+	hc_free(big);
+	free(v);
+	hc_disconnect();
+	ck_assert(cu_settle(50));
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
 START_TEST(test_disconnect_keeps_objects)
 {
 	uint8_t *p = hc_malloc(100), *q;
@@ -565,6 +684,8 @@ static Suite *client_api_suite(void)
 	tcase_add_test(tc, test_aligned_alloc);
 	tcase_add_test(tc, test_offsets);
 	tcase_add_test(tc, test_threads_and_exit_flush);
+	tcase_add_test(tc, test_emptied_spans_go_back);
+	tcase_add_test(tc, test_handback_across_restart);
 	tcase_add_test(tc, test_disconnect_keeps_objects);
 	tcase_add_test(tc, test_death_double_free);
 	tcase_add_test(tc, test_death_names_pointer);

@@ -193,6 +193,54 @@ START_TEST(test_refill_someone_elses_span)
 }
 END_TEST
 
+/* A LargeAlloc hands spans back first, under the same rules as a Refill. */
+START_TEST(test_large_alloc_releases)
+{
+	tclient_t a, b;
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
+	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
+	ck_assert_int_eq(tc_hello(D.sock, &b), 0);
+	ck_assert_int_eq(tc_refill(a.fd, K, 2, NULL, 0, &reply), 0);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 2);
+	uint32_t s0 = reply->refill_reply->spans[0]->span, s1 = reply->refill_reply->spans[1]->span;
+	wire_free(reply);
+	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
+	env.large_alloc = &la;
+	la.size = 100000;
+
+	/* b names a's span: refused, and only b's connection goes */
+	la.release = &s0;
+	la.n_release = 1;
+	ck_assert_int_eq(wire_call(b.fd, &env, &reply, NULL), 0);
+	ck_assert_int_eq(tc_error_code(reply), EPERM);
+	wire_free(reply);
+	ck_assert(tc_closed(b.fd, 2000));
+	ck_assert(harness_wait_log(&D, "large alloc: released span", 1000));
+	ck_assert_uint_eq(a.seg.spans[s0].owner, a.slot + 1);
+
+	/* a hands s0 back with its request: the object comes, s0 is the daemon's, s1 still a's */
+	ck_assert_int_eq(wire_call(a.fd, &env, &reply, NULL), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	uint32_t big = reply->large_alloc_reply->span;
+	wire_free(reply);
+	ck_assert_uint_eq(a.seg.spans[big].state, SPAN_LARGE);
+	ck_assert_uint_ne(a.seg.spans[s0].owner, a.slot + 1);
+	ck_assert_uint_eq(a.seg.spans[s1].owner, a.slot + 1);
+
+	/* naming it again is an error: it is no longer a's */
+	ck_assert_int_eq(wire_call(a.fd, &env, &reply, NULL), 0);
+	ck_assert_int_ne(tc_error_code(reply), 0);
+	wire_free(reply);
+	ck_assert(tc_closed(a.fd, 2000));
+	assert_healthy();
+	tc_close(&a);
+	tc_close(&b);
+	stop();
+}
+END_TEST
+
 START_TEST(test_bad_span_ids)
 {
 	tclient_t c;
@@ -771,6 +819,7 @@ Suite *daemon_suite(void)
 	tcase_add_test(tc, test_request_before_hello);
 	tcase_add_test(tc, test_refill_and_release);
 	tcase_add_test(tc, test_refill_someone_elses_span);
+	tcase_add_test(tc, test_large_alloc_releases);
 	tcase_add_test(tc, test_bad_span_ids);
 	tcase_add_test(tc, test_refill_count_huge);
 	tcase_add_test(tc, test_garbage_frame);
