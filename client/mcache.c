@@ -34,7 +34,10 @@
  *     request every empty span of a class beyond the first batch_max(c) it
  *     met in this round of the class, never the class's current span: a
  *     class that allocates again finds a batch's worth of room without a
- *     request.
+ *     request. A Refill's pass skips the class being refilled: whatever of
+ *     it empties meanwhile (another process freeing its objects, as a
+ *     consumer does) is room it is about to use, and handing it back would
+ *     only cost more refills.
  *   - under memory pressure (HEAPD_CLIENT_FLUSH) a cache keeps only each
  *     class's current span and asks for one span at a time.
  * A thread's spans go back when it exits, on hc_trim and hc_disconnect, and
@@ -340,9 +343,10 @@ static int span_empty(mc_span_t *s)
  * The hand-back pass (policy at the top): visit up to MC_PASS_SPANS spans
  * of mc from where the last pass stopped, and move the empty ones beyond
  * each class's reserve from the lists to *rel. Every class at most once per
- * pass. On -ENOMEM it stops with what it has.
+ * pass, and never class skip (0: none). On -ENOMEM it stops with what it
+ * has.
  */
-static void handback_empty_locked(mcache_t *mc, uint32_t **rel, size_t *n, size_t *cap)
+static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, size_t *n, size_t *cap)
 {
 	uint32_t budget = MC_PASS_SPANS;
 
@@ -355,6 +359,12 @@ static void handback_empty_locked(mcache_t *mc, uint32_t **rel, size_t *n, size_
 		uint32_t c = mc->pass_class;
 		mc_list_t *l = &mc->lists[c];
 		mc_span_t **pp = mc->pass_prev ? &mc->pass_prev->next : &l->spans;
+
+		if (c == skip) {
+			mc->pass_class = c + 1 < SIZECLASS_COUNT ? c + 1 : 1;
+			pass_restart(mc);
+			continue;
+		}
 
 		/* a class without a current span has an empty window: none points into what goes */
 		assert(l->cur || mc->cls[c].cache == 0);
@@ -393,7 +403,7 @@ void mcache_handback_empty_locked(uint32_t **rel, size_t *n, size_t *cap)
 	/* stale spans are dropped by the thread's next small allocation */
 	if (mc == &mcache_empty || mc->epoch != atomic_load(&conn_g.epoch))
 		return;
-	handback_empty_locked(mc, rel, n, cap);
+	handback_empty_locked(mc, 0, rel, n, cap);
 }
 
 /* A granted span as a cache record; NULL if the grant is not a span of class c. */
@@ -475,8 +485,12 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 			goto out;
 	} else {
 		count = l->batch;
-		/* class c has no empty span (find_local swept them all): the pass is for the others */
-		handback_empty_locked(mc, &rel, &nrel, &cap);
+		/*
+		 * The pass is for the other classes: c is short of room, and its
+		 * spans that another process empties meanwhile (a consumer freeing
+		 * this thread's objects) are about to be reused, not handed back.
+		 */
+		handback_empty_locked(mc, c, &rel, &nrel, &cap);
 		/* Full spans in flight elsewhere: keep more of them before handing any back. */
 		while (l->nspans + count > l->retain && l->retain < MC_RETAIN_MAX)
 			l->retain = l->retain * 2 < MC_RETAIN_MAX ? l->retain * 2 : MC_RETAIN_MAX;

@@ -4,7 +4,9 @@
  *   - producer/consumer: one process allocates 1,000,000 objects and passes
  *     their offsets through a pipe, another checks and frees them; then the
  *     daemon reports nothing in use. Prints the objects per second.
- *   - steady churn makes no requests to the daemon;
+ *   - steady churn makes no requests to the daemon, with the objects in
+ *     flight bounded by acknowledged batches, or by a shared ring that the
+ *     consumer drains one object at a time while the producer fills it;
  *   - four processes x two threads allocating and freeing at random for ten
  *     seconds, with frees crossing processes; then the daemon's check passes;
  *   - fork: children use the parent's objects and their own;
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -238,6 +241,99 @@ START_TEST(test_steady_churn_makes_no_requests)
 	       (unsigned long long)(res->requests_end - res->requests_warm));
 	ck_assert_uint_eq(res->requests_end, res->requests_warm);
 	ck_assert(cu_settle(100));
+}
+END_TEST
+
+/* ---- a ring drained while it fills ---- */
+
+#define RING_SLOTS 1024u /* a power of two: 8 spans of 64-byte objects in flight */
+#define RING_OBJECTS 2000000u
+#define RING_WARMUP 200000u
+#define RING_END UINT64_MAX
+
+typedef struct ring {
+	_Alignas(64) _Atomic uint64_t head;   /* objects pushed */
+	_Alignas(64) _Atomic uint64_t tail;   /* objects taken */
+	_Alignas(64) uint64_t slot[RING_SLOTS];
+	uint64_t requests_warm, requests_end, errors;
+} ring_t;
+
+static void ring_producer(ring_t *r)
+{
+	uint64_t head = 0;
+	hc_stats_t st;
+
+	for (uint64_t i = 0; i <= RING_OBJECTS; i++) {
+		uint64_t h = RING_END;
+		if (i < RING_OBJECTS) {
+			void *p = hc_malloc(64);
+			if (!p)
+				_exit(1);
+			cu_fill(p, 16, hc_ptr_to_off(p));
+			h = pack(p, 16);
+		}
+		while (head - atomic_load_explicit(&r->tail, memory_order_acquire) == RING_SLOTS)
+			sched_yield();
+		r->slot[head % RING_SLOTS] = h;
+		atomic_store_explicit(&r->head, ++head, memory_order_release);
+		if (i + 1 == RING_WARMUP) {
+			hc_stats(&st);
+			r->requests_warm = st.requests;
+		}
+	}
+	hc_stats(&st);
+	r->requests_end = st.requests;
+	hc_disconnect();
+	_exit(0);
+}
+
+static void ring_consumer(ring_t *r)
+{
+	uint64_t tail = 0, errors = 0;
+
+	for (;;) {
+		while (atomic_load_explicit(&r->head, memory_order_acquire) == tail)
+			sched_yield();
+		uint64_t h = r->slot[tail % RING_SLOTS];
+		atomic_store_explicit(&r->tail, ++tail, memory_order_release);
+		if (h == RING_END)
+			break;
+		errors += check_and_free(h);
+	}
+	r->errors = errors;
+	hc_disconnect();
+	_exit(errors ? 1 : 0);
+}
+
+/*
+ * The producer's spans empty while it allocates (the consumer frees one
+ * object at a time): that is room it is about to reuse, so once it holds
+ * enough spans for what is in flight it asks the daemon for nothing more.
+ */
+START_TEST(test_ring_makes_no_requests)
+{
+	ring_t *r = shared_map(sizeof(*r));
+	double t0 = cu_now();
+	pid_t prod = fork();
+	ck_assert_int_ge(prod, 0);
+	if (prod == 0)
+		ring_producer(r);
+	pid_t cons = fork();
+	ck_assert_int_ge(cons, 0);
+	if (cons == 0)
+		ring_consumer(r);
+	ck_assert_int_eq(cu_wait(prod), 0);
+	ck_assert_int_eq(cu_wait(cons), 0);
+	double secs = cu_now() - t0;
+	printf("ring of %u (64 B): %.0f objects/s, %llu requests in the first %u objects, "
+	       "%llu in the next %u\n", RING_SLOTS, RING_OBJECTS / secs,
+	       (unsigned long long)r->requests_warm, RING_WARMUP,
+	       (unsigned long long)(r->requests_end - r->requests_warm), RING_OBJECTS - RING_WARMUP);
+	fflush(stdout);
+	ck_assert_uint_eq(r->errors, 0);
+	ck_assert_uint_eq(r->requests_end, r->requests_warm);
+	ck_assert(cu_settle(100));
+	ck_assert_uint_eq(cu_objects_in_use(), 0);
 }
 END_TEST
 
@@ -634,6 +730,7 @@ static Suite *client_procs_suite(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, test_producer_consumer);
 	tcase_add_test(tc, test_steady_churn_makes_no_requests);
+	tcase_add_test(tc, test_ring_makes_no_requests);
 	tcase_add_test(tc, test_random_four_processes);
 	tcase_add_test(tc, test_fork);
 	tcase_add_test(tc, test_sigkill_client);
