@@ -318,6 +318,8 @@ static int find_local(mcache_t *mc, uint32_t c)
 	for (uint32_t n = 0; n < l->nspans; n++, s = s->next) {
 		if (!s)
 			s = l->spans;
+		/* the records are scattered: fetch the next while this one's bitmap line comes */
+		__builtin_prefetch(s->next);
 		if (window_from(mc, c, s, 0))
 			return 1;
 	}
