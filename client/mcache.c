@@ -96,6 +96,35 @@ static uint32_t batch_max(uint32_t c)
 	return n < MC_BATCH_MIN ? MC_BATCH_MIN : n > MC_BATCH_MAX ? MC_BATCH_MAX : n;
 }
 
+static void own_add(mcache_t *mc, uint32_t span)
+{
+	__atomic_store_n(&mc->own[span & (MC_OWN_SLOTS - 1)], span + 1, __ATOMIC_RELAXED);
+}
+
+static void own_del(mcache_t *mc, uint32_t span)
+{
+	uint32_t *e = &mc->own[span & (MC_OWN_SLOTS - 1)];
+	if (__atomic_load_n(e, __ATOMIC_RELAXED) == span + 1)
+		__atomic_store_n(e, 0, __ATOMIC_RELAXED);
+}
+
+static void own_clear(mcache_t *mc)
+{
+	for (uint32_t i = 0; i < MC_OWN_SLOTS; i++)
+		__atomic_store_n(&mc->own[i], 0, __ATOMIC_RELAXED);
+}
+
+/*
+ * Span s may hold old data in its free slots from now on: a fold reused
+ * slots, or the owner's window has been over every slot once. Only then may
+ * this thread's frees clear its alloc bits directly (mcache_t.own).
+ */
+static void mark_reused(mcache_t *mc, mc_span_t *s)
+{
+	s->needzero = 1;
+	own_add(mc, s->span);
+}
+
 static void reset_class(mcache_t *mc, uint32_t c)
 {
 	memset(&mc->cls[c], 0, sizeof(mc->cls[c]));
@@ -141,6 +170,7 @@ static void drop_spans_locked(mcache_t *mc)
 		reset_class(mc, c);
 	}
 	mc->nspans = 0;
+	own_clear(mc);
 	pass_restart(mc);
 }
 
@@ -167,6 +197,7 @@ static int collect_spans_locked(mcache_t *mc, int keep_current, uint32_t **rel, 
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
+			own_del(mc, s->span);
 			free(s);
 		}
 	}
@@ -254,7 +285,7 @@ static mcache_t *mcache_create(void)
  * alloc bits: the owner's sweep, one word at a time, so that each word is
  * read once on its way to the window.
  */
-static uint64_t word_room(mc_span_t *s, uint32_t w)
+static uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
 {
 	uint64_t a = bitmap_load(&s->alloc[w]);
 
@@ -269,7 +300,7 @@ static uint64_t word_room(mc_span_t *s, uint32_t w)
 		a &= ~f;
 		bitmap_store(&s->alloc[w], a);
 		atomic_fetch_and_explicit((_Atomic uint64_t *)&s->freeb[w], ~f, memory_order_release);
-		s->needzero = 1; /* reused slots hold old data */
+		mark_reused(mc, s); /* reused slots hold old data */
 	}
 	a = ~a;
 	if (s->nelems - w * 64 < 64)
@@ -286,7 +317,7 @@ static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 	mc_class_t *cl = &mc->cls[c];
 
 	for (; w < s->nwords; w++) {
-		uint64_t free_slots = word_room(s, w);
+		uint64_t free_slots = word_room(mc, s, w);
 		if (!free_slots)
 			continue;
 		cl->cache = free_slots;
@@ -312,8 +343,11 @@ static int find_local(mcache_t *mc, uint32_t c)
 	mc_list_t *l = &mc->lists[c];
 	mc_span_t *s = l->cur;
 
-	if (s && window_from(mc, c, s, l->cachebase / 64 + 1))
-		return 1;
+	if (s) {
+		if (window_from(mc, c, s, l->cachebase / 64 + 1))
+			return 1;
+		mark_reused(mc, s); /* every slot has been handed out once */
+	}
 	s = s ? s->next : l->spans;
 	for (uint32_t n = 0; n < l->nspans; n++, s = s->next) {
 		if (!s)
@@ -322,6 +356,7 @@ static int find_local(mcache_t *mc, uint32_t c)
 		__builtin_prefetch(s->next);
 		if (window_from(mc, c, s, 0))
 			return 1;
+		mark_reused(mc, s);
 	}
 	l->cur = NULL;
 	return 0;
@@ -331,10 +366,10 @@ static int find_local(mcache_t *mc, uint32_t c)
  * 1 if s holds no object. Folds the free bits of each word on the way
  * (word_room) and stops at the first word still in use.
  */
-static int span_empty(mc_span_t *s)
+static int span_empty(mcache_t *mc, mc_span_t *s)
 {
 	for (uint32_t w = 0; w < s->nwords; w++) {
-		word_room(s, w);
+		word_room(mc, s, w);
 		if (bitmap_load(&s->alloc[w]))
 			return 0;
 	}
@@ -372,7 +407,7 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 		assert(l->cur || mc->cls[c].cache == 0);
 		while (*pp && budget > 0) {
 			mc_span_t *s = *pp;
-			int keep = s == l->cur || !span_empty(s);
+			int keep = s == l->cur || !span_empty(mc, s);
 			budget--;
 			if (!keep && mc->pass_kept < batch_max(c)) {
 				mc->pass_kept++; /* the class's reserve */
@@ -388,6 +423,7 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
+			own_del(mc, s->span);
 			free(s);
 		}
 		if (*pp)
@@ -512,6 +548,7 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
+			own_del(mc, s->span);
 			free(s);
 		}
 		l->cur = NULL;
@@ -545,6 +582,8 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 		l->spans = s;
 		l->nspans++;
 		mc->nspans++;
+		if (s->needzero)
+			own_add(mc, s->span); /* old pages: direct frees change nothing it says */
 		if (rc < 0 && window_from(mc, c, s, 0))
 			rc = 0;
 	}
@@ -677,12 +716,16 @@ void mcache_invalidate_all_locked(void)
 	assert(conn_held());
 	/*
 	 * Other threads own their windows; emptying them makes each thread's
-	 * next allocation take the slow path, which drops the stale spans. A
-	 * thread inside its fast path at this instant may still take one slot.
+	 * next allocation take the slow path, which drops the stale spans, and
+	 * emptying their tables of owned spans sends their frees through the
+	 * free bits. A thread inside its fast path at this instant may still
+	 * take one slot, or clear one alloc bit directly.
 	 */
-	for (mcache_t *mc = registry; mc; mc = mc->next)
+	for (mcache_t *mc = registry; mc; mc = mc->next) {
 		for (uint32_t c = 1; c < SIZECLASS_COUNT; c++)
 			__atomic_store_n(&mc->cls[c].cache, 0, __ATOMIC_RELAXED);
+		own_clear(mc);
+	}
 }
 
 void mcache_flush_all_locked(void)

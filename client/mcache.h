@@ -71,9 +71,21 @@ typedef struct mc_list {
 	uint32_t retain;        /* spans kept before full ones are handed back */
 } mc_list_t;
 
+/* Slots of the table of spans a thread may free into directly (a power of two). */
+#define MC_OWN_SLOTS 1024u
+
 typedef struct mcache {
 	mc_class_t cls[SIZECLASS_COUNT];   /* hot: only this is read on the fast path */
 	mc_list_t lists[SIZECLASS_COUNT];
+	/*
+	 * own[span % MC_OWN_SLOTS] == span + 1: span is in this cache and has
+	 * been marked needzero, so a free by this thread may clear its alloc bit
+	 * directly (hc_free; the slot's reuse then needs no fold, and needzero
+	 * already says it holds old data). A span that is not found here is
+	 * freed through its free bits. The owning thread writes entries; another
+	 * thread only clears them (mcache_invalidate_all_locked). Relaxed atomics.
+	 */
+	uint32_t own[MC_OWN_SLOTS];
 	uint64_t epoch;                    /* conn_g.epoch its spans belong to; conn_g.lock */
 	uint32_t nspans;                   /* conn_g.lock */
 	/*
@@ -113,6 +125,13 @@ static inline void *mcache_alloc(uint32_t c, int *needzero)
 		return cl->wordbase + bit * cl->elemsize;
 	}
 	return mcache_alloc_slow(mc, c, needzero);
+}
+
+/* Whether the calling thread may clear span's alloc bits itself (see mcache_t.own). */
+static inline int mcache_owns(uint32_t span)
+{
+	const mcache_t *mc = mcache_tls;
+	return __atomic_load_n(&mc->own[span & (MC_OWN_SLOTS - 1)], __ATOMIC_RELAXED) == span + 1;
 }
 
 /*

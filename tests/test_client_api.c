@@ -523,6 +523,22 @@ static void do_double_free(void *arg)
 	hc_free(p);
 }
 
+/* A double free in a span of the thread's own cache, whose frees clear alloc bits directly. */
+static void do_owned_double_free(void *arg)
+{
+	enum { N = 1000 }; /* several spans of 48-byte objects: the first ones are used up */
+	static void *v[N];
+	(void)arg;
+	for (int i = 0; i < N; i++)
+		v[i] = hc_malloc(48);
+	for (int i = 0; i < N; i++)
+		hc_free(v[i]);
+	for (int i = 0; i < N; i++)
+		v[i] = hc_malloc(48); /* reused slots: the spans are the thread's own now */
+	hc_free(v[0]);
+	hc_free(v[0]);
+}
+
 static void do_large_double_free(void *arg)
 {
 	(void)arg;
@@ -566,6 +582,7 @@ static void do_realloc_freed(void *arg)
 START_TEST(test_death_double_free)
 {
 	cu_expect_abort(do_double_free, NULL, "hc_free(): double free of 0x");
+	cu_expect_abort(do_owned_double_free, NULL, "hc_free(): double free");
 	cu_expect_abort(do_large_double_free, NULL, "hc_free(): ");
 	cu_expect_abort(do_realloc_freed, NULL, "hc_realloc(): ");
 }
