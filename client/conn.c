@@ -59,7 +59,8 @@ conn_state_t conn_g = {
 };
 
 static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
-static wire_reader_t conn_rd; /* read-ahead on conn_g.sock; conn_g.lock */
+/* read-ahead on conn_g.sock; conn_g.lock. Replies are polled for before the thread sleeps. */
+static wire_reader_t conn_rd = { .spin_us = CONN_REPLY_SPIN_US };
 
 static void atfork_prepare(void)
 {

@@ -27,6 +27,12 @@
 #define CONN_BACKOFF_MIN_MS 5
 #define CONN_BACKOFF_MAX_MS 250
 #define CONN_RECONNECT_TIMEOUT_MS 10000 /* default of $HEAPD_RECONNECT_TIMEOUT_MS */
+/*
+ * How long a request polls for its reply before the thread sleeps: a
+ * Refill's round trip is about 20 us, and a reply that finds the thread
+ * still running saves waking its CPU (wire.h).
+ */
+#define CONN_REPLY_SPIN_US 50
 
 /* conn_call_locked flags. */
 enum {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t wire_frame_size(const Heapd__Envelope *env)
@@ -182,8 +183,18 @@ fail:
 }
 
 /* Have at least want bytes in r->buf[r->off, r->len); want <= WIRE_READER_SIZE. */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int reader_fill(int sock, wire_reader_t *r, size_t want)
 {
+	uint64_t deadline = 0;
+
 	if (r->len - r->off >= want)
 		return 0;
 	if (r->off + want > sizeof(r->buf)) {
@@ -191,11 +202,19 @@ static int reader_fill(int sock, wire_reader_t *r, size_t want)
 		r->len -= r->off;
 		r->off = 0;
 	}
+	if (r->spin_us)
+		deadline = mono_ns() + (uint64_t)r->spin_us * 1000u;
 	while (r->len - r->off < want) {
-		ssize_t n = recv(sock, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+		int spin = deadline != 0;
+		ssize_t n = recv(sock, r->buf + r->len, sizeof(r->buf) - r->len, spin ? MSG_DONTWAIT : 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if (spin && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				if (mono_ns() >= deadline)
+					deadline = 0; /* from now on, sleep until it comes */
+				continue;
+			}
 			return -errno;
 		}
 		if (n == 0)

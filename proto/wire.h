@@ -67,10 +67,16 @@ int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd);
  * A socket's bytes read past the frame wire_read_frame returned, so that a
  * small reply (header and payload together) takes one read. One per socket;
  * reset it when the socket is closed or replaced. No descriptors pass here.
+ *
+ * With spin_us set, a read that finds nothing polls the socket for up to
+ * that long before it sleeps. A reply that comes within it costs no wakeup
+ * of the reader's CPU, which on a virtual machine costs as much as the
+ * round trip itself.
  */
 #define WIRE_READER_SIZE 4096u
 typedef struct wire_reader {
 	size_t off, len;               /* buf[off, len) is read and not yet returned */
+	uint32_t spin_us;              /* poll this long before a read blocks (0: never) */
 	uint8_t buf[WIRE_READER_SIZE];
 } wire_reader_t;
 

@@ -5,8 +5,9 @@
  *   bench_report [-m machine.txt] [-c chart.dat] results.tsv
  *
  * results.tsv holds "<allocator> TAB <key> TAB <value>" lines from every
- * driver (driver.c). The markdown goes to stdout: the machine description,
- * one row per workload and one column per allocator, heapd's ratio to each
+ * driver (driver.c); a key given more than once (one line per repetition)
+ * counts with the median of its values. The markdown goes to stdout: the
+ * machine description, one row per workload and one column per allocator, heapd's ratio to each
  * peer, then the targets of the performance issue with the measured figure
  * next to each, the memory figures in MiB, and the time rows again as a text
  * bar chart (log scale) that reads anywhere markdown does. With -c, the time
@@ -58,6 +59,23 @@ static int nalloc;
 static char key[MAX_KEYS][NAME_LEN];
 static int nkey;
 static double val[MAX_ALLOCS][MAX_KEYS]; /* NAN when absent */
+
+/* A key may come in several lines (one per repetition): val is their median. */
+#define MAX_SAMPLES 64
+static double sample[MAX_ALLOCS][MAX_KEYS][MAX_SAMPLES];
+static int nsample[MAX_ALLOCS][MAX_KEYS];
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 static int index_of(char names[][NAME_LEN], int *n, int max, const char *name)
 {
@@ -114,10 +132,14 @@ static int load(const char *path)
 		if (sscanf(line, "%31[^\t]\t%31[^\t]\t%lf", a, k, &v) != 3)
 			continue;
 		int ai = index_of(alloc, &nalloc, MAX_ALLOCS, a), ki = index_of(key, &nkey, MAX_KEYS, k);
-		if (ai >= 0 && ki >= 0)
-			val[ai][ki] = v;
+		if (ai >= 0 && ki >= 0 && nsample[ai][ki] < MAX_SAMPLES)
+			sample[ai][ki][nsample[ai][ki]++] = v;
 	}
 	fclose(f);
+	for (int i = 0; i < nalloc; i++)
+		for (int j = 0; j < nkey; j++)
+			if (nsample[i][j])
+				val[i][j] = median(sample[i][j], nsample[i][j]);
 
 	/* Drop the known allocators that produced nothing. */
 	int n = 0;
