@@ -374,9 +374,10 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
  * (layout.h). When the span is in the calling thread's own cache (and has
  * been marked as holding old data, mcache_owns), the free clears the alloc
  * bit with a plain store instead: only that thread writes those bits, and
- * its next sweep of the word finds the slot free. Anything else (NULL, no mapping yet, a large object, misuse)
- * takes free_checked, which finds out which and says so. NULL and an
- * unmapped arena fail the first test: the offset wraps around.
+ * its next sweep of the word finds the slot free. Anything else (NULL, no
+ * mapping yet, a large object, misuse) takes free_checked, which finds out
+ * which and says so. NULL and an unmapped arena fail the first test: the
+ * offset wraps around.
  */
 HC_API void hc_free(void *ptr)
 {

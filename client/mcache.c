@@ -383,7 +383,8 @@ static int span_empty(mcache_t *mc, mc_span_t *s)
  * pass, and never class skip (0: none). On -ENOMEM it stops with what it
  * has.
  */
-static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, size_t *n, size_t *cap)
+static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, size_t *n,
+                                  size_t *cap)
 {
 	uint32_t budget = MC_PASS_SPANS;
 

@@ -163,14 +163,14 @@ int central_carve(central_t *c, uint32_t sizeclass, uint32_t *span, int *needzer
 	if (rc < 0)
 		goto out;
 	shm_span_t *s = &c->seg->spans[id];
-	bitmap_clear(segment_allocbits(c->seg, id),
-	             segment_freebits(c->seg, id, sizeclass_nelems[sizeclass]), sizeclass_nelems[sizeclass]);
+	uint32_t nelems = sizeclass_nelems[sizeclass];
+	bitmap_clear(segment_allocbits(c->seg, id), segment_freebits(c->seg, id, nelems), nelems);
 	/* Frees find the class in the page map (layout.h); nobody frees here before the commit. */
 	for (uint32_t i = 0; i < sizeclass_npages[sizeclass]; i++)
 		segment_pagemap_set(c->seg, id + i, id, sizeclass);
 	s->sizeclass = (uint8_t)sizeclass;
 	s->elemsize = sizeclass_size[sizeclass];
-	s->nelems = sizeclass_nelems[sizeclass];
+	s->nelems = nelems;
 	s->divmul = sizeclass_divmul[sizeclass];
 	s->allocount = 0;
 	s->owner = 0;

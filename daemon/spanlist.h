@@ -83,7 +83,8 @@ static inline uint32_t span_next_after_free(const segment_t *seg, uint32_t p, ui
 	const shm_span_t *spans = seg->spans;
 	uint32_t m = p;
 	if (!(spans[p].state == SPAN_FREE && spans[p].start == p) && p > 0) {
-		uint32_t b = segment_pagemap_span(seg, p - 1); /* the last page of a free span maps to its start */
+		/* the last page of a free span maps to its start */
+		uint32_t b = segment_pagemap_span(seg, p - 1);
 		if (b < p && spans[b].state == SPAN_FREE && spans[b].start == b &&
 		    spans[b].npages > p - b)
 			m = b;

@@ -191,22 +191,13 @@ static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t 
 static void check_beyond_grown(checker_t *c)
 {
 	const segment_t *seg = c->seg;
-	const uint32_t per_block = 4096 / sizeof(uint64_t);
-	uint64_t map_end = seg->hdr->pagemap_off + (uint64_t)seg->npages_max * sizeof(uint64_t);
-	uint32_t bad = 0, first = 0;
+	uint32_t bad = 0, first = 0, p = c->grown;
 
-	for (uint64_t p = c->grown; p < seg->npages_max;) {
-		uint64_t off = seg->hdr->pagemap_off + p * sizeof(uint64_t);
-		uint64_t data = segment_next_data(seg, off);
-		if (data >= map_end)
-			break;
-		if (data > off) {
-			p = (data - seg->hdr->pagemap_off) / sizeof(uint64_t);
-			continue;
-		}
-		for (uint64_t end = (p / per_block + 1) * per_block; p < end && p < seg->npages_max; p++)
+	while ((p = segment_pagemap_next(seg, p)) < seg->npages_max) {
+		uint64_t end = ((uint64_t)p / SEGMENT_PAGEMAP_BLOCK + 1) * SEGMENT_PAGEMAP_BLOCK;
+		for (; p < end && p < seg->npages_max; p++)
 			if (seg->pagemap[p] != 0 && bad++ == 0)
-				first = (uint32_t)p;
+				first = p;
 	}
 	if (bad)
 		problem(c, "page %u: page map says %u beyond npages_grown %u (%u entries not nil)", first,

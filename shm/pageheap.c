@@ -698,19 +698,11 @@ static uint32_t repair_gap(pageheap_t *h, uint32_t p, uint32_t grown)
 /* Page-map entries from page `from` on become nil, reading only what the file holds. */
 static void pagemap_clear_beyond(segment_t *seg, uint32_t from)
 {
-	const uint32_t per_block = 4096 / sizeof(uint64_t);
+	uint32_t p = from;
 
-	for (uint64_t p = from; p < seg->npages_max;) {
-		uint64_t off = seg->hdr->pagemap_off + p * sizeof(uint64_t);
-		uint64_t data = segment_next_data(seg, off);
-		if (data >= seg->hdr->pagemap_off + (uint64_t)seg->npages_max * sizeof(uint64_t))
-			break;
-		if (data > off) {
-			p = (data - seg->hdr->pagemap_off) / sizeof(uint64_t);
-			continue;
-		}
-		/* to the end of this 4 KiB of entries */
-		for (uint64_t end = (p / per_block + 1) * per_block; p < end && p < seg->npages_max; p++)
+	while ((p = segment_pagemap_next(seg, p)) < seg->npages_max) {
+		uint64_t end = ((uint64_t)p / SEGMENT_PAGEMAP_BLOCK + 1) * SEGMENT_PAGEMAP_BLOCK;
+		for (; p < end && p < seg->npages_max; p++)
 			if (seg->pagemap[p] != 0)
 				seg->pagemap[p] = 0;
 	}

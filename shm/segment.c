@@ -379,16 +379,22 @@ void segment_close(segment_t *seg)
 	seg->fd = -1;
 }
 
-uint64_t segment_next_data(const segment_t *seg, uint64_t off)
+uint32_t segment_pagemap_next(const segment_t *seg, uint64_t p)
 {
+	uint64_t off = seg->hdr->pagemap_off + p * sizeof(uint64_t);
 	off_t d;
 
-	if (seg->fd < 0 || off >= seg->size)
-		return off;
+	if (p >= seg->npages_max)
+		return seg->npages_max;
+	if (seg->fd < 0)
+		return (uint32_t)p;
 	d = lseek(seg->fd, (off_t)off, SEEK_DATA);
 	if (d < 0)
-		return errno == ENXIO ? seg->size : off; /* ENXIO: only a hole follows */
-	return (uint64_t)d;
+		return errno == ENXIO ? seg->npages_max : (uint32_t)p; /* ENXIO: only a hole follows */
+	if ((uint64_t)d <= off)
+		return (uint32_t)p;
+	uint64_t q = ((uint64_t)d - seg->hdr->pagemap_off) / sizeof(uint64_t);
+	return q < seg->npages_max ? (uint32_t)q : seg->npages_max;
 }
 
 int segment_punch(segment_t *seg, uint64_t off, uint64_t len)

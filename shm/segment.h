@@ -105,7 +105,8 @@ static inline uint32_t segment_pagemap_span(const segment_t *seg, uint32_t page)
 }
 
 /* Point a page's entry at span, of size class sizeclass (0: not a small span). */
-static inline void segment_pagemap_set(segment_t *seg, uint32_t page, uint32_t span, uint32_t sizeclass)
+static inline void segment_pagemap_set(segment_t *seg, uint32_t page, uint32_t span,
+                                       uint32_t sizeclass)
 {
 	seg->pagemap[page] = heapd_pagemap_entry(span, sizeclass);
 }
@@ -120,12 +121,16 @@ static inline uint32_t segment_span_of(const segment_t *seg, const void *p)
 	return segment_pagemap_span(seg, (uint32_t)page);
 }
 
+/* Page-map entries in 4 KiB of the file. */
+#define SEGMENT_PAGEMAP_BLOCK (4096u / sizeof(uint64_t))
+
 /*
- * The offset of the first byte at or after off that the arena file holds
- * (not a hole): seg->size if none. Lets a scan of a mostly empty region skip
- * its holes, which on tmpfs reading through a mapping would allocate. Without
- * a descriptor (a client) or when the file system cannot say, returns off.
+ * The first page >= p whose block of SEGMENT_PAGEMAP_BLOCK page-map entries
+ * the file holds (is not a hole), or npages_max: a scan of the page map
+ * beyond the grown heap reads only those blocks, since on tmpfs reading a
+ * hole through a mapping would allocate it. Without a descriptor (a client)
+ * or when the file system cannot say, every block counts as held.
  */
-uint64_t segment_next_data(const segment_t *seg, uint64_t off);
+uint32_t segment_pagemap_next(const segment_t *seg, uint64_t p);
 
 #endif

@@ -412,7 +412,8 @@ START_TEST(test_large_alloc_free)
 	ck_assert_uint_eq(c.seg.spans[id2].owner, c.slot + 1);
 
 	/* free both: the free bit, then LargeFree */
-	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_span_freebits(&c.seg, id), 0),
+	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id),
+	                                  segment_span_freebits(&c.seg, id), 0),
 	                 BITMAP_FREED);
 	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id2),
