@@ -182,7 +182,6 @@ fail:
 	return rc;
 }
 
-/* Have at least want bytes in r->buf[r->off, r->len); want <= WIRE_READER_SIZE. */
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -191,6 +190,10 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Have at least want bytes in r->buf[r->off, r->len); want <= WIRE_READER_SIZE.
+ * With r->spin_us, poll before sleeping (wire.h).
+ */
 static int reader_fill(int sock, wire_reader_t *r, size_t want)
 {
 	uint64_t deadline = 0;
