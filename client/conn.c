@@ -13,6 +13,9 @@
  * (segment_attach) and the mapping stays for the life of the process; later
  * connections to the same arena close the new descriptor. A different arena
  * is refused with -ESTALE: the objects this process holds are not in it.
+ * When no daemon serves the socket, the first connection fails at once; when
+ * one accepts it and goes away during the Hello (it is restarting), the
+ * library waits for it as a reconnect does.
  *
  * Reconnecting (reconnect_locked): when a request finds the connection
  * broken, the library reconnects with exponential backoff (5 ms doubling to
@@ -210,7 +213,8 @@ static int adopt_arena_locked(int fd, const Heapd__HelloReply *hr)
  * Open a connection and say Hello; if we had a slot, ask to keep it. On
  * success the connection is conn_g.sock. 0 or -errno.
  */
-static int hello_locked(void)
+/* Say Hello on a new connection; *reached (if not NULL) says whether a daemon accepted it. */
+static int hello_locked(int *reached)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
 	Heapd__Hello hello = HEAPD__HELLO__INIT;
@@ -222,6 +226,8 @@ static int hello_locked(void)
 	fd = open_socket(conn_g.path);
 	if (fd < 0)
 		return fd;
+	if (reached)
+		*reached = 1;
 	hello.version = HEAPD_PROTOCOL_VERSION;
 	hello.pid = (uint32_t)getpid();
 	if (conn_g.have_slot) {
@@ -298,7 +304,7 @@ static int reconnect_locked(void)
 	uint64_t timeout = reconnect_timeout_ms(), start = now_ms(), delay = CONN_BACKOFF_MIN_MS;
 
 	for (;;) {
-		int rc = hello_locked();
+		int rc = hello_locked(NULL);
 		if (rc == 0) {
 			conn_g.reconnects++;
 			return 0;
@@ -320,7 +326,7 @@ static int reconnect_locked(void)
 
 int conn_connect_locked(const char *path)
 {
-	int rc;
+	int rc, reached = 0;
 
 	assert(conn_held());
 	conn_init();
@@ -329,7 +335,16 @@ int conn_connect_locked(const char *path)
 	rc = set_path_locked(path);
 	if (rc < 0)
 		return rc;
-	return conn_g.have_slot ? reconnect_locked() : hello_locked();
+	if (conn_g.have_slot)
+		return reconnect_locked();
+	/*
+	 * No daemon at all fails at once; one that took the connection and went
+	 * away during the Hello is restarting: wait for it as a reconnect does.
+	 */
+	rc = hello_locked(&reached);
+	if (rc < 0 && reached && is_broken(rc))
+		rc = reconnect_locked();
+	return rc;
 }
 
 int conn_connect(const char *path)

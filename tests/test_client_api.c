@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "e2e/client_util.h"
@@ -673,6 +675,66 @@ START_TEST(test_death_no_arena)
 }
 END_TEST
 
+/*
+ * A daemon that dies during a first Hello and comes back: the stand-in
+ * accepts one connection and closes it unanswered, goes away, and a real
+ * daemon takes the socket 100 ms later. It runs in this thread until the
+ * test is done, since a daemon dies with the thread that started it.
+ */
+typedef struct restart_stage {
+	harness_daemon_t d;
+	int lfd;
+	int started;            /* harness_start's result */
+	pthread_barrier_t done; /* the test is over: stop the daemon */
+} restart_stage_t;
+
+static void *restart_stage_run(void *arg)
+{
+	restart_stage_t *r = arg;
+	int c = accept(r->lfd, NULL, NULL);
+	if (c >= 0)
+		close(c);
+	usleep(100000);
+	close(r->lfd);
+	unlink(r->d.sock);
+	r->started = harness_start(&r->d);
+	pthread_barrier_wait(&r->done);
+	if (r->started == 0)
+		harness_stop(&r->d, SIGTERM);
+	return NULL;
+}
+
+/* The first hc_connect waits for a daemon that dies during its Hello, as a reconnect would. */
+START_TEST(test_first_hello_survives_restart)
+{
+	static restart_stage_t r;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t t;
+
+	harness_init(&r.d);
+	ck_assert_uint_lt(strlen(r.d.sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, r.d.sock, strlen(r.d.sock) + 1);
+	r.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(r.lfd, 0);
+	ck_assert_int_eq(bind(r.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(r.lfd, 4), 0);
+	ck_assert_int_eq(pthread_barrier_init(&r.done, NULL, 2), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, restart_stage_run, &r), 0);
+
+	int rc = hc_connect(r.d.sock);
+	void *p = rc == 0 ? hc_malloc(100) : NULL;
+	if (p)
+		hc_free(p);
+	hc_disconnect();
+	pthread_barrier_wait(&r.done);
+	pthread_join(t, NULL);
+	harness_cleanup(&r.d);
+	ck_assert_int_eq(r.started, 0);
+	ck_assert_msg(rc == 0, "hc_connect: %s", strerror(-rc));
+	ck_assert_ptr_nonnull(p);
+}
+END_TEST
+
 START_TEST(test_connect_refused)
 {
 	/* a socket file nobody listens on */
@@ -713,6 +775,7 @@ static Suite *client_api_suite(void)
 	tcase_add_test(nd, test_no_daemon);
 	tcase_add_test(nd, test_death_no_arena);
 	tcase_add_test(nd, test_connect_refused);
+	tcase_add_test(nd, test_first_hello_survives_restart);
 	tcase_add_test(nd, test_arena_full);
 	suite_add_tcase(s, nd);
 	return s;
