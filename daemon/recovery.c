@@ -79,27 +79,6 @@ static int small_geometry_ok(const shm_span_t *s)
 	       s->divmul == sizeclass_divmul[k];
 }
 
-/* Make a span nobody can use again: a large object that nobody owns. */
-static void quarantine(segment_t *seg, uint32_t p)
-{
-	shm_span_t *s = &seg->spans[p];
-	memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
-	segment_allocbits(seg, p)[0] = 1;
-	for (uint32_t i = 0; i < s->npages; i++)
-		segment_pagemap_set(seg, p + i, p, 0); /* no longer a class for frees to find */
-	s->sizeclass = 0;
-	s->elemsize = 0;
-	s->nelems = 1;
-	s->divmul = 0;
-	s->owner = 0;
-	s->allocount = 0;
-	s->unusedsince = 0;
-	s->list = SPANLIST_NONE;
-	s->next = s->prev = HEAPD_NIL;
-	atomic_thread_fence(memory_order_release);
-	s->state = SPAN_LARGE;
-}
-
 void recovery_run(daemon_t *d, recovery_stats_t *st)
 {
 	segment_t *seg = &d->seg;
@@ -146,7 +125,7 @@ void recovery_run(daemon_t *d, recovery_stats_t *st)
 			if (!small_geometry_ok(s)) {
 				log_msg("recovery: span %u has class %u with impossible geometry; quarantined", p,
 				        s->sizeclass);
-				quarantine(seg, p);
+				pageheap_quarantine(seg, p, len);
 				st->quarantined++;
 				p += len;
 				continue;

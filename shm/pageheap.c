@@ -655,6 +655,31 @@ static int walk_valid(const shm_span_t *s, uint32_t p, uint32_t grown)
 }
 
 
+void pageheap_quarantine(segment_t *seg, uint32_t p, uint32_t npages)
+{
+	shm_span_t *s = &seg->spans[p];
+
+	memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
+	segment_allocbits(seg, p)[0] = 1;
+	for (uint32_t i = 0; i < npages; i++)
+		segment_pagemap_set(seg, p + i, p, 0); /* no class for a free to find */
+	s->start = p;
+	s->npages = npages;
+	s->sizeclass = 0;
+	s->elemsize = 0;
+	s->nelems = 1;
+	s->divmul = 0;
+	s->owner = 0;
+	s->npreleased = 0;
+	s->allocount = 0;
+	s->unusedsince = 0;
+	s->needzero = 1;
+	s->list = 0;
+	s->next = s->prev = s->left = s->right = NIL;
+	atomic_thread_fence(memory_order_release);
+	s->state = SPAN_LARGE;
+}
+
 /*
  * The walk found no valid span at p. The pages up to the next descriptor that
  * could start a span (walk_valid; a wrong start field is forgiven, so that no
@@ -672,26 +697,10 @@ static uint32_t repair_gap(pageheap_t *h, uint32_t p, uint32_t grown)
 		q++;
 	uint32_t n = q - p;
 
-	if (s->state == SPAN_SMALL || s->state == SPAN_LARGE) {
-		memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
-		segment_allocbits(seg, p)[0] = 1;
-		s->start = p;
-		s->npages = n;
-		s->sizeclass = 0;
-		s->elemsize = 0;
-		s->nelems = 1;
-		s->divmul = 0;
-		s->owner = 0;
-		s->npreleased = 0;
-		s->allocount = 0;
-		s->unusedsince = 0;
-		s->needzero = 1;
-		s->list = 0;
-		s->next = s->prev = s->left = s->right = NIL;
-		s->state = SPAN_LARGE;
-	} else {
+	if (s->state == SPAN_SMALL || s->state == SPAN_LARGE)
+		pageheap_quarantine(seg, p, n);
+	else
 		span_init_free(h, p, n, 1, 0, pageheap_now());
-	}
 	return n;
 }
 

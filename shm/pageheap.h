@@ -65,6 +65,15 @@ void pageheap_free_locked(pageheap_t *h, uint32_t span);
  */
 uint64_t pageheap_release(pageheap_t *h, uint64_t older_than);
 
+/*
+ * Make pages [p, p + npages) one large span that nobody owns, holding one
+ * object, so that nothing hands them out until someone frees it: what the
+ * rebuild and recovery do with a span they cannot trust. Its bitmaps are
+ * cleared but for that object and its page map names no class; the state is
+ * written last. Caller holds the lock (or the heap is not running yet).
+ */
+void pageheap_quarantine(segment_t *seg, uint32_t p, uint32_t npages);
+
 /* Rebuild the free lists, tree and header counters from the span table. Caller holds the lock. */
 void pageheap_rebuild_locked(pageheap_t *h);
 

@@ -260,6 +260,35 @@ START_TEST(test_recovery_repairs)
 }
 END_TEST
 
+/* A small span whose descriptor disagrees with its class is quarantined by recovery. */
+START_TEST(test_recovery_quarantines)
+{
+	static daemon_t d;
+	uint32_t bad;
+	int nz;
+	open_daemon(&d, "64M");
+	ck_assert_int_eq(daemon_get_span(&d, 4, &bad, &nz), 0);
+	bitmap_store(segment_allocbits(&d.seg, bad), 0x6);
+	central_put(&d.central, bad, NULL);
+	uint32_t npages = d.seg.spans[bad].npages;
+	d.seg.spans[bad].elemsize += 8; /* no class has this geometry */
+	daemon_close(&d, 0);
+
+	open_daemon(&d, "64M");
+	const shm_span_t *q = &d.seg.spans[bad];
+	ck_assert_uint_eq(q->state, SPAN_LARGE);
+	ck_assert_uint_eq(q->npages, npages);
+	ck_assert_uint_eq(q->nelems, 1);
+	ck_assert_uint_eq(q->sizeclass, 0);
+	ck_assert_uint_eq(q->owner, 0);
+	ck_assert_uint_eq(bitmap_load(segment_allocbits(&d.seg, bad)), 1);
+	for (uint32_t i = 0; i < npages; i++)
+		ck_assert_uint_eq(d.seg.pagemap[bad + i], heapd_pagemap_entry(bad, 0));
+	ck_assert_uint_eq(problems(&d), 0);
+	daemon_close(&d, 1);
+}
+END_TEST
+
 START_TEST(test_lost_large_free)
 {
 	static daemon_t d;
@@ -469,6 +498,7 @@ Suite *daemon_core_suite(void)
 	tcase_add_test(tc, test_sweepgen_cycle);
 	tcase_add_test(tc, test_reclaim_before_growth);
 	tcase_add_test(tc, test_recovery_repairs);
+	tcase_add_test(tc, test_recovery_quarantines);
 	tcase_add_test(tc, test_lost_large_free);
 	tcase_add_test(tc, test_held_slot_reaped);
 	tcase_add_test(tc, test_lost_large_reply);
