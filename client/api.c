@@ -14,13 +14,14 @@
  *   2. the class gives the object index (divide by multiplying with the
  *      class's magic); an offset that is not idx * elemsize is a pointer
  *      into the middle of an object;
- *   3. the object's free bit is set with one atomic OR (bitmap_mark_free),
- *      or, in a span of the calling thread's own cache, its alloc bit is
- *      cleared; a free bit already set, or an alloc bit that is clear, is a
- *      double free;
- *   4. a large object's owner is the daemon: it is told with LargeFree, which
- *      needs no reply, and which the daemon's sweeper makes up for if it is
- *      lost.
+ *   3. the object's free bit is set with one atomic OR (bitmap_mark_free);
+ *      a free bit already set, or an alloc bit that is clear, is a double
+ *      free. Only the span's owner ever clears it, by folding it into the
+ *      alloc bits (its local sweep, or the daemon's): a free never writes
+ *      alloc bits, so it cannot race with a change of the span's owner;
+ *   4. a large object's owner is the daemon: it is told with LargeFree,
+ *      naming the span's generation, which needs no reply, and which the
+ *      daemon's sweeper makes up for if it is lost.
  * Misuse writes one line naming the pointer to stderr and aborts. The
  * allocating thread's own sweep, or the daemon's, makes the slot reusable.
  *
@@ -52,6 +53,7 @@ enum {
 typedef struct obj {
 	uint32_t span;
 	uint32_t idx;           /* object index in the span (0 for large) */
+	uint32_t nelems;        /* objects in the span (1 for large) */
 	const shm_span_t *d;    /* the span descriptor */
 } obj_t;
 
@@ -80,15 +82,20 @@ static int obj_find(const void *p, obj_t *o)
 	if (off < ((uint64_t)o->span << HEAPD_PAGE_SHIFT) || soff >= (uint64_t)o->d->npages << HEAPD_PAGE_SHIFT)
 		return OBJ_INVALID;
 	switch (o->d->state) {
-	case SPAN_SMALL:
-		if (soff > UINT32_MAX)
+	case SPAN_SMALL: {
+		uint32_t k = o->d->sizeclass;
+		if (soff > UINT32_MAX || k == 0 || k >= SIZECLASS_COUNT)
 			return OBJ_INVALID;
-		o->idx = sizeclass_div((uint32_t)soff, o->d->divmul);
-		if ((uint64_t)o->idx * o->d->elemsize != soff || o->idx >= o->d->nelems)
+		const sizeclass_info_t *ci = &sizeclass_info[k];
+		o->idx = sizeclass_div((uint32_t)soff, ci->divmul);
+		o->nelems = ci->nelems;
+		if ((uint64_t)o->idx * ci->size != soff || o->idx >= ci->nelems)
 			return OBJ_INTERIOR;
 		return OBJ_FOUND;
+	}
 	case SPAN_LARGE:
 		o->idx = 0;
+		o->nelems = 1;
 		return soff ? OBJ_INTERIOR : OBJ_FOUND;
 	default:
 		return OBJ_INVALID;
@@ -97,7 +104,7 @@ static int obj_find(const void *p, obj_t *o)
 
 static uint64_t *obj_freebits(const obj_t *o)
 {
-	return segment_span_freebits(&conn_g.seg, o->span);
+	return segment_freebits(&conn_g.seg, o->span, o->nelems);
 }
 
 /* The object is allocated: alloc bit set, free bit clear. */
@@ -113,7 +120,7 @@ static size_t obj_size(const obj_t *o)
 {
 	if (o->d->state == SPAN_LARGE)
 		return (size_t)o->d->npages << HEAPD_PAGE_SHIFT;
-	return o->d->elemsize;
+	return sizeclass_size[o->d->sizeclass];
 }
 
 /* Write "fn(): before 0x... after" to stderr and abort. No allocation, no stdio. */
@@ -167,6 +174,8 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 
 	ensure_mapped();
 	obj_find_or_die(p, &o, fn);
+	/* A large object's generation, read before its free bit makes it the daemon's (LargeFree). */
+	uint32_t gen = o.d->gen;
 #ifdef HEAPD_DEBUG
 	if (obj_live(&o))
 		memset(p, HC_FREE_FILL, obj_size(&o));
@@ -180,7 +189,7 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 		die(fn, "double free or invalid free of", p, "");
 	}
 	if (o.d->state == SPAN_LARGE)
-		conn_large_free(o.span);
+		conn_large_free(o.span, gen);
 }
 
 /* A large object from the daemon: size bytes aligned to align (0: a page). */
@@ -239,7 +248,7 @@ static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 		*zeroed = z;
 	return p;
 fail:
-	errno = -rc;
+	errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
 	return NULL;
 }
 
@@ -251,8 +260,8 @@ HC_API int hc_connect(const char *socket_path)
 HC_API void hc_disconnect(void)
 {
 	conn_lock();
-	mcache_flush_all_locked();
-	conn_disconnect_locked();
+	mcache_drop_all_locked();
+	conn_bye_locked();
 	conn_unlock();
 }
 
@@ -312,7 +321,8 @@ HC_API void *hc_realloc(void *ptr, size_t size)
 	usable = obj_size(&o);
 	/* Keep the object if size fits and would not fit a much smaller one. */
 	if (size <= usable) {
-		if (o.d->state == SPAN_SMALL && sizeclass_of(size) == o.d->sizeclass)
+		if (o.d->state == SPAN_SMALL && size <= HEAPD_MAX_SMALL &&
+		    sizeclass_of(size) == o.d->sizeclass)
 			return ptr;
 		if (size >= usable / 2)
 			return ptr;
@@ -371,13 +381,9 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
  * The fast path handles a valid small object in a few loads and one atomic
  * OR: the page map entry gives the span and its class, the class tables the
  * object index, and the span's alloc and free words share a cache line
- * (layout.h). When the span is in the calling thread's own cache (and has
- * been marked as holding old data, mcache_owns), the free clears the alloc
- * bit with a plain store instead: only that thread writes those bits, and
- * its next sweep of the word finds the slot free. Anything else (NULL, no
- * mapping yet, a large object, misuse) takes free_checked, which finds out
- * which and says so. NULL and an unmapped arena fail the first test: the
- * offset wraps around.
+ * (layout.h). Anything else (NULL, no mapping yet, a large object, misuse)
+ * takes free_checked, which finds out which and says so. NULL and an
+ * unmapped arena fail the first test: the offset wraps around.
  */
 HC_API void hc_free(void *ptr)
 {
@@ -401,19 +407,10 @@ HC_API void hc_free(void *ptr)
 				uint64_t bit = 1ULL << (idx & 63);
 				uint64_t *alloc = segment_allocbits(seg, span) + (idx >> 6);
 				uint64_t *freeb = alloc + k->freebits_delta;
-				uint64_t a = bitmap_load(alloc);
-				if (a & bit) {
-					if (mcache_owns(span)) {
-						/* our own span: only we write its alloc bits */
-						if (!(bitmap_load(freeb) & bit)) {
-							bitmap_store(alloc, a & ~bit);
-							return;
-						}
-					} else if (!(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,
-					                                      memory_order_release) & bit)) {
-						return;
-					}
-				}
+				if ((bitmap_load(alloc) & bit) &&
+				    !(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,
+				                               memory_order_release) & bit))
+					return;
 			}
 		}
 	}

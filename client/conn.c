@@ -9,10 +9,12 @@
  * frame without a reply.
  *
  * Connecting (hello_locked): open the socket, send Hello, receive HelloReply
- * with the arena's descriptor. The first connection maps the arena
- * (segment_attach) and the mapping stays for the life of the process; later
- * connections to the same arena close the new descriptor. A different arena
- * is refused with -ESTALE: the objects this process holds are not in it.
+ * with the arena's two descriptors (meta read-only, data read-write). The
+ * first connection maps the arena (segment_attach, guarded against a
+ * shrunken data file by segment_guard) and the mapping stays for the life
+ * of the process; later connections to the same arena close the new
+ * descriptors. A different arena is refused with -ESTALE: the objects this
+ * process holds are not in it.
  * When no daemon serves the socket, the first connection fails at once; when
  * one accepts it and goes away during the Hello (it is restarting), the
  * library waits for it as a reconnect does.
@@ -20,21 +22,25 @@
  * Reconnecting (reconnect_locked): when a request finds the connection
  * broken, the library reconnects with exponential backoff (5 ms doubling to
  * 250 ms, for at most $HEAPD_RECONNECT_TIMEOUT_MS, default 10 s; then
- * -ECONNREFUSED). Its Hello names the slot and token we had, every span
- * our caches hold, and the large object of the last LargeAlloc reply we got
- * (unless we freed it since), so that the daemon frees a large object whose
- * reply was lost with it, and keeps one we hold. The daemon either re-adopts
- * us (same slot and token: the caches carry on) or gives us a new slot;
- * then conn_g.epoch is bumped and every cache drops its spans unused
- * (mcache.h). Threads keep allocating from their cached spans while the
- * daemon is away. The lock is dropped while sleeping between attempts, so
- * that fork() (whose prepare handler takes it) and other threads are not
- * held up; a thread that finds the connection back when it wakes is done.
+ * -ECONNREFUSED). Its Hello names the slot we had, every span our caches
+ * hold, and the large object of the last LargeAlloc reply we got (unless we
+ * freed it since), so that the daemon frees a large object whose reply was
+ * lost with it, and keeps one we hold. The daemon re-adopts the slot (it is
+ * ours: same process) and the caches carry on. Should it give us a new slot
+ * instead, conn_g.epoch is bumped and each thread drops its spans unused at
+ * its next slow path (mcache.h); until then a thread may allocate from its
+ * current window, which is safe: the daemon keeps the old slot, and every
+ * span of it, for this process until the process has exited. Threads keep
+ * allocating from their cached spans while the daemon is away. The lock is
+ * dropped while sleeping between attempts, so that fork() (whose prepare
+ * handler takes it) and other threads are not held up; a thread that finds
+ * the connection back when it wakes is done.
  *
- * Only a dead daemon leaves our spans alone: a live daemon that closes our
- * connection (a protocol error on our side) takes them back at once, and
- * other threads may take a last slot from their current window before they
- * see the new epoch.
+ * Replies: each request carries the next seq and its reply must repeat it.
+ * A reply with another seq (a stale one) breaks the connection as an EOF
+ * would; an Error with `fatal` set means the daemon closes it after the
+ * reply, so the library closes its end too, and the next request
+ * reconnects. Either way the daemon keeps our slot and spans.
  *
  * fork: the prepare handler takes the lock, so the child inherits a quiet
  * state. The child closes its copy of the parent's socket, forgets the slot
@@ -48,17 +54,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mcache.h"
+#include "sock.h"
 
 conn_state_t conn_g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.sock = -1,
 	.flags_slot = UINT32_MAX,
-	.seg = { .fd = -1 },
+	.seg = { .dir_fd = -1, .lock_fd = -1, .meta_fd = -1, .client_meta_fd = -1, .client_data_fd = -1, .data_fd = -1 },
 };
 
 static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
@@ -149,29 +155,6 @@ static int set_path_locked(const char *path)
 	return 0;
 }
 
-static int open_socket(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, rc;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (errno == EINTR)
-			continue;
-		if (errno == EISCONN) /* an interrupted connect that went through */
-			break;
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
 static void close_socket_locked(void)
 {
 	if (conn_g.sock >= 0)
@@ -189,21 +172,26 @@ static int error_code(const Heapd__Envelope *reply)
 }
 
 /*
- * Map the arena from the descriptor fd (consumed) or check that it is the
+ * Map the arena from the descriptors fds (consumed) or check that it is the
  * arena already mapped.
  */
-static int adopt_arena_locked(int fd, const Heapd__HelloReply *hr)
+static int adopt_arena_locked(int *fds, const Heapd__HelloReply *hr)
 {
 	char why[256];
 	int rc;
 
 	if (atomic_load(&conn_g.mapped)) {
-		close(fd);
+		close(fds[0]);
+		close(fds[1]);
+		fds[0] = fds[1] = -1;
 		return hr->arena_id == conn_g.arena_id ? 0 : -ESTALE;
 	}
-	rc = segment_attach(fd, &conn_g.seg, why, sizeof(why));
+	rc = segment_attach(fds[0], fds[1], &conn_g.seg, why, sizeof(why));
+	fds[0] = fds[1] = -1;
 	if (rc < 0)
 		return rc;
+	/* A client that shrinks the data file must not kill this process (shm/layout.h). */
+	segment_guard(&conn_g.seg);
 	conn_g.arena_id = hr->arena_id;
 	atomic_store_explicit(&conn_g.mapped, 1, memory_order_release);
 	return 0;
@@ -221,9 +209,9 @@ static int hello_locked(int *reached)
 	const Heapd__HelloReply *hr;
 	uint32_t *held = NULL;
 	size_t nheld = 0;
-	int fd, passed = -1, rc;
+	int fd, passed[WIRE_MAX_FDS] = { -1, -1 }, rc;
 
-	fd = open_socket(conn_g.path);
+	fd = sock_connect(conn_g.path);
 	if (fd < 0)
 		return fd;
 	if (reached)
@@ -235,18 +223,18 @@ static int hello_locked(int *reached)
 		if (rc < 0)
 			goto fail;
 		hello.prev_slot = conn_g.slot + 1;
-		hello.prev_token = conn_g.token;
 		hello.held_spans = held;
 		hello.n_held_spans = nheld;
 		hello.large_received = atomic_load(&conn_g.large_received);
 	}
 	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
 	env.hello = &hello;
-	rc = wire_send(fd, &env, -1);
+	env.seq = ++conn_g.seq;
+	rc = wire_send(fd, &env);
 	/* A refused peer may find the socket closed before it sends: the Error saying why is still there. */
 	if (rc == 0 || rc == -EPIPE || rc == -ECONNRESET) {
 		int sent = rc;
-		rc = wire_recv(fd, &reply, &passed);
+		rc = wire_recv(fd, &reply, passed);
 		if (rc < 0 && sent < 0)
 			rc = sent;
 	}
@@ -258,26 +246,27 @@ static int hello_locked(int *reached)
 		goto fail;
 	}
 	hr = reply->hello_reply;
-	if (reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY || hr->version != HEAPD_PROTOCOL_VERSION ||
-	    passed < 0) {
+	if (reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY || reply->seq != env.seq ||
+	    hr->version != HEAPD_PROTOCOL_VERSION || passed[0] < 0 || passed[1] < 0) {
 		rc = -EPROTO;
 		goto fail;
 	}
 	rc = adopt_arena_locked(passed, hr);
-	passed = -1;
 	if (rc < 0)
 		goto fail;
 	if (hr->slot >= conn_g.seg.hdr->max_clients) {
 		rc = -EPROTO;
 		goto fail;
 	}
-	if (!conn_g.have_slot || hr->slot != conn_g.slot || hr->token != conn_g.token) {
-		/* A new slot: whatever our caches hold is no longer ours. */
+	if (!conn_g.have_slot || hr->slot != conn_g.slot) {
+		/*
+		 * A new slot: our caches' spans are no longer ours to hand back or
+		 * list; each thread drops them at its next slow path (the old slot
+		 * keeps them for this process meanwhile).
+		 */
 		atomic_fetch_add(&conn_g.epoch, 1);
-		mcache_invalidate_all_locked();
 	}
 	conn_g.slot = hr->slot;
-	conn_g.token = hr->token;
 	conn_g.have_slot = 1;
 	atomic_store(&conn_g.flags_slot, hr->slot);
 	conn_g.sock = fd;
@@ -286,8 +275,9 @@ static int hello_locked(int *reached)
 	free(held);
 	return 0;
 fail:
-	if (passed >= 0)
-		close(passed);
+	for (int i = 0; i < WIRE_MAX_FDS; i++)
+		if (passed[i] >= 0)
+			close(passed[i]);
 	wire_free(reply);
 	free(held);
 	close(fd);
@@ -355,6 +345,21 @@ int conn_connect(const char *path)
 	return rc;
 }
 
+void conn_bye_locked(void)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__Bye bye = HEAPD__BYE__INIT;
+
+	assert(conn_held());
+	env.msg_case = HEAPD__ENVELOPE__MSG_BYE;
+	env.bye = &bye;
+	/* Not connected: the slot stays held, and goes back when this process exits. */
+	if (conn_g.have_slot &&
+	    conn_call_locked(&env, HEAPD__ENVELOPE__MSG_OK, &reply, CONN_NO_CONNECT) == 0)
+		wire_free(reply);
+	conn_disconnect_locked();
+}
+
 void conn_disconnect_locked(void)
 {
 	assert(conn_held());
@@ -389,12 +394,19 @@ int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
 			else if (req->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC)
 				req->large_alloc->n_release = 0;
 		}
-		rc = wire_send(conn_g.sock, req, -1);
+		req->seq = ++conn_g.seq;
+		rc = wire_send(conn_g.sock, req);
 		if (rc == -ENOMEM || rc == -EMSGSIZE)
 			return rc; /* nothing was sent: the connection is still in step */
 		conn_g.requests++;
 		if (rc == 0)
 			rc = wire_read_frame(conn_g.sock, &conn_rd, reply);
+		if (rc == 0 && (*reply)->seq != req->seq) {
+			/* Another request's reply: this connection is out of step. */
+			wire_free(*reply);
+			*reply = NULL;
+			rc = -ECONNABORTED;
+		}
 		if (rc == 0)
 			break;
 		/* Broken, or out of step with its replies: either way this connection is done. */
@@ -407,13 +419,20 @@ int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
 			atomic_store(&conn_g.large_received, (*reply)->large_alloc_reply->span + 1);
 		return 0;
 	}
-	rc = (*reply)->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? error_code(*reply) : -EPROTO;
+	if ((*reply)->msg_case == HEAPD__ENVELOPE__MSG_ERROR) {
+		rc = error_code(*reply);
+		if ((*reply)->error->fatal)
+			close_socket_locked(); /* the daemon closes its end; the next request reconnects */
+	} else {
+		rc = -EPROTO;
+		close_socket_locked();
+	}
 	wire_free(*reply);
 	*reply = NULL;
 	return rc;
 }
 
-void conn_large_free(uint32_t span)
+void conn_large_free(uint32_t span, uint32_t gen)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__LargeFree msg = HEAPD__LARGE_FREE__INIT;
@@ -424,12 +443,14 @@ void conn_large_free(uint32_t span)
 	if (!atomic_load_explicit(&conn_g.connected, memory_order_relaxed))
 		return;
 	msg.span = span;
+	msg.gen = gen;
 	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_FREE;
 	env.large_free = &msg;
 	conn_lock();
 	/* No reply comes. A broken connection is left for the next request to re-establish. */
 	if (conn_g.sock >= 0) {
-		int rc = wire_send(conn_g.sock, &env, -1);
+		env.seq = ++conn_g.seq;
+		int rc = wire_send(conn_g.sock, &env);
 		if (rc == 0)
 			conn_g.requests++;
 		else if (is_broken(rc))

@@ -3,7 +3,7 @@
  * conn.h - the process's one connection to heapd and its view of the arena.
  *
  * conn_g is the process state shared by every thread:
- *   - the connection (socket, slot, token), guarded by conn_g.lock, which
+ *   - the connection (socket, slot, seq), guarded by conn_g.lock, which
  *     only slow paths take: requests, connecting, the cache registry;
  *   - the arena mapping (conn_g.seg), made once by the first connection and
  *     kept for the life of the process, so pointers stay valid across
@@ -44,9 +44,9 @@ typedef struct conn_state {
 	pthread_t holder;          /* the thread holding lock, for the _locked asserts */
 	int sock;                  /* -1 when not connected; lock */
 	_Atomic int connected;     /* sock >= 0, for readers without the lock; written under lock */
-	int have_slot;             /* slot/token name a slot the daemon may re-adopt; lock */
+	int have_slot;             /* slot names a slot of ours the daemon holds for us; lock */
 	uint32_t slot;             /* our slot in the client table; lock */
-	uint64_t token;            /* its token; lock */
+	uint64_t seq;              /* seq of the last request sent; lock */
 	_Atomic uint32_t flags_slot; /* slot whose flags the slow path polls, UINT32_MAX: none */
 	_Atomic uint64_t epoch;    /* bumped whenever cached spans stop being ours; written under lock */
 	_Atomic uint32_t large_received; /* span + 1 of the last LargeAlloc reply, 0 once that
@@ -77,23 +77,31 @@ int conn_connect_locked(const char *path);
 void conn_disconnect_locked(void);
 
 /*
- * Send req and wait for its reply, connecting first if needed. A connection
- * that breaks (the daemon died or restarted) is re-established with backoff
- * and req is sent again. Whenever it sends on a connection it made itself,
- * the release list of a Refill or LargeAlloc is dropped: the spans named
- * there were unlinked from the caches, so that connection's Hello did not
- * list them and the daemon took them back. A reply that is Error
- * becomes its -code. On success *reply is the reply of the expected kind;
- * free it with wire_free. The caller holds the lock; while waiting for a
- * restarted daemon it is dropped between attempts (so that fork and other
- * threads carry on), so only the calling thread's own state may be assumed
- * unchanged across the call.
+ * Send req (with the next seq) and wait for its reply, connecting first if
+ * needed. A connection that breaks (the daemon died or restarted), or
+ * answers with another request's seq, is closed, re-established with
+ * backoff, and req is sent again. Whenever it sends on a connection it made
+ * itself, the release list of a Refill or LargeAlloc is dropped: the spans
+ * named there were unlinked from the caches, so that connection's Hello did
+ * not list them and the daemon took them back. A reply that is Error
+ * becomes its -code; a fatal one closes the connection first (the next
+ * request reconnects). On success *reply is the reply of the expected
+ * kind; free it with wire_free. The caller holds the lock; while waiting
+ * for a restarted daemon it is dropped between attempts (so that fork and
+ * other threads carry on), so only the calling thread's own state may be
+ * assumed unchanged across the call.
  */
 int conn_call_locked(Heapd__Envelope *req, Heapd__Envelope__MsgCase want,
                      Heapd__Envelope **reply, int flags);
 
-/* Tell the daemon a large object's free bit is set, if connected; never blocks on a reconnect. */
-void conn_large_free(uint32_t span);
+/*
+ * Tell the daemon a large object's free bit is set (span of generation
+ * gen), if connected; never blocks on a reconnect.
+ */
+void conn_large_free(uint32_t span, uint32_t gen);
+
+/* hc_disconnect: give the slot up (Bye) if connected, and close the connection. */
+void conn_bye_locked(void);
 
 /* The flags heapd raised in our slot (HEAPD_CLIENT_*), 0 when we have none. No lock. */
 static inline uint32_t conn_slot_flags(void)

@@ -155,7 +155,7 @@ static void ctl_open(ctl_t *c, const char *socket)
 	 * A daemon that refuses us writes an Error and closes, perhaps before
 	 * our Hello arrives; read its reason even when the send failed.
 	 */
-	int send_rc = wire_send(c->fd, &env, -1);
+	int send_rc = wire_send(c->fd, &env);
 	int rc = wire_recv(c->fd, &reply, NULL);
 	if (rc < 0)
 		die(EXIT_UNREACHABLE, "%s: hello failed: %s", socket, ctl_strerror(send_rc < 0 ? send_rc : rc));

@@ -96,33 +96,13 @@ static uint32_t batch_max(uint32_t c)
 	return n < MC_BATCH_MIN ? MC_BATCH_MIN : n > MC_BATCH_MAX ? MC_BATCH_MAX : n;
 }
 
-static void own_add(mcache_t *mc, uint32_t span)
-{
-	__atomic_store_n(&mc->own[span & (MC_OWN_SLOTS - 1)], span + 1, __ATOMIC_RELAXED);
-}
-
-static void own_del(mcache_t *mc, uint32_t span)
-{
-	uint32_t *e = &mc->own[span & (MC_OWN_SLOTS - 1)];
-	if (__atomic_load_n(e, __ATOMIC_RELAXED) == span + 1)
-		__atomic_store_n(e, 0, __ATOMIC_RELAXED);
-}
-
-static void own_clear(mcache_t *mc)
-{
-	for (uint32_t i = 0; i < MC_OWN_SLOTS; i++)
-		__atomic_store_n(&mc->own[i], 0, __ATOMIC_RELAXED);
-}
-
 /*
  * Span s may hold old data in its free slots from now on: a fold reused
- * slots, or the owner's window has been over every slot once. Only then may
- * this thread's frees clear its alloc bits directly (mcache_t.own).
+ * slots, or the owner's window has been over every slot once.
  */
-static void mark_reused(mcache_t *mc, mc_span_t *s)
+static void mark_reused(mc_span_t *s)
 {
 	s->needzero = 1;
-	own_add(mc, s->span);
 }
 
 static void reset_class(mcache_t *mc, uint32_t c)
@@ -170,7 +150,6 @@ static void drop_spans_locked(mcache_t *mc)
 		reset_class(mc, c);
 	}
 	mc->nspans = 0;
-	own_clear(mc);
 	pass_restart(mc);
 }
 
@@ -197,7 +176,6 @@ static int collect_spans_locked(mcache_t *mc, int keep_current, uint32_t **rel, 
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
-			own_del(mc, s->span);
 			free(s);
 		}
 	}
@@ -282,30 +260,17 @@ static mcache_t *mcache_create(void)
 
 /*
  * The free slots of word w of s, after folding the word's free bits into its
- * alloc bits: the owner's sweep, one word at a time, so that each word is
- * read once on its way to the window.
+ * alloc bits (bitmap_fold_word): the owner's sweep, one word at a time, so
+ * that each word is read once on its way to the window.
  */
-static uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
+static uint64_t word_room(mc_span_t *s, uint32_t w)
 {
-	uint64_t a = bitmap_load(&s->alloc[w]);
+	uint64_t folded;
+	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, w, &folded);
 
-	if (bitmap_load(&s->freeb[w])) {
-		/* acquire: the freeing process's last writes happen before the slot's reuse */
-		uint64_t f = atomic_load_explicit((_Atomic uint64_t *)&s->freeb[w], memory_order_acquire);
-		/*
-		 * The alloc bits first, then the free bits read: a fold cut short by a
-		 * kill loses no free (bitmap.h). A free bit without its alloc bit is
-		 * such a fold's leftover: dropped.
-		 */
-		a &= ~f;
-		bitmap_store(&s->alloc[w], a);
-		atomic_fetch_and_explicit((_Atomic uint64_t *)&s->freeb[w], ~f, memory_order_release);
-		mark_reused(mc, s); /* reused slots hold old data */
-	}
-	a = ~a;
-	if (s->nelems - w * 64 < 64)
-		a &= (1ULL << (s->nelems - w * 64)) - 1;
-	return a;
+	if (folded)
+		mark_reused(s); /* reused slots hold old data */
+	return ~a & bitmap_valid_mask(w, s->nelems);
 }
 
 /*
@@ -317,7 +282,7 @@ static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 	mc_class_t *cl = &mc->cls[c];
 
 	for (; w < s->nwords; w++) {
-		uint64_t free_slots = word_room(mc, s, w);
+		uint64_t free_slots = word_room(s, w);
 		if (!free_slots)
 			continue;
 		cl->cache = free_slots;
@@ -346,7 +311,7 @@ static int find_local(mcache_t *mc, uint32_t c)
 	if (s) {
 		if (window_from(mc, c, s, l->cachebase / 64 + 1))
 			return 1;
-		mark_reused(mc, s); /* every slot has been handed out once */
+		mark_reused(s); /* every slot has been handed out once */
 	}
 	s = s ? s->next : l->spans;
 	for (uint32_t n = 0; n < l->nspans; n++, s = s->next) {
@@ -356,7 +321,7 @@ static int find_local(mcache_t *mc, uint32_t c)
 		__builtin_prefetch(s->next);
 		if (window_from(mc, c, s, 0))
 			return 1;
-		mark_reused(mc, s);
+		mark_reused(s);
 	}
 	l->cur = NULL;
 	return 0;
@@ -366,10 +331,10 @@ static int find_local(mcache_t *mc, uint32_t c)
  * 1 if s holds no object. Folds the free bits of each word on the way
  * (word_room) and stops at the first word still in use.
  */
-static int span_empty(mcache_t *mc, mc_span_t *s)
+static int span_empty(mc_span_t *s)
 {
 	for (uint32_t w = 0; w < s->nwords; w++) {
-		word_room(mc, s, w);
+		word_room(s, w);
 		if (bitmap_load(&s->alloc[w]))
 			return 0;
 	}
@@ -408,7 +373,7 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 		assert(l->cur || mc->cls[c].cache == 0);
 		while (*pp && budget > 0) {
 			mc_span_t *s = *pp;
-			int keep = s == l->cur || !span_empty(mc, s);
+			int keep = s == l->cur || !span_empty(s);
 			budget--;
 			if (!keep && mc->pass_kept < batch_max(c)) {
 				mc->pass_kept++; /* the class's reserve */
@@ -424,7 +389,6 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
-			own_del(mc, s->span);
 			free(s);
 		}
 		if (*pp)
@@ -456,19 +420,18 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 		return NULL;
 	d = &seg->spans[g->span];
 	if (d->state != SPAN_SMALL || d->sizeclass != c || d->start != g->span ||
-	    d->owner != conn_g.slot + 1 || d->nelems != sizeclass_nelems[c] ||
-	    d->elemsize != sizeclass_size[c])
+	    d->owner != conn_g.slot + 1)
 		return NULL;
 	s = malloc(sizeof(*s));
 	if (!s)
 		return NULL;
 	s->span = g->span;
-	s->nelems = d->nelems;
-	s->nwords = bitmap_words(d->nelems);
+	s->nelems = sizeclass_nelems[c];
+	s->nwords = bitmap_words(s->nelems);
 	s->needzero = g->needzero;
 	s->base = segment_page_addr(seg, g->span);
 	s->alloc = segment_allocbits(seg, g->span);
-	s->freeb = segment_freebits(seg, g->span, d->nelems);
+	s->freeb = segment_freebits(seg, g->span, s->nelems);
 	s->next = NULL;
 	return s;
 }
@@ -549,7 +512,6 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
-			own_del(mc, s->span);
 			free(s);
 		}
 		l->cur = NULL;
@@ -583,8 +545,6 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 		l->spans = s;
 		l->nspans++;
 		mc->nspans++;
-		if (s->needzero)
-			own_add(mc, s->span); /* old pages: direct frees change nothing it says */
 		if (rc < 0 && window_from(mc, c, s, 0))
 			rc = 0;
 	}
@@ -644,7 +604,7 @@ void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
 	rc = refill_locked(mc, c, pressure);
 	conn_unlock();
 	if (rc < 0) {
-		errno = -rc;
+		errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
 		return NULL;
 	}
 	return take(mc, c, needzero);
@@ -712,37 +672,11 @@ uint64_t mcache_count_locked(void)
 	return n;
 }
 
-void mcache_invalidate_all_locked(void)
+void mcache_drop_all_locked(void)
 {
 	assert(conn_held());
-	/*
-	 * Other threads own their windows; emptying them makes each thread's
-	 * next allocation take the slow path, which drops the stale spans, and
-	 * emptying their tables of owned spans sends their frees through the
-	 * free bits. A thread inside its fast path at this instant may still
-	 * take one slot, or clear one alloc bit directly.
-	 */
-	for (mcache_t *mc = registry; mc; mc = mc->next) {
-		for (uint32_t c = 1; c < SIZECLASS_COUNT; c++)
-			__atomic_store_n(&mc->cls[c].cache, 0, __ATOMIC_RELAXED);
-		own_clear(mc);
-	}
-}
-
-void mcache_flush_all_locked(void)
-{
-	uint64_t epoch = atomic_load(&conn_g.epoch);
-	uint32_t *rel = NULL;
-	size_t n = 0, cap = 0;
-
-	assert(conn_held());
-	for (mcache_t *mc = registry; mc; mc = mc->next) {
-		if (mc->epoch == epoch)
-			collect_spans_locked(mc, 0, &rel, &n, &cap);
+	for (mcache_t *mc = registry; mc; mc = mc->next)
 		drop_spans_locked(mc);
-	}
-	release_locked(rel, n);
-	free(rel);
 }
 
 void mcache_atfork_child(void)

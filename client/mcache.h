@@ -22,7 +22,10 @@
  *      a LargeAlloc carries one too).
  * Before that it checks whether the daemon asked this process to flush
  * (HEAPD_CLIENT_FLUSH), and whether its spans still belong to this
- * process's slot (conn_g.epoch).
+ * process's slot (conn_g.epoch). Nothing but the owning thread ever writes
+ * a cache's window: a thread whose slot changed finds out in its own slow
+ * path, and until then allocates from spans the daemon keeps reserved for
+ * this process (conn.c).
  *
  * Who writes what:
  *   - the owning thread alone reads and writes its mc_class_t and mc_list_t
@@ -71,21 +74,9 @@ typedef struct mc_list {
 	uint32_t retain;        /* spans kept before full ones are handed back */
 } mc_list_t;
 
-/* Slots of the table of spans a thread may free into directly (a power of two). */
-#define MC_OWN_SLOTS 1024u
-
 typedef struct mcache {
 	mc_class_t cls[SIZECLASS_COUNT];   /* hot: only this is read on the fast path */
 	mc_list_t lists[SIZECLASS_COUNT];
-	/*
-	 * own[span % MC_OWN_SLOTS] == span + 1: span is in this cache and has
-	 * been marked needzero, so a free by this thread may clear its alloc bit
-	 * directly (hc_free; the slot's reuse then needs no fold, and needzero
-	 * already says it holds old data). A span that is not found here is
-	 * freed through its free bits. The owning thread writes entries; another
-	 * thread only clears them (mcache_invalidate_all_locked). Relaxed atomics.
-	 */
-	uint32_t own[MC_OWN_SLOTS];
 	uint64_t epoch;                    /* conn_g.epoch its spans belong to; conn_g.lock */
 	uint32_t nspans;                   /* conn_g.lock */
 	/*
@@ -127,13 +118,6 @@ static inline void *mcache_alloc(uint32_t c, int *needzero)
 	return mcache_alloc_slow(mc, c, needzero);
 }
 
-/* Whether the calling thread may clear span's alloc bits itself (see mcache_t.own). */
-static inline int mcache_owns(uint32_t span)
-{
-	const mcache_t *mc = mcache_tls;
-	return __atomic_load_n(&mc->own[span & (MC_OWN_SLOTS - 1)], __ATOMIC_RELAXED) == span + 1;
-}
-
 /*
  * Every span of every cache whose spans are still ours (for the Hello of a
  * reconnect), in a malloc'd array. 0 or -ENOMEM.
@@ -152,17 +136,11 @@ void mcache_handback_empty_locked(uint32_t **rel, size_t *n, size_t *cap);
 uint64_t mcache_count_locked(void);
 
 /*
- * The slot changed: every cache's spans are no longer ours. Empties the hot
- * windows of every cache so that their threads fall into the slow path,
- * which drops the spans (they compare their epoch with conn_g.epoch).
+ * hc_disconnect: forget every span of every cache (the Bye that follows
+ * gives them all back). Only safe when no other thread is inside the
+ * library.
  */
-void mcache_invalidate_all_locked(void);
-
-/*
- * hc_disconnect: hand back every span of every cache in one Refill and
- * empty the caches. Only safe when no other thread is inside the library.
- */
-void mcache_flush_all_locked(void);
+void mcache_drop_all_locked(void);
 
 /* Hand the calling thread's spans back (hc_trim). 0 or -ENOMEM. */
 int mcache_trim(void);

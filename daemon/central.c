@@ -8,11 +8,9 @@
  * central_begin_cycle and central_sweep_class (the sweeper), and
  * central_free_span.
  *
- * Carving a span is one heap-locked step whose last write is state =
- * SPAN_SMALL: the page heap hands out a SPAN_LARGE span whose alloc bit 0 is
- * clear (free spans have clear bitmaps, see central_free_span_locked), so a
- * daemon killed halfway leaves a large span that recovery recognises as no
- * object and frees.
+ * Carving a span is one heap-locked step (pageheap_alloc_small) whose last
+ * write is state = SPAN_SMALL: until then it is a SPAN_LARGE span with no
+ * object, which recovery frees (shm/span.c).
  */
 #include "central.h"
 
@@ -28,11 +26,12 @@
 /* How many full unswept spans a refill sweeps looking for room before carving. */
 #define CENTRAL_TAKE_FULL_TRIES 64
 
-int central_init(central_t *c, segment_t *seg, pageheap_t *heap)
+int central_init(central_t *c, segment_t *seg, pageheap_t *heap, quota_t *quota)
 {
 	memset(c, 0, sizeof(*c));
 	c->seg = seg;
 	c->heap = heap;
+	c->quota = quota;
 	for (uint32_t k = 0; k < SIZECLASS_COUNT; k++) {
 		central_class_t *cc = &c->cls[k];
 		int rc = pthread_mutex_init(&cc->lock, NULL);
@@ -68,48 +67,56 @@ static inline uint32_t parity(uint32_t sg)
 	return (sg >> 1) & 1;
 }
 
-/* Fold a daemon-owned span's free bits into its alloc bits; recount. Objects freed. */
+/* Objects in a span of class k (the class was checked when the span was made or recovered). */
+static uint32_t nelems_of(const shm_span_t *s)
+{
+	return sizeclass_nelems[s->sizeclass];
+}
+
+/*
+ * Fold a daemon-owned span's free bits into its alloc bits; recount.
+ * Objects freed. Clients write the bitmaps, so counts are bounded by nelems
+ * and nothing else is trusted.
+ */
 static uint32_t sweep_span(central_t *c, uint32_t id)
 {
-	shm_span_t *s = &c->seg->spans[id];
-	uint32_t freed = bitmap_sweep(segment_allocbits(c->seg, id),
-	                              segment_freebits(c->seg, id, s->nelems), s->nelems);
-	s->allocount = bitmap_count_alloc(segment_allocbits(c->seg, id), s->nelems);
+	uint32_t nelems = nelems_of(&c->seg->spans[id]);
+	uint64_t *alloc = segment_allocbits(c->seg, id);
+	uint32_t freed = bitmap_sweep(alloc, segment_freebits(c->seg, id, nelems), nelems);
+	span_set_allocount(c->seg, id, bitmap_count_alloc(alloc, nelems));
 	return freed;
 }
 
 /* Claim a span just popped from an unswept list: sg - 2 -> sg - 1. */
 static void claim_locked(central_t *c, uint32_t id, uint32_t sg)
 {
-	shm_span_t *s = &c->seg->spans[id];
-	uint32_t want = sg - 2;
-
-	lock_assert_held(&c->cls[s->sizeclass].lock);
-	if (!atomic_compare_exchange_strong(&s->sweepgen, &want, sg - 1)) {
+	lock_assert_held(&c->cls[c->seg->spans[id].sizeclass].lock);
+	if (!span_claim_sweep(c->seg, id, sg - 2, sg - 1)) {
 		/* Only a popped span can be claimed, so this is a stale value (a restart). */
-		atomic_store(&s->sweepgen, sg - 1);
+		span_set_sweepgen(c->seg, id, sg - 1);
 	}
-	s->list = SPANLIST_SWEEPING;
+	span_set_list(c->seg, id, SPANLIST_SWEEPING);
 }
 
 /* File a swept span on the swept list of its state; the class lock is held. */
 static void file_locked(central_t *c, central_class_t *cc, uint32_t id)
 {
-	shm_span_t *s = &c->seg->spans[id];
+	const shm_span_t *s = &c->seg->spans[id];
 	uint32_t sg = load_sg(c), p = parity(sg);
 
 	lock_assert_held(&cc->lock);
-	atomic_store_explicit(&s->sweepgen, sg, memory_order_release);
-	if (s->allocount >= s->nelems)
-		spanlist_push(c->seg->spans, &cc->full[p], id, (uint8_t)(SPANLIST_FULL + p));
+	span_set_sweepgen(c->seg, id, sg);
+	if (s->allocount >= nelems_of(s))
+		spanlist_push(c->seg, &cc->full[p], id, (uint8_t)(SPANLIST_FULL + p));
 	else
-		spanlist_push(c->seg->spans, &cc->partial[p], id, (uint8_t)(SPANLIST_PARTIAL + p));
+		spanlist_push(c->seg, &cc->partial[p], id, (uint8_t)(SPANLIST_PARTIAL + p));
 }
 
 int central_take(central_t *c, uint32_t sizeclass, uint32_t *span, int *needzero)
 {
 	central_class_t *cc = &c->cls[sizeclass];
-	shm_span_t *spans = c->seg->spans;
+	segment_t *seg = c->seg;
+	const shm_span_t *spans = seg->spans;
 	uint32_t id;
 	int tries = 0;
 
@@ -119,23 +126,23 @@ int central_take(central_t *c, uint32_t sizeclass, uint32_t *span, int *needzero
 		uint32_t sg = load_sg(c), cur = parity(sg);
 
 		/* 1. A span swept this cycle with room: fold the frees since, and take it. */
-		id = spanlist_pop(spans, &cc->partial[cur]);
+		id = spanlist_pop(seg, &cc->partial[cur]);
 		if (id != HEAPD_NIL) {
-			spans[id].list = SPANLIST_SWEEPING;
+			span_set_list(seg, id, SPANLIST_SWEEPING);
 			pthread_mutex_unlock(&cc->lock);
 			sweep_span(c, id);
 			goto found;
 		}
 		/* 2. An unswept span, partial first, then full ones that may have room by now. */
-		id = spanlist_pop(spans, &cc->partial[cur ^ 1]);
+		id = spanlist_pop(seg, &cc->partial[cur ^ 1]);
 		if (id == HEAPD_NIL && tries < CENTRAL_TAKE_FULL_TRIES)
-			id = spanlist_pop(spans, &cc->full[cur ^ 1]);
+			id = spanlist_pop(seg, &cc->full[cur ^ 1]);
 		if (id == HEAPD_NIL)
 			break;
 		claim_locked(c, id, sg);
 		pthread_mutex_unlock(&cc->lock);
 		sweep_span(c, id);
-		if (spans[id].allocount < spans[id].nelems)
+		if (spans[id].allocount < nelems_of(&spans[id]))
 			goto found;
 		pthread_mutex_lock(&cc->lock);
 		file_locked(c, cc, id);
@@ -144,8 +151,8 @@ int central_take(central_t *c, uint32_t sizeclass, uint32_t *span, int *needzero
 	pthread_mutex_unlock(&cc->lock);
 	return -ENOMEM;
 found:
-	atomic_store_explicit(&spans[id].sweepgen, load_sg(c), memory_order_release);
-	spans[id].list = SPANLIST_NONE;
+	span_set_sweepgen(seg, id, load_sg(c));
+	span_set_list(seg, id, SPANLIST_NONE);
 	*span = id;
 	*needzero = 1; /* freed slots hold their old contents */
 	return 0;
@@ -153,60 +160,26 @@ found:
 
 int central_carve(central_t *c, uint32_t sizeclass, uint32_t *span, int *needzero)
 {
-	pageheap_t *h = c->heap;
-	uint32_t id;
-	int rc;
-
 	assert(sizeclass > 0 && sizeclass < SIZECLASS_COUNT);
-	pthread_mutex_lock(&h->lock);
-	rc = pageheap_alloc_locked(h, sizeclass_npages[sizeclass], &id);
-	if (rc < 0)
-		goto out;
-	shm_span_t *s = &c->seg->spans[id];
-	uint32_t nelems = sizeclass_nelems[sizeclass];
-	bitmap_clear(segment_allocbits(c->seg, id), segment_freebits(c->seg, id, nelems), nelems);
-	/* Frees find the class in the page map (layout.h); nobody frees here before the commit. */
-	for (uint32_t i = 0; i < sizeclass_npages[sizeclass]; i++)
-		segment_pagemap_set(c->seg, id + i, id, sizeclass);
-	s->sizeclass = (uint8_t)sizeclass;
-	s->elemsize = sizeclass_size[sizeclass];
-	s->nelems = nelems;
-	s->divmul = sizeclass_divmul[sizeclass];
-	s->allocount = 0;
-	s->owner = 0;
-	s->list = SPANLIST_NONE;
-	s->next = s->prev = HEAPD_NIL;
-	atomic_store_explicit(&s->sweepgen, load_sg(c), memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	s->state = SPAN_SMALL; /* the commit: from here on it is a small span */
-	*span = id;
-	*needzero = s->needzero;
-out:
-	pthread_mutex_unlock(&h->lock);
-	return rc;
+	return pageheap_alloc_small(c->heap, sizeclass, span, needzero);
 }
 
 void central_free_span_locked(central_t *c, uint32_t id)
 {
-	segment_t *seg = c->seg;
-
-	lock_assert_held(&c->heap->lock);
-	/* Keep free spans' bitmaps clear (see the top of this file): both bitmaps, whatever the class. */
-	memset(segment_allocbits(seg, id), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
-	atomic_thread_fence(memory_order_release);
+	pageheap_assert_locked(c->heap);
+	quota_uncharge_span(c->quota, id);
 	pageheap_free_locked(c->heap, id);
 }
 
 void central_free_span(central_t *c, uint32_t id)
 {
-	pthread_mutex_lock(&c->heap->lock);
-	central_free_span_locked(c, id);
-	pthread_mutex_unlock(&c->heap->lock);
+	quota_uncharge_span(c->quota, id);
+	pageheap_free(c->heap, id);
 }
 
 void central_put(central_t *c, uint32_t id, sweep_result_t *res)
 {
-	shm_span_t *s = &c->seg->spans[id];
+	const shm_span_t *s = &c->seg->spans[id];
 	central_class_t *cc = &c->cls[s->sizeclass];
 
 	assert(s->state == SPAN_SMALL && s->owner == 0 && s->list == SPANLIST_NONE);
@@ -251,14 +224,15 @@ uint32_t central_begin_cycle(central_t *c)
 void central_sweep_class(central_t *c, uint32_t sizeclass, sweep_result_t *res)
 {
 	central_class_t *cc = &c->cls[sizeclass];
-	shm_span_t *spans = c->seg->spans;
+	segment_t *seg = c->seg;
+	const shm_span_t *spans = seg->spans;
 
 	for (;;) {
 		pthread_mutex_lock(&cc->lock);
 		uint32_t sg = load_sg(c), old = parity(sg) ^ 1;
-		uint32_t id = spanlist_pop(spans, &cc->partial[old]);
+		uint32_t id = spanlist_pop(seg, &cc->partial[old]);
 		if (id == HEAPD_NIL)
-			id = spanlist_pop(spans, &cc->full[old]);
+			id = spanlist_pop(seg, &cc->full[old]);
 		if (id == HEAPD_NIL) {
 			pthread_mutex_unlock(&cc->lock);
 			return;
@@ -335,7 +309,7 @@ size_t central_check_locked(central_t *c, check_report_t *r)
 {
 	size_t before = r->nproblems;
 
-	lock_assert_held(&c->heap->lock);
+	pageheap_assert_locked(c->heap);
 	for (uint32_t k = 1; k < SIZECLASS_COUNT; k++) {
 		central_class_t *cc = &c->cls[k];
 		for (int p = 0; p < 2; p++) {

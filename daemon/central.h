@@ -16,9 +16,9 @@
  * back to the page heap, one with room to partial, a full one to full.
  *
  * Locks: a class lock guards its lists and the list links of its spans.
- * Lock order: class locks in ascending class order, then the heap lock; the
- * heap lock is never held while a class lock is taken. Sweeping happens with
- * no lock held (the CAS protocol protects it).
+ * Lock order: class locks in ascending class order, then the heap lock, then
+ * the quota lock; the heap lock is never held while a class lock is taken.
+ * Sweeping happens with no lock held (the CAS protocol protects it).
  */
 #ifndef HEAPD_DAEMON_CENTRAL_H
 #define HEAPD_DAEMON_CENTRAL_H
@@ -28,6 +28,7 @@
 
 #include "check.h"
 #include "pageheap.h"
+#include "quota.h"
 #include "segment.h"
 #include "sizeclass.h"
 #include "spanlist.h"
@@ -41,6 +42,7 @@ typedef struct central_class {
 typedef struct central {
 	segment_t *seg;
 	pageheap_t *heap;
+	quota_t *quota;          /* spans going back to the page heap are uncharged */
 	central_class_t cls[SIZECLASS_COUNT]; /* [0] unused (class 0 is large) */
 } central_t;
 
@@ -52,7 +54,7 @@ typedef struct sweep_result {
 	uint64_t pages_freed;
 } sweep_result_t;
 
-int central_init(central_t *c, segment_t *seg, pageheap_t *heap);
+int central_init(central_t *c, segment_t *seg, pageheap_t *heap, quota_t *quota);
 void central_destroy(central_t *c);
 
 /*
@@ -81,7 +83,11 @@ uint32_t central_begin_cycle(central_t *c);
 /* Sweep every unswept span of sizeclass. */
 void central_sweep_class(central_t *c, uint32_t sizeclass, sweep_result_t *res);
 
-/* Return a span the daemon owns and nobody uses to the page heap (clears its bitmaps). */
+/*
+ * Return a span the daemon owns and nobody uses to the page heap: its
+ * charge is dropped, then the page heap frees it. The _locked variant is for
+ * a caller inside pageheap_enter (a walk).
+ */
 void central_free_span(central_t *c, uint32_t span);
 void central_free_span_locked(central_t *c, uint32_t span);
 

@@ -3,16 +3,17 @@
  * clients.h - the client table: slots in the shared header that name the
  * processes holding spans, and the daemon's private books per slot.
  *
- * A slot is in use while seg->clients[i].pid != 0. Spans a client caches
- * carry owner == slot + 1 in the span table and sit on the slot's list.
- * A slot outlives its connection only across a daemon restart: recovery
- * keeps the slots of live processes "held" (no session) until they reconnect
- * and re-adopt them, or until the process is gone.
+ * A slot is in use while seg->clients[i].pid != 0, and belongs to one
+ * process (pid and start time, proc.h) until that whole process has exited
+ * or it gives the slot up (Bye). Spans a client caches carry owner == slot +
+ * 1 in the span table and sit on the slot's list; nothing moves them while
+ * the process lives, except its own hand-backs. A slot is "held" while no
+ * connection is bound to it: the client's connection ended (it closed it,
+ * heapd ended it, or heapd restarted), and the process may reconnect and
+ * re-adopt it.
  *
- * Large objects are charged to the slot that allocated them (for the quota);
- * the charge map (span -> slot + 1), large_pages and pending_large are
- * guarded by the heap lock, because the sweeper thread frees large objects
- * too. Everything else here belongs to the event-loop thread.
+ * Threads: the event-loop thread owns the slots; the sweeper thread never
+ * touches them.
  */
 #ifndef HEAPD_DAEMON_CLIENTS_H
 #define HEAPD_DAEMON_CLIENTS_H
@@ -20,65 +21,68 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "pageheap.h"
+#include "proc.h"
 #include "segment.h"
 #include "spanlist.h"
 
 struct session;
 
 typedef struct slot {
-	struct session *session; /* bound connection, NULL if unused or held for a reconnect */
+	struct session *session; /* bound connection, NULL if unused or held */
 	spanlist_t spans;        /* spans owned by the slot (owner == index + 1) */
 	uint64_t span_pages;     /* pages of those spans */
-	uint64_t large_pages;    /* pages of large objects charged to the slot (heap lock) */
 	uint32_t pending_large;  /* span + 1 of the large object whose reply may not have reached
-	                          * the client; its owner is slot + 1 meanwhile. 0: none. Written
-	                          * under the heap lock by the event-loop thread only. */
+	                          * the client; its owner is slot + 1 meanwhile. 0: none. */
+	proc_t proc;             /* the process; its pidfd tells when it has exited */
+	void *watch;             /* the server's watch on proc.pidfd, NULL if none */
 } slot_t;
 
 typedef struct clients {
 	segment_t *seg;
-	pageheap_t *heap;
 	slot_t *slots;           /* hdr->max_clients entries */
 	uint32_t nslots;
 	uint32_t limit;          /* slots that may be in use at once (--max-clients) */
+	uint32_t per_uid;        /* slots one uid may hold (--max-clients-per-uid) */
 	uint32_t inuse;          /* slots in use (connected or held) */
 	uint32_t cursor;         /* where the search for a free slot starts */
-	uint32_t *charge;        /* span -> slot + 1 charged for that large object, 0: none */
 } clients_t;
 
-int clients_init(clients_t *cl, segment_t *seg, pageheap_t *heap, uint32_t limit);
+int clients_init(clients_t *cl, segment_t *seg, uint32_t limit, uint32_t per_uid);
 void clients_destroy(clients_t *cl);
 
-/* Start time of pid (/proc/PID/stat field 22), 0 or -ESRCH. */
-int clients_proc_start_time(pid_t pid, uint64_t *start_time);
+/* The slot in use by process p, or HEAPD_NIL (the lowest, if it has several). */
+uint32_t clients_find(const clients_t *cl, const proc_t *p);
 
-/* 1 if the process recorded in slot is still the same live process. */
-int clients_alive(const clients_t *cl, uint32_t slot);
+/* Slots in use by uid. */
+uint32_t clients_count_uid(const clients_t *cl, uid_t uid);
 
-/* Take a free slot for a process; a fresh token is written. -EUSERS when full. */
-int clients_alloc(clients_t *cl, pid_t pid, uid_t uid, uint64_t start_time, uint32_t *slot);
+/* 1 if slot is in use by process p of uid. */
+int clients_is(const clients_t *cl, uint32_t slot, const proc_t *p, uid_t uid);
 
-/* Mark a slot in use at recovery time (its shared entry is already valid). */
-void clients_adopt(clients_t *cl, uint32_t slot);
+/*
+ * Take a free slot for process p (the slot takes over p's pidfd; *p becomes
+ * PROC_NONE). -EUSERS when every slot is taken or uid holds its share.
+ */
+int clients_alloc(clients_t *cl, proc_t *p, uid_t uid, uint32_t *slot);
 
-/* Free a slot; its spans must already be handed back and charges dropped. */
+/* Recovery: slot's shared entry names live process p; hold it (takes over p's pidfd). */
+void clients_adopt(clients_t *cl, uint32_t slot, proc_t *p);
+
+/* Free a slot; its spans must already be handed back. The caller removed its watch. */
 void clients_free(clients_t *cl, uint32_t slot);
 
-/* Give a daemon-owned span (on no list) to slot, or take it back (owner 0, on no list). */
+/*
+ * Give a daemon-owned span (on no list, owner 0) to slot: owner = slot + 1
+ * (one store: the handover's commit), then onto the slot's list. Or take
+ * it back (off the list, owner 0).
+ */
 void clients_own(clients_t *cl, uint32_t slot, uint32_t span);
 void clients_disown(clients_t *cl, uint32_t slot, uint32_t span);
 
+/* Recovery: span already has owner == slot + 1; put it on the slot's list. */
+void clients_keep(clients_t *cl, uint32_t slot, uint32_t span);
+
 /* 1 if span is a valid, small span owned by slot. */
 int clients_owns(const clients_t *cl, uint32_t slot, uint32_t span);
-
-/* Large-object charges; the caller holds the heap lock. */
-void clients_charge_large_locked(clients_t *cl, uint32_t slot, uint32_t span, uint32_t npages);
-void clients_uncharge_large_locked(clients_t *cl, uint32_t span, uint32_t npages);
-/* Forget every charge of slot (its client left; its objects stay allocated). */
-void clients_drop_charges(clients_t *cl, uint32_t slot);
-
-/* Pages a slot holds: cached spans plus large objects. */
-uint64_t clients_held_pages(clients_t *cl, uint32_t slot);
 
 #endif

@@ -41,6 +41,9 @@ void config_defaults(config_t *cfg)
 	cfg->scavenge_delay = 300;
 	cfg->sweep_interval = 1;
 	cfg->max_clients = HEAPD_DEFAULT_MAX_CLIENTS;
+	cfg->max_clients_per_uid = CONFIG_DEFAULT_CLIENTS_PER_UID;
+	cfg->max_connections_per_uid = CONFIG_DEFAULT_CONNECTIONS_PER_UID;
+	cfg->hello_timeout = CONFIG_DEFAULT_HELLO_TIMEOUT;
 }
 
 void config_usage(void *out)
@@ -50,15 +53,19 @@ void config_usage(void *out)
 	        "Serve a shared-memory heap to cooperating processes over a Unix socket.\n"
 	        "\n"
 	        "  --socket PATH          listening socket (default %s)\n"
-	        "  --arena PATH           arena file, or shm:NAME (default %s)\n"
+	        "  --arena DIR            arena directory, mode 0700 (default %s)\n"
 	        "  --arena-size SIZE      arena size when it is created, e.g. 512M, 4G (default 1G)\n"
 	        "  --config FILE          config file (default %s, if it exists)\n"
 	        "  --allow-uid UID|USER   also allow this user to connect (repeatable)\n"
 	        "  --allow-gid GID|GROUP  also allow this group to connect (repeatable)\n"
 	        "  --scavenge-delay SECS  release pages free this long (default 300)\n"
 	        "  --sweep-interval SECS  seconds between sweep cycles (default 1)\n"
-	        "  --client-quota SIZE    most memory one client may hold, 0 for none (default 0)\n"
+	        "  --client-quota SIZE    most memory charged to one client, 0 for none (default 0)\n"
+	        "  --uid-quota SIZE       most memory charged to one user's clients (default 0)\n"
 	        "  --max-clients N        client slots (default %u)\n"
+	        "  --max-clients-per-uid N      slots one user may hold (default %u)\n"
+	        "  --max-connections-per-uid N  connections one user may open (default %u)\n"
+	        "  --hello-timeout SECS   close a connection silent this long after connecting (default %u)\n"
 	        "  --reset                lay out an unusable arena anew (destroys its contents)\n"
 	        "  --help                 show this help\n"
 	        "  --version              show the version\n"
@@ -66,7 +73,8 @@ void config_usage(void *out)
 	        "The config file holds 'key = value' lines named after the long options.\n"
 	        "Root, the daemon's own user and the members of its group may always connect.\n",
 	        HEAPD_DEFAULT_SOCKET, HEAPD_DEFAULT_ARENA, CONFIG_DEFAULT_FILE,
-	        HEAPD_DEFAULT_MAX_CLIENTS);
+	        HEAPD_DEFAULT_MAX_CLIENTS, CONFIG_DEFAULT_CLIENTS_PER_UID,
+	        CONFIG_DEFAULT_CONNECTIONS_PER_UID, CONFIG_DEFAULT_HELLO_TIMEOUT);
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -168,7 +176,8 @@ static int copy_str(char *dst, size_t dstlen, const char *src)
 /* Keys that take a value, in the file and on the command line. */
 static const char *const value_keys[] = {
 	"socket", "arena", "arena-size", "allow-uid", "allow-gid", "scavenge-delay",
-	"sweep-interval", "client-quota", "max-clients", NULL,
+	"sweep-interval", "client-quota", "uid-quota", "max-clients", "max-clients-per-uid",
+	"max-connections-per-uid", "hello-timeout", NULL,
 };
 
 static int is_value_key(const char *key)
@@ -204,11 +213,31 @@ static int config_set(config_t *cfg, const char *key, const char *val, const cha
 		cfg->arena_size = v;
 		return 0;
 	}
-	if (strcmp(key, "client-quota") == 0) {
+	if (strcmp(key, "client-quota") == 0 || strcmp(key, "uid-quota") == 0) {
 		*why = "want a size such as 64M, or 0 for none";
 		if (config_parse_size(val, &v) < 0)
 			return -EINVAL;
-		cfg->client_quota = v;
+		if (key[0] == 'c')
+			cfg->client_quota = v;
+		else
+			cfg->uid_quota = v;
+		return 0;
+	}
+	if (strcmp(key, "max-clients-per-uid") == 0 || strcmp(key, "max-connections-per-uid") == 0) {
+		*why = "want a number from 1 to 65536";
+		if (parse_u64(val, 65536, &v) < 0 || v == 0)
+			return -EINVAL;
+		if (strcmp(key, "max-clients-per-uid") == 0)
+			cfg->max_clients_per_uid = (uint32_t)v;
+		else
+			cfg->max_connections_per_uid = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "hello-timeout") == 0) {
+		*why = "want a number of seconds from 1 to 3600";
+		if (parse_u64(val, 3600, &v) < 0 || v == 0)
+			return -EINVAL;
+		cfg->hello_timeout = v;
 		return 0;
 	}
 	if (strcmp(key, "scavenge-delay") == 0) {

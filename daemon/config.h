@@ -17,6 +17,9 @@
 
 #define CONFIG_DEFAULT_FILE "/etc/heapd/heapd.conf"
 #define CONFIG_MAX_IDS 64
+#define CONFIG_DEFAULT_CLIENTS_PER_UID 256u
+#define CONFIG_DEFAULT_CONNECTIONS_PER_UID 512u
+#define CONFIG_DEFAULT_HELLO_TIMEOUT 5u
 
 typedef struct config {
 	char socket[108];         /* listening socket path */
@@ -29,8 +32,12 @@ typedef struct config {
 	size_t nallow_gid;
 	uint64_t scavenge_delay;  /* seconds a free page waits before it is released */
 	uint64_t sweep_interval;  /* seconds between timed sweep cycles (>= 1) */
-	uint64_t client_quota;    /* bytes a client may hold in spans and large objects, 0: none */
+	uint64_t client_quota;    /* bytes charged to one client's slot at most, 0: none (quota.h) */
+	uint64_t uid_quota;       /* bytes charged to one uid's clients, live or gone, 0: none */
 	uint32_t max_clients;     /* client slots (and the table size of a new arena) */
+	uint32_t max_clients_per_uid;     /* slots one uid may hold at once */
+	uint32_t max_connections_per_uid; /* connections one uid may have open at once */
+	uint64_t hello_timeout;   /* seconds a connection may go without its Hello */
 	int reset;                /* lay an unusable arena out anew */
 } config_t;
 

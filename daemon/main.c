@@ -7,7 +7,7 @@
  * unusable arena, exits 1 with the reason), take the socket (server_listen;
  * a socket a live daemon answers on exits 1), start the sweeper, serve.
  * SIGTERM or SIGINT stop the loop; connections are closed with their client
- * slots kept (clients go on using their spans and re-adopt them from the
+ * slots held (clients go on using their spans and re-adopt them from the
  * next daemon), the socket is removed if we bound it, the arena is marked
  * cleanly shut down, and heapd exits 0.
  */
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commit.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -39,6 +40,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	shm_commit_arm_from_env(); /* crash tests: stop after the Nth commit write (commit.h) */
 	/*
 	 * Hold SIGTERM and SIGINT until the event loop handles them (server_run
 	 * unblocks them), so a stop that arrives while the arena is recovered or

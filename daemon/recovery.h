@@ -22,10 +22,11 @@ typedef struct recovery_stats {
 } recovery_stats_t;
 
 /*
- * Rebuild central lists and client slots from the span table and the client
- * table. Runs once, after pageheap_init and before the sweeper thread and
- * the listener start, so nothing runs concurrently with it.
+ * Rebuild central lists, client slots and the quota books from the span
+ * table and the client table. Runs once, after pageheap_init and before the
+ * sweeper thread and the listener start, so nothing runs concurrently with
+ * it. 0 or -ENOMEM (nothing was changed then).
  */
-void recovery_run(struct daemon *d, recovery_stats_t *st);
+int recovery_run(struct daemon *d, recovery_stats_t *st);
 
 #endif

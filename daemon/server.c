@@ -4,12 +4,15 @@
  *
  * Entry points: server_listen, server_run, server_close.
  *
- * A connection's life: accept -> SO_PEERCRED check (refused peers get an
- * Error and are closed before anything is read) -> session_new -> frames ->
- * EOF, error, or a protocol error, after which the queued Error reply is
- * flushed (at most CONN_LINGER_S seconds) and the connection closed. The
- * session is ended (its spans taken back) the moment the connection is
- * condemned, not when the flush completes.
+ * A connection's life: accept -> SO_PEERCRED check and the connection
+ * limits (refused peers get an Error and are closed before anything is
+ * read) -> session_new -> Hello within --hello-timeout -> frames -> EOF,
+ * error, or a protocol error, after which the queued Error reply is flushed
+ * (at most CONN_LINGER_S seconds) and the connection closed. The session
+ * ends the moment the connection is condemned; its slot is held for the
+ * process, whose pidfd watch releases it when the process has exited.
+ * While a request waits for its reply (a control job, session.h) the
+ * connection reads nothing more; the reply resumes it (conn_resume).
  *
  * A request costs the loop three system calls: the wakeup, one recv into
  * the connection's input buffer (conn_on_read), and one sendmsg of the
@@ -20,9 +23,9 @@
  * socket will not take wait for EV_WRITE. Past SERVER_OUTPUT_LIMIT queued
  * bytes the client is dropped.
  *
- * The arena's descriptor rides with the Hello reply (conn_send_fd), sent
+ * The arena's descriptors ride with the Hello reply (conn_send_fds), sent
  * directly with sendmsg once the output buffer is flushed, so no queued
- * byte can overtake it.
+ * byte can overtake them.
  */
 #include "server.h"
 
@@ -36,6 +39,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -48,6 +52,7 @@
 #include "log.h"
 #include "notify.h"
 #include "session.h"
+#include "sock.h"
 #include "wire.h"
 
 #define CONN_LINGER_S 5
@@ -63,8 +68,10 @@
 typedef struct conn {
 	server_t *srv;
 	int fd;
+	uid_t uid;               /* the peer's, for the per-uid count */
 	struct event *rev;       /* EV_READ | EV_PERSIST, from accept until the session ends */
 	struct event *wev;       /* EV_WRITE | EV_PERSIST, while output is held up */
+	struct event *tev;       /* timer: the Hello deadline, then closing on request (conn_end) */
 	struct evbuffer *out;    /* queued reply frames */
 	uint8_t *in;             /* input: in[0, inlen) read, not yet handled */
 	size_t inlen, incap;     /* incap <= CONN_INPUT_MAX */
@@ -72,6 +79,38 @@ typedef struct conn {
 	int closing;             /* flushing a last reply before closing */
 	struct conn *next, *prev;
 } conn_t;
+
+static void server_arm_poll(server_t *srv);
+
+/* ---- connections per uid ---- */
+
+static server_uid_t *uid_entry(server_t *srv, uid_t uid, int add)
+{
+	for (uint32_t i = 0; i < srv->nuids; i++)
+		if (srv->uids[i].uid == uid)
+			return &srv->uids[i];
+	if (!add)
+		return NULL;
+	if (srv->nuids == srv->capuids) {
+		uint32_t ncap = srv->capuids ? srv->capuids * 2 : 16;
+		server_uid_t *grown = realloc(srv->uids, ncap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		srv->uids = grown;
+		srv->capuids = ncap;
+	}
+	srv->uids[srv->nuids] = (server_uid_t){ .uid = uid, .conns = 0 };
+	return &srv->uids[srv->nuids++];
+}
+
+static void uid_release(server_t *srv, uid_t uid)
+{
+	server_uid_t *e = uid_entry(srv, uid, 0);
+	if (!e)
+		return;
+	if (--e->conns == 0)
+		*e = srv->uids[--srv->nuids];
+}
 
 /* ---- connections ---- */
 
@@ -82,6 +121,8 @@ static void conn_free(conn_t *c)
 		event_free(c->rev);
 	if (c->wev)
 		event_free(c->wev);
+	if (c->tev)
+		event_free(c->tev);
 	if (c->out)
 		evbuffer_free(c->out);
 	if (c->fd >= 0)
@@ -100,6 +141,7 @@ static void conn_destroy(conn_t *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	srv->nconns--;
+	uid_release(srv, c->uid);
 	conn_free(c);
 }
 
@@ -143,9 +185,10 @@ static void conn_io_error(conn_t *c, int err)
 static void conn_close(conn_t *c, int flush)
 {
 	if (c->s) {
-		session_free(c->s, 0);
+		session_free(c->s);
 		c->s = NULL;
 	}
+	event_del(c->tev);
 	if (flush && conn_flush(c) == -EAGAIN) {
 		struct timeval tv = { CONN_LINGER_S, 0 };
 		c->closing = 1;
@@ -192,7 +235,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 		conn_destroy(c);
 }
 
-static int conn_send_fd(void *io, const uint8_t *frame, size_t len, int fd)
+static int conn_send_fds(void *io, const uint8_t *frame, size_t len, const int *fds, int nfds)
 {
 	conn_t *c = io;
 	wire_fdctl_t ctl;
@@ -200,8 +243,8 @@ static int conn_send_fd(void *io, const uint8_t *frame, size_t len, int fd)
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	if (conn_flush(c) < 0)
-		return -EPROTO; /* cannot keep the descriptor with its frame */
-	wire_attach_fd(&msg, &ctl, fd);
+		return -EPROTO; /* cannot keep the descriptors with their frame */
+	wire_attach_fds(&msg, &ctl, fds, nfds);
 
 	ssize_t n;
 	do
@@ -242,7 +285,7 @@ static int conn_frames(conn_t *c)
 	size_t off = 0, need = 0; /* need: the whole of a frame that is not all here */
 	int rc = 0;
 
-	while (c->s && c->inlen - off >= HEAPD_FRAME_HEADER) {
+	while (c->s && c->s->wait == SESSION_WAIT_NONE && c->inlen - off >= HEAPD_FRAME_HEADER) {
 		uint32_t len;
 		if (wire_parse_header(c->in + off, &len) < 0) {
 			session_fail(c->s, EPROTO, "frame of %u bytes is over the %u-byte limit", len,
@@ -266,6 +309,8 @@ static int conn_frames(conn_t *c)
 			conn_close(c, 1);
 			return -1;
 		}
+		if (c->s->hello)
+			event_del(c->tev); /* the Hello deadline is met */
 		if (evbuffer_get_length(c->out) <= SERVER_OUTPUT_LIMIT)
 			continue;
 		rc = conn_flush(c);
@@ -286,6 +331,12 @@ static int conn_frames(conn_t *c)
 		memmove(c->in, c->in + off, c->inlen - off);
 		c->inlen -= off;
 	}
+	if (c->s && c->s->wait != SESSION_WAIT_NONE) {
+		/* A reply comes later: read nothing more until it has (conn_resume). */
+		event_del(c->rev);
+		server_arm_poll(c->srv);
+		return 0;
+	}
 	if (c->incap > CONN_INPUT_MIN && c->inlen < CONN_INPUT_MIN && need <= CONN_INPUT_MIN) {
 		uint8_t *in = realloc(c->in, CONN_INPUT_MIN); /* give back a large frame's room */
 		if (in) {
@@ -301,7 +352,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	conn_t *c = arg;
 	(void)what;
 
-	if (!c->s || c->closing)
+	if (!c->s || c->closing || c->s->wait != SESSION_WAIT_NONE)
 		return;
 	assert(c->inlen < c->incap); /* conn_frames leaves room for the rest of a frame */
 	ssize_t n = recv(fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
@@ -323,6 +374,49 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	if (conn_frames(c) < 0)
 		return;
 	conn_push(c);
+}
+
+/* A reply that waited has been queued: send it, handle what arrived meanwhile, read on. */
+static void conn_resume(void *io)
+{
+	conn_t *c = io;
+
+	if (!c->s || c->closing)
+		return;
+	if (conn_frames(c) < 0)
+		return;
+	if (conn_push(c) < 0)
+		return;
+	if (c->s && c->s->wait == SESSION_WAIT_NONE && !event_pending(c->rev, EV_READ, NULL))
+		event_add(c->rev, NULL);
+}
+
+/* The timer: the Hello deadline passed, or heapd has given the connection up (conn_end). */
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	conn_t *c = arg;
+	(void)fd;
+	(void)what;
+
+	if (c->s && !c->s->hello && !c->s->failed) {
+		log_msg("client %u (pid %d) sent no Hello within %llu s; closed", c->s->id,
+		        (int)c->s->pid, (unsigned long long)c->srv->d->cfg.hello_timeout);
+		session_fail(c->s, ETIMEDOUT, "no Hello within %llu s",
+		             (unsigned long long)c->srv->d->cfg.hello_timeout);
+		conn_close(c, 1);
+		return;
+	}
+	conn_close(c, 0);
+}
+
+/* heapd gave the session up (session_orphan): close the connection from the loop, soon. */
+static void conn_end(void *io)
+{
+	conn_t *c = io;
+	struct timeval now = { 0, 0 };
+
+	event_del(c->rev);
+	event_add(c->tev, &now);
 }
 
 /* ---- accepting ---- */
@@ -401,10 +495,23 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		refuse(fd, EACCES, "permission denied: uid/gid not allowed by heapd");
 		return;
 	}
-	if (srv->nconns >= srv->max_conns) {
+	int admin = cr.uid == 0 || cr.uid == geteuid();
+	if (srv->nconns >= srv->max_conns + (admin ? SERVER_ADMIN_CONNS : 0)) {
 		log_msg("refused connection from pid %d uid %u: %u connections open", (int)cr.pid,
 		        (unsigned)cr.uid, srv->nconns);
 		refuse(fd, EUSERS, "too many connections");
+		return;
+	}
+	server_uid_t *u = uid_entry(srv, cr.uid, 1);
+	if (!u)
+		goto fail;
+	if (u->conns >= srv->d->cfg.max_connections_per_uid && !(admin && u->conns <
+	                                                              srv->d->cfg.max_connections_per_uid + SERVER_ADMIN_CONNS)) {
+		log_msg("refused connection from pid %d uid %u: the user has %u connections open",
+		        (int)cr.pid, (unsigned)cr.uid, u->conns);
+		refuse(fd, EUSERS, "too many connections from this user");
+		if (u->conns == 0)
+			uid_release(srv, cr.uid);
 		return;
 	}
 
@@ -413,28 +520,35 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		goto fail;
 	c->srv = srv;
 	c->fd = fd;
+	c->uid = cr.uid;
+	u->conns++;
 	c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
 	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	c->tev = evtimer_new(srv->base, conn_on_timer, c);
 	c->out = evbuffer_new();
-	if (!c->rev || !c->wev || !c->out || conn_reserve(c, CONN_INPUT_MIN) < 0)
+	if (!c->rev || !c->wev || !c->tev || !c->out || conn_reserve(c, CONN_INPUT_MIN) < 0)
 		goto fail_conn;
-	c->s = session_new(srv->d, cr.pid, cr.uid, cr.gid, c->out);
+	c->s = session_new(srv->d, fd, cr.pid, cr.uid, cr.gid, c->out);
 	if (!c->s)
 		goto fail_conn;
-	c->s->send_fd = conn_send_fd;
+	c->s->send_fds = conn_send_fds;
+	c->s->resume = conn_resume;
+	c->s->end = conn_end;
 	c->s->io = c;
 	c->next = srv->conns;
 	if (srv->conns)
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->nconns++;
-	if (event_add(c->rev, NULL) < 0) {
+	struct timeval hello = { (time_t)srv->d->cfg.hello_timeout, 0 };
+	if (event_add(c->rev, NULL) < 0 || event_add(c->tev, &hello) < 0) {
 		log_msg("cannot watch the connection from pid %d; closed", (int)cr.pid);
 		conn_close(c, 0);
 	}
 	return;
 
 fail_conn:
+	uid_release(srv, cr.uid);
 	c->fd = -1; /* closed below */
 	conn_free(c);
 fail:
@@ -467,7 +581,6 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 /* Refuse a socket path a live daemon answers on; remove a stale one. */
 static int check_socket_path(const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, rc;
 
@@ -482,23 +595,15 @@ static int check_socket_path(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s exists and is not a socket; not touching it", path);
 		return -EEXIST;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
-		return rc;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	int e = errno;
-	close(fd);
-	if (rc == 0) {
+	fd = sock_connect(path);
+	if (fd >= 0) {
+		close(fd);
 		snprintf(err, errlen, "another heapd is serving %s", path);
 		return -EADDRINUSE;
 	}
-	if (e != ECONNREFUSED) {
-		snprintf(err, errlen, "cannot probe socket %s: %s", path, strerror(e));
-		return -e;
+	if (fd != -ECONNREFUSED) {
+		snprintf(err, errlen, "cannot probe socket %s: %s", path, strerror(-fd));
+		return fd;
 	}
 	if (unlink(path) < 0 && errno != ENOENT) {
 		rc = -errno;
@@ -509,40 +614,88 @@ static int check_socket_path(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-static int bind_socket(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, rc;
+/* ---- watches on client processes ---- */
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path %s is too long", path);
-		return -ENAMETOOLONG;
+typedef struct watch {
+	server_t *srv;
+	uint32_t slot;
+	struct event *ev;
+} watch_t;
+
+static void on_proc_exit(evutil_socket_t fd, short what, void *arg)
+{
+	watch_t *w = arg;
+	(void)fd;
+	(void)what;
+
+	/* Frees w (unwatch_proc) when the process is gone; else watch on. */
+	if (daemon_reap(w->srv->d, w->slot) == 0)
+		event_add(w->ev, NULL);
+}
+
+static void *watch_proc(void *arg, uint32_t slot, int pidfd)
+{
+	server_t *srv = arg;
+	watch_t *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->srv = srv;
+	w->slot = slot;
+	w->ev = event_new(srv->base, pidfd, EV_READ, on_proc_exit, w);
+	if (!w->ev || event_add(w->ev, NULL) < 0) {
+		if (w->ev)
+			event_free(w->ev);
+		free(w);
+		return NULL; /* the tick's daemon_reap still finds the process gone */
 	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
-		return rc;
-	}
-	mode_t old = umask(0117);
-	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (rc < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot bind %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (chmod(path, 0660) < 0 || listen(fd, 512) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
-		unlink(path);
-		goto fail;
-	}
-	return fd;
-fail:
-	close(fd);
-	return rc;
+	return w;
+}
+
+static void unwatch_proc(void *arg, void *watch)
+{
+	watch_t *w = watch;
+	(void)arg;
+	event_free(w->ev);
+	free(w);
+}
+
+/* ---- requests waiting for their reply ---- */
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	server_t *srv = arg;
+	(void)fd;
+	(void)what;
+	if (session_poll_waiting(srv->d))
+		server_arm_poll(srv);
+}
+
+static void server_arm_poll(server_t *srv)
+{
+	struct timeval tv = { 0, SERVER_POLL_MS * 1000 };
+	if (srv->poll && !event_pending(srv->poll, EV_TIMEOUT, NULL))
+		event_add(srv->poll, &tv);
+}
+
+/* The sweeper finished a job: answer the requests waiting for it. */
+static void on_jobs(evutil_socket_t fd, short what, void *arg)
+{
+	server_t *srv = arg;
+	uint64_t n;
+	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_msg("cannot read the job eventfd: %s", strerror(errno));
+	on_poll(-1, 0, srv);
+}
+
+/* Called on the sweeper thread. */
+static void notify_jobs(void *arg)
+{
+	server_t *srv = arg;
+	uint64_t one = 1;
+	if (write(srv->jobfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_msg("cannot write the job eventfd: %s", strerror(errno));
 }
 
 int server_listen(server_t *srv, daemon_t *d, const char *path, char *err, size_t errlen)
@@ -552,6 +705,7 @@ int server_listen(server_t *srv, daemon_t *d, const char *path, char *err, size_
 	memset(srv, 0, sizeof(*srv));
 	srv->d = d;
 	srv->listen_fd = -1;
+	srv->jobfd = -1;
 	srv->max_conns = d->clients.limit + SERVER_CONTROL_CONNS;
 	snprintf(srv->path, sizeof(srv->path), "%s", path);
 
@@ -575,12 +729,24 @@ int server_listen(server_t *srv, daemon_t *d, const char *path, char *err, size_
 		rc = check_socket_path(path, err, errlen);
 		if (rc < 0)
 			return rc;
-		fd = bind_socket(path, err, errlen);
-		if (fd < 0)
+		/* mode 0660 through the umask at bind time: nothing follows the path afterwards */
+		fd = sock_listen(path, 0660, 512);
+		if (fd < 0) {
+			snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(-fd));
 			return fd;
+		}
 		srv->bound = 1;
 	}
 	srv->listen_fd = fd;
+	srv->jobfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (srv->jobfd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot create an eventfd: %s", strerror(errno));
+		return rc;
+	}
+	/* Set before the sweeper thread starts (main.c). */
+	d->sweeper.notify = notify_jobs;
+	d->sweeper.notify_arg = srv;
 	return 0;
 }
 
@@ -601,7 +767,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	daemon_reap_held(d);
+	/* Slots whose process could not be watched (no pidfd) are found here. */
+	daemon_reap(d, HEAPD_NIL);
+	uint64_t repairs = segment_guard_repairs();
+	if (repairs != srv->guard_repairs) {
+		log_msg("the arena's data file was shrunk and re-extended %llu times (by a client); "
+		        "the cut ranges read as zero", (unsigned long long)(repairs - srv->guard_repairs));
+		srv->guard_repairs = repairs;
+	}
 	notify_status("%llu of %u pages in use, %u clients",
 	              (unsigned long long)__atomic_load_n(&d->seg.hdr->pages_inuse, __ATOMIC_RELAXED),
 	              d->seg.hdr->npages_max, d->nclients);
@@ -625,11 +798,18 @@ int server_run(server_t *srv)
 	srv->sigterm = evsignal_new(srv->base, SIGTERM, on_signal, srv);
 	srv->sigint = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	srv->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, srv);
-	if (!srv->relisten || !srv->sigterm || !srv->sigint || !srv->tick)
+	srv->jobs = event_new(srv->base, srv->jobfd, EV_READ | EV_PERSIST, on_jobs, srv);
+	srv->poll = evtimer_new(srv->base, on_poll, srv);
+	if (!srv->relisten || !srv->sigterm || !srv->sigint || !srv->tick || !srv->jobs || !srv->poll)
 		goto fail;
 	if (evsignal_add(srv->sigterm, NULL) < 0 || evsignal_add(srv->sigint, NULL) < 0 ||
-	    event_add(srv->tick, &tick) < 0)
+	    event_add(srv->tick, &tick) < 0 || event_add(srv->jobs, NULL) < 0)
 		goto fail;
+	/* Watch the processes of the slots recovery kept, and of every slot from now on. */
+	srv->d->watch_proc = watch_proc;
+	srv->d->unwatch_proc = unwatch_proc;
+	srv->d->watch_arg = srv;
+	daemon_watch_slots(srv->d);
 	/* main.c held these until now; one that is pending stops the loop at once */
 	sigset_t stop;
 	sigemptyset(&stop);
@@ -655,28 +835,35 @@ void server_close(server_t *srv)
 	while (srv->conns) {
 		conn_t *c = srv->conns;
 		if (c->s) {
-			session_free(c->s, 1);
+			session_free(c->s);
 			c->s = NULL;
 		}
 		conn_destroy(c);
+	}
+	if (srv->d && srv->d->watch_proc) {
+		daemon_unwatch_slots(srv->d);
+		srv->d->watch_proc = NULL;
+		srv->d->unwatch_proc = NULL;
 	}
 	if (srv->listener)
 		evconnlistener_free(srv->listener);
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
-	if (srv->relisten)
-		event_free(srv->relisten);
-	if (srv->sigterm)
-		event_free(srv->sigterm);
-	if (srv->sigint)
-		event_free(srv->sigint);
-	if (srv->tick)
-		event_free(srv->tick);
+	struct event *evs[] = { srv->relisten, srv->sigterm, srv->sigint, srv->tick, srv->jobs,
+	                        srv->poll };
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
 	if (srv->base)
 		event_base_free(srv->base);
+	if (srv->jobfd >= 0)
+		close(srv->jobfd);
 	if (srv->bound && unlink(srv->path) < 0 && errno != ENOENT)
 		log_msg("cannot remove socket %s: %s", srv->path, strerror(errno));
+	free(srv->uids);
+	srv->uids = NULL;
 	srv->listener = NULL;
 	srv->base = NULL;
 	srv->listen_fd = -1;
+	srv->jobfd = -1;
 }

@@ -9,6 +9,7 @@
  * lock) or a client slot's list (event-loop thread only). A span is on at
  * most one list, and span->list names it. These lists are indexes: a
  * restarted daemon rebuilds them from span state and owner (recovery.c).
+ * Links are written through span.h's setters, like every descriptor field.
  */
 #ifndef HEAPD_DAEMON_SPANLIST_H
 #define HEAPD_DAEMON_SPANLIST_H
@@ -17,6 +18,7 @@
 
 #include "layout.h"
 #include "segment.h"
+#include "span.h"
 
 /* span->list of an in-use span. */
 enum {
@@ -38,61 +40,38 @@ static inline void spanlist_init(spanlist_t *l)
 	l->count = 0;
 }
 
-static inline void spanlist_push(shm_span_t *spans, spanlist_t *l, uint32_t id, uint8_t tag)
+static inline void spanlist_push(segment_t *seg, spanlist_t *l, uint32_t id, uint8_t tag)
 {
-	shm_span_t *s = &spans[id];
-	s->prev = HEAPD_NIL;
-	s->next = l->head;
 	if (l->head != HEAPD_NIL)
-		spans[l->head].prev = id;
+		span_set_links(seg, l->head, seg->spans[l->head].next, id);
+	span_set_links(seg, id, l->head, HEAPD_NIL);
+	span_set_list(seg, id, tag);
 	l->head = id;
-	s->list = tag;
 	l->count++;
 }
 
-static inline void spanlist_remove(shm_span_t *spans, spanlist_t *l, uint32_t id)
+static inline void spanlist_remove(segment_t *seg, spanlist_t *l, uint32_t id)
 {
-	shm_span_t *s = &spans[id];
-	if (s->prev != HEAPD_NIL)
-		spans[s->prev].next = s->next;
+	const shm_span_t *s = &seg->spans[id];
+	uint32_t next = s->next, prev = s->prev;
+	if (prev != HEAPD_NIL)
+		span_set_links(seg, prev, next, seg->spans[prev].prev);
 	else
-		l->head = s->next;
-	if (s->next != HEAPD_NIL)
-		spans[s->next].prev = s->prev;
-	s->next = s->prev = HEAPD_NIL;
-	s->list = SPANLIST_NONE;
+		l->head = next;
+	if (next != HEAPD_NIL)
+		span_set_links(seg, next, seg->spans[next].next, prev);
+	span_set_links(seg, id, HEAPD_NIL, HEAPD_NIL);
+	span_set_list(seg, id, SPANLIST_NONE);
 	l->count--;
 }
 
 /* Remove and return the first span, or HEAPD_NIL. */
-static inline uint32_t spanlist_pop(shm_span_t *spans, spanlist_t *l)
+static inline uint32_t spanlist_pop(segment_t *seg, spanlist_t *l)
 {
 	uint32_t id = l->head;
 	if (id != HEAPD_NIL)
-		spanlist_remove(spans, l, id);
+		spanlist_remove(seg, l, id);
 	return id;
-}
-
-/*
- * Walking the span table while freeing: after span p was returned to the
- * page heap it may have merged with free neighbours. The start of the span
- * after the (possibly merged) free span that now holds page p.
- */
-static inline uint32_t span_next_after_free(const segment_t *seg, uint32_t p, uint32_t grown)
-{
-	const shm_span_t *spans = seg->spans;
-	uint32_t m = p;
-	if (!(spans[p].state == SPAN_FREE && spans[p].start == p) && p > 0) {
-		/* the last page of a free span maps to its start */
-		uint32_t b = segment_pagemap_span(seg, p - 1);
-		if (b < p && spans[b].state == SPAN_FREE && spans[b].start == b &&
-		    spans[b].npages > p - b)
-			m = b;
-	}
-	if (spans[m].state == SPAN_DEAD || spans[m].start != m || spans[m].npages == 0 ||
-	    spans[m].npages > grown - m)
-		return p + 1; /* should not happen: let the caller resynchronise */
-	return m + spans[m].npages;
 }
 
 #endif

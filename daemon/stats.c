@@ -2,81 +2,72 @@
 /*
  * stats.c - usage figures (see stats.h).
  *
- * Entry points: stats_collect, stats_fill_reply. The walk holds the heap
- * lock for at most STATS_WALK_CHUNK spans at a time, so refills and large
+ * Entry points: stats_collect, stats_fill_reply. The walk (pageheap_walk)
+ * holds the heap lock for a chunk of spans at a time, so refills and large
  * allocations wait for a chunk, never for the whole walk; bitmaps are read
- * with relaxed loads while clients keep allocating.
+ * with relaxed loads while clients keep allocating, and bounded by each
+ * class's object count.
  */
 #include "stats.h"
 
 #include <string.h>
 
 #include "bitmap.h"
+#include "clock.h"
 #include "daemon.h"
 
-#define STATS_WALK_CHUNK 4096u
+static void count_span(void *arg, uint32_t p)
+{
+	stats_t *st = ((void **)arg)[0];
+	const segment_t *seg = ((void **)arg)[1];
+	const shm_span_t *s = &seg->spans[p];
+
+	if (s->state == SPAN_SMALL) {
+		uint32_t k = s->sizeclass;
+		if (k == 0 || k >= SIZECLASS_COUNT)
+			return; /* recovery quarantines such a span; nothing to count */
+		uint32_t nelems = sizeclass_nelems[k];
+		const uint64_t *alloc = segment_allocbits(seg, p);
+		uint32_t inuse = bitmap_count_inuse(alloc, segment_freebits(seg, p, nelems), nelems);
+		st->spans_in_use++;
+		st->objects_in_use += inuse;
+		st->bytes_in_use += (uint64_t)inuse * sizeclass_size[k];
+		st->cls[k].spans++;
+		st->cls[k].objects_in_use += inuse;
+		st->cls[k].free_slots += nelems - inuse;
+	} else if (s->state == SPAN_LARGE) {
+		const uint64_t *alloc = segment_allocbits(seg, p), *freeb = segment_freebits(seg, p, 1);
+		st->spans_in_use++;
+		if ((bitmap_load(&alloc[0]) & 1) && !(bitmap_load(&freeb[0]) & 1)) {
+			uint64_t bytes = (uint64_t)s->npages << HEAPD_PAGE_SHIFT;
+			st->objects_in_use++;
+			st->bytes_in_use += bytes;
+			st->large_objects++;
+			st->large_bytes += bytes;
+		}
+	}
+}
 
 void stats_collect(daemon_t *d, stats_t *st)
 {
-	segment_t *seg = &d->seg;
-	shm_header_t *hdr = seg->hdr;
-	uint32_t p = 0;
+	shm_header_t *hdr = d->seg.hdr;
+	pageheap_counts_t c;
+	void *arg[2] = { st, &d->seg };
 
 	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&d->heap.lock);
-	for (;;) {
-		uint32_t grown = hdr->npages_grown;
-		for (uint32_t n = 0; p < grown && n < STATS_WALK_CHUNK; n++) {
-			const shm_span_t *s = &seg->spans[p];
-			if (s->state == SPAN_DEAD || s->start != p || s->npages == 0 ||
-			    s->npages > grown - p) {
-				p++;
-				continue;
-			}
-			if (s->state == SPAN_SMALL) {
-				uint32_t k = s->sizeclass;
-				uint32_t nelems = s->nelems > HEAPD_SPAN_MAX_OBJECTS ? HEAPD_SPAN_MAX_OBJECTS : s->nelems;
-				const uint64_t *alloc = segment_allocbits(seg, p), *freeb = segment_freebits(seg, p, nelems);
-				uint32_t inuse = bitmap_count_inuse(alloc, freeb, nelems);
-				st->spans_in_use++;
-				st->objects_in_use += inuse;
-				st->bytes_in_use += (uint64_t)inuse * s->elemsize;
-				if (k > 0 && k < SIZECLASS_COUNT) {
-					st->cls[k].spans++;
-					st->cls[k].objects_in_use += inuse;
-					st->cls[k].free_slots += nelems - inuse;
-				}
-			} else if (s->state == SPAN_LARGE) {
-				const uint64_t *alloc = segment_allocbits(seg, p), *freeb = segment_freebits(seg, p, 1);
-				st->spans_in_use++;
-				if ((bitmap_load(&alloc[0]) & 1) && !(bitmap_load(&freeb[0]) & 1)) {
-					uint64_t bytes = (uint64_t)s->npages << HEAPD_PAGE_SHIFT;
-					st->objects_in_use++;
-					st->bytes_in_use += bytes;
-					st->large_objects++;
-					st->large_bytes += bytes;
-				}
-			}
-			p += s->npages;
-		}
-		if (p >= hdr->npages_grown)
-			break;
-		pthread_mutex_unlock(&d->heap.lock);
-		pthread_mutex_lock(&d->heap.lock);
-	}
-	st->pages_total = hdr->npages_grown;
-	st->pages_in_use = hdr->pages_inuse;
-	st->pages_free = hdr->pages_free;
-	st->pages_released = hdr->pages_released;
-	st->sweep_cycles = hdr->sweep_cycles;
-	pthread_mutex_unlock(&d->heap.lock);
-
+	pageheap_walk(&d->heap, count_span, arg);
+	pageheap_counts(&d->heap, &c);
+	st->pages_total = c.npages_grown;
+	st->pages_in_use = c.pages_inuse;
+	st->pages_free = c.pages_free;
+	st->pages_released = c.pages_released;
+	st->sweep_cycles = __atomic_load_n(&hdr->sweep_cycles, __ATOMIC_RELAXED);
 	st->page_size = HEAPD_PAGE_SIZE;
 	st->pages_max = hdr->npages_max;
 	st->arena_bytes = (uint64_t)hdr->npages_max << HEAPD_PAGE_SHIFT;
 	st->clients = d->nclients;
 	st->sweepgen = atomic_load(&hdr->sweepgen);
-	st->uptime_seconds = (pageheap_now() - d->start_ns) / 1000000000ULL;
+	st->uptime_seconds = (heapd_now_ns() - d->start_ns) / 1000000000ULL;
 }
 
 void stats_fill_reply(const stats_t *st, Heapd__StatsReply *r, Heapd__ClassStats *cls,

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 size_t wire_frame_size(const Heapd__Envelope *env)
 {
 	return HEAPD_FRAME_HEADER + heapd__envelope__get_packed_size(env);
@@ -52,24 +54,23 @@ void wire_free(Heapd__Envelope *env)
 		heapd__envelope__free_unpacked(env, NULL);
 }
 
-void wire_attach_fd(struct msghdr *msg, wire_fdctl_t *ctl, int fd)
+void wire_attach_fds(struct msghdr *msg, wire_fdctl_t *ctl, const int *fds, int n)
 {
 	memset(ctl, 0, sizeof(*ctl));
 	msg->msg_control = ctl->buf;
-	msg->msg_controllen = sizeof(ctl->buf);
+	msg->msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
 	struct cmsghdr *c = CMSG_FIRSTHDR(msg);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
 }
 
-int wire_send(int sock, const Heapd__Envelope *env, int pass_fd)
+int wire_send(int sock, const Heapd__Envelope *env)
 {
 	size_t len = wire_frame_size(env);
 	uint8_t stackbuf[512];
 	uint8_t *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
-	wire_fdctl_t ctl;
 	size_t off = 0;
 	int rc = 0;
 
@@ -83,8 +84,6 @@ int wire_send(int sock, const Heapd__Envelope *env, int pass_fd)
 	while (off < len) {
 		struct iovec iov = { .iov_base = buf + off, .iov_len = len - off };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (off == 0 && pass_fd >= 0)
-			wire_attach_fd(&msg, &ctl, pass_fd);
 		ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -100,23 +99,24 @@ out:
 	return rc;
 }
 
-/* Read exactly len bytes; the first read may collect a passed descriptor. */
-static int read_full(int sock, uint8_t *buf, size_t len, int *recv_fd)
+/* Read exactly len bytes; the first read may collect passed descriptors into fds. */
+static int read_full(int sock, uint8_t *buf, size_t len, int *fds)
 {
 	size_t off = 0;
+	int got = 0;
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		char buf[CMSG_SPACE(sizeof(int) * 8)];
 		struct cmsghdr align;
 	} ctl;
 
 	while (off < len) {
 		struct iovec iov = { .iov_base = buf + off, .iov_len = len - off };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (recv_fd) {
+		if (fds) {
 			msg.msg_control = ctl.buf;
 			msg.msg_controllen = sizeof(ctl.buf);
 		}
-		ssize_t n = recvmsg(sock, &msg, recv_fd ? MSG_CMSG_CLOEXEC : 0);
+		ssize_t n = recvmsg(sock, &msg, fds ? MSG_CMSG_CLOEXEC : 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -124,7 +124,7 @@ static int read_full(int sock, uint8_t *buf, size_t len, int *recv_fd)
 		}
 		if (n == 0)
 			return -ECONNRESET;
-		if (recv_fd) {
+		if (fds) {
 			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 					continue;
@@ -132,29 +132,29 @@ static int read_full(int sock, uint8_t *buf, size_t len, int *recv_fd)
 				for (int i = 0; i < nfds; i++) {
 					int fd;
 					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-					if (*recv_fd < 0)
-						*recv_fd = fd;
+					if (got < WIRE_MAX_FDS)
+						fds[got++] = fd;
 					else
-						close(fd); /* only one descriptor is ever expected */
+						close(fd); /* more than any frame carries */
 				}
 			}
-			recv_fd = NULL;
+			fds = NULL;
 		}
 		off += (size_t)n;
 	}
 	return 0;
 }
 
-int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd)
+int wire_recv(int sock, Heapd__Envelope **env, int *fds)
 {
 	uint8_t hdr[HEAPD_FRAME_HEADER];
 	uint32_t len;
 	int rc;
 
 	*env = NULL;
-	if (recv_fd)
-		*recv_fd = -1;
-	rc = read_full(sock, hdr, sizeof(hdr), recv_fd);
+	for (int i = 0; fds && i < WIRE_MAX_FDS; i++)
+		fds[i] = -1;
+	rc = read_full(sock, hdr, sizeof(hdr), fds);
 	if (rc < 0)
 		goto fail;
 	rc = wire_parse_header(hdr, &len);
@@ -175,19 +175,12 @@ int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd)
 	if (rc == 0)
 		return 0;
 fail:
-	if (recv_fd && *recv_fd >= 0) {
-		close(*recv_fd);
-		*recv_fd = -1;
+	for (int i = 0; fds && i < WIRE_MAX_FDS; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
 	}
 	return rc;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /*
@@ -206,7 +199,7 @@ static int reader_fill(int sock, wire_reader_t *r, size_t want)
 		r->off = 0;
 	}
 	if (r->spin_us)
-		deadline = mono_ns() + (uint64_t)r->spin_us * 1000u;
+		deadline = heapd_now_ns() + (uint64_t)r->spin_us * 1000u;
 	while (r->len - r->off < want) {
 		int spin = deadline != 0;
 		ssize_t n = recv(sock, r->buf + r->len, sizeof(r->buf) - r->len, spin ? MSG_DONTWAIT : 0);
@@ -214,7 +207,7 @@ static int reader_fill(int sock, wire_reader_t *r, size_t want)
 			if (errno == EINTR)
 				continue;
 			if (spin && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				if (mono_ns() >= deadline)
+				if (heapd_now_ns() >= deadline)
 					deadline = 0; /* from now on, sleep until it comes */
 				continue;
 			}
@@ -266,10 +259,21 @@ int wire_read_frame(int sock, wire_reader_t *r, Heapd__Envelope **env)
 	return rc;
 }
 
-int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *recv_fd)
+int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *fds)
 {
-	int rc = wire_send(sock, req, -1);
+	int rc = wire_send(sock, req);
 	if (rc < 0)
 		return rc;
-	return wire_recv(sock, reply, recv_fd);
+	rc = wire_recv(sock, reply, fds);
+	if (rc == 0 && (*reply)->seq != req->seq) {
+		for (int i = 0; fds && i < WIRE_MAX_FDS; i++) {
+			if (fds[i] >= 0)
+				close(fds[i]);
+			fds[i] = -1;
+		}
+		wire_free(*reply);
+		*reply = NULL;
+		rc = -EPROTO;
+	}
+	return rc;
 }

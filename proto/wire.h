@@ -20,12 +20,12 @@
 
 #include "heap.pb-c.h"
 
-#define HEAPD_PROTOCOL_VERSION 1u
+#define HEAPD_PROTOCOL_VERSION 2u
 #define HEAPD_FRAME_HEADER 4u
 #define HEAPD_MAX_FRAME (1u << 20)    /* largest payload either side accepts */
 #define HEAPD_MAX_REFILL_SPANS 64u    /* most spans one Refill may ask for */
 #define HEAPD_DEFAULT_SOCKET "/run/heapd/heapd.sock"
-#define HEAPD_DEFAULT_ARENA "/dev/shm/heapd"
+#define HEAPD_DEFAULT_ARENA "/dev/shm/heapd" /* a directory (shm/layout.h) */
 #define HEAPD_DEFAULT_ARENA_SIZE (1ULL << 30)
 
 /* Bytes of the whole frame (header included) for env. */
@@ -41,27 +41,28 @@ void wire_free(Heapd__Envelope *env);
 /* Read a frame header; -EPROTO when the length is over HEAPD_MAX_FRAME. */
 int wire_parse_header(const uint8_t hdr[HEAPD_FRAME_HEADER], uint32_t *len);
 
-/* Room for the control message that carries one descriptor. */
+/* Descriptors one frame may carry (the Hello reply's: meta and data). */
+#define WIRE_MAX_FDS 2
+
+/* Room for the control message that carries up to WIRE_MAX_FDS descriptors. */
 typedef union wire_fdctl {
-	char buf[CMSG_SPACE(sizeof(int))];
+	char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
 	struct cmsghdr align;
 } wire_fdctl_t;
 
-/* Attach fd to msg as SCM_RIGHTS, with ctl holding the control data. */
-void wire_attach_fd(struct msghdr *msg, wire_fdctl_t *ctl, int fd);
+/* Attach fds[0..n) (n <= WIRE_MAX_FDS) to msg as SCM_RIGHTS, with ctl holding the control data. */
+void wire_attach_fds(struct msghdr *msg, wire_fdctl_t *ctl, const int *fds, int n);
+
+/* Send one frame on a blocking socket. Never raises SIGPIPE. 0 or -errno. */
+int wire_send(int sock, const Heapd__Envelope *env);
 
 /*
- * Send one frame on a blocking socket, passing pass_fd (SCM_RIGHTS) if it is
- * >= 0. Never raises SIGPIPE. 0 or -errno.
+ * Receive one frame from a blocking socket. If fds is not NULL, descriptors
+ * passed with the frame are stored in fds[0..WIRE_MAX_FDS) in order (-1
+ * where none came; any beyond are closed). Returns 0, -ECONNRESET at end of
+ * stream, -EPROTO for a bad frame, or -errno.
  */
-int wire_send(int sock, const Heapd__Envelope *env, int pass_fd);
-
-/*
- * Receive one frame from a blocking socket. If recv_fd is not NULL, a
- * descriptor passed with the frame is stored there (else -1). Returns 0,
- * -ECONNRESET at end of stream, -EPROTO for a bad frame, or -errno.
- */
-int wire_recv(int sock, Heapd__Envelope **env, int *recv_fd);
+int wire_recv(int sock, Heapd__Envelope **env, int *fds);
 
 /*
  * A socket's bytes read past the frame wire_read_frame returned, so that a
@@ -88,7 +89,10 @@ static inline void wire_reader_reset(wire_reader_t *r)
 /* wire_recv through r, without descriptor passing. Same returns. */
 int wire_read_frame(int sock, wire_reader_t *r, Heapd__Envelope **env);
 
-/* Send req and wait for its reply. 0 or -errno; a reply that is an Error stays a 0 return. */
-int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *recv_fd);
+/*
+ * Send req and wait for its reply (fds as wire_recv). 0 or -errno; a reply
+ * that is an Error stays a 0 return; one whose seq is not req's is -EPROTO.
+ */
+int wire_call(int sock, const Heapd__Envelope *req, Heapd__Envelope **reply, int *fds);
 
 #endif

@@ -16,36 +16,14 @@
 
 #include <stddef.h>
 
-/* The bits of word w that stand for objects below nelems. */
-static uint64_t valid_mask(uint32_t w, uint32_t nelems)
-{
-	uint32_t left = nelems - w * 64;
-	return left >= 64 ? ~0ULL : (1ULL << left) - 1;
-}
-
 uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, uint32_t nelems)
 {
 	uint32_t nwords = bitmap_words(nelems), freed = 0;
 
 	for (uint32_t w = 0; w < nwords; w++) {
-		/* acquire: the freeing process's last writes to the objects happen before their reuse */
-		uint64_t f = atomic_load_explicit((_Atomic uint64_t *)&freeb[w], memory_order_acquire);
-		if (!f)
-			continue;
-		uint64_t a = bitmap_load(&alloc[w]);
-		/*
-		 * A free bit without its alloc bit is left by a sweep cut short (below);
-		 * the object is already free, and the bit is dropped and not counted.
-		 */
-		freed += (uint32_t)__builtin_popcountll(f & a & valid_mask(w, nelems));
-		/*
-		 * The alloc bits first, then the free bits, and only those read: a
-		 * sweep cut short (its process killed) leaves free bits that the next
-		 * sweep folds again. The other order would lose them, and leak their
-		 * objects for good. Frees that land meanwhile keep their bits.
-		 */
-		bitmap_store(&alloc[w], a & ~f);
-		atomic_fetch_and_explicit((_Atomic uint64_t *)&freeb[w], ~f, memory_order_release);
+		uint64_t bits;
+		bitmap_fold_word(alloc, freeb, w, &bits);
+		freed += (uint32_t)__builtin_popcountll(bits & bitmap_valid_mask(w, nelems));
 	}
 	return freed;
 }
@@ -56,7 +34,7 @@ uint32_t bitmap_count_inuse(const uint64_t *alloc, const uint64_t *freeb, uint32
 
 	for (uint32_t w = 0; w < nwords; w++) {
 		uint64_t live = bitmap_load(&alloc[w]) & ~bitmap_load(&freeb[w]);
-		n += (uint32_t)__builtin_popcountll(live & valid_mask(w, nelems));
+		n += (uint32_t)__builtin_popcountll(live & bitmap_valid_mask(w, nelems));
 	}
 	return n;
 }
@@ -66,7 +44,7 @@ uint32_t bitmap_count_alloc(const uint64_t *alloc, uint32_t nelems)
 	uint32_t nwords = bitmap_words(nelems), n = 0;
 
 	for (uint32_t w = 0; w < nwords; w++)
-		n += (uint32_t)__builtin_popcountll(bitmap_load(&alloc[w]) & valid_mask(w, nelems));
+		n += (uint32_t)__builtin_popcountll(bitmap_load(&alloc[w]) & bitmap_valid_mask(w, nelems));
 	return n;
 }
 
@@ -107,7 +85,7 @@ int bitmap_verify(const uint64_t *alloc, const uint64_t *freeb, uint32_t nelems,
 
 	for (uint32_t w = 0; w < nwords && !reason; w++) {
 		uint64_t a = bitmap_load(&alloc[w]), f = bitmap_load(&freeb[w]);
-		uint64_t outside = ~valid_mask(w, nelems);
+		uint64_t outside = ~bitmap_valid_mask(w, nelems);
 		if (a & outside)
 			reason = "alloc bit set at or beyond nelems";
 		else if (f & outside)

@@ -48,6 +48,42 @@ static inline void bitmap_store(uint64_t *w, uint64_t v)
 	atomic_store_explicit((_Atomic uint64_t *)w, v, memory_order_relaxed);
 }
 
+/* The bits of word w that stand for objects below nelems. */
+static inline uint64_t bitmap_valid_mask(uint32_t w, uint32_t nelems)
+{
+	uint32_t left = nelems - w * 64;
+	return left >= 64 ? ~0ULL : (1ULL << left) - 1;
+}
+
+/*
+ * The owner's fold of word w: the free bits set now are cleared from the
+ * alloc word first, then from the free word, and only those read. A fold
+ * cut short (its process killed) leaves free bits that the next fold
+ * applies again; the other order would lose them, and leak their objects
+ * for good. Frees that land meanwhile keep their bits. Returns the alloc
+ * word after the fold; *freed (if not NULL) gets the bits folded that were
+ * allocated (a free bit without its alloc bit is such a cut-short fold's
+ * leftover: dropped, not counted).
+ */
+static inline uint64_t bitmap_fold_word(uint64_t *alloc, uint64_t *freeb, uint32_t w,
+                                        uint64_t *freed)
+{
+	uint64_t a = bitmap_load(&alloc[w]);
+	if (!bitmap_load(&freeb[w])) {
+		if (freed)
+			*freed = 0;
+		return a;
+	}
+	/* acquire: the freeing process's last writes to the objects happen before their reuse */
+	uint64_t f = atomic_load_explicit((_Atomic uint64_t *)&freeb[w], memory_order_acquire);
+	if (freed)
+		*freed = f & a;
+	a &= ~f;
+	bitmap_store(&alloc[w], a);
+	atomic_fetch_and_explicit((_Atomic uint64_t *)&freeb[w], ~f, memory_order_release);
+	return a;
+}
+
 /* Mark object idx free from any process. */
 static inline int bitmap_mark_free(const uint64_t *alloc, uint64_t *freeb, uint32_t idx)
 {
@@ -77,10 +113,7 @@ uint32_t bitmap_next_free(const uint64_t *alloc, uint32_t from, uint32_t nelems)
  */
 static inline uint64_t bitmap_alloc_cache(const uint64_t *alloc, uint32_t idx, uint32_t nelems)
 {
-	uint64_t c = ~bitmap_load(&alloc[idx >> 6]);
-	if (nelems - idx < 64)
-		c &= (1ULL << (nelems - idx)) - 1;
-	return c;
+	return ~bitmap_load(&alloc[idx >> 6]) & bitmap_valid_mask(idx >> 6, nelems);
 }
 
 /* Clear both bitmaps of a span of nelems objects (the daemon, on carving a span). */

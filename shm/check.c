@@ -32,6 +32,7 @@
 
 #include "bitmap.h"
 #include "sizeclass.h"
+#include "span.h"
 
 #define NIL HEAPD_NIL
 
@@ -66,17 +67,6 @@ static const char *state_name(uint8_t state)
 	case SPAN_LARGE: return "large";
 	default: return "garbage";
 	}
-}
-
-static int state_live(uint8_t state)
-{
-	return state == SPAN_FREE || state == SPAN_SMALL || state == SPAN_LARGE;
-}
-
-static int plausible_start(const checker_t *c, uint32_t q)
-{
-	const shm_span_t *s = &c->seg->spans[q];
-	return state_live(s->state) && s->npages >= 1 && s->npages <= c->grown - q;
 }
 
 static void note_free(checker_t *c, uint32_t id)
@@ -141,8 +131,7 @@ static int verify_owned(const uint64_t *alloc, const uint64_t *freeb, uint32_t n
 {
 	for (uint32_t w = 0; w < bitmap_words(nelems); w++) {
 		uint32_t left = nelems - w * 64 < 64 ? nelems - w * 64 : 64;
-		uint64_t valid = left == 64 ? ~0ULL : (1ULL << left) - 1;
-		uint64_t f = bitmap_load(&freeb[w]), a = bitmap_load(&alloc[w]) | (f & valid);
+		uint64_t f = bitmap_load(&freeb[w]), a = bitmap_load(&alloc[w]) | (f & bitmap_valid_mask(w, nelems));
 		if (bitmap_verify(&a, &f, left, why))
 			return 1;
 	}
@@ -167,9 +156,8 @@ static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t 
 	if (s->npreleased != 0)
 		problem(c, "span %u: in use with %u released pages", p, s->npreleased);
 	if (s->state == SPAN_LARGE) {
-		if (s->sizeclass != 0 || s->nelems != 1)
-			problem(c, "span %u: large span with size class %u and %u objects", p, s->sizeclass,
-			        s->nelems);
+		if (s->sizeclass != 0)
+			problem(c, "span %u: large span with size class %u", p, s->sizeclass);
 		check_bits(c, p, n, 1, 0);
 		return;
 	}
@@ -178,13 +166,10 @@ static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t 
 		problem(c, "span %u: small span with size class %u", p, k);
 		return;
 	}
-	if (s->elemsize != sizeclass_size[k] || s->nelems != sizeclass_nelems[k] ||
-	    s->npages != sizeclass_npages[k] || s->divmul != sizeclass_divmul[k])
-		problem(c, "span %u: class %u span has size %u, %u objects, %u pages, divmul %u; "
-		        "the class has %u, %u, %u, %u", p, k, s->elemsize, s->nelems, s->npages,
-		        s->divmul, sizeclass_size[k], sizeclass_nelems[k], sizeclass_npages[k],
-		        sizeclass_divmul[k]);
-	check_bits(c, p, n, s->nelems, s->owner != 0);
+	if (s->npages != sizeclass_npages[k])
+		problem(c, "span %u: class %u span has %u pages; the class has %u", p, k, s->npages,
+		        sizeclass_npages[k]);
+	check_bits(c, p, n, sizeclass_nelems[k], s->owner != 0);
 }
 
 /* Page-map entries beyond npages_grown must be nil; only what the file holds is read. */
@@ -210,28 +195,26 @@ static void check_walk(checker_t *c)
 	const segment_t *seg = c->seg;
 	const shm_header_t *hdr = seg->hdr;
 	uint64_t inuse = 0, nfree = 0, released = 0;
-	uint32_t prev_free = NIL;
+	uint32_t prev_free = NIL, p, n;
+	span_walk_t w;
+	int kind;
 
-	for (uint32_t p = 0; p < c->grown;) {
+	span_walk_start(&w, seg, 0);
+	while ((kind = span_walk_next(&w, &p, &n)) != SPAN_WALK_END) {
 		const shm_span_t *s = &seg->spans[p];
-		if (!state_live(s->state) || s->npages == 0) {
-			uint32_t q = p + 1;
-			while (q < c->grown && !plausible_start(c, q))
-				q++;
-			problem(c, "page %u: %s descriptor with %u pages where a span should start "
-			        "(pages %u..%u belong to no span)", p, state_name(s->state), s->npages, p,
-			        q - 1);
+		if (kind == SPAN_WALK_GAP) {
+			if (s->state >= SPAN_FREE && s->state <= SPAN_LARGE && s->npages > c->grown - p)
+				problem(c, "page %u: span %u (%u pages) runs past npages_grown %u (pages "
+				        "%u..%u belong to no span)", p, p, s->npages, c->grown, p, p + n - 1);
+			else
+				problem(c, "page %u: %s descriptor with %u pages where a span should start "
+				        "(pages %u..%u belong to no span)", p, state_name(s->state), s->npages,
+				        p, p + n - 1);
 			prev_free = NIL;
-			p = q;
 			continue;
 		}
-		uint32_t n = s->npages;
 		if (s->start != p)
 			problem(c, "page %u: span descriptor says it starts at page %u", p, s->start);
-		if (n > c->grown - p) {
-			problem(c, "page %u: span %u (%u pages) runs past npages_grown %u", p, p, n, c->grown);
-			n = c->grown - p;
-		}
 		for (uint32_t i = p + 1; i < p + n; i++) {
 			const shm_span_t *t = &seg->spans[i];
 			if (t->state != SPAN_DEAD)
@@ -254,7 +237,6 @@ static void check_walk(checker_t *c)
 			inuse += n;
 			prev_free = NIL;
 		}
-		p += n;
 	}
 
 	check_beyond_grown(c);

@@ -2,16 +2,45 @@
 /*
  * layout.h - the on-file layout of a heapd arena, shared by every process.
  *
- * An arena is one file. It is cut into page-aligned regions so that each can
- * be mapped with its own rights:
+ * An arena is a directory (mode 0700, owned by heapd) holding two files,
+ * mapped one after the other at the same address in every process:
  *
- *   [ header + client table ][ page map ][ span table ][ bitmaps ][ pages ]
- *     daemon writes            daemon      daemon        see below  objects
- *     clients read             clients RO  clients RO    clients RW clients RW
+ *   meta: [ header + client table ][ page map ][ span table ]
+ *         heapd writes; clients get an O_RDONLY descriptor and map it read-only
+ *   data: [ bitmaps ][ pages ]
+ *         every process writes (alloc and free bits, and the objects)
+ *
+ * Offsets ("arena offsets", hc_ptr_to_off) count from the start of meta and
+ * run on into data: hdr->bits_off == hdr->meta_size.
+ *
+ * The trust boundary. Clients may read the metadata but have no way to
+ * write it: a shared mapping of an O_RDONLY descriptor can never be made
+ * writable (mprotect and a second mmap both refuse), and ftruncate,
+ * fallocate and write refuse a read-only descriptor. The files are mode
+ * 0600 and owned by heapd, so reopening the descriptor through
+ * /proc/self/fd fails for any other user. A client that runs as heapd's own
+ * uid (or as root) is outside this boundary: it could ptrace heapd anyway.
+ *
+ * The data stays writable, because cooperating processes share objects. So
+ * heapd never trusts a bitmap word: it bounds every index and recounts bits,
+ * and the worst a client can do there is corrupt objects, its own or those
+ * of the processes it shares the arena with. The one way to hurt others
+ * beyond that is to shrink the data file, after which every access beyond
+ * the new end raises SIGBUS. The choice made here: the data is a regular
+ * file, so that it survives a restart of heapd whoever starts it, and every
+ * process that maps it (heapd and libheapclient alike, segment_guard)
+ * catches SIGBUS in the data range, re-extends the file to its size and
+ * retries the access: a truncation costs the contents of the cut range and
+ * nothing else. A memfd sealed with F_SEAL_SHRINK would make shrinking
+ * impossible, but would live only as long as heapd or systemd's descriptor
+ * store keeps it, and systemd 252 empties that store whenever the service
+ * stops. The fast paths are the same either way (measured: README,
+ * Performance).
  *
  * The page map, the span table and the bitmaps are the whole truth about
- * which memory is in use. Every list, tree and counter the daemon keeps is an
- * index that it can rebuild from them (see daemon/recovery.c).
+ * which memory is in use. Every list, tree and counter the daemon keeps is
+ * an index that it can rebuild from them (daemon/recovery.c). Span
+ * descriptors change only through shm/span.c, which keeps the commit order.
  *
  * Spans are named by their first page: span id == start page, and the span
  * descriptor lives at spans[start]. A descriptor whose state is SPAN_DEAD does
@@ -48,7 +77,7 @@
 #include <stdint.h>
 
 #define HEAPD_MAGIC 0x3144504145484dULL /* "MHEAPD1" little-endian */
-#define HEAPD_LAYOUT_VERSION 2u
+#define HEAPD_LAYOUT_VERSION 3u
 
 #define HEAPD_PAGE_SHIFT 13
 #define HEAPD_PAGE_SIZE (1u << HEAPD_PAGE_SHIFT) /* 8 KiB */
@@ -58,6 +87,11 @@
 #define HEAPD_BITMAP_WORDS_MAX 16u                /* words in one bitmap of a span */
 #define HEAPD_BITS_WORDS_PER_PAGE 32u             /* alloc and free words a page's span owns */
 #define HEAPD_NIL UINT32_MAX
+
+/* The files of an arena directory: the two mapped ones, and heapd's lock. */
+#define HEAPD_META_FILE "meta"
+#define HEAPD_DATA_FILE "data"
+#define HEAPD_LOCK_FILE "lock"
 
 /* A page-map entry: span `span` (HEAPD_NIL: none) and its size class (0: not a small span). */
 static inline uint64_t heapd_pagemap_entry(uint32_t span, uint32_t sizeclass)
@@ -91,44 +125,49 @@ enum {
 	SPAN_DEAD = 0,  /* no span starts at this page */
 	SPAN_FREE = 1,  /* in the page heap */
 	SPAN_SMALL = 2, /* in use, cut into objects of one size class */
-	SPAN_LARGE = 3, /* in use, one large object */
+	SPAN_LARGE = 3, /* in use, one large object (or none yet: alloc bit 0 clear) */
 };
 
 /*
- * A span descriptor. 64 bytes, one cache line. The daemon writes it (under
- * the heap lock for the geometry, under the class lock for the list links);
- * clients only read it, and only the fields marked "client reads".
+ * A span descriptor. 64 bytes, one cache line, in the metadata: heapd
+ * writes it, through shm/span.c only; clients read the fields marked so.
+ * The geometry of a small span's objects (size, count, division magic)
+ * comes from its size class (sizeclass.h), not from the descriptor.
  */
 typedef struct shm_span {
 	uint32_t start;        /* first page; equals the index when state != DEAD */
-	uint32_t npages;       /* length in pages */
+	uint32_t npages;       /* length in pages; client reads */
 	uint8_t state;         /* SPAN_*; client reads */
 	uint8_t sizeclass;     /* 0 for large and free spans; client reads */
 	uint8_t needzero;      /* pages may hold old data */
 	uint8_t list;          /* daemon index the span is on (daemon private meaning) */
-	uint32_t elemsize;     /* object size; client reads */
-	uint32_t nelems;       /* objects in the span; client reads */
-	uint32_t divmul;       /* off / elemsize == (off * divmul) >> 32; client reads */
+	uint32_t owner;        /* client slot + 1 holding it in a cache, 0 = daemon; client reads */
 	_Atomic uint32_t sweepgen; /* Go's protocol against hdr->sweepgen */
-	uint32_t owner;        /* client slot + 1 holding it in a cache, 0 = daemon */
+	uint32_t gen;          /* bumped each time the span is handed out; client reads (LargeFree) */
 	uint32_t npreleased;   /* pages punched out of the file */
 	uint32_t allocount;    /* objects in use at the last sweep by the daemon */
 	uint64_t unusedsince;  /* CLOCK_MONOTONIC ns when it became free */
 	uint32_t next, prev;   /* list links (daemon index); HEAPD_NIL ends */
 	uint32_t left, right;  /* tree links for large free spans (daemon index) */
+	uint32_t charge;       /* client slot + 1 whose quota the pages count against, 0: none */
+	uint32_t charge_uid;   /* uid whose quota they count against, HEAPD_NIL: none */
 } shm_span_t;
 
 _Static_assert(sizeof(shm_span_t) == 64, "span descriptor is one cache line");
 
-/* One slot of the client table, in the header region. Daemon writes. */
+/*
+ * One slot of the client table, in the header region; heapd writes. A slot
+ * names one process by pid and start time (together they never name
+ * another process), so that a restarted heapd and a reconnecting client
+ * agree on whose spans are whose.
+ */
 typedef struct shm_client {
 	uint32_t pid;          /* 0: slot unused */
 	uint32_t uid;
 	uint64_t start_time;   /* /proc/pid/stat starttime, so a reused pid is told apart */
-	uint64_t token;        /* random; a reconnecting client proves the slot is its own */
 	_Atomic uint32_t flags; /* HEAPD_CLIENT_* raised by the daemon, read by the client */
 	uint32_t pad;
-	uint64_t reserved[4];
+	uint64_t reserved[5];
 } shm_client_t;
 
 _Static_assert(sizeof(shm_client_t) == 64, "client slot is one cache line");
@@ -136,16 +175,16 @@ _Static_assert(sizeof(shm_client_t) == 64, "client slot is one cache line");
 #define HEAPD_CLIENT_FLUSH 1u /* memory pressure: hand back cached spans */
 
 /*
- * The header, at offset 0. Geometry is fixed at creation; the state part is
- * written by the daemon only.
+ * The header, at offset 0 of meta. Geometry is fixed at creation; the state
+ * part is written by the daemon only.
  */
 typedef struct shm_header {
 	/* geometry, fixed at creation */
 	uint64_t magic;
 	uint32_t version;
 	uint32_t page_size;
-	uint64_t file_size;
-	uint64_t base_hint;      /* address every process tries to map the file at */
+	uint64_t map_size;       /* meta_size + data_size: the address range every process maps */
+	uint64_t base_hint;      /* address every process tries to map the arena at */
 	uint64_t arena_id;       /* random, names this arena */
 	uint32_t npages_max;     /* pages in the pages region */
 	uint32_t max_clients;    /* slots in the client table */
@@ -153,7 +192,9 @@ typedef struct shm_header {
 	uint64_t header_size;    /* header region, page aligned */
 	uint64_t pagemap_off, pagemap_size;
 	uint64_t spans_off, spans_size;
-	uint64_t bits_off, bits_size; /* the bitmaps */
+	uint64_t meta_size;      /* the meta file */
+	uint64_t data_size;      /* the data file */
+	uint64_t bits_off, bits_size; /* the bitmaps: bits_off == meta_size, offset 0 of data */
 	uint64_t sizeclass_sig;  /* sizeclass_signature of the daemon that laid it out */
 	uint64_t pages_off;
 

@@ -4,8 +4,9 @@
  * daemon.
  *
  * Structures. The truth lives in the segment: span descriptors (spans[start]),
- * the page map and the counters in the header. The daemon keeps two indexes
- * of the free spans, threaded through the descriptors' link fields:
+ * the page map and the counters in the header, all written through
+ * shm/span.c. The daemon keeps two indexes of the free spans, threaded
+ * through the descriptors' link fields:
  *   - h->free[n], n < HEAPD_MAX_LIST: a doubly linked list (next/prev) of the
  *     free spans of exactly n pages. New entries go at the head (LIFO), so a
  *     recently freed span, whose pages are still warm and unreleased, is
@@ -22,37 +23,28 @@
  *   1. Take the head of the first non-empty list h->free[n..127] (a bitmap
  *      of the non-empty lists finds it); failing that, the smallest span of
  *      the tree with npages >= n, lowest start among equals. So the smallest
- *      fitting span always wins.
+ *      fitting span always wins. An aligned request looks for n + align - 1.
  *   2. Nothing fits: grow the heap into the file's reservation (grow_locked)
  *      and search again. When even the whole remaining reservation cannot
  *      satisfy the request, fail with -ENOMEM before changing anything.
- *   3. Split the span (carve_locked): the tail goes back to the heap as a
- *      free span; the front n pages become an in-use SPAN_LARGE span with
- *      every page mapped to it.
+ *   3. Carve the span (span_carve): the pieces before and after go back to
+ *      the heap as free spans; the n pages become an in-use SPAN_LARGE span
+ *      with no object, every page mapped to it.
  *
  * Freeing a span (pageheap_free_locked):
- *   1. Mark it free: needzero = 1, unusedsince = now.
+ *   1. span_make_free: bitmaps cleared, needzero = 1, unusedsince = now.
  *   2. Coalesce with a free span ending just before it (found through the
- *      page map entry of the page before) and one starting just after it.
- *      The lower span's descriptor survives; the absorbed one becomes DEAD.
+ *      page map entry of the page before) and one starting just after it
+ *      (span_absorb). The lower span's descriptor survives.
  *   3. Put the result on its list or in the tree.
  *
  * Crash safety. A restarted daemon trusts only a walk of the descriptors
- * from page 0, jumping by npages (pageheap_rebuild_locked). Each change is
- * ordered so that the walk sees either the old or the new tiling, possibly
- * with two adjacent free spans or a stale descriptor inside a span, both of
- * which the rebuild repairs:
- *   - a new descriptor is written in full before the commit that lets the
- *     walk reach it: the span in front of it shrinking, or npages_grown
- *     growing (so nothing beyond npages_grown is ever written);
- *   - a span absorbing its neighbour grows its npages in one write;
- *   - needzero is raised before a commit that would make dirty pages part of
- *     a span, and npreleased only after one (an undercount is harmless, an
- *     overcount is clamped);
- *   - the page map is derived and rebuilt, but an in-use span's entries are
- *     all written before the span is handed out.
- * A compiler and release fence separates the steps (commit_fence): a killed
- * process has all of its earlier stores in the shared mapping.
+ * from page 0, jumping by npages (pageheap_init, rebuild_locked). span.c
+ * orders each change so that the walk sees the old tiling or the new one,
+ * possibly with two adjacent free spans or a stale descriptor inside a span,
+ * both of which the rebuild repairs. Growth writes the new free span's
+ * descriptor, then npages_grown (the commit), then the page map, so nothing
+ * beyond npages_grown is ever written.
  *
  * Released pages: npreleased counts a free span's pages punched out of the
  * file. When a fully released span is split, every piece stays fully
@@ -61,7 +53,7 @@
  * npreleased is dropped from the count and the pieces start at 0.
  *
  * Locks: h->lock guards the indexes, the span geometry and the header
- * counters. Public functions take it; *_locked functions expect it held.
+ * counters. Public functions take it; *_locked functions assert it is held.
  */
 #include "pageheap.h"
 
@@ -69,60 +61,37 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
+#include "sizeclass.h"
+#include "span.h"
 
 #define NIL HEAPD_NIL
 
-/* Order the steps of a multi-step change, for crash recovery and for readers. */
-static inline void commit_fence(void)
+static __thread pageheap_t *lock_holder; /* the heap this thread holds the lock of, for asserts */
+
+void pageheap_enter(pageheap_t *h)
 {
-	atomic_thread_fence(memory_order_release);
+	pthread_mutex_lock(&h->lock);
+	lock_holder = h;
 }
 
-/* Debug builds check that the caller holds the lock (a failed trylock is cheap). */
-static inline void assert_locked(pageheap_t *h)
+void pageheap_leave(pageheap_t *h)
 {
-#ifndef NDEBUG
-	if (pthread_mutex_trylock(&h->lock) == 0) {
-		pthread_mutex_unlock(&h->lock);
-		assert(!"pageheap: *_locked function called without h->lock");
-	}
-#else
+	assert(lock_holder == h);
+	lock_holder = NULL;
+	pthread_mutex_unlock(&h->lock);
+}
+
+void pageheap_assert_locked(pageheap_t *h)
+{
+	assert(lock_holder == h);
 	(void)h;
-#endif
-}
-
-uint64_t pageheap_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static inline shm_span_t *S(const pageheap_t *h, uint32_t id)
 {
 	return &h->seg->spans[id];
-}
-
-/* Write a whole free-span descriptor (before the walk can reach it). */
-static void span_init_free(pageheap_t *h, uint32_t id, uint32_t npages, uint8_t needzero,
-                           uint32_t npreleased, uint64_t unusedsince)
-{
-	shm_span_t *s = S(h, id);
-	s->start = id;
-	s->npages = npages;
-	s->sizeclass = 0;
-	s->needzero = needzero;
-	s->list = 0;
-	s->elemsize = 0;
-	s->nelems = 0;
-	s->divmul = 0;
-	s->owner = 0;
-	s->npreleased = npreleased;
-	s->allocount = 0;
-	s->unusedsince = unusedsince;
-	s->next = s->prev = s->left = s->right = NIL;
-	s->state = SPAN_FREE;
 }
 
 /* ---- free lists ---- */
@@ -293,23 +262,6 @@ static uint32_t index_take(pageheap_t *h, uint32_t want)
 
 /* ---- geometry changes ---- */
 
-/*
- * Free span b, just after free span a, joins a. Both are out of the index.
- * Order: needzero first, then the commit (a->npages), then the page map,
- * npreleased and b's death.
- */
-static void absorb(pageheap_t *h, uint32_t a, uint32_t b)
-{
-	shm_span_t *sa = S(h, a), *sb = S(h, b);
-	sa->needzero |= sb->needzero;
-	commit_fence();
-	sa->npages += sb->npages;
-	commit_fence();
-	segment_pagemap_set(h->seg, a + sa->npages - 1, a, 0);
-	sa->npreleased += sb->npreleased;
-	sb->state = SPAN_DEAD;
-}
-
 /* The free span ending just before page p, or NIL. */
 static uint32_t free_before(const pageheap_t *h, uint32_t p)
 {
@@ -333,79 +285,10 @@ static uint32_t free_at(const pageheap_t *h, uint32_t p)
 	return s->state == SPAN_FREE && s->start == p ? p : NIL;
 }
 
-/*
- * Turn pages [f+off, f+off+n) of free span f (out of the index) into an in-use
- * span; the pieces before and after stay free, inherit needzero and
- * unusedsince, and go back into the index. Returns the new span's id.
- */
-static uint32_t carve_locked(pageheap_t *h, uint32_t f, uint32_t off, uint32_t n)
+/* Free span b (out of the index), just after free span a (out of it too), joins a. */
+static void absorb_locked(pageheap_t *h, uint32_t a, uint32_t b)
 {
-	shm_header_t *hdr = h->seg->hdr;
-	segment_t *seg = h->seg;
-	shm_span_t *sf = S(h, f);
-	uint32_t total = sf->npages, id = f + off, tail = id + n, ntail = total - off - n;
-	uint8_t needzero = sf->needzero;
-	uint64_t unusedsince = sf->unusedsince;
-	uint32_t head_rel = 0, tail_rel = 0;
-
-	assert(sf->state == SPAN_FREE && off + n <= total);
-	if (sf->npreleased == total) {
-		/* fully released: the pieces stay so */
-		head_rel = off;
-		tail_rel = ntail;
-		hdr->pages_released -= n;
-	} else {
-		hdr->pages_released -= sf->npreleased;
-	}
-
-	/* New descriptors in full, then their page map entries, then the commit. */
-	if (ntail) {
-		span_init_free(h, tail, ntail, needzero, tail_rel, unusedsince);
-		segment_pagemap_set(seg, tail, tail, 0);
-		segment_pagemap_set(seg, tail + ntail - 1, tail, 0);
-	}
-	if (off) {
-		span_init_free(h, id, n, needzero, 0, unusedsince);
-		segment_pagemap_set(seg, id, id, 0);
-		segment_pagemap_set(seg, id + n - 1, id, 0);
-		sf->npreleased = head_rel;
-	}
-	commit_fence();
-	if (off) {
-		sf->npages = off;
-		commit_fence();
-		segment_pagemap_set(seg, f + off - 1, f, 0);
-	} else if (ntail) {
-		sf->npages = n;
-	}
-	commit_fence();
-
-	shm_span_t *s = S(h, id);
-	s->sizeclass = 0;
-	s->elemsize = 0;
-	s->nelems = 1;
-	s->divmul = 0;
-	s->owner = 0;
-	s->list = 0;
-	s->npreleased = 0;
-	s->allocount = 0;
-	s->unusedsince = 0;
-	s->needzero = needzero;
-	s->next = s->prev = s->left = s->right = NIL;
-	atomic_store_explicit(&s->sweepgen, atomic_load_explicit(&hdr->sweepgen, memory_order_relaxed),
-	                      memory_order_relaxed);
-	commit_fence();
-	s->state = SPAN_LARGE;
-	for (uint32_t i = 0; i < n; i++)
-		segment_pagemap_set(seg, id + i, id, 0);
-
-	if (off)
-		index_insert(h, f);
-	if (ntail)
-		index_insert(h, tail);
-	hdr->pages_inuse += n;
-	hdr->pages_free -= n;
-	return id;
+	span_absorb(h->seg, a, b);
 }
 
 /*
@@ -428,19 +311,17 @@ static int grow_locked(pageheap_t *h, uint32_t want)
 	if (g > room)
 		g = room;
 
-	/* Descriptor, then npages_grown (the commit), then the page map. */
-	span_init_free(h, grown, g, 0, 0, pageheap_now());
-	commit_fence();
+	/* Descriptor (and its page map ends), then npages_grown: the commit. */
+	span_init_free(h->seg, grown, g, 0, 0, heapd_now_ns());
+	shm_commit();
 	hdr->npages_grown = grown + g;
-	commit_fence();
-	segment_pagemap_set(h->seg, grown, grown, 0);
-	segment_pagemap_set(h->seg, grown + g - 1, grown, 0);
+	shm_commit();
 	hdr->pages_free += g;
 
 	uint32_t id = grown;
 	if (last != NIL) {
 		index_remove(h, last);
-		absorb(h, last, grown);
+		absorb_locked(h, last, grown);
 		id = last;
 	}
 	index_insert(h, id);
@@ -448,6 +329,8 @@ static int grow_locked(pageheap_t *h, uint32_t want)
 }
 
 /* ---- public entry points ---- */
+
+static void rebuild_locked(pageheap_t *h);
 
 int pageheap_init(pageheap_t *h, segment_t *seg)
 {
@@ -465,15 +348,15 @@ int pageheap_init(pageheap_t *h, segment_t *seg)
 	if (rc != 0)
 		return -rc;
 
-	pthread_mutex_lock(&h->lock);
+	pageheap_enter(h);
 	if (seg->hdr->npages_grown == 0) {
 		seg->hdr->pages_inuse = 0;
 		seg->hdr->pages_free = 0;
 		seg->hdr->pages_released = 0;
 	} else {
-		pageheap_rebuild_locked(h);
+		rebuild_locked(h);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pageheap_leave(h);
 	return 0;
 }
 
@@ -485,70 +368,84 @@ void pageheap_destroy(pageheap_t *h)
 	h->seg = NULL;
 }
 
-int pageheap_alloc_locked(pageheap_t *h, uint32_t npages, uint32_t *span)
+int pageheap_alloc_locked(pageheap_t *h, uint32_t npages, uint32_t align_pages, uint32_t *span)
 {
-	assert_locked(h);
-	if (npages == 0)
+	shm_header_t *hdr = h->seg->hdr;
+
+	pageheap_assert_locked(h);
+	if (npages == 0 || align_pages == 0 || (align_pages & (align_pages - 1)) != 0)
 		return -EINVAL;
-	if (npages > h->seg->npages_max)
+	uint64_t want = (uint64_t)npages + align_pages - 1;
+	if (want > h->seg->npages_max)
 		return -ENOMEM;
-	uint32_t f = index_take(h, npages);
+	uint32_t f = index_take(h, (uint32_t)want);
 	if (f == NIL) {
-		int rc = grow_locked(h, npages);
+		int rc = grow_locked(h, (uint32_t)want);
 		if (rc < 0)
 			return rc;
-		f = index_take(h, npages);
+		f = index_take(h, (uint32_t)want);
 		assert(f != NIL);
 	}
-	*span = carve_locked(h, f, 0, npages);
+	/*
+	 * The arena offset of page p is pages_off + p pages: align p + phase,
+	 * where phase is pages_off in pages, to align_pages.
+	 */
+	uint32_t off = 0;
+	if (align_pages > 1) {
+		uint32_t phase = (uint32_t)(hdr->pages_off >> HEAPD_PAGE_SHIFT);
+		off = (align_pages - ((f + phase) & (align_pages - 1))) & (align_pages - 1);
+	}
+	uint32_t total = S(h, f)->npages, ntail = total - off - npages;
+	uint32_t sg = atomic_load_explicit(&hdr->sweepgen, memory_order_relaxed);
+	hdr->pages_released -= span_carve(h->seg, f, off, npages, sg);
+	if (off)
+		index_insert(h, f);
+	if (ntail)
+		index_insert(h, f + off + npages);
+	hdr->pages_inuse += npages;
+	hdr->pages_free -= npages;
+	*span = f + off;
 	return 0;
 }
 
-int pageheap_alloc(pageheap_t *h, uint32_t npages, uint32_t *span)
+int pageheap_alloc(pageheap_t *h, uint32_t npages, uint32_t align_pages, uint32_t *span)
 {
-	pthread_mutex_lock(&h->lock);
-	int rc = pageheap_alloc_locked(h, npages, span);
-	pthread_mutex_unlock(&h->lock);
+	pageheap_enter(h);
+	int rc = pageheap_alloc_locked(h, npages, align_pages, span);
+	pageheap_leave(h);
 	return rc;
 }
 
-/*
- * Take a span of npages + align_pages - 1, which surely holds an aligned run
- * of npages, and carve that run out of it; the head and tail stay free.
- */
-int pageheap_alloc_aligned(pageheap_t *h, uint32_t npages, uint32_t align_pages, uint32_t *span)
+int pageheap_alloc_small(pageheap_t *h, uint32_t sizeclass, uint32_t *span, int *needzero)
 {
-	if (align_pages == 0 || (align_pages & (align_pages - 1)) != 0)
-		return -EINVAL;
-	if (align_pages == 1)
-		return pageheap_alloc(h, npages, span);
-	if (npages == 0)
-		return -EINVAL;
-	if ((uint64_t)npages + align_pages - 1 > h->seg->npages_max)
-		return -ENOMEM;
+	uint32_t id;
+	int rc;
 
-	uint32_t want = npages + align_pages - 1;
-	int rc = 0;
-	pthread_mutex_lock(&h->lock);
-	uint32_t f = index_take(h, want);
-	if (f == NIL) {
-		rc = grow_locked(h, want);
-		if (rc < 0)
-			goto out;
-		f = index_take(h, want);
-		assert(f != NIL);
+	if (sizeclass == 0 || sizeclass >= SIZECLASS_COUNT)
+		return -EINVAL;
+	pageheap_enter(h);
+	rc = pageheap_alloc_locked(h, sizeclass_npages[sizeclass], 1, &id);
+	if (rc == 0) {
+		uint32_t sg = atomic_load_explicit(&h->seg->hdr->sweepgen, memory_order_relaxed);
+		span_make_small(h->seg, id, sizeclass, sg);
+		*span = id;
+		*needzero = S(h, id)->needzero;
 	}
-	uint32_t off = (uint32_t)(((uint64_t)f + align_pages - 1) / align_pages * align_pages) - f;
-	*span = carve_locked(h, f, off, npages);
-out:
-	pthread_mutex_unlock(&h->lock);
+	pageheap_leave(h);
 	return rc;
+}
+
+void pageheap_large_object(pageheap_t *h, uint32_t span, uint32_t owner)
+{
+	pageheap_enter(h);
+	span_large_object(h->seg, span, owner);
+	pageheap_leave(h);
 }
 
 void pageheap_free_locked(pageheap_t *h, uint32_t span)
 {
 	shm_header_t *hdr = h->seg->hdr;
-	assert_locked(h);
+	pageheap_assert_locked(h);
 	if (span >= hdr->npages_grown) {
 		assert(!"pageheap_free: span outside the heap");
 		return;
@@ -561,23 +458,8 @@ void pageheap_free_locked(pageheap_t *h, uint32_t span)
 		return;
 	}
 
-	uint64_t now = pageheap_now();
-	s->sizeclass = 0;
-	s->elemsize = 0;
-	s->nelems = 0;
-	s->divmul = 0;
-	s->owner = 0;
-	s->list = 0;
-	s->allocount = 0;
-	s->npreleased = 0;
-	s->needzero = 1;
-	s->unusedsince = now;
-	s->next = s->prev = s->left = s->right = NIL;
-	commit_fence();
-	s->state = SPAN_FREE;
-	/* a free span's ends map to it with no class (layout.h) */
-	segment_pagemap_set(h->seg, span, span, 0);
-	segment_pagemap_set(h->seg, span + n - 1, span, 0);
+	uint64_t now = heapd_now_ns();
+	span_make_free(h->seg, span, now);
 	hdr->pages_inuse -= n;
 	hdr->pages_free += n;
 
@@ -586,22 +468,31 @@ void pageheap_free_locked(pageheap_t *h, uint32_t span)
 	if (before != NIL) {
 		index_remove(h, before);
 		S(h, before)->unusedsince = now;
-		absorb(h, before, span);
+		absorb_locked(h, before, span);
 		id = before;
 	}
 	uint32_t after = free_at(h, id + S(h, id)->npages);
 	if (after != NIL) {
 		index_remove(h, after);
-		absorb(h, id, after);
+		absorb_locked(h, id, after);
 	}
 	index_insert(h, id);
 }
 
 void pageheap_free(pageheap_t *h, uint32_t span)
 {
-	pthread_mutex_lock(&h->lock);
+	pageheap_enter(h);
 	pageheap_free_locked(h, span);
-	pthread_mutex_unlock(&h->lock);
+	pageheap_leave(h);
+}
+
+void pageheap_quarantine(pageheap_t *h, uint32_t p)
+{
+	pageheap_enter(h);
+	shm_span_t *s = S(h, p);
+	if (s->state == SPAN_SMALL || s->state == SPAN_LARGE)
+		span_quarantine(h->seg, p, s->npages);
+	pageheap_leave(h);
 }
 
 /* Punch one free span out of the file; the pages newly released. */
@@ -616,9 +507,7 @@ static uint64_t release_span(pageheap_t *h, uint32_t id, uint64_t older_than)
 		return 0;
 	uint64_t fresh = s->npages - s->npreleased;
 	seg->hdr->pages_released += fresh;
-	s->npreleased = s->npages;
-	commit_fence();
-	s->needzero = 0; /* punched pages read as zero */
+	span_mark_released(seg, id);
 	return fresh;
 }
 
@@ -636,73 +525,49 @@ static uint64_t release_tree(pageheap_t *h, uint32_t t, uint64_t older_than)
 uint64_t pageheap_release(pageheap_t *h, uint64_t older_than)
 {
 	uint64_t n = 0;
-	pthread_mutex_lock(&h->lock);
+	pageheap_enter(h);
 	for (uint32_t len = 1; len < HEAPD_MAX_LIST; len++)
 		for (uint32_t id = h->free[len]; id != NIL; id = S(h, id)->next)
 			n += release_span(h, id, older_than);
 	n += release_tree(h, h->large, older_than);
-	pthread_mutex_unlock(&h->lock);
+	pageheap_leave(h);
 	return n;
+}
+
+void pageheap_walk(pageheap_t *h, pageheap_visit_t fn, void *arg)
+{
+	span_walk_t w;
+	uint32_t id, n;
+
+	span_walk_start(&w, h->seg, 0);
+	pageheap_enter(h);
+	for (uint32_t steps = 0;; steps++) {
+		if (steps == PAGEHEAP_WALK_CHUNK) {
+			/* let allocations in between chunks; the walk re-reads where it stands */
+			pageheap_leave(h);
+			pageheap_enter(h);
+			steps = 0;
+		}
+		int kind = span_walk_next(&w, &id, &n);
+		if (kind == SPAN_WALK_END)
+			break;
+		if (kind == SPAN_WALK_SPAN)
+			fn(arg, id);
+	}
+	pageheap_leave(h);
+}
+
+void pageheap_counts(pageheap_t *h, pageheap_counts_t *c)
+{
+	pageheap_enter(h);
+	c->npages_grown = h->seg->hdr->npages_grown;
+	c->pages_inuse = h->seg->hdr->pages_inuse;
+	c->pages_free = h->seg->hdr->pages_free;
+	c->pages_released = h->seg->hdr->pages_released;
+	pageheap_leave(h);
 }
 
 /* ---- rebuild ---- */
-
-/* Where the walk stands at p, the descriptor there is a span inside [0, grown). */
-static int walk_valid(const shm_span_t *s, uint32_t p, uint32_t grown)
-{
-	return (s->state == SPAN_FREE || s->state == SPAN_SMALL || s->state == SPAN_LARGE) &&
-	       s->npages >= 1 && s->npages <= grown - p;
-}
-
-
-void pageheap_quarantine(segment_t *seg, uint32_t p, uint32_t npages)
-{
-	shm_span_t *s = &seg->spans[p];
-
-	memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
-	segment_allocbits(seg, p)[0] = 1;
-	for (uint32_t i = 0; i < npages; i++)
-		segment_pagemap_set(seg, p + i, p, 0); /* no class for a free to find */
-	s->start = p;
-	s->npages = npages;
-	s->sizeclass = 0;
-	s->elemsize = 0;
-	s->nelems = 1;
-	s->divmul = 0;
-	s->owner = 0;
-	s->npreleased = 0;
-	s->allocount = 0;
-	s->unusedsince = 0;
-	s->needzero = 1;
-	s->list = 0;
-	s->next = s->prev = s->left = s->right = NIL;
-	atomic_thread_fence(memory_order_release);
-	s->state = SPAN_LARGE;
-}
-
-/*
- * The walk found no valid span at p. The pages up to the next descriptor that
- * could start a span (walk_valid; a wrong start field is forgiven, so that no
- * in-use span is swallowed) become one span: a free one (needzero) if the
- * descriptor at p does not claim them, else a quarantined large span that
- * keeps whatever the pages hold and is not handed out until someone frees it.
- * Returns its length.
- */
-static uint32_t repair_gap(pageheap_t *h, uint32_t p, uint32_t grown)
-{
-	segment_t *seg = h->seg;
-	shm_span_t *s = S(h, p);
-	uint32_t q = p + 1;
-	while (q < grown && !walk_valid(S(h, q), q, grown))
-		q++;
-	uint32_t n = q - p;
-
-	if (s->state == SPAN_SMALL || s->state == SPAN_LARGE)
-		pageheap_quarantine(seg, p, n);
-	else
-		span_init_free(h, p, n, 1, 0, pageheap_now());
-	return n;
-}
 
 /* Page-map entries from page `from` on become nil, reading only what the file holds. */
 static void pagemap_clear_beyond(segment_t *seg, uint32_t from)
@@ -718,83 +583,44 @@ static void pagemap_clear_beyond(segment_t *seg, uint32_t from)
 }
 
 /*
- * The walk of the descriptors from page 0 is the truth. Repair, in order:
- * invalid descriptors (repair_gap), stale descriptors inside a span (made
- * DEAD), adjacent free spans (merged), impossible npreleased values (clamped),
- * the page map (rewritten, NIL beyond npages_grown); then rebuild the lists,
- * the tree and the header counters.
+ * The walk of the descriptors from page 0 is the truth: span_repair makes
+ * it clean (span.h); then the page map, the lists, the tree and the header
+ * counters are rebuilt from it.
  */
-void pageheap_rebuild_locked(pageheap_t *h)
+static void rebuild_locked(pageheap_t *h)
 {
 	segment_t *seg = h->seg;
 	shm_header_t *hdr = seg->hdr;
-	uint64_t now = pageheap_now();
+	span_walk_t w;
+	uint32_t p, n;
 
-	assert_locked(h);
+	pageheap_assert_locked(h);
 	for (uint32_t i = 0; i < HEAPD_MAX_LIST; i++)
 		h->free[i] = NIL;
 	memset(h->nonempty, 0, sizeof(h->nonempty));
 	h->large = NIL;
 	if (hdr->npages_grown > seg->npages_max)
 		hdr->npages_grown = seg->npages_max;
-	uint32_t grown = hdr->npages_grown;
+	span_repair(seg, heapd_now_ns());
 
-	/* Pass 1: make the walk clean. */
-	uint32_t prev_free = NIL;
-	for (uint32_t p = 0; p < grown;) {
-		shm_span_t *s = S(h, p);
-		uint32_t n;
-		if (walk_valid(s, p, grown)) {
-			s->start = p;
-			n = s->npages;
-		} else {
-			n = repair_gap(h, p, grown);
-		}
-		for (uint32_t i = p + 1; i < p + n; i++)
-			if (S(h, i)->state != SPAN_DEAD)
-				S(h, i)->state = SPAN_DEAD;
-		if (s->state == SPAN_FREE) {
-			if (s->npreleased > n)
-				s->npreleased = n;
-			if (s->unusedsince > now)
-				s->unusedsince = now; /* a time from before a reboot */
-			if (prev_free != NIL) {
-				shm_span_t *pf = S(h, prev_free);
-				if (s->unusedsince > pf->unusedsince)
-					pf->unusedsince = s->unusedsince;
-				absorb(h, prev_free, p);
-			} else {
-				prev_free = p;
-			}
-		} else {
-			s->npreleased = 0;
-			prev_free = NIL;
-		}
-		p += n;
-	}
-
-	/* Pass 2: page map, indexes, counters. */
 	uint64_t inuse = 0, nfree = 0, released = 0;
-	for (uint32_t p = 0; p < grown;) {
+	int kind;
+	span_walk_start(&w, seg, 0);
+	while ((kind = span_walk_next(&w, &p, &n)) != SPAN_WALK_END) {
 		shm_span_t *s = S(h, p);
-		uint32_t n = s->npages;
+		if (kind == SPAN_WALK_GAP)
+			continue; /* span_repair leaves none */
+		span_map_pages(seg, p);
 		if (s->state == SPAN_FREE) {
-			segment_pagemap_set(seg, p, p, 0);
-			segment_pagemap_set(seg, p + n - 1, p, 0);
 			s->list = 0;
-			s->next = s->prev = s->left = s->right = NIL;
 			index_insert(h, p);
 			nfree += n;
 			released += s->npreleased;
 		} else {
-			uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;
-			for (uint32_t i = 0; i < n; i++)
-				segment_pagemap_set(seg, p + i, p, k);
 			inuse += n;
 		}
-		p += n;
 	}
-	pagemap_clear_beyond(seg, grown);
+	pagemap_clear_beyond(seg, hdr->npages_grown);
 	hdr->pages_inuse = inuse;
 	hdr->pages_free = nfree;
 	hdr->pages_released = released;

@@ -9,11 +9,15 @@
  * file's reservation in chunks. Release punches free pages out of the file.
  *
  * The geometry (page map, span descriptors, counters in the header) lives in
- * the segment; the lists and tree are indexes threaded through the span
- * descriptors' link fields, rebuilt by pageheap_rebuild.
+ * the segment and changes only through shm/span.c; the lists and tree are
+ * indexes threaded through the span descriptors' link fields, rebuilt by
+ * pageheap_init.
  *
- * Locking: one mutex, h->lock. Public functions take it; *_locked functions
- * expect the caller to hold it.
+ * Locking: the heap lock is this module's own. Each public function takes
+ * it; a *_locked function asserts that the caller holds it, which a caller
+ * gets with pageheap_enter/pageheap_leave for a change of several steps (as
+ * SQLite's mem5 has memsys5Enter). Lock order: class locks, then the heap
+ * lock, then nothing.
  */
 #ifndef HEAPD_SHM_PAGEHEAP_H
 #define HEAPD_SHM_PAGEHEAP_H
@@ -27,7 +31,7 @@
 
 typedef struct pageheap {
 	segment_t *seg;               /* the arena; geometry and counters live there */
-	pthread_mutex_t lock;         /* guards everything below and the span geometry */
+	pthread_mutex_t lock;         /* private: guards everything below and the span geometry */
 	uint32_t free[HEAPD_MAX_LIST]; /* head span of the free list of each length; [0] unused */
 	uint64_t nonempty[HEAPD_MAX_LIST / 64]; /* bit n: free[n] is not empty */
 	uint32_t large;               /* root of the tree of free spans >= HEAPD_MAX_LIST pages */
@@ -36,27 +40,42 @@ typedef struct pageheap {
 
 /*
  * Attach to a segment. A fresh segment (npages_grown == 0) starts empty; an
- * existing one has its indexes and counters rebuilt from the span table
- * (pageheap_rebuild). Returns 0 or -errno.
+ * existing one has its tiling repaired and its indexes and counters rebuilt
+ * from the span table. Returns 0 or -errno.
  */
 int pageheap_init(pageheap_t *h, segment_t *seg);
 void pageheap_destroy(pageheap_t *h);
 
+/* Hold the heap lock across several *_locked calls. */
+void pageheap_enter(pageheap_t *h);
+void pageheap_leave(pageheap_t *h);
+
 /*
- * Allocate a span of npages. On success *span is its start page; its state is
- * SPAN_LARGE with sizeclass 0 (the caller retypes it), every page maps to it,
- * and span->needzero says whether the pages may hold old data.
- * -ENOMEM when the reservation is exhausted.
+ * Allocate a span of npages whose first byte's arena offset is a multiple
+ * of align_pages pages (1: any; a power of two). On success *span is its
+ * start page; it is SPAN_LARGE with no object yet (alloc bit 0 clear), every
+ * page maps to it, and span->needzero says whether the pages may hold old
+ * data. -EINVAL for a bad alignment, -ENOMEM when the reservation is
+ * exhausted (nothing changed).
  */
-int pageheap_alloc(pageheap_t *h, uint32_t npages, uint32_t *span);
-int pageheap_alloc_locked(pageheap_t *h, uint32_t npages, uint32_t *span);
+int pageheap_alloc(pageheap_t *h, uint32_t npages, uint32_t align_pages, uint32_t *span);
+int pageheap_alloc_locked(pageheap_t *h, uint32_t npages, uint32_t align_pages, uint32_t *span);
 
-/* Allocate npages starting at a multiple of align_pages (a power of two). */
-int pageheap_alloc_aligned(pageheap_t *h, uint32_t npages, uint32_t align_pages, uint32_t *span);
+/*
+ * A new small span of sizeclass (owner 0, on no list, swept for the current
+ * sweepgen). *needzero: its pages may hold old data. -ENOMEM when full.
+ */
+int pageheap_alloc_small(pageheap_t *h, uint32_t sizeclass, uint32_t *span, int *needzero);
 
-/* Return an in-use span to the heap, coalescing with free neighbours. */
+/* Give a span with no object yet its object (span_large_object) under the lock. */
+void pageheap_large_object(pageheap_t *h, uint32_t span, uint32_t owner);
+
+/* Return an in-use span nobody uses to the heap, coalescing with free neighbours. */
 void pageheap_free(pageheap_t *h, uint32_t span);
 void pageheap_free_locked(pageheap_t *h, uint32_t span);
+
+/* Make the in-use span at p a quarantined large span (span_quarantine) under the lock. */
+void pageheap_quarantine(pageheap_t *h, uint32_t p);
 
 /*
  * Punch the pages of free spans that have been free since before
@@ -66,18 +85,24 @@ void pageheap_free_locked(pageheap_t *h, uint32_t span);
 uint64_t pageheap_release(pageheap_t *h, uint64_t older_than);
 
 /*
- * Make pages [p, p + npages) one large span that nobody owns, holding one
- * object, so that nothing hands them out until someone frees it: what the
- * rebuild and recovery do with a span they cannot trust. Its bitmaps are
- * cleared but for that object and its page map names no class; the state is
- * written last. Caller holds the lock (or the heap is not running yet).
+ * Call fn(arg, id) for every span of the heap, in address order, holding the
+ * lock for at most PAGEHEAP_WALK_CHUNK spans at a time so that a long walk
+ * never keeps allocations waiting for long. fn runs with the lock held and
+ * may change or free the span it is given (with the *_locked functions);
+ * the walk still goes on to the next one.
  */
-void pageheap_quarantine(segment_t *seg, uint32_t p, uint32_t npages);
+#define PAGEHEAP_WALK_CHUNK 4096u
+typedef void (*pageheap_visit_t)(void *arg, uint32_t id);
+void pageheap_walk(pageheap_t *h, pageheap_visit_t fn, void *arg);
 
-/* Rebuild the free lists, tree and header counters from the span table. Caller holds the lock. */
-void pageheap_rebuild_locked(pageheap_t *h);
+/* Header counters, read together under the lock. */
+typedef struct pageheap_counts {
+	uint32_t npages_grown;
+	uint64_t pages_inuse, pages_free, pages_released;
+} pageheap_counts_t;
+void pageheap_counts(pageheap_t *h, pageheap_counts_t *c);
 
-/* Current monotonic time in ns. */
-uint64_t pageheap_now(void);
+/* Assert (in debug builds) that the calling thread holds the lock. */
+void pageheap_assert_locked(pageheap_t *h);
 
 #endif

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * segment.h - create, reopen, validate and map an arena file.
+ * segment.h - create, reopen, validate and map an arena.
  *
- * A segment_t is one process's view of an arena: the descriptor and the
- * mapping, with pointers to each region. The daemon maps every region
- * read-write; a client maps the header, page map and span table read-only
- * and only the bitmaps and pages read-write (segment_attach).
+ * A segment_t is one process's view of an arena (layout.h): its files and
+ * one mapping of both, with pointers to each region. heapd opens the arena
+ * directory (segment_open) and maps everything read-write; a client maps
+ * the two descriptors heapd passes it (segment_attach): meta read-only, data
+ * read-write.
  *
- * Arena names: a path ("/dev/shm/heapd", "/var/lib/x/arena") is a file; a
- * name "shm:NAME" is the POSIX shared-memory object "/NAME".
+ * The arena directory must belong to the effective uid and have no group or
+ * other permission bits, and so must its files; nothing in it is followed
+ * through a symlink. New files are created with O_EXCL under temporary
+ * names and renamed into place, meta last, so a creation cut short leaves
+ * no arena rather than half of one.
  *
  * Errors are -errno, with a sentence in the caller's buffer.
  */
@@ -21,10 +25,17 @@
 #include "layout.h"
 
 typedef struct segment {
-	int fd;                 /* the arena file, -1 when closed */
-	uint8_t *base;          /* mapping of the whole file */
-	uint64_t size;          /* file size */
+	int dir_fd;             /* heapd: the arena directory; -1 in clients */
+	int lock_fd;            /* heapd: the lock file, with SEGMENT_LOCK; else -1 */
+	int meta_fd;            /* heapd: meta, read-write; -1 in clients */
+	int client_meta_fd;     /* heapd: meta opened read-only, passed to clients; -1 in clients */
+	int client_data_fd;     /* heapd: data opened again, passed to clients; -1 in clients */
+	int data_fd;            /* data, read-write; a client keeps it to repair a truncation */
+	uint8_t *base;          /* mapping of meta, then data */
+	uint64_t size;          /* meta_size + data_size */
+	uint64_t meta_size, data_size;
 	int writable_meta;      /* 1: header, page map and span table are writable */
+	int data_repaired;      /* segment_open re-extended a shrunken data file */
 	shm_header_t *hdr;
 	shm_client_t *clients;  /* hdr->max_clients slots */
 	uint64_t *pagemap;      /* page -> heapd_pagemap_entry(span start page, class) */
@@ -41,37 +52,59 @@ typedef struct segment_params {
 } segment_params_t;
 
 enum {
-	SEGMENT_CREATE = 1,     /* create the file if it does not exist */
-	SEGMENT_RESET = 2,      /* discard whatever the file holds and lay it out anew */
-	SEGMENT_LOCK = 4,       /* take an exclusive lock on the file: one daemon per arena */
+	SEGMENT_CREATE = 1,     /* create the arena if it does not exist */
+	SEGMENT_RESET = 2,      /* discard whatever the arena holds and lay it out anew */
+	SEGMENT_LOCK = 4,       /* lock the arena: one daemon per arena */
 };
 
-/* Size of the file for these parameters (header through pages). */
-uint64_t segment_file_size(const segment_params_t *params);
+/* Sizes of the two files for these parameters; 0 if they are out of range. */
+uint64_t segment_meta_size(const segment_params_t *params);
+uint64_t segment_data_size(const segment_params_t *params);
 
 /*
- * The daemon's open: reopen an existing arena (its header decides the
- * geometry; params->arena_bytes is only for creation) or, with
- * SEGMENT_CREATE, create it. *created says which happened.
- * A file that exists but is not a valid arena is refused unless
- * SEGMENT_RESET is given. SEGMENT_LOCK fails with -EWOULDBLOCK when another
- * process holds the lock.
+ * heapd's open of the arena directory dir: reopen the arena it holds (its
+ * header decides the geometry; params->arena_bytes is only for creation)
+ * or, with SEGMENT_CREATE, create the directory (mode 0700) and the arena.
+ * *created says which happened. An arena that exists but is not valid is
+ * refused unless SEGMENT_RESET is given. SEGMENT_LOCK fails with
+ * -EWOULDBLOCK when another process holds the directory's lock. A data file
+ * found shorter than its size (a client shrank it while no daemon ran) is
+ * re-extended, and seg->data_repaired says so.
  */
-int segment_open(const char *name, const segment_params_t *params, int flags,
-                 segment_t *seg, int *created, char *err, size_t errlen);
+int segment_open(const char *dir, const segment_params_t *params, int flags, segment_t *seg,
+                 int *created, char *err, size_t errlen);
 
-/* A client's mapping of an arena received as a descriptor. Takes ownership of fd. */
-int segment_attach(int fd, segment_t *seg, char *err, size_t errlen);
+/*
+ * A client's mapping of an arena from the descriptors heapd passed: meta
+ * (read-only; consumed: closed once mapped) and data (read-write; kept in
+ * seg->data_fd for segment_guard).
+ */
+int segment_attach(int meta_fd, int data_fd, segment_t *seg, char *err, size_t errlen);
 
-/* Check a header against the size of its file. 0 or -EINVAL/-EPROTO/-ENOEXEC with a reason. */
-int segment_validate(const shm_header_t *hdr, uint64_t file_size, char *err, size_t errlen);
+/* Check a header against the sizes of its files. 0 or -EINVAL/-EPROTO/-ENOEXEC with a reason. */
+int segment_validate(const shm_header_t *hdr, uint64_t meta_file_size, uint64_t data_file_size,
+                     char *err, size_t errlen);
 
+/* Unmap and close; a guarded data range is unguarded first. */
 void segment_close(segment_t *seg);
 
-/* Remove a named arena (unlink or shm_unlink). */
-int segment_unlink(const char *name);
+/* Remove an arena directory and the files of an arena in it. */
+int segment_remove(const char *dir);
 
-/* Punch [off, off+len) of the file out (release its memory). */
+/*
+ * Guard the data range against a shrunken data file: a SIGBUS at an address
+ * inside it re-extends the file to its size and the access is retried; any
+ * other SIGBUS goes to the handler that was there before (the default one:
+ * the process dies as it would have). Installed once per process; up to
+ * SEGMENT_GUARD_MAX segments at a time. 0 or -errno.
+ */
+#define SEGMENT_GUARD_MAX 8
+int segment_guard(segment_t *seg);
+
+/* Times the guard has re-extended a data file in this process. */
+uint64_t segment_guard_repairs(void);
+
+/* Punch [off, off+len) of the data (arena offsets) out of the file (release its memory). */
 int segment_punch(segment_t *seg, uint64_t off, uint64_t len);
 
 static inline uint8_t *segment_page_addr(const segment_t *seg, uint32_t page)
@@ -91,24 +124,10 @@ static inline uint64_t *segment_freebits(const segment_t *seg, uint32_t span, ui
 	return segment_allocbits(seg, span) + heapd_freebits_delta(nelems);
 }
 
-/* The free words of the in-use span starting at page span, per its descriptor. */
-static inline uint64_t *segment_span_freebits(const segment_t *seg, uint32_t span)
-{
-	const shm_span_t *d = &seg->spans[span];
-	return segment_freebits(seg, span, d->state == SPAN_SMALL ? d->nelems : 1);
-}
-
 /* The span a page belongs to, per the page map (HEAPD_NIL: none). */
 static inline uint32_t segment_pagemap_span(const segment_t *seg, uint32_t page)
 {
 	return heapd_pagemap_span(seg->pagemap[page]);
-}
-
-/* Point a page's entry at span, of size class sizeclass (0: not a small span). */
-static inline void segment_pagemap_set(segment_t *seg, uint32_t page, uint32_t span,
-                                       uint32_t sizeclass)
-{
-	seg->pagemap[page] = heapd_pagemap_entry(span, sizeclass);
 }
 
 /* Span start page of the page holding p, or HEAPD_NIL if p is outside the grown heap. */

@@ -60,7 +60,7 @@ static inline void fx_rundir_remove(void)
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		snprintf(sub, sizeof(sub), "%s/%s/arena", fx_rundir, e->d_name);
-		unlink(sub);
+		segment_remove(sub);
 		snprintf(sub, sizeof(sub), "%s/%s", fx_rundir, e->d_name);
 		rmdir(sub);
 	}
@@ -103,7 +103,7 @@ static inline void fx_close(heapfx_t *fx)
 {
 	pageheap_destroy(&fx->h);
 	segment_close(&fx->seg);
-	unlink(fx->path);
+	segment_remove(fx->path);
 	rmdir(fx->dir);
 }
 
@@ -111,10 +111,10 @@ static inline void fx_close(heapfx_t *fx)
 static inline size_t fx_check(heapfx_t *fx, const pageheap_t *h, check_report_t *rep)
 {
 	if (h)
-		pthread_mutex_lock(&fx->h.lock);
+		pageheap_enter(&fx->h);
 	size_t n = check_segment(&fx->seg, h, rep);
 	if (h)
-		pthread_mutex_unlock(&fx->h.lock);
+		pageheap_leave(&fx->h);
 	ck_assert_uint_eq(n, rep->nproblems);
 	return n;
 }
@@ -147,7 +147,7 @@ static inline void fx_print(const check_report_t *rep)
 static inline uint32_t fx_alloc(heapfx_t *fx, uint32_t npages)
 {
 	uint32_t span = HEAPD_NIL;
-	int rc = pageheap_alloc(&fx->h, npages, &span);
+	int rc = pageheap_alloc(&fx->h, npages, 1, &span);
 	ck_assert_msg(rc == 0, "alloc %u pages: %d", npages, rc);
 	ck_assert_uint_lt(span, fx->seg.hdr->npages_grown);
 	return span;

@@ -4,6 +4,8 @@
  */
 #include "soak_util.h"
 
+#include "sizeclass.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,12 +43,16 @@ uint64_t soak_env(const char *name, uint64_t def)
 
 void soak_claims_init(soak_claims_t *c, const char *path)
 {
-	struct stat st;
-	if (stat(path, &st) < 0) {
+	struct stat ms, ds;
+	char meta[512], data[512];
+	snprintf(meta, sizeof(meta), "%s/%s", path, HEAPD_META_FILE);
+	snprintf(data, sizeof(data), "%s/%s", path, HEAPD_DATA_FILE);
+	if (stat(meta, &ms) < 0 || stat(data, &ds) < 0) {
 		perror("soak: the arena");
 		abort();
 	}
-	c->nbits = (uint64_t)st.st_size >> GRAIN_SHIFT;
+	/* arena offsets run over meta, then data */
+	c->nbits = (uint64_t)(ms.st_size + ds.st_size) >> GRAIN_SHIFT;
 	c->bits = soak_shared((c->nbits + 63) / 64 * sizeof(uint64_t));
 }
 
@@ -287,7 +293,7 @@ void soak_dump_in_use(int max)
 			continue;
 		}
 		if (s->state == SPAN_SMALL || s->state == SPAN_LARGE) {
-			uint32_t nelems = s->state == SPAN_SMALL ? s->nelems : 1, live = 0;
+			uint32_t nelems = s->state == SPAN_SMALL && s->sizeclass < SIZECLASS_COUNT ? sizeclass_nelems[s->sizeclass] : 1, live = 0;
 			uint32_t nwords = (nelems + 63) / 64;
 			const uint64_t *a = &bits[(uint64_t)i * HEAPD_BITS_WORDS_PER_PAGE];
 			const uint64_t *f = a + heapd_freebits_delta(nelems);

@@ -30,7 +30,7 @@ typedef struct soak_claims {
 	uint64_t nbits;
 } soak_claims_t;
 
-/* A claim map for the arena file at path (as large as the file), in shared memory. */
+/* A claim map for the arena directory at path (as large as its offsets run), in shared memory. */
 void soak_claims_init(soak_claims_t *c, const char *path);
 
 /* Claim [off, off + size). 0, -1 if a byte of it was claimed already, -2 if out of range. */

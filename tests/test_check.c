@@ -64,7 +64,6 @@ START_TEST(test_overlap)
 	shm_span_t *s = fx_span(&fx, ids[0] + 2);
 	s->start = ids[0] + 2;
 	s->npages = 1;
-	s->nelems = 1;
 	s->state = SPAN_LARGE;
 	expect_problem(&fx, "span 0 (4 pages) overlaps large span 2");
 	fx_close(&fx);
@@ -100,8 +99,8 @@ START_TEST(test_adjacent_free)
 	b->start = f + 50;
 	b->npages = 150;
 	a->npages = 50;
-	segment_pagemap_set(&fx.seg, f + 49, f, 0);
-	segment_pagemap_set(&fx.seg, f + 50, f + 50, 0);
+	fx.seg.pagemap[f + 49] = heapd_pagemap_entry(f, 0);
+	fx.seg.pagemap[f + 50] = heapd_pagemap_entry(f + 50, 0);
 	expect_problem(&fx, "is followed by free span");
 	fx_close(&fx);
 }
@@ -116,9 +115,9 @@ START_TEST(test_bitmaps)
 	segment_allocbits(&fx.seg, ids[0])[0] = 1u << 3;
 	expect_problem(&fx, "span 0: bitmaps");
 	segment_allocbits(&fx.seg, ids[0])[0] = 0;
-	segment_span_freebits(&fx.seg, ids[0])[0] = 1;
+	segment_freebits(&fx.seg, ids[0], 1)[0] = 1;
 	expect_problem(&fx, "free bit set without its alloc bit");
-	segment_span_freebits(&fx.seg, ids[0])[0] = 0;
+	segment_freebits(&fx.seg, ids[0], 1)[0] = 0;
 
 	/* a small span of a class whose objects do not fill the last bitmap word */
 	uint32_t k = 0;
@@ -130,12 +129,9 @@ START_TEST(test_bitmaps)
 	shm_span_t *s = fx_span(&fx, sp);
 	s->state = SPAN_SMALL;
 	s->sizeclass = k;
-	s->elemsize = sizeclass_size[k];
-	s->nelems = sizeclass_nelems[k];
-	s->divmul = sizeclass_divmul[k];
 	check_report_t rep;
 	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0); /* its page map entry has no class yet */
-	segment_pagemap_set(&fx.seg, sp, sp, k);
+	fx.seg.pagemap[sp] = heapd_pagemap_entry(sp, k);
 	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
 	uint32_t beyond = sizeclass_nelems[k];
 	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
@@ -143,26 +139,29 @@ START_TEST(test_bitmaps)
 	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
 
 	/* a free bit without its alloc bit: a sweep under way if a client owns the span, else wrong */
-	segment_span_freebits(&fx.seg, sp)[0] = 1;
+	segment_freebits(&fx.seg, sp, sizeclass_nelems[k])[0] = 1;
 	expect_problem(&fx, "free bit set without its alloc bit");
 	s->owner = 1;
 	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
 	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
 	expect_problem(&fx, "alloc bit set at or beyond nelems"); /* but nothing else passes */
 	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
-	segment_span_freebits(&fx.seg, sp)[0] = 0;
+	segment_freebits(&fx.seg, sp, sizeclass_nelems[k])[0] = 0;
 	s->owner = 0;
 
-	s->elemsize++;
+	/* a class whose spans are longer than this one */
+	uint32_t k2 = 0;
+	for (uint32_t c = 1; c < SIZECLASS_COUNT && !k2; c++)
+		if (sizeclass_npages[c] > 1)
+			k2 = c;
+	s->sizeclass = k2;
 	expect_problem(&fx, "class");
-	s->elemsize--;
 	s->sizeclass = SIZECLASS_COUNT;
 	expect_problem(&fx, "small span with size class");
-	s->sizeclass = 0;
+	s->sizeclass = 3;
 	s->state = SPAN_LARGE;
-	segment_pagemap_set(&fx.seg, sp, sp, 0);
-	s->nelems = 7;
-	expect_problem(&fx, "large span with size class 0 and 7 objects");
+	fx.seg.pagemap[sp] = heapd_pagemap_entry(sp, 0);
+	expect_problem(&fx, "large span with size class 3");
 	fx_close(&fx);
 }
 END_TEST
@@ -189,7 +188,7 @@ START_TEST(test_pagemap_holes_stay_holes)
 	              "the arena file holds %llu bytes after a check and a rebuild; the page map is %llu",
 	              (unsigned long long)held, (unsigned long long)fx.seg.hdr->pagemap_size);
 	/* and a stray entry far beyond the heap is still found, and cleared by a rebuild */
-	segment_pagemap_set(&fx.seg, fx.seg.npages_max - 1, 5, 2);
+	fx.seg.pagemap[fx.seg.npages_max - 1] = heapd_pagemap_entry(5, 2);
 	expect_problem(&fx, "beyond npages_grown");
 	fx_reopen(&fx);
 	ck_assert_uint_eq(fx.seg.pagemap[fx.seg.npages_max - 1], 0);
@@ -203,20 +202,20 @@ START_TEST(test_pagemap)
 	uint32_t ids[10];
 	build_heap(&fx, ids);
 	segment_t *seg = &fx.seg;
-	segment_pagemap_set(seg, ids[6] + 10, 12345, 7); /* inside a free span: nobody cares */
+	seg->pagemap[ids[6] + 10] = heapd_pagemap_entry(12345, 7); /* inside a free span: nobody cares */
 	check_report_t rep;
 	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
-	segment_pagemap_set(seg, ids[0] + 3, ids[1], 0);
+	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[1], 0);
 	expect_problem(&fx, "page 3: page map says 4 (class 0), in large span 0");
-	segment_pagemap_set(seg, ids[0] + 3, ids[0], 5);
+	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[0], 5);
 	expect_problem(&fx, "page 3: page map says 0 (class 5), in large span 0 of class 0");
-	segment_pagemap_set(seg, ids[0] + 3, ids[0], 0);
-	segment_pagemap_set(seg, ids[6] + 299, 0, 0);
+	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[0], 0);
+	seg->pagemap[ids[6] + 299] = heapd_pagemap_entry(0, 0);
 	expect_problem(&fx, "last page of free span");
-	segment_pagemap_set(seg, ids[6] + 299, ids[6], 3);
+	seg->pagemap[ids[6] + 299] = heapd_pagemap_entry(ids[6], 3);
 	expect_problem(&fx, "last page of free span");
-	segment_pagemap_set(seg, ids[6] + 299, ids[6], 0);
-	segment_pagemap_set(seg, seg->npages_max - 1, 0, 0);
+	seg->pagemap[ids[6] + 299] = heapd_pagemap_entry(ids[6], 0);
+	seg->pagemap[seg->npages_max - 1] = heapd_pagemap_entry(0, 0);
 	expect_problem(&fx, "beyond npages_grown");
 	fx_close(&fx);
 }
@@ -400,9 +399,8 @@ START_TEST(test_garbage)
 	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0);
 	ck_assert_uint_gt(fx_check(&fx, NULL, &rep), 0);
 
-	pthread_mutex_lock(&fx.h.lock);
-	pageheap_rebuild_locked(&fx.h);
-	pthread_mutex_unlock(&fx.h.lock);
+	fx_reopen(&fx);
+	seg = &fx.seg;
 	for (uint32_t p = 0; p < grown; p += seg->spans[p].npages) {
 		shm_span_t *s = &seg->spans[p];
 		ck_assert_uint_ne(s->npages, 0);
@@ -410,10 +408,9 @@ START_TEST(test_garbage)
 			continue;
 		s->state = SPAN_LARGE;
 		s->sizeclass = 0;
-		s->nelems = 1;
 		memset(segment_allocbits(seg, p), 0, HEAPD_BITS_WORDS_PER_PAGE * sizeof(uint64_t));
 		for (uint32_t i = 0; i < s->npages; i++)
-			segment_pagemap_set(seg, p + i, p, 0);
+			seg->pagemap[p + i] = heapd_pagemap_entry(p, 0);
 	}
 	fx_assert_clean(&fx);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -55,10 +56,12 @@ START_TEST(test_hello_maps_arena)
 	start();
 	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
 	ck_assert_uint_lt(c.slot, c.seg.hdr->max_clients);
-	ck_assert_uint_ne(c.token, 0);
 	ck_assert(c.seg.hdr->magic == HEAPD_MAGIC);
 	ck_assert_uint_eq(c.seg.clients[c.slot].pid, (uint32_t)getpid());
-	ck_assert(c.seg.clients[c.slot].token == c.token);
+	ck_assert_uint_eq(c.seg.clients[c.slot].uid, (uint32_t)getuid());
+	ck_assert_uint_ne(c.seg.clients[c.slot].start_time, 0);
+	/* the metadata came read-only: the mapping cannot be made writable */
+	ck_assert_int_ne(mprotect(c.seg.base, c.seg.meta_size, PROT_READ | PROT_WRITE), 0);
 	ck_assert(harness_wait_log(&D, "connected", 1000));
 	tc_close(&c);
 	stop();
@@ -120,10 +123,9 @@ START_TEST(test_refill_and_release)
 		ck_assert_uint_lt(id, c.seg.hdr->npages_grown);
 		ck_assert_uint_eq(s->state, SPAN_SMALL);
 		ck_assert_uint_eq(s->sizeclass, K);
-		ck_assert_uint_eq(s->elemsize, sizeclass_size[K]);
-		ck_assert_uint_eq(s->nelems, sizeclass_nelems[K]);
+		ck_assert_uint_eq(s->npages, sizeclass_npages[K]);
 		ck_assert_uint_eq(s->owner, c.slot + 1);
-		ck_assert_uint_eq(bitmap_count_alloc(segment_allocbits(&c.seg, id), s->nelems), 0);
+		ck_assert_uint_eq(bitmap_count_alloc(segment_allocbits(&c.seg, id), sizeclass_nelems[K]), 0);
 		/* the pages are ours to write */
 		memset(segment_page_addr(&c.seg, id), 0xab, (size_t)s->npages * HEAPD_PAGE_SIZE);
 	}
@@ -163,21 +165,28 @@ START_TEST(test_refill_and_release)
 }
 END_TEST
 
+/* As another client: hand back span *arg (someone else's); 0 if refused with EPERM and closed. */
+static int release_foreign(tclient_t *b, void *arg)
+{
+	Heapd__Envelope *reply;
+	if (tc_refill(b->fd, K, 1, arg, 1, &reply) < 0)
+		return 1;
+	int ok = tc_error_code(reply) == EPERM && reply->error->fatal;
+	wire_free(reply);
+	return ok && tc_closed(b->fd, 2000) ? 0 : 2;
+}
+
 START_TEST(test_refill_someone_elses_span)
 {
-	tclient_t a, b;
+	tclient_t a;
 	Heapd__Envelope *reply;
 	start();
 	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
-	ck_assert_int_eq(tc_hello(D.sock, &b), 0);
 	ck_assert_int_eq(tc_refill(a.fd, K, 1, NULL, 0, &reply), 0);
 	uint32_t as = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
 
-	ck_assert_int_eq(tc_refill(b.fd, K, 1, &as, 1, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EPERM);
-	wire_free(reply);
-	ck_assert(tc_closed(b.fd, 2000));
+	ck_assert_int_eq(tc_in_child(D.sock, release_foreign, &as), 0);
 	ck_assert(harness_wait_log(&D, "belongs to another client", 1000));
 
 	/* a keeps its span and carries on */
@@ -188,20 +197,35 @@ START_TEST(test_refill_someone_elses_span)
 	wire_free(reply);
 	assert_healthy();
 	tc_close(&a);
-	tc_close(&b);
 	stop();
 }
 END_TEST
 
+/* As another client: a LargeAlloc that hands back span *arg (someone else's); 0 if refused. */
+static int large_alloc_releasing_foreign(tclient_t *b, void *arg)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
+	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
+	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
+	env.large_alloc = &la;
+	la.size = 100000;
+	la.release = arg;
+	la.n_release = 1;
+	if (wire_call(b->fd, &env, &reply, NULL) < 0)
+		return 1;
+	int ok = tc_error_code(reply) == EPERM;
+	wire_free(reply);
+	return ok && tc_closed(b->fd, 2000) ? 0 : 2;
+}
+
 /* A LargeAlloc hands spans back first, under the same rules as a Refill. */
 START_TEST(test_large_alloc_releases)
 {
-	tclient_t a, b;
+	tclient_t a;
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
 	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
 	start();
 	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
-	ck_assert_int_eq(tc_hello(D.sock, &b), 0);
 	ck_assert_int_eq(tc_refill(a.fd, K, 2, NULL, 0, &reply), 0);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 2);
 	uint32_t s0 = reply->refill_reply->spans[0]->span, s1 = reply->refill_reply->spans[1]->span;
@@ -210,17 +234,14 @@ START_TEST(test_large_alloc_releases)
 	env.large_alloc = &la;
 	la.size = 100000;
 
-	/* b names a's span: refused, and only b's connection goes */
-	la.release = &s0;
-	la.n_release = 1;
-	ck_assert_int_eq(wire_call(b.fd, &env, &reply, NULL), 0);
-	ck_assert_int_eq(tc_error_code(reply), EPERM);
-	wire_free(reply);
-	ck_assert(tc_closed(b.fd, 2000));
+	/* another client names a's span: refused, and only its connection goes */
+	ck_assert_int_eq(tc_in_child(D.sock, large_alloc_releasing_foreign, &s0), 0);
 	ck_assert(harness_wait_log(&D, "large alloc: released span", 1000));
 	ck_assert_uint_eq(a.seg.spans[s0].owner, a.slot + 1);
 
 	/* a hands s0 back with its request: the object comes, s0 is the daemon's, s1 still a's */
+	la.release = &s0;
+	la.n_release = 1;
 	ck_assert_int_eq(wire_call(a.fd, &env, &reply, NULL), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	uint32_t big = reply->large_alloc_reply->span;
@@ -236,7 +257,6 @@ START_TEST(test_large_alloc_releases)
 	ck_assert(tc_closed(a.fd, 2000));
 	assert_healthy();
 	tc_close(&a);
-	tc_close(&b);
 	stop();
 }
 END_TEST
@@ -255,10 +275,13 @@ START_TEST(test_bad_span_ids)
 		ck_assert(tc_closed(c.fd, 2000));
 		tc_close(&c);
 	}
-	/* a large free of a span that is no large object */
+	/* a large free of a span that is no large object is ignored: no reply, no harm */
 	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_large_free(c.fd, 12345678), 0);
-	ck_assert(tc_closed(c.fd, 2000));
+	ck_assert_int_eq(tc_large_free(c.fd, 12345678, 1), 0);
+	ck_assert(harness_wait_log(&D, "ignored", 2000));
+	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	wire_free(reply);
 	tc_close(&c);
 	assert_healthy();
 	stop();
@@ -394,13 +417,18 @@ START_TEST(test_large_alloc_free)
 	ck_assert_uint_eq(st->objects_in_use, 1);
 	wire_free(owner);
 
-	/* a LargeFree without the free bit is an error */
-	tclient_t bad;
-	ck_assert_int_eq(tc_hello(D.sock, &bad), 0);
-	ck_assert_int_eq(tc_large_free(bad.fd, id), 0);
-	ck_assert(tc_closed(bad.fd, 2000));
-	tc_close(&bad);
+	/* a LargeFree without the free bit, or of another generation, is ignored */
+	uint32_t gen = s->gen;
+	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
+	ck_assert(harness_wait_log(&D, "free bit is not set", 2000));
+	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id, 1), 0),
+	                 BITMAP_FREED);
+	ck_assert_int_eq(tc_large_free(c.fd, id, gen + 1), 0);
+	/* a round trip orders the LargeFree before the look at the span */
+	ck_assert_int_eq(tc_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
+	wire_free(reply);
 	ck_assert_uint_eq(s->state, SPAN_LARGE);
+	bitmap_store(segment_freebits(&c.seg, id, 1), 0); /* not freed after all */
 
 	/* aligned, 64 KiB */
 	ck_assert_int_eq(tc_large_alloc(c.fd, 40000, 65536, 0, &reply), 0);
@@ -411,15 +439,17 @@ START_TEST(test_large_alloc_free)
 	ck_assert_uint_eq(s->owner, 0);
 	ck_assert_uint_eq(c.seg.spans[id2].owner, c.slot + 1);
 
-	/* free both: the free bit, then LargeFree */
+	/* free both: the free bit, then LargeFree with the generation */
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id),
-	                                  segment_span_freebits(&c.seg, id), 0),
+	                                  segment_freebits(&c.seg, id, 1), 0),
 	                 BITMAP_FREED);
-	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
+	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id2),
-	                                  segment_span_freebits(&c.seg, id2), 0),
+	                                  segment_freebits(&c.seg, id2, 1), 0),
 	                 BITMAP_FREED);
-	ck_assert_int_eq(tc_large_free(c.fd, id2), 0);
+	ck_assert_int_eq(tc_large_free(c.fd, id2, c.seg.spans[id2].gen), 0);
+	/* the same LargeFree again, late: ignored */
+	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
 	/* a round trip on the same connection orders the frees before the stats */
 	ck_assert_int_eq(tc_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
 	wire_free(reply);
@@ -471,14 +501,16 @@ START_TEST(test_arena_full_is_enomem)
 	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
 	ck_assert_int_eq(tc_large_alloc(c.fd, 3 << 20, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
-	uint32_t id = reply->large_alloc_reply->span;
+	uint32_t id = reply->large_alloc_reply->span, gen = reply->large_alloc_reply->gen;
+	ck_assert_uint_eq(gen, c.seg.spans[id].gen);
 	wire_free(reply);
 	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
 	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	ck_assert(!reply->error->fatal);
 	wire_free(reply);
 	/* the connection stays; freeing makes room again */
-	bitmap_mark_free(segment_allocbits(&c.seg, id), segment_span_freebits(&c.seg, id), 0);
-	ck_assert_int_eq(tc_large_free(c.fd, id), 0);
+	bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id, 1), 0);
+	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
 	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	wire_free(reply);
@@ -502,33 +534,57 @@ START_TEST(test_arena_full_is_enomem)
 }
 END_TEST
 
+/* In a child: a client that allocates 900 KiB in one large object; exit 0 if it got it. */
+static int other_client_allocates(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		Heapd__Envelope *reply;
+		tclient_t b;
+		if (tc_hello(D.sock, &b) < 0 || tc_large_alloc(b.fd, 900 << 10, 0, 0, &reply) < 0)
+			_exit(2);
+		_exit(reply->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 START_TEST(test_quota)
 {
 	Heapd__Envelope *reply;
-	tclient_t a, b;
+	tclient_t a;
 	start_with("--client-quota", "1M");
 	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
-	ck_assert_int_eq(tc_hello(D.sock, &b), 0);
 	ck_assert_int_eq(tc_large_alloc(a.fd, 900 << 10, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	wire_free(reply);
 	ck_assert_int_eq(tc_large_alloc(a.fd, 200 << 10, 0, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	ck_assert_int_eq(tc_error_code(reply), EDQUOT);
+	ck_assert(!reply->error->fatal);
 	wire_free(reply);
 	/* refills past the quota are cut short, then refused */
 	ck_assert_int_eq(tc_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_lt(reply->refill_reply->n_spans, 64);
+	uint32_t given[64], n = (uint32_t)reply->refill_reply->n_spans;
+	for (uint32_t i = 0; i < n; i++)
+		given[i] = reply->refill_reply->spans[i]->span;
 	wire_free(reply);
 	ck_assert_int_eq(tc_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	ck_assert_int_eq(tc_error_code(reply), EDQUOT);
 	wire_free(reply);
-	/* the other client is unaffected */
-	ck_assert_int_eq(tc_large_alloc(b.fd, 900 << 10, 0, 0, &reply), 0);
-	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	/* handing spans back does not end their charge: the objects in them are still ours */
+	for (uint32_t i = 0; i < n; i++)
+		bitmap_store(segment_allocbits(&a.seg, given[i]), 1);
+	ck_assert_int_eq(tc_refill(a.fd, 0, 0, given, n, &reply), 0);
 	wire_free(reply);
+	ck_assert_int_eq(tc_refill(a.fd, 1, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(tc_error_code(reply), EDQUOT);
+	wire_free(reply);
+	/* another client is unaffected */
+	ck_assert_int_eq(other_client_allocates(), 0);
 	tc_close(&a);
-	tc_close(&b);
 	assert_healthy();
 	stop();
 }
@@ -598,7 +654,8 @@ START_TEST(test_sweep_frees_objects)
 	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
 	uint32_t id = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
-	uint64_t *alloc = segment_allocbits(&c.seg, id), *freeb = segment_span_freebits(&c.seg, id);
+	uint64_t *alloc = segment_allocbits(&c.seg, id);
+	uint64_t *freeb = segment_freebits(&c.seg, id, sizeclass_nelems[K]);
 	bitmap_store(&alloc[0], 0xff); /* 8 objects */
 	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &id, 1, &reply), 0);
 	wire_free(reply);
@@ -698,18 +755,19 @@ END_TEST
 START_TEST(test_stuck_client_dropped)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
+	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
 	static uint8_t frames[64 * 1024];
 	start();
 	int fd = harness_control(D.sock);
 	int small = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
-	env.stats = &req;
+	/* Clients is answered at once (Stats waits for its turn, and the connection with it) */
+	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
+	env.clients = &req;
 	size_t n = wire_frame_size(&env), nframes = sizeof(frames) / n;
 	for (size_t i = 0; i < nframes; i++)
 		wire_frame_pack(&env, frames + i * n);
-	/* ask for stats without ever reading the replies, until the daemon gives up on us */
+	/* ask without ever reading the replies, until the daemon gives up on us */
 	size_t total = nframes * n, off = 0;
 	for (int waited = 0; waited < 20000;) {
 		ssize_t w = send(fd, frames + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -732,6 +790,20 @@ START_TEST(test_stuck_client_dropped)
 }
 END_TEST
 
+/* In a child: a Hello naming slot+1 as its own; writes the slot it got to fd. */
+static void hello_naming(uint32_t slot1, int fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		tclient_t c;
+		uint32_t got = HEAPD_NIL;
+		if (tc_hello_again(D.sock, &c, slot1, NULL, 0) == 0)
+			got = c.slot;
+		_exit(write(fd, &got, sizeof(got)) == sizeof(got) ? 0 : 1);
+	}
+	waitpid(pid, NULL, 0);
+}
+
 START_TEST(test_readopt_after_restart)
 {
 	Heapd__Envelope *reply;
@@ -749,19 +821,71 @@ START_TEST(test_readopt_after_restart)
 	ck_assert_int_eq(harness_start(&D), 0);
 	ck_assert(harness_wait_log(&D, "kept for 1 live clients", 2000));
 
-	ck_assert_int_eq(tc_hello_again(D.sock, &c2, c.slot + 1, c.token, &keep, 1), 0);
+	ck_assert_int_eq(tc_hello_again(D.sock, &c2, c.slot + 1, &keep, 1), 0);
 	ck_assert_uint_eq(c2.slot, c.slot);
 	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
 	ck_assert_uint_ne(c2.seg.spans[drop].owner, c.slot + 1);
 	ck_assert_str_eq((char *)segment_page_addr(&c2.seg, keep), "kept");
 	assert_healthy();
 
-	/* a wrong token gets a new slot and takes nothing over */
-	tclient_t c3;
-	ck_assert_int_eq(tc_hello_again(D.sock, &c3, c.slot + 1, c.token + 1, &keep, 1), 0);
-	ck_assert_uint_ne(c3.slot, c.slot);
+	/* another process naming our slot gets one of its own and takes nothing over */
+	int p[2];
+	uint32_t got;
+	ck_assert_int_eq(pipe(p), 0);
+	hello_naming(c.slot + 1, p[1]);
+	ck_assert_int_eq(read(p[0], &got, sizeof(got)), (ssize_t)sizeof(got));
+	ck_assert_uint_ne(got, HEAPD_NIL);
+	ck_assert_uint_ne(got, c.slot);
 	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
-	tc_close(&c3);
+	close(p[0]);
+	close(p[1]);
+	tc_close(&c2);
+	tc_close(&c);
+	assert_healthy();
+	stop();
+}
+END_TEST
+
+START_TEST(test_ended_session_keeps_slot)
+{
+	static const uint8_t garbage[] = { 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	Heapd__Envelope *reply;
+	tclient_t c, c2;
+	start();
+	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	ck_assert_int_eq(tc_refill(c.fd, K, 3, NULL, 0, &reply), 0);
+	uint32_t spans[3];
+	for (int i = 0; i < 3; i++)
+		spans[i] = reply->refill_reply->spans[i]->span;
+	wire_free(reply);
+
+	/* a protocol error: heapd closes the connection, and the slot stays ours */
+	ck_assert_int_eq(write(c.fd, garbage, sizeof(garbage)), (ssize_t)sizeof(garbage));
+	ck_assert(tc_closed(c.fd, 2000));
+	ck_assert(harness_wait_log(&D, "held for its process", 2000));
+	ck_assert_int_eq(tc_sweep(D.sock), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(c.seg.spans[spans[i]].owner, c.slot + 1);
+	assert_healthy();
+
+	/* one connected slot per process: a second Hello is refused while connected */
+	ck_assert_int_eq(tc_hello_again(D.sock, &c2, c.slot + 1, spans, 3), 0);
+	ck_assert_uint_eq(c2.slot, c.slot);
+	tclient_t c3;
+	ck_assert_int_eq(tc_hello(D.sock, &c3), -EBUSY);
+
+	/* Bye gives every span back and the slot up */
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__Bye bye = HEAPD__BYE__INIT;
+	env.msg_case = HEAPD__ENVELOPE__MSG_BYE;
+	env.bye = &bye;
+	ck_assert_int_eq(wire_call(c2.fd, &env, &reply, NULL), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_OK);
+	ck_assert_uint_eq(reply->ok->value, 3);
+	wire_free(reply);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_ne(c.seg.spans[spans[i]].owner, c.slot + 1);
+	ck_assert_uint_eq(c.seg.clients[c.slot].pid, 0);
 	tc_close(&c2);
 	tc_close(&c);
 	assert_healthy();
@@ -838,6 +962,7 @@ Suite *daemon_suite(void)
 	tcase_add_test(tc, test_thousand_connections);
 	tcase_add_test(tc, test_stuck_client_dropped);
 	tcase_add_test(tc, test_readopt_after_restart);
+	tcase_add_test(tc, test_ended_session_keeps_slot);
 	tcase_add_test(tc, test_peer_not_allowed);
 	suite_add_tcase(s, tc);
 	return s;

@@ -18,6 +18,7 @@
 
 #include "bitmap.h"
 #include "daemon.h"
+#include "sizeclass.h"
 #include "large.h"
 #include "log.h"
 #include "session.h"
@@ -47,8 +48,44 @@ static void setup(void)
 
 static void teardown(void)
 {
-	unlink(arena);
+	segment_remove(arena);
 	rmdir(dir);
+}
+
+/* The free words of in-use span id. */
+static uint64_t *freebits(daemon_t *d, uint32_t id)
+{
+	const shm_span_t *s = &d->seg.spans[id];
+	return segment_freebits(&d->seg, id, s->state == SPAN_SMALL ? sizeclass_nelems[s->sizeclass] : 1);
+}
+
+/* A swept span of class k for the daemon itself (owner 0, on no list). */
+static uint32_t get_span(daemon_t *d, uint32_t k)
+{
+	uint32_t id;
+	int nz;
+	if (central_take(&d->central, k, &id, &nz) < 0)
+		ck_assert_int_eq(central_carve(&d->central, k, &id, &nz), 0);
+	return id;
+}
+
+/* A process that waits for a byte on *go before it exits; its proc_t in *p. */
+static pid_t waiting_child(int go[2], proc_t *p)
+{
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		if (read(go[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	uint64_t st;
+	for (int i = 0; i < 1000 && proc_start_time(pid, &st) < 0; i++)
+		usleep(1000);
+	ck_assert_int_eq(proc_start_time(pid, &st), 0);
+	ck_assert_int_eq(proc_open(pid, st, p), 0);
+	return pid;
 }
 
 /* Feed one request; return the reply decoded (NULL if none was queued). */
@@ -76,7 +113,7 @@ static session_t *client(daemon_t *d, int control)
 	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
 	Heapd__Hello h = HEAPD__HELLO__INIT;
 	int rc;
-	session_t *s = session_new(d, getpid(), getuid(), getgid(), evbuffer_new());
+	session_t *s = session_new(d, -1, getpid(), getuid(), getgid(), evbuffer_new());
 	h.version = HEAPD_PROTOCOL_VERSION;
 	h.control = control;
 	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
@@ -88,10 +125,16 @@ static session_t *client(daemon_t *d, int control)
 	return s;
 }
 
+/* The client gives its slot up (Bye) and goes. */
 static void end(session_t *s)
 {
 	struct evbuffer *out = s->out;
-	session_free(s, 0);
+	if (s->slot != HEAPD_NIL) {
+		sweep_result_t res = { 0 };
+		daemon_bye(s->d, s->slot, &res);
+		s->slot = HEAPD_NIL;
+	}
+	session_free(s);
 	evbuffer_free(out);
 }
 
@@ -142,7 +185,7 @@ START_TEST(test_sweepgen_cycle)
 	}
 	/* free one object of each from "another process": the next cycle sees it */
 	for (int i = 0; i < 4; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_span_freebits(&d.seg, ids[i]), 0);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), freebits(&d, ids[i]), 0);
 	sweep_result_t res;
 	ck_assert_uint_eq(sweeper_cycle(&d.sweeper, &res), 4);
 	ck_assert_uint_eq(res.objects, 4);
@@ -150,11 +193,11 @@ START_TEST(test_sweepgen_cycle)
 	for (int i = 0; i < 4; i++) {
 		ck_assert_uint_eq(atomic_load(&d.seg.spans[ids[i]].sweepgen), sg + 2);
 		ck_assert_uint_eq(d.seg.spans[ids[i]].allocount, 1);
-		ck_assert_uint_eq(bitmap_load(segment_span_freebits(&d.seg, ids[i])), 0);
+		ck_assert_uint_eq(bitmap_load(freebits(&d, ids[i])), 0);
 	}
 	/* the rest freed: the spans go back to the page heap */
 	for (int i = 0; i < 4; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_span_freebits(&d.seg, ids[i]), 1);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), freebits(&d, ids[i]), 1);
 	sweeper_cycle(&d.sweeper, &res);
 	ck_assert_uint_eq(res.spans_freed, 4);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
@@ -196,7 +239,7 @@ START_TEST(test_reclaim_before_growth)
 	uint32_t grown = d.seg.hdr->npages_grown;
 	/* other processes free every object, but nobody sweeps yet */
 	for (size_t i = 0; i < n; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), segment_span_freebits(&d.seg, ids[i]), 0);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), freebits(&d, ids[i]), 0);
 	/* a refill of another class must reclaim them rather than fail */
 	Heapd__Envelope *r = refill(s, 20, 4, NULL, 0, &rc);
 	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
@@ -214,29 +257,29 @@ START_TEST(test_recovery_repairs)
 {
 	static daemon_t d;
 	uint32_t a, b, small, owned;
-	int nz, rc;
+	int rc;
 	open_daemon(&d, "64M");
 	/* a large allocation cut short: LARGE span, alloc bit 0 never set */
-	ck_assert_int_eq(pageheap_alloc(&d.heap, 3, &a), 0);
+	ck_assert_int_eq(pageheap_alloc(&d.heap, 3, 1, &a), 0);
 	/* a freed large object whose LargeFree was lost */
 	int zeroed;
-	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 50000, 0, 0, 0, &b, &zeroed), 0);
-	bitmap_mark_free(segment_allocbits(&d.seg, b), segment_span_freebits(&d.seg, b), 0);
+	uint32_t gen;
+	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 0, 7, 1, 0, &b, &zeroed, &gen), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, b), freebits(&d, b), 0);
 	/* a small span in central with one object */
-	ck_assert_int_eq(daemon_get_span(&d, 4, &small, &nz), 0);
+	small = get_span(&d, 4);
 	bitmap_store(segment_allocbits(&d.seg, small), 1);
 	central_put(&d.central, small, NULL);
 	/* a small span owned by a process that is gone */
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(0);
-	uint64_t st;
-	ck_assert_int_eq(clients_proc_start_time(getpid(), &st), 0);
+	int go[2];
+	proc_t p;
+	pid_t pid = waiting_child(go, &p);
 	uint32_t slot;
-	ck_assert_int_eq(clients_alloc(&d.clients, pid, 0, st, &slot), 0);
-	ck_assert_int_eq(daemon_get_span(&d, 6, &owned, &nz), 0);
+	ck_assert_int_eq(clients_alloc(&d.clients, &p, 0, &slot), 0);
+	owned = get_span(&d, 6);
 	clients_own(&d.clients, slot, owned);
 	bitmap_store(segment_allocbits(&d.seg, owned), 0x7);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
 	waitpid(pid, NULL, 0);
 	daemon_close(&d, 0); /* as if killed: no clean shutdown */
 
@@ -264,22 +307,24 @@ END_TEST
 START_TEST(test_recovery_quarantines)
 {
 	static daemon_t d;
-	uint32_t bad;
-	int nz;
+	uint32_t bad, empty;
 	open_daemon(&d, "64M");
-	ck_assert_int_eq(daemon_get_span(&d, 4, &bad, &nz), 0);
+	bad = get_span(&d, 4);
 	bitmap_store(segment_allocbits(&d.seg, bad), 0x6);
 	central_put(&d.central, bad, NULL);
+	empty = get_span(&d, 4);
 	uint32_t npages = d.seg.spans[bad].npages;
-	d.seg.spans[bad].elemsize += 8; /* no class has this geometry */
+	d.seg.spans[bad].sizeclass = SIZECLASS_COUNT; /* no class at all */
+	d.seg.spans[empty].sizeclass = 0;             /* a small span of no class, and no object */
 	daemon_close(&d, 0);
 
 	open_daemon(&d, "64M");
 	const shm_span_t *q = &d.seg.spans[bad];
 	ck_assert_uint_eq(q->state, SPAN_LARGE);
 	ck_assert_uint_eq(q->npages, npages);
-	ck_assert_uint_eq(q->nelems, 1);
 	ck_assert_uint_eq(q->sizeclass, 0);
+	/* holding nothing, the other is simply freed */
+	ck_assert(d.seg.spans[empty].state != SPAN_SMALL || d.seg.spans[empty].start != empty);
 	ck_assert_uint_eq(q->owner, 0);
 	ck_assert_uint_eq(bitmap_load(segment_allocbits(&d.seg, bad)), 1);
 	for (uint32_t i = 0; i < npages; i++)
@@ -292,12 +337,12 @@ END_TEST
 START_TEST(test_lost_large_free)
 {
 	static daemon_t d;
-	uint32_t id;
+	uint32_t id, gen;
 	int zeroed;
 	open_daemon(&d, "64M");
-	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 100000, 0, 1, 0, &id, &zeroed), 0);
+	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 0, 13, 1, 1, &id, &zeroed, &gen), 0);
 	ck_assert(zeroed);
-	bitmap_mark_free(segment_allocbits(&d.seg, id), segment_span_freebits(&d.seg, id), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, id), freebits(&d, id), 0);
 	/* its LargeFree may still be on the way: the first cycle leaves it */
 	sweeper_cycle(&d.sweeper, NULL);
 	ck_assert_uint_eq(d.seg.spans[id].state, SPAN_LARGE);
@@ -316,20 +361,12 @@ START_TEST(test_held_slot_reaped)
 {
 	static daemon_t d;
 	uint32_t span, slot;
-	uint64_t st;
-	int nz, go[2];
+	int go[2];
+	proc_t p;
 	open_daemon(&d, "64M");
-	ck_assert_int_eq(pipe(go), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		char c;
-		if (read(go[0], &c, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	ck_assert_int_eq(clients_proc_start_time(pid, &st), 0);
-	ck_assert_int_eq(clients_alloc(&d.clients, pid, 0, st, &slot), 0);
-	ck_assert_int_eq(daemon_get_span(&d, 3, &span, &nz), 0);
+	pid_t pid = waiting_child(go, &p);
+	ck_assert_int_eq(clients_alloc(&d.clients, &p, 0, &slot), 0);
+	span = get_span(&d, 3);
 	clients_own(&d.clients, slot, span);
 	daemon_close(&d, 0);
 
@@ -337,12 +374,12 @@ START_TEST(test_held_slot_reaped)
 	open_daemon(&d, "64M");
 	ck_assert_uint_eq(d.seg.clients[slot].pid, (uint32_t)pid);
 	ck_assert_uint_eq(d.seg.spans[span].owner, slot + 1);
-	ck_assert_uint_eq(daemon_reap_held(&d), 0);
+	ck_assert_uint_eq(daemon_reap(&d, HEAPD_NIL), 0);
 	ck_assert_uint_eq(problems(&d), 0);
 	/* it dies without reconnecting: the next reap takes the span back */
 	ck_assert_int_eq(write(go[1], "x", 1), 1);
 	waitpid(pid, NULL, 0);
-	ck_assert_uint_eq(daemon_reap_held(&d), 1);
+	ck_assert_uint_eq(daemon_reap(&d, HEAPD_NIL), 1);
 	ck_assert_uint_eq(d.seg.clients[slot].pid, 0);
 	ck_assert_uint_eq(d.clients.inuse, 0);
 	ck_assert(d.seg.spans[span].state != SPAN_SMALL || d.seg.spans[span].owner == 0);
@@ -372,20 +409,19 @@ static uint32_t large(session_t *s, uint64_t size)
 static void lose(session_t *s)
 {
 	struct evbuffer *out = s->out;
-	session_free(s, 1);
+	session_free(s);
 	evbuffer_free(out);
 }
 
 /* Reconnect after a restart with prev_slot and large_received; the new session. */
-static session_t *reconnect(daemon_t *d, uint32_t slot, uint64_t token, uint32_t large_received)
+static session_t *reconnect(daemon_t *d, uint32_t slot, uint32_t large_received)
 {
 	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
 	Heapd__Hello h = HEAPD__HELLO__INIT;
 	int rc;
-	session_t *s = session_new(d, getpid(), getuid(), getgid(), evbuffer_new());
+	session_t *s = session_new(d, -1, getpid(), getuid(), getgid(), evbuffer_new());
 	h.version = HEAPD_PROTOCOL_VERSION;
 	h.prev_slot = slot + 1;
-	h.prev_token = token;
 	h.large_received = large_received;
 	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
 	req.hello = &h;
@@ -408,7 +444,6 @@ START_TEST(test_lost_large_reply)
 	open_daemon(&d, "64M");
 	session_t *s = client(&d, 0);
 	uint32_t slot = s->slot;
-	uint64_t token = d.seg.clients[slot].token;
 
 	uint32_t a = large(s, 100000);
 	ck_assert_uint_eq(d.seg.spans[a].owner, slot + 1);
@@ -424,7 +459,7 @@ START_TEST(test_lost_large_reply)
 	open_daemon(&d, "64M");
 	ck_assert_uint_eq(d.clients.slots[slot].pending_large, b + 1);
 	ck_assert_uint_eq(problems(&d), 0);
-	s = reconnect(&d, slot, token, a + 1);
+	s = reconnect(&d, slot, a + 1);
 	ck_assert_uint_eq(d.seg.spans[a].state, SPAN_LARGE);
 	ck_assert(d.seg.spans[b].state != SPAN_LARGE || d.seg.spans[b].start != b);
 	ck_assert_uint_eq(d.clients.slots[slot].pending_large, 0);
@@ -435,7 +470,7 @@ START_TEST(test_lost_large_reply)
 	lose(s);
 	daemon_close(&d, 0);
 	open_daemon(&d, "64M");
-	s = reconnect(&d, slot, token, c + 1);
+	s = reconnect(&d, slot, c + 1);
 	ck_assert_uint_eq(d.seg.spans[c].state, SPAN_LARGE);
 	ck_assert_uint_eq(d.seg.spans[c].owner, 0);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, d.seg.spans[a].npages + d.seg.spans[c].npages);

@@ -120,6 +120,16 @@ START_TEST(test_config_file_and_override)
 }
 END_TEST
 
+/* A file of d's arena directory. */
+static const char *arena_file(const harness_daemon_t *d, const char *name)
+{
+	static char path[2][256];
+	static int next;
+	char *p = path[next++ % 2];
+	snprintf(p, sizeof(path[0]), "%s/%s", d->arena, name);
+	return p;
+}
+
 START_TEST(test_sigterm_clean)
 {
 	harness_daemon_t d;
@@ -130,6 +140,10 @@ START_TEST(test_sigterm_clean)
 	ck_assert_int_eq(stat(d.sock, &sb), 0);
 	ck_assert_uint_eq(sb.st_mode & 0777, 0660);
 	ck_assert_int_eq(stat(d.arena, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0700);
+	ck_assert_int_eq(stat(arena_file(&d, HEAPD_META_FILE), &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	ck_assert_int_eq(stat(arena_file(&d, HEAPD_DATA_FILE), &sb), 0);
 	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
 	ck_assert_int_eq(tc_hello(d.sock, &c), 0);
 	ck_assert_uint_eq(c.seg.hdr->clean_shutdown, 0);
@@ -248,7 +262,7 @@ START_TEST(test_restart_keeps_objects)
 	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &small, 1, &reply), 0);
 	wire_free(reply);
 	/* one large object freed, its LargeFree lost with the daemon */
-	bitmap_mark_free(segment_allocbits(&c.seg, large[3]), segment_span_freebits(&c.seg, large[3]), 0);
+	bitmap_mark_free(segment_allocbits(&c.seg, large[3]), segment_freebits(&c.seg, large[3], 1), 0);
 	tc_close(&c);
 
 	harness_stop(&d, SIGKILL);
@@ -289,9 +303,13 @@ START_TEST(test_unusable_arena)
 	char buf[4096];
 	harness_init(&d);
 	memset(buf, 'G', sizeof(buf));
-	int fd = open(d.arena, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_eq(mkdir(d.arena, 0700), 0);
+	int fd = open(arena_file(&d, HEAPD_META_FILE), O_CREAT | O_WRONLY, 0600);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+	fd = open(arena_file(&d, HEAPD_DATA_FILE), O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
 	close(fd);
 
 	const char *args[] = { "--socket", d.sock, "--arena", d.arena, "--arena-size", "16M", NULL };
@@ -300,9 +318,9 @@ START_TEST(test_unusable_arena)
 	ck_assert_msg(strstr(out, "unusable") && strstr(out, "--reset"), "got: %s", out);
 	/* untouched */
 	struct stat sb;
-	ck_assert_int_eq(stat(d.arena, &sb), 0);
+	ck_assert_int_eq(stat(arena_file(&d, HEAPD_META_FILE), &sb), 0);
 	ck_assert_int_eq(sb.st_size, (off_t)sizeof(buf));
-	fd = open(d.arena, O_RDONLY);
+	fd = open(arena_file(&d, HEAPD_META_FILE), O_RDONLY);
 	ck_assert_int_eq(read(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	close(fd);
 	for (size_t i = 0; i < sizeof(buf); i++)

@@ -29,13 +29,13 @@ int tc_error_code(const Heapd__Envelope *reply)
 	return 0;
 }
 
-int tc_hello_again(const char *sock, tclient_t *c, uint32_t prev_slot1, uint64_t prev_token,
-                   const uint32_t *held, size_t nheld)
+int tc_hello_again(const char *sock, tclient_t *c, uint32_t prev_slot1, const uint32_t *held,
+                   size_t nheld)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
 	Heapd__Hello hello = HEAPD__HELLO__INIT;
 	char err[256];
-	int rc, fd = -1;
+	int rc, fds[WIRE_MAX_FDS] = { -1, -1 };
 
 	memset(c, 0, sizeof(*c));
 	c->fd = harness_connect_raw(sock);
@@ -44,24 +44,26 @@ int tc_hello_again(const char *sock, tclient_t *c, uint32_t prev_slot1, uint64_t
 	hello.version = HEAPD_PROTOCOL_VERSION;
 	hello.pid = (uint32_t)getpid();
 	hello.prev_slot = prev_slot1;
-	hello.prev_token = prev_token;
 	hello.held_spans = (uint32_t *)held;
 	hello.n_held_spans = nheld;
 	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
 	env.hello = &hello;
-	rc = wire_send(c->fd, &env, -1);
+	rc = wire_send(c->fd, &env);
 	if (rc == 0)
-		rc = wire_recv(c->fd, &reply, &fd);
+		rc = wire_recv(c->fd, &reply, fds);
 	if (rc < 0)
 		goto fail;
-	if (reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY || fd < 0) {
+	if (reply->msg_case == HEAPD__ENVELOPE__MSG_ERROR) {
+		rc = -reply->error->code;
+		goto fail;
+	}
+	if (reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY || fds[0] < 0 || fds[1] < 0) {
 		rc = -EPROTO;
 		goto fail;
 	}
 	c->slot = reply->hello_reply->slot;
-	c->token = reply->hello_reply->token;
-	rc = segment_attach(fd, &c->seg, err, sizeof(err));
-	fd = -1;
+	rc = segment_attach(fds[0], fds[1], &c->seg, err, sizeof(err));
+	fds[0] = fds[1] = -1;
 	if (rc < 0) {
 		fprintf(stderr, "segment_attach: %s\n", err);
 		goto fail;
@@ -70,8 +72,9 @@ int tc_hello_again(const char *sock, tclient_t *c, uint32_t prev_slot1, uint64_t
 	wire_free(reply);
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
+	for (int i = 0; i < WIRE_MAX_FDS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	wire_free(reply);
 	close(c->fd);
 	c->fd = -1;
@@ -80,7 +83,7 @@ fail:
 
 int tc_hello(const char *sock, tclient_t *c)
 {
-	return tc_hello_again(sock, c, 0, 0, NULL, 0);
+	return tc_hello_again(sock, c, 0, NULL, 0);
 }
 
 void tc_close(tclient_t *c)
@@ -91,6 +94,25 @@ void tc_close(tclient_t *c)
 		close(c->fd);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+}
+
+int tc_in_child(const char *sock, int (*fn)(tclient_t *c, void *arg), void *arg)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		tclient_t c;
+		if (tc_hello(sock, &c) < 0)
+			_exit(255);
+		int rc = fn(&c, arg);
+		tc_close(&c);
+		_exit(rc & 0xff);
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
+		return -1;
+	return WEXITSTATUS(st);
 }
 
 int tc_refill(int fd, uint32_t k, uint32_t count, const uint32_t *release, size_t nrelease,
@@ -119,14 +141,15 @@ int tc_large_alloc(int fd, uint64_t size, uint64_t align, int zero, Heapd__Envel
 	return wire_call(fd, &env, reply, NULL);
 }
 
-int tc_large_free(int fd, uint32_t span)
+int tc_large_free(int fd, uint32_t span, uint32_t gen)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__LargeFree lf = HEAPD__LARGE_FREE__INIT;
 	lf.span = span;
+	lf.gen = gen;
 	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_FREE;
 	env.large_free = &lf;
-	return wire_send(fd, &env, -1);
+	return wire_send(fd, &env);
 }
 
 int tc_closed(int fd, int timeout_ms)

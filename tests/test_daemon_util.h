@@ -16,23 +16,29 @@
 typedef struct tclient {
 	int fd;
 	uint32_t slot;
-	uint64_t token;
 	segment_t seg;        /* the client's mapping (segment_attach) */
 	int mapped;
 } tclient_t;
 
-/* Connect and say Hello as a client; maps the arena. 0 or -errno (-EPROTO on an Error reply). */
+/* Connect and say Hello as a client; maps the arena. 0 or -errno (the code of an Error reply). */
 int tc_hello(const char *sock, tclient_t *c);
-/* The same, reconnecting with prev_slot/prev_token and the spans still held. */
-int tc_hello_again(const char *sock, tclient_t *c, uint32_t prev_slot1, uint64_t prev_token,
-                   const uint32_t *held, size_t nheld);
+/* The same, reconnecting with prev_slot (slot + 1) and the spans still held. */
+int tc_hello_again(const char *sock, tclient_t *c, uint32_t prev_slot1, const uint32_t *held,
+                   size_t nheld);
 void tc_close(tclient_t *c);
+
+/*
+ * Run fn as another client: in a child process (one process has one
+ * connected slot), after its own Hello. Returns fn's value as the child's
+ * exit status (0..255), or -1 if the child could not say Hello or died.
+ */
+int tc_in_child(const char *sock, int (*fn)(tclient_t *c, void *arg), void *arg);
 
 /* Refill: release spans and ask for count spans of class k. The reply is returned. */
 int tc_refill(int fd, uint32_t k, uint32_t count, const uint32_t *release, size_t nrelease,
               Heapd__Envelope **reply);
 int tc_large_alloc(int fd, uint64_t size, uint64_t align, int zero, Heapd__Envelope **reply);
-int tc_large_free(int fd, uint32_t span);
+int tc_large_free(int fd, uint32_t span, uint32_t gen);
 
 /* The code of an Error reply, or 0 if reply is not an Error. */
 int tc_error_code(const Heapd__Envelope *reply);

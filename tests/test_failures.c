@@ -142,7 +142,7 @@ static void busy_client(void)
 static void stuck_client(void)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
+	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
 	static uint8_t frames[64 * 1024];
 	uint8_t half[16];
 	int small = 4096;
@@ -151,8 +151,9 @@ static void stuck_client(void)
 	if (fd < 0)
 		_exit(2);
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
-	env.stats = &req;
+	/* Clients is answered at once; a Stats would wait its turn and stop the reading meanwhile */
+	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
+	env.clients = &req;
 	size_t n = wire_frame_size(&env), nframes = sizeof(frames) / n;
 	for (size_t i = 0; i < nframes; i++)
 		wire_frame_pack(&env, frames + i * n);
@@ -283,14 +284,24 @@ START_TEST(test_peer_refused)
 }
 END_TEST
 
-/* As nobody, allowed in: the arena file will not open, yet objects come. */
+/* A file of the daemon's arena directory. */
+static const char *arena_file(const char *name)
+{
+	static char path[2][256];
+	static int next;
+	char *p = path[next++ % 2];
+	snprintf(p, sizeof(path[0]), "%s/%s", cu_daemon.arena, name);
+	return p;
+}
+
+/* As nobody, allowed in: the arena's files will not open, yet objects come. */
 static int allowed_nobody(void)
 {
 	if (become_nobody() < 0)
 		return 10;
-	if (open(cu_daemon.arena, O_RDWR) >= 0 || errno != EACCES)
+	if (open(arena_file(HEAPD_META_FILE), O_RDWR) >= 0 || errno != EACCES)
 		return 11;
-	if (open(cu_daemon.arena, O_RDONLY) >= 0 || errno != EACCES)
+	if (open(arena_file(HEAPD_DATA_FILE), O_RDONLY) >= 0 || errno != EACCES)
 		return 12;
 	char *p = hc_malloc(1000);
 	if (!p)
@@ -317,8 +328,10 @@ START_TEST(test_arena_only_by_descriptor)
 	setenv("HEAPD_SOCKET", cu_daemon.sock, 1);
 	open_up();
 	ck_assert_int_eq(stat(cu_daemon.arena, &sb), 0);
-	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0700);
 	ck_assert_uint_eq(sb.st_uid, geteuid());
+	ck_assert_int_eq(stat(arena_file(HEAPD_META_FILE), &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
 	int st = in_child(allowed_nobody);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
 	ck_assert_uint_eq(cu_check(), 0);
@@ -516,14 +529,15 @@ START_TEST(test_unusable_arenas)
 		ck_assert(harness_wait_log(&cu_daemon, "serving", 10000));
 		harness_stop(&cu_daemon, SIGTERM);
 		struct stat sb;
-		ck_assert_int_eq(stat(cu_daemon.arena, &sb), 0);
+		const char *meta = arena_file(HEAPD_META_FILE);
+		ck_assert_int_eq(stat(meta, &sb), 0);
 		off_t size = sb.st_size;
 		if (k == 0) {
 			size -= 3 * HEAPD_PAGE_SIZE;
-			ck_assert_int_eq(truncate(cu_daemon.arena, size), 0);
+			ck_assert_int_eq(truncate(meta, size), 0);
 		} else {
 			shm_header_t h;
-			int fd = open(cu_daemon.arena, O_RDWR);
+			int fd = open(meta, O_RDWR);
 			ck_assert_int_ge(fd, 0);
 			ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
 			h.version = HEAPD_LAYOUT_VERSION + 1;
@@ -535,11 +549,11 @@ START_TEST(test_unusable_arenas)
 		int st = tc_run_heapd(args, out, sizeof(out));
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s arena: status 0x%x", kinds[k], st);
 		ck_assert_msg(strstr(out, kinds[k]) && strstr(out, "--reset"), "%s arena: %s", kinds[k], out);
-		ck_assert_int_eq(stat(cu_daemon.arena, &sb), 0);
+		ck_assert_int_eq(stat(meta, &sb), 0);
 		ck_assert_int_eq(sb.st_size, size);
 		if (k == 1) {
 			shm_header_t h;
-			int fd = open(cu_daemon.arena, O_RDONLY);
+			int fd = open(meta, O_RDONLY);
 			ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
 			close(fd);
 			ck_assert_uint_eq(h.version, HEAPD_LAYOUT_VERSION + 1);

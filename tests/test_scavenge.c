@@ -62,19 +62,30 @@ static void teardown(void)
 	harness_cleanup(&daemon_);
 }
 
-/* Bytes of the arena file backed by memory. */
+/* A file of the arena directory. */
+static const char *arena_file(const char *name)
+{
+	static char path[256];
+	snprintf(path, sizeof(path), "%s/%s", daemon_.arena, name);
+	return path;
+}
+
+/* Bytes of the arena's files backed by memory. */
 static uint64_t arena_resident(void)
 {
 	struct stat st;
-	ck_assert_int_eq(stat(daemon_.arena, &st), 0);
-	return (uint64_t)st.st_blocks * 512;
+	uint64_t n = 0;
+	ck_assert_int_eq(stat(arena_file(HEAPD_META_FILE), &st), 0);
+	n += (uint64_t)st.st_blocks * 512;
+	ck_assert_int_eq(stat(arena_file(HEAPD_DATA_FILE), &st), 0);
+	return n + (uint64_t)st.st_blocks * 512;
 }
 
-/* Size of the metadata regions: everything before the object pages. */
+/* Size of the metadata regions and bitmaps: everything before the object pages. */
 static uint64_t arena_metadata(void)
 {
 	shm_header_t hdr;
-	int fd = open(daemon_.arena, O_RDONLY);
+	int fd = open(arena_file(HEAPD_META_FILE), O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(pread(fd, &hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
 	close(fd);

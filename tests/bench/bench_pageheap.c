@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "pageheap.h"
 #include "segment.h"
 
@@ -48,13 +49,13 @@ static uint64_t cpu_now(void)
 
 static timer_t_ timer_start(void)
 {
-	return (timer_t_){ pageheap_now(), cpu_now() };
+	return (timer_t_){ heapd_now_ns(), cpu_now() };
 }
 
 /* Fill r's times per op from a timer started before ops operations. */
 static void timer_stop(timer_t_ t, double ops, result_t *r)
 {
-	r->ns_per_op = (double)(pageheap_now() - t.wall) / ops;
+	r->ns_per_op = (double)(heapd_now_ns() - t.wall) / ops;
 	r->cpu_per_op = (double)(cpu_now() - t.cpu) / ops;
 }
 
@@ -81,7 +82,7 @@ static void close_heap(segment_t *seg, pageheap_t *h)
 {
 	pageheap_destroy(h);
 	segment_close(seg);
-	unlink(arena_path);
+	segment_remove(arena_path);
 }
 
 static uint64_t rng(uint64_t *s)
@@ -104,14 +105,14 @@ static result_t run_pairs(void)
 	pageheap_t h;
 	uint32_t span;
 	open_heap(&seg, &h);
-	int rc = pageheap_alloc(&h, 1, &span); /* grow outside the timing */
+	int rc = pageheap_alloc(&h, 1, 1, &span); /* grow outside the timing */
 	if (rc < 0)
 		die_alloc(rc);
 	pageheap_free(&h, span);
 
 	timer_t_ t = timer_start();
 	for (uint32_t i = 0; i < PAIRS; i++) {
-		if ((rc = pageheap_alloc(&h, 1, &span)) < 0)
+		if ((rc = pageheap_alloc(&h, 1, 1, &span)) < 0)
 			die_alloc(rc);
 		pageheap_free(&h, span);
 	}
@@ -133,7 +134,7 @@ static result_t run_mixed(uint64_t seed)
 	for (uint32_t i = 0; i < MIXED_OPS; i++) {
 		uint64_t r = rng(&seed);
 		if (nlive == 0 || (nlive < MIXED_LIVE && (r & 1))) {
-			int rc = pageheap_alloc(&h, 1 + (uint32_t)((r >> 1) % 300), &live[nlive]);
+			int rc = pageheap_alloc(&h, 1 + (uint32_t)((r >> 1) % 300), 1, &live[nlive]);
 			if (rc < 0)
 				die_alloc(rc);
 			nlive++;

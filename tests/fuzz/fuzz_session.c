@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!daemon_state.opened)
 		open_daemon();
 	out = evbuffer_new();
-	s = session_new(&daemon_state, getpid(), getuid(), getgid(), out);
+	s = session_new(&daemon_state, -1, getpid(), getuid(), getgid(), out);
 	if (!s)
 		abort();
 	if (size > 0 && (data[0] & 1))
@@ -109,7 +109,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += len;
 		evbuffer_drain(out, evbuffer_get_length(out));
 	}
-	session_free(s, 0);
+	/* The input is over, as its process would be: its slot goes back. */
+	if (s->slot != HEAPD_NIL) {
+		sweep_result_t res = { 0 };
+		daemon_bye(&daemon_state, s->slot, &res);
+		s->slot = HEAPD_NIL;
+	}
+	session_free(s);
 	evbuffer_free(out);
 
 	size_t n = daemon_check(&daemon_state, &report);

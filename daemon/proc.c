@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+/*
+ * proc.c - client processes by pidfd (see proc.h).
+ *
+ * The order that makes a pidfd name the right process: take the pidfd
+ * first, then read the start time, then check that the pidfd is not yet
+ * readable. If the pid was reused between the first two steps, the start
+ * time is another process's and the pidfd's process is dead; either way
+ * the third step or the start-time comparison tells.
+ */
+#include "proc.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+int proc_start_time(pid_t pid, uint64_t *start_time)
+{
+	char path[64], buf[1024];
+	FILE *f;
+
+	if (pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: fields resume after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -ESRCH;
+	/*
+	 * Field 3 (state) is the first after ') '; each step lands on the space
+	 * before the next field, so after the step for field 22 p is just before
+	 * starttime (field 21, before it, is always 0).
+	 */
+	for (int field = 3; field <= 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -ESRCH;
+	}
+	unsigned long long st;
+	if (sscanf(p, " %llu", &st) != 1)
+		return -ESRCH;
+	*start_time = st;
+	return 0;
+}
+
+static int pidfd_open_pid(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	long fd = syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : (int)fd;
+#else
+	(void)pid;
+	return -ENOSYS;
+#endif
+}
+
+static int pidfd_exited(int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	int n;
+	do
+		n = poll(&pfd, 1, 0);
+	while (n < 0 && errno == EINTR);
+	return n > 0;
+}
+
+/* Finish p from a pidfd (or none): the start time, then the pidfd is checked. */
+static int finish(proc_t *p, pid_t pid, int pidfd, const uint64_t *want)
+{
+	uint64_t st;
+
+	if (proc_start_time(pid, &st) < 0 || (want && st != *want) ||
+	    (pidfd >= 0 && pidfd_exited(pidfd))) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return -ESRCH;
+	}
+	p->pid = pid;
+	p->start_time = st;
+	p->pidfd = pidfd;
+	return 0;
+}
+
+int proc_from_peer(int sock, pid_t pid, proc_t *p)
+{
+	int pidfd = -1;
+	socklen_t len = sizeof(pidfd);
+
+	*p = PROC_NONE;
+	if (pid <= 0)
+		return -ESRCH;
+	if (sock < 0 || getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+		pidfd = -1;
+	if (pidfd < 0)
+		pidfd = pidfd_open_pid(pid);
+	if (pidfd < 0 && pidfd != -ENOSYS)
+		return -ESRCH;
+	return finish(p, pid, pidfd < 0 ? -1 : pidfd, NULL);
+}
+
+int proc_open(pid_t pid, uint64_t start_time, proc_t *p)
+{
+	*p = PROC_NONE;
+	if (pid <= 0)
+		return -ESRCH;
+	int pidfd = pidfd_open_pid(pid);
+	if (pidfd < 0 && pidfd != -ENOSYS)
+		return -ESRCH;
+	return finish(p, pid, pidfd < 0 ? -1 : pidfd, &start_time);
+}
+
+int proc_alive(const proc_t *p)
+{
+	uint64_t st;
+
+	if (p->pid <= 0)
+		return 0;
+	if (p->pidfd >= 0)
+		return !pidfd_exited(p->pidfd);
+	return proc_start_time(p->pid, &st) == 0 && st == p->start_time;
+}
+
+void proc_close(proc_t *p)
+{
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	*p = PROC_NONE;
+}
