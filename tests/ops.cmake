@@ -2,6 +2,9 @@
 # Operations tests: heapctl, scavenging, systemd units and socket activation,
 # and installing the package for an outside program. Run them alone with
 #   ctest -L ops
+# The units under a real systemd have a label of their own, for that test
+# needs root and boots a container:
+#   ctest -L systemd-boot
 add_library(heapd_ops_test STATIC ops_run.c ops_json.c)
 target_include_directories(heapd_ops_test PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 
@@ -39,3 +42,11 @@ add_test(NAME test_install COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/test_install.s
 set_tests_properties(test_systemd_units test_install PROPERTIES
   ENVIRONMENT "${HEAPD_OPS_SCRIPT_ENV}" LABELS ops RESOURCE_LOCK heapd_install TIMEOUT 300)
 set_tests_properties(test_systemd_units PROPERTIES SKIP_RETURN_CODE 77)
+
+# Boots a Debian 12 root with systemd-nspawn, installs heapd into it with
+# prefix /usr, and drives heapd.socket and heapd.service there (see the
+# script). It installs from the build tree too, so it takes the same lock.
+add_test(NAME test_systemd_boot COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_systemd_boot.sh)
+set_tests_properties(test_systemd_boot PROPERTIES
+  ENVIRONMENT "${HEAPD_OPS_SCRIPT_ENV}" LABELS systemd-boot RESOURCE_LOCK heapd_install
+  SKIP_RETURN_CODE 77 TIMEOUT 600)

@@ -3,7 +3,9 @@
 # test_install.sh - install heapd into a temporary prefix and use it from
 # outside the tree, the way a packager and an application developer would.
 #
-#   1. `cmake --install BUILD --prefix TMP` puts every promised file in place;
+#   1. `cmake --install BUILD --prefix TMP` puts every promised file in place,
+#      and a `--prefix /usr` install into a DESTDIR puts the configuration
+#      example in DESTDIR/etc/heapd, everything else under DESTDIR/usr;
 #   2. tests/install-consumer is built against the prefix four ways: with
 #      pkg-config (shared, and static from `--static`), and with
 #      find_package(HeapClient) (HeapClient::heapclient and ::heapclient_static);
@@ -63,6 +65,20 @@ if nm -D --defined-only "$prefix/$libdir/libheapclient.so" | awk '$2 ~ /^[TDBVW]
 	grep -v '^hc_' | grep -v '^_' | grep -q .; then
 	nm -D --defined-only "$prefix/$libdir/libheapclient.so" >&2
 	fail "libheapclient.so exports symbols outside hc_*"
+fi
+
+echo "== install with prefix /usr into a DESTDIR"
+# As a package build does: the configuration example goes to /etc/heapd,
+# beside the /etc/heapd/heapd.conf that heapd reads, not to /usr/etc.
+destdir=$tmp/destdir
+DESTDIR=$destdir "${CMAKE:-cmake}" --install "$build" --prefix /usr >"$tmp/install-usr.log" ||
+	{ cat "$tmp/install-usr.log" >&2; fail "cmake --install --prefix /usr with DESTDIR"; }
+[ -f "$destdir/etc/heapd/heapd.conf.example" ] || fail "--prefix /usr: heapd.conf.example is not in DESTDIR/etc/heapd"
+[ ! -e "$destdir/usr/etc" ] || fail "--prefix /usr installed into /usr/etc: $(find "$destdir/usr/etc")"
+grep -q '^ExecStart=/usr/sbin/heapd$' "$destdir/usr/lib/systemd/system/heapd.service" ||
+	fail "--prefix /usr: heapd.service does not run /usr/sbin/heapd"
+if find "$destdir" -mindepth 1 -maxdepth 1 ! -name usr ! -name etc | grep -q .; then
+	fail "--prefix /usr installed outside /usr and /etc: $(find "$destdir" -mindepth 1 -maxdepth 1)"
 fi
 
 consumer_src=$src/tests/install-consumer

@@ -5,7 +5,8 @@
 #   1. `systemd-analyze verify` passes on heapd.service and heapd.socket, in
 #      a temporary prefix where ExecStart names the installed heapd and the
 #      man pages named by Documentation= are installed (MANPATH);
-#   2. the sysusers.d and tmpfiles.d entries apply cleanly to an empty root;
+#   2. the sysusers.d and tmpfiles.d entries apply cleanly to an empty root,
+#      and make the arena directory /dev/shm/heapd heapd's alone (0700);
 #   3. heapd.conf.example, with every default setting uncommented, is
 #      accepted by heapd, and heapd serves with it.
 #
@@ -67,6 +68,12 @@ grep -q '^heapd:' "$root/etc/group" || fail "sysusers entry made no heapd group"
 systemd-tmpfiles --root="$root" --create - <"$prefix/lib/tmpfiles.d/heapd.conf" >"$tmp/tmpfiles.log" 2>&1 ||
 	{ cat "$tmp/tmpfiles.log" >&2; fail "systemd-tmpfiles"; }
 [ -d "$root/etc/heapd" ] || fail "tmpfiles entry made no /etc/heapd"
+# The arena directory: heapd's alone, as heapd itself requires of it.
+heapd_uid=$(awk -F: '$1 == "heapd" {print $3}' "$root/etc/passwd")
+heapd_gid=$(awk -F: '$1 == "heapd" {print $3}' "$root/etc/group")
+arena_dir=$(stat -c '%F %a %u %g' "$root/dev/shm/heapd" 2>/dev/null) || fail "tmpfiles entry made no /dev/shm/heapd"
+[ "$arena_dir" = "directory 700 $heapd_uid $heapd_gid" ] ||
+	fail "/dev/shm/heapd is '$arena_dir', want 'directory 700 $heapd_uid $heapd_gid'"
 
 echo "== heapd.conf.example"
 sed -n 's/^#\([a-z-]* = .*\)/\1/p' "$prefix/etc/heapd/heapd.conf.example" >"$tmp/heapd.conf"
