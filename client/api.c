@@ -14,11 +14,13 @@
  *   2. the class gives the object index (divide by multiplying with the
  *      class's magic); an offset that is not idx * elemsize is a pointer
  *      into the middle of an object;
- *   3. the object's free bit is set with one atomic OR (bitmap_mark_free);
- *      a free bit already set, or an alloc bit that is clear, is a double
- *      free. Only the span's owner ever clears it, by folding it into the
- *      alloc bits (its local sweep, or the daemon's): a free never writes
- *      alloc bits, so it cannot race with a change of the span's owner;
+ *   3. the object's free bit is set with one atomic OR (bitmap_mark_free),
+ *      or, in a span of the calling thread's own cache, its alloc bit is
+ *      cleared with a plain store; a free bit already set, or an alloc bit
+ *      that is clear, is a double free. The plain store is safe because
+ *      that thread is then the span's only writer of alloc bits, and the
+ *      span stays this process's until the thread itself lets it go
+ *      (mcache.h, mcache_t.own);
  *   4. a large object's owner is the daemon: it is told with LargeFree,
  *      naming the span's generation, which needs no reply, and which the
  *      daemon's sweeper makes up for if it is lost.
@@ -381,9 +383,13 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
  * The fast path handles a valid small object in a few loads and one atomic
  * OR: the page map entry gives the span and its class, the class tables the
  * object index, and the span's alloc and free words share a cache line
- * (layout.h). Anything else (NULL, no mapping yet, a large object, misuse)
- * takes free_checked, which finds out which and says so. NULL and an
- * unmapped arena fail the first test: the offset wraps around.
+ * (layout.h). When the span is in the calling thread's own cache (and has
+ * been marked as holding old data, mcache_owns), the free clears the alloc
+ * bit with a plain store instead: only that thread writes those bits while
+ * the span is in its cache, and its next sweep of the word finds the slot
+ * free. Anything else (NULL, no mapping yet, a large object, misuse) takes
+ * free_checked, which finds out which and says so. NULL and an unmapped
+ * arena fail the first test: the offset wraps around.
  */
 HC_API void hc_free(void *ptr)
 {
@@ -407,10 +413,19 @@ HC_API void hc_free(void *ptr)
 				uint64_t bit = 1ULL << (idx & 63);
 				uint64_t *alloc = segment_allocbits(seg, span) + (idx >> 6);
 				uint64_t *freeb = alloc + k->freebits_delta;
-				if ((bitmap_load(alloc) & bit) &&
-				    !(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,
-				                               memory_order_release) & bit))
-					return;
+				uint64_t a = bitmap_load(alloc);
+				if (a & bit) {
+					if (mcache_owns(span)) {
+						/* our own span: only we write its alloc bits */
+						if (!(bitmap_load(freeb) & bit)) {
+							bitmap_store(alloc, a & ~bit);
+							return;
+						}
+					} else if (!(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,
+					                                      memory_order_release) & bit)) {
+						return;
+					}
+				}
 			}
 		}
 	}

@@ -25,9 +25,14 @@
  *
  * fork() is safe: the child gets its own connection and caches on its first
  * call, and objects allocated before the fork stay valid in both processes.
- * If heapd restarts, the library reconnects by itself (with backoff, for at
- * most $HEAPD_RECONNECT_TIMEOUT_MS, default 10000 ms) and objects keep their
- * contents.
+ * If heapd restarts or ends the connection, the library reconnects by itself
+ * (with backoff, for at most $HEAPD_RECONNECT_TIMEOUT_MS, default 10000 ms),
+ * takes up its slot again, and objects keep their contents. The spans a
+ * process caches are its own until it hands them back or exits.
+ *
+ * The library catches SIGBUS in the arena's data (another process may have
+ * shrunk the file: it is extended again, the cut part reads as zero) and
+ * passes any other SIGBUS on to the handler that was there before.
  */
 #ifndef HEAPCLIENT_H
 #define HEAPCLIENT_H
@@ -62,14 +67,17 @@ extern "C" {
 HC_API int hc_connect(const char *socket_path);
 
 /*
- * Flush every thread's cache, hand the cached spans back to heapd and close
- * the connection. Call it when no other thread is inside the library. The
- * arena stays mapped, so objects stay valid and may still be freed; the next
- * allocation connects again.
+ * Empty every thread's cache, give the process's slot up (every span it held
+ * goes back to heapd) and close the connection. Call it when no other thread
+ * is inside the library. The arena stays mapped, so objects stay valid and
+ * may still be freed; the next allocation connects again.
  */
 HC_API void hc_disconnect(void);
 
-/* size bytes, 16-byte aligned when size > 8. NULL with errno set on failure. */
+/*
+ * size bytes, 16-byte aligned when size > 8. NULL with errno set on failure:
+ * ENOMEM when the arena is full or a quota is reached.
+ */
 HC_API void *hc_malloc(size_t size) HC_MALLOC_ATTR(1);
 
 /* nmemb * size zeroed bytes; NULL with errno ENOMEM if the product overflows. */

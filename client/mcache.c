@@ -96,13 +96,32 @@ static uint32_t batch_max(uint32_t c)
 	return n < MC_BATCH_MIN ? MC_BATCH_MIN : n > MC_BATCH_MAX ? MC_BATCH_MAX : n;
 }
 
+static void own_add(mcache_t *mc, uint32_t span)
+{
+	mc->own[span & (MC_OWN_SLOTS - 1)] = span + 1;
+}
+
+static void own_del(mcache_t *mc, uint32_t span)
+{
+	uint32_t *e = &mc->own[span & (MC_OWN_SLOTS - 1)];
+	if (*e == span + 1)
+		*e = 0;
+}
+
+static void own_clear(mcache_t *mc)
+{
+	memset(mc->own, 0, sizeof(mc->own));
+}
+
 /*
  * Span s may hold old data in its free slots from now on: a fold reused
- * slots, or the owner's window has been over every slot once.
+ * slots, or the owner's window has been over every slot once. Only then may
+ * this thread's frees clear its alloc bits directly (mcache_t.own).
  */
-static void mark_reused(mc_span_t *s)
+static void mark_reused(mcache_t *mc, mc_span_t *s)
 {
 	s->needzero = 1;
+	own_add(mc, s->span);
 }
 
 static void reset_class(mcache_t *mc, uint32_t c)
@@ -150,6 +169,7 @@ static void drop_spans_locked(mcache_t *mc)
 		reset_class(mc, c);
 	}
 	mc->nspans = 0;
+	own_clear(mc);
 	pass_restart(mc);
 }
 
@@ -176,6 +196,7 @@ static int collect_spans_locked(mcache_t *mc, int keep_current, uint32_t **rel, 
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
+			own_del(mc, s->span);
 			free(s);
 		}
 	}
@@ -263,13 +284,13 @@ static mcache_t *mcache_create(void)
  * alloc bits (bitmap_fold_word): the owner's sweep, one word at a time, so
  * that each word is read once on its way to the window.
  */
-static uint64_t word_room(mc_span_t *s, uint32_t w)
+static uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
 {
 	uint64_t folded;
 	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, w, &folded);
 
 	if (folded)
-		mark_reused(s); /* reused slots hold old data */
+		mark_reused(mc, s); /* reused slots hold old data */
 	return ~a & bitmap_valid_mask(w, s->nelems);
 }
 
@@ -282,7 +303,7 @@ static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 	mc_class_t *cl = &mc->cls[c];
 
 	for (; w < s->nwords; w++) {
-		uint64_t free_slots = word_room(s, w);
+		uint64_t free_slots = word_room(mc, s, w);
 		if (!free_slots)
 			continue;
 		cl->cache = free_slots;
@@ -311,7 +332,7 @@ static int find_local(mcache_t *mc, uint32_t c)
 	if (s) {
 		if (window_from(mc, c, s, l->cachebase / 64 + 1))
 			return 1;
-		mark_reused(s); /* every slot has been handed out once */
+		mark_reused(mc, s); /* every slot has been handed out once */
 	}
 	s = s ? s->next : l->spans;
 	for (uint32_t n = 0; n < l->nspans; n++, s = s->next) {
@@ -321,7 +342,7 @@ static int find_local(mcache_t *mc, uint32_t c)
 		__builtin_prefetch(s->next);
 		if (window_from(mc, c, s, 0))
 			return 1;
-		mark_reused(s);
+		mark_reused(mc, s);
 	}
 	l->cur = NULL;
 	return 0;
@@ -331,10 +352,10 @@ static int find_local(mcache_t *mc, uint32_t c)
  * 1 if s holds no object. Folds the free bits of each word on the way
  * (word_room) and stops at the first word still in use.
  */
-static int span_empty(mc_span_t *s)
+static int span_empty(mcache_t *mc, mc_span_t *s)
 {
 	for (uint32_t w = 0; w < s->nwords; w++) {
-		word_room(s, w);
+		word_room(mc, s, w);
 		if (bitmap_load(&s->alloc[w]))
 			return 0;
 	}
@@ -373,7 +394,7 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 		assert(l->cur || mc->cls[c].cache == 0);
 		while (*pp && budget > 0) {
 			mc_span_t *s = *pp;
-			int keep = s == l->cur || !span_empty(s);
+			int keep = s == l->cur || !span_empty(mc, s);
 			budget--;
 			if (!keep && mc->pass_kept < batch_max(c)) {
 				mc->pass_kept++; /* the class's reserve */
@@ -389,6 +410,7 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
+			own_del(mc, s->span);
 			free(s);
 		}
 		if (*pp)
@@ -512,6 +534,7 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 			*pp = s->next;
 			l->nspans--;
 			mc->nspans--;
+			own_del(mc, s->span);
 			free(s);
 		}
 		l->cur = NULL;
@@ -545,6 +568,8 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 		l->spans = s;
 		l->nspans++;
 		mc->nspans++;
+		if (s->needzero)
+			own_add(mc, s->span); /* old pages: direct frees change nothing it says */
 		if (rc < 0 && window_from(mc, c, s, 0))
 			rc = 0;
 	}

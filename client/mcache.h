@@ -74,9 +74,25 @@ typedef struct mc_list {
 	uint32_t retain;        /* spans kept before full ones are handed back */
 } mc_list_t;
 
+/* Slots of the table of spans a thread may free into directly (a power of two). */
+#define MC_OWN_SLOTS 1024u
+
 typedef struct mcache {
 	mc_class_t cls[SIZECLASS_COUNT];   /* hot: only this is read on the fast path */
 	mc_list_t lists[SIZECLASS_COUNT];
+	/*
+	 * own[span % MC_OWN_SLOTS] == span + 1: span is in this cache and has
+	 * been marked needzero, so a free by this thread may clear its alloc bit
+	 * directly (hc_free; the slot's reuse then needs no fold, and needzero
+	 * already says it holds old data). Only the owning thread reads or writes
+	 * it, and an entry goes before its span leaves the cache. That is what
+	 * makes the plain store safe: while a span is in a thread's cache, that
+	 * thread is the only writer of its alloc bits (other processes set free
+	 * bits), and the daemon never gives the span to anyone else while this
+	 * process lives (conn.c). A span not found here is freed through its
+	 * free bits.
+	 */
+	uint32_t own[MC_OWN_SLOTS];
 	uint64_t epoch;                    /* conn_g.epoch its spans belong to; conn_g.lock */
 	uint32_t nspans;                   /* conn_g.lock */
 	/*
@@ -116,6 +132,12 @@ static inline void *mcache_alloc(uint32_t c, int *needzero)
 		return cl->wordbase + bit * cl->elemsize;
 	}
 	return mcache_alloc_slow(mc, c, needzero);
+}
+
+/* Whether the calling thread may clear span's alloc bits itself (see mcache_t.own). */
+static inline int mcache_owns(uint32_t span)
+{
+	return mcache_tls->own[span & (MC_OWN_SLOTS - 1)] == span + 1;
 }
 
 /*
