@@ -38,8 +38,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "mcache.h"
+#include "proc.h"
+#include "request.h"
+#include "transport.h"
 
 #define HC_ALLOC_FILL 0xa5 /* HEAPD_DEBUG: fresh objects */
 #define HC_FREE_FILL 0xdf  /* HEAPD_DEBUG: freed objects */
@@ -59,17 +61,25 @@ typedef struct obj {
 	const shm_span_t *d;    /* the span descriptor */
 } obj_t;
 
+static int connect_to(const char *path)
+{
+	proc_lock();
+	int rc = transport_connect_locked(path);
+	proc_unlock();
+	return rc;
+}
+
 /* Make sure the arena is mapped (connecting if this process never did). */
 static inline int ensure_mapped(void)
 {
-	if (__builtin_expect(atomic_load_explicit(&conn_g.mapped, memory_order_acquire), 1))
+	if (__builtin_expect(atomic_load_explicit(&proc_g.mapped, memory_order_acquire), 1))
 		return 0;
-	return conn_connect(NULL);
+	return connect_to(NULL);
 }
 
 static int obj_find(const void *p, obj_t *o)
 {
-	const segment_t *seg = &conn_g.seg;
+	const segment_t *seg = &proc_g.seg;
 	uintptr_t off = (uintptr_t)p - (uintptr_t)seg->pages;
 	uint64_t soff;
 
@@ -106,7 +116,7 @@ static int obj_find(const void *p, obj_t *o)
 
 static uint64_t *obj_freebits(const obj_t *o)
 {
-	return segment_freebits(&conn_g.seg, o->span, o->nelems);
+	return segment_freebits(&proc_g.seg, o->span, o->nelems);
 }
 
 /* The object is allocated: alloc bit set, free bit clear. */
@@ -114,7 +124,7 @@ static int obj_live(const obj_t *o)
 {
 	uint64_t bit = 1ULL << (o->idx & 63);
 	uint32_t w = o->idx >> 6;
-	return (bitmap_load(&segment_allocbits(&conn_g.seg, o->span)[w]) & bit) &&
+	return (bitmap_load(&segment_allocbits(&proc_g.seg, o->span)[w]) & bit) &&
 	       !(bitmap_load(&obj_freebits(o)[w]) & bit);
 }
 
@@ -182,7 +192,7 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 	if (obj_live(&o))
 		memset(p, HC_FREE_FILL, obj_size(&o));
 #endif
-	switch (bitmap_mark_free(segment_allocbits(&conn_g.seg, o.span), obj_freebits(&o), o.idx)) {
+	switch (bitmap_mark_free(segment_allocbits(&proc_g.seg, o.span), obj_freebits(&o), o.idx)) {
 	case BITMAP_FREED:
 		break;
 	case BITMAP_DOUBLE_FREE:
@@ -190,18 +200,23 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 	default:
 		die(fn, "double free or invalid free of", p, "");
 	}
-	if (o.d->state == SPAN_LARGE)
-		conn_large_free(o.span, gen);
+	if (o.d->state == SPAN_LARGE) {
+		request_t r;
+		proc_lock();
+		request_large_free(&r, o.span, gen);
+		transport_send_locked(&r); /* no reply; never waits for a reconnect */
+		proc_unlock();
+	}
 }
 
 /* A large object from the daemon: size bytes aligned to align (0: a page). */
 static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__LargeAlloc req = HEAPD__LARGE_ALLOC__INIT;
-	const segment_t *seg = &conn_g.seg;
+	Heapd__Envelope *reply = NULL;
+	const segment_t *seg = &proc_g.seg;
 	uint32_t span = 0, *rel = NULL;
 	size_t nrel = 0, cap = 0;
+	request_t r;
 	int rc, z = 0;
 
 	rc = ensure_mapped();
@@ -211,24 +226,17 @@ static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 		rc = -ENOMEM; /* larger than the whole arena */
 		goto fail;
 	}
-	req.size = size;
-	req.zero = zero;
-	req.align = align > HEAPD_PAGE_SIZE ? align : 0;
-	env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
-	env.large_alloc = &req;
-	conn_lock();
+	proc_lock();
 	/* The pages of the thread's emptied spans may serve this very request. */
 	mcache_handback_empty_locked(&rel, &nrel, &cap);
-	req.release = rel;
-	req.n_release = nrel;
-	/* On a new connection the request goes again without them (conn_call_locked). */
-	rc = conn_call_locked(&env, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, &reply, 0);
-	conn_g.large_allocs++;
+	/* On a new connection the request goes again without them (request_on_new_connection). */
+	request_large_alloc(&r, size, zero, align > HEAPD_PAGE_SIZE ? align : 0, rel, nrel);
+	rc = transport_call_locked(&r, &reply, 0);
 	if (rc == 0) {
 		span = reply->large_alloc_reply->span;
 		z = reply->large_alloc_reply->zeroed;
 	}
-	conn_unlock();
+	proc_unlock();
 	wire_free(reply);
 	free(rel);
 	if (rc < 0)
@@ -256,15 +264,26 @@ fail:
 
 HC_API int hc_connect(const char *socket_path)
 {
-	return conn_connect(socket_path);
+	return connect_to(socket_path);
 }
 
 HC_API void hc_disconnect(void)
 {
-	conn_lock();
-	mcache_drop_all_locked();
-	conn_bye_locked();
-	conn_unlock();
+	Heapd__Envelope *reply;
+	request_t r;
+
+	proc_lock();
+	/* Every cache forgets its spans; Bye gives them all back with the slot. */
+	proc_drop_all_locked();
+	if (proc_g.have_slot) {
+		request_bye(&r);
+		/* Not connected: the slot stays held, and goes back when this process exits. */
+		if (transport_call_locked(&r, &reply, TRANSPORT_NO_CONNECT) == 0)
+			wire_free(reply);
+	}
+	transport_close_locked();
+	proc_forget_slot_locked();
+	proc_unlock();
 }
 
 HC_API void *hc_malloc(size_t size)
@@ -353,7 +372,7 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
 		return NULL;
 	}
 	/* span bases are page aligned in the file, and as aligned as the pages region in memory */
-	uintptr_t pages = (uintptr_t)conn_g.seg.pages;
+	uintptr_t pages = (uintptr_t)proc_g.seg.pages;
 	if (size <= HEAPD_MAX_SMALL && alignment <= HEAPD_PAGE_SIZE && alignment <= (pages & -pages)) {
 		/* a class whose size is a multiple of alignment will do */
 		for (uint32_t c = sizeclass_of(size); c < SIZECLASS_COUNT; c++) {
@@ -362,7 +381,7 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
 				break;
 			}
 		}
-	} else if ((uintptr_t)conn_g.seg.base & (alignment - 1)) {
+	} else if ((uintptr_t)proc_g.seg.base & (alignment - 1)) {
 		/*
 		 * The daemon aligns offsets in the file; they are aligned addresses
 		 * only as far as our mapping's base is (it is when the arena is
@@ -394,7 +413,7 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
 HC_API void hc_free(void *ptr)
 {
 #ifndef HEAPD_DEBUG
-	const segment_t *seg = &conn_g.seg;
+	const segment_t *seg = &proc_g.seg;
 	uint64_t off = (uintptr_t)ptr - (uintptr_t)seg->pages;
 
 	if (__builtin_expect(off < ((uint64_t)seg->npages_max << HEAPD_PAGE_SHIFT), 1)) {
@@ -438,7 +457,7 @@ HC_API size_t hc_usable_size(const void *ptr)
 {
 	obj_t o;
 
-	if (!ptr || !atomic_load_explicit(&conn_g.mapped, memory_order_acquire))
+	if (!ptr || !atomic_load_explicit(&proc_g.mapped, memory_order_acquire))
 		return 0;
 	if (obj_find(ptr, &o) != OBJ_FOUND || !obj_live(&o))
 		return 0;
@@ -447,7 +466,7 @@ HC_API size_t hc_usable_size(const void *ptr)
 
 HC_API uint64_t hc_ptr_to_off(const void *ptr)
 {
-	const segment_t *seg = &conn_g.seg;
+	const segment_t *seg = &proc_g.seg;
 
 	if (!ptr || ensure_mapped() < 0)
 		return 0;
@@ -458,7 +477,7 @@ HC_API uint64_t hc_ptr_to_off(const void *ptr)
 
 HC_API void *hc_off_to_ptr(uint64_t off)
 {
-	const segment_t *seg = &conn_g.seg;
+	const segment_t *seg = &proc_g.seg;
 	int rc = ensure_mapped();
 
 	if (rc < 0) {
@@ -482,14 +501,14 @@ HC_API int hc_stats(hc_stats_t *st)
 	if (!st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
-	conn_lock();
-	st->requests = conn_g.requests;
-	st->refills = conn_g.refills;
-	st->large_allocs = conn_g.large_allocs;
-	st->reconnects = conn_g.reconnects;
+	proc_lock();
+	st->requests = request_counts.requests;
+	st->refills = request_counts.refills;
+	st->large_allocs = request_counts.large_allocs;
+	st->reconnects = request_counts.reconnects;
 	st->spans_cached = mcache_count_locked();
-	st->slot = conn_g.slot;
-	st->connected = conn_g.sock >= 0;
-	conn_unlock();
+	st->slot = proc_g.slot;
+	st->connected = transport_connected();
+	proc_unlock();
 	return 0;
 }

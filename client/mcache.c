@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * mcache.c - per-thread span caches: the slow path of allocation, refills,
- * flushing, and the registry of every thread's cache.
+ * hand-backs, and what the process state asks of the caches.
  *
  * See mcache.h for the structures and the fast path. This file holds:
  *   - mcache_alloc_slow: next word, local sweep, batch Refill;
@@ -9,8 +9,9 @@
  *   - the hand-back pass: empty spans beyond a reserve go back with the
  *     thread's next Refill or LargeAlloc;
  *   - thread exit (a pthread key destructor hands the thread's spans back),
- *     hc_disconnect's flush of every cache, fork and slot changes;
- *   - hc_debug_refill_latencies: the last MC_REFILL_RING Refill round
+ *     and the hooks the process state calls (proc.h): listing a cache's
+ *     spans for a reconnect, dropping them all (hc_disconnect), and fork;
+ *   - heapclient_debug_refill_ns: the last MC_REFILL_RING Refill round
  *     trips, timed around the request (kept across reconnects).
  *
  * Policy, per class, with S = span bytes:
@@ -46,7 +47,7 @@
  *
  * Locking: the owning thread works on its cache without a lock; changes to
  * the set of spans a cache holds, and the registry, happen under
- * conn_g.lock (mcache.h).
+ * proc_g.lock (mcache.h).
  */
 #include "mcache.h"
 
@@ -57,7 +58,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "conn.h"
+#include "clock.h"
+#include "request.h"
+#include "transport.h"
 
 #define MC_BATCH_BYTES (64u << 10)
 #define MC_BATCH_MIN 2u
@@ -79,9 +82,8 @@ static mcache_t mcache_empty;
 
 __thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec"))) = &mcache_empty;
 
-static mcache_t *registry;            /* every thread's cache; conn_g.lock */
-static uint64_t refill_ns[MC_REFILL_RING]; /* recent Refill round trips, ns; conn_g.lock */
-static uint64_t refill_count;         /* round trips timed so far; conn_g.lock */
+static uint64_t refill_ns[MC_REFILL_RING]; /* recent Refill round trips, ns; proc_g.lock */
+static uint64_t refill_count;         /* round trips timed so far; proc_g.lock */
 static pthread_key_t mcache_key;      /* destructor: mcache_thread_exit */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -206,17 +208,13 @@ static int collect_spans_locked(mcache_t *mc, int keep_current, uint32_t **rel, 
 /* Send a Refill that only hands spans back; without a connection they are left to the daemon. */
 static void release_locked(uint32_t *rel, size_t n)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
-	Heapd__Refill req = HEAPD__REFILL__INIT;
+	Heapd__Envelope *reply;
+	request_t r;
 
 	if (n == 0)
 		return;
-	req.count = 0;
-	req.release = rel;
-	req.n_release = n;
-	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
-	env.refill = &req;
-	if (conn_call_locked(&env, HEAPD__ENVELOPE__MSG_REFILL_REPLY, &reply, CONN_NO_CONNECT) == 0)
+	request_refill(&r, 0, 0, rel, n);
+	if (transport_call_locked(&r, &reply, TRANSPORT_NO_CONNECT) == 0)
 		wire_free(reply);
 }
 
@@ -232,26 +230,66 @@ static void mcache_thread_exit(void *arg)
 	size_t n = 0, cap = 0;
 
 	mcache_tls = &mcache_empty;
-	conn_lock();
-	if (mc->epoch == atomic_load(&conn_g.epoch)) {
+	proc_lock();
+	if (mc->reg.epoch == atomic_load(&proc_g.epoch)) {
 		collect_spans_locked(mc, 0, &rel, &n, &cap);
 		release_locked(rel, n);
 	}
 	drop_spans_locked(mc);
-	if (mc->prev)
-		mc->prev->next = mc->next;
-	else
-		registry = mc->next;
-	if (mc->next)
-		mc->next->prev = mc->prev;
-	conn_unlock();
+	proc_unregister_locked(&mc->reg);
+	proc_unlock();
 	free(rel);
 	free(mc);
+}
+
+static mcache_t *cache_of(proc_cache_t *c)
+{
+	return (mcache_t *)((char *)c - offsetof(mcache_t, reg));
+}
+
+/* The process state's hooks (proc.h): list a cache's spans, drop them. */
+static int hook_list_spans(proc_cache_t *c, uint32_t **spans, size_t *n, size_t *cap)
+{
+	mcache_t *mc = cache_of(c);
+	for (uint32_t k = 1; k < SIZECLASS_COUNT; k++)
+		for (mc_span_t *s = mc->lists[k].spans; s; s = s->next)
+			if (rel_push(spans, n, cap, s->span) < 0)
+				return -ENOMEM;
+	return 0;
+}
+
+static void hook_drop(proc_cache_t *c)
+{
+	drop_spans_locked(cache_of(c));
+}
+
+static const proc_cache_hooks_t hooks = {
+	.list_spans = hook_list_spans,
+	.drop = hook_drop,
+};
+
+/* In the child after fork: forget every cache without handing anything back. */
+static void fork_child(void)
+{
+	mcache_t *self = mcache_tls;
+
+	for (proc_cache_t *c = proc_g.registry, *next; c; c = next) {
+		next = c->next;
+		mcache_t *mc = cache_of(c);
+		drop_spans_locked(mc);
+		proc_unregister_locked(c);
+		if (mc != self)
+			free(mc); /* its thread does not exist in the child */
+	}
+	if (self != &mcache_empty)
+		proc_register_locked(&self->reg); /* the epoch is bumped after the hooks: set again then */
 }
 
 static void key_init(void)
 {
 	pthread_key_create(&mcache_key, mcache_thread_exit);
+	proc_set_cache_hooks(&hooks);
+	proc_at_fork_child(fork_child);
 }
 
 /* The calling thread's own cache, registered. NULL if out of memory. */
@@ -259,7 +297,7 @@ static mcache_t *mcache_create(void)
 {
 	mcache_t *mc;
 
-	conn_init();
+	proc_init();
 	pthread_once(&key_once, key_init);
 	mc = aligned_alloc(64, (sizeof(*mc) + 63) & ~(size_t)63);
 	if (!mc)
@@ -267,13 +305,9 @@ static mcache_t *mcache_create(void)
 	memset(mc, 0, sizeof(*mc));
 	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++)
 		reset_class(mc, c);
-	conn_lock();
-	mc->epoch = atomic_load(&conn_g.epoch);
-	mc->next = registry;
-	if (registry)
-		registry->prev = mc;
-	registry = mc;
-	conn_unlock();
+	proc_lock();
+	proc_register_locked(&mc->reg);
+	proc_unlock();
 	pthread_setspecific(mcache_key, mc);
 	mcache_tls = mc;
 	return mc;
@@ -374,7 +408,7 @@ static void handback_empty_locked(mcache_t *mc, uint32_t skip, uint32_t **rel, s
 {
 	uint32_t budget = MC_PASS_SPANS;
 
-	assert(conn_held());
+	assert(proc_held());
 	if (mc->pass_class == 0 || mc->pass_class >= SIZECLASS_COUNT) {
 		mc->pass_class = 1;
 		pass_restart(mc);
@@ -424,9 +458,9 @@ void mcache_handback_empty_locked(uint32_t **rel, size_t *n, size_t *cap)
 {
 	mcache_t *mc = mcache_tls;
 
-	assert(conn_held());
+	assert(proc_held());
 	/* stale spans are dropped by the thread's next small allocation */
-	if (mc == &mcache_empty || mc->epoch != atomic_load(&conn_g.epoch))
+	if (mc == &mcache_empty || mc->reg.epoch != atomic_load(&proc_g.epoch))
 		return;
 	handback_empty_locked(mc, 0, rel, n, cap);
 }
@@ -434,7 +468,7 @@ void mcache_handback_empty_locked(uint32_t **rel, size_t *n, size_t *cap)
 /* A granted span as a cache record; NULL if the grant is not a span of class c. */
 static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 {
-	const segment_t *seg = &conn_g.seg;
+	const segment_t *seg = &proc_g.seg;
 	const shm_span_t *d;
 	mc_span_t *s;
 
@@ -442,7 +476,7 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 		return NULL;
 	d = &seg->spans[g->span];
 	if (d->state != SPAN_SMALL || d->sizeclass != c || d->start != g->span ||
-	    d->owner != conn_g.slot + 1)
+	    d->owner != proc_g.slot + 1)
 		return NULL;
 	s = malloc(sizeof(*s));
 	if (!s)
@@ -458,25 +492,17 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	return s;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-size_t hc_debug_refill_latencies(uint64_t *ns, size_t max)
+size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max)
 {
 	size_t n;
 
-	conn_lock();
+	proc_lock();
 	n = refill_count < MC_REFILL_RING ? (size_t)refill_count : MC_REFILL_RING;
 	if (n > max)
 		n = max;
 	for (size_t i = 0; i < n; i++)
 		ns[i] = refill_ns[(refill_count - n + i) % MC_REFILL_RING];
-	conn_unlock();
+	proc_unlock();
 	return n;
 }
 
@@ -487,17 +513,17 @@ size_t hc_debug_refill_latencies(uint64_t *ns, size_t max)
  */
 static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__Refill req = HEAPD__REFILL__INIT;
+	Heapd__Envelope *reply = NULL;
 	mc_list_t *l = &mc->lists[c];
 	uint32_t *rel = NULL, count;
 	size_t nrel = 0, cap = 0;
+	request_t r;
 	int rc;
 
-	assert(conn_held());
-	if (mc->epoch != atomic_load(&conn_g.epoch)) {
+	assert(proc_held());
+	if (mc->reg.epoch != atomic_load(&proc_g.epoch)) {
 		drop_spans_locked(mc);
-		mc->epoch = atomic_load(&conn_g.epoch);
+		mc->reg.epoch = atomic_load(&proc_g.epoch);
 	}
 	if (pressure) {
 		count = 1;
@@ -541,20 +567,14 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 		pass_restart(mc);
 	}
 
-	req.sizeclass = c;
-	req.count = count;
-	req.release = rel;
-	req.n_release = nrel;
-	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
-	env.refill = &req;
-	uint64_t t0 = now_ns();
-	rc = conn_call_locked(&env, HEAPD__ENVELOPE__MSG_REFILL_REPLY, &reply, 0);
-	refill_ns[refill_count++ % MC_REFILL_RING] = now_ns() - t0;
-	conn_g.refills++;
-	if (mc->epoch != atomic_load(&conn_g.epoch)) {
+	request_refill(&r, c, count, rel, nrel);
+	uint64_t t0 = heapd_now_ns();
+	rc = transport_call_locked(&r, &reply, 0);
+	refill_ns[refill_count++ % MC_REFILL_RING] = heapd_now_ns() - t0;
+	if (mc->reg.epoch != atomic_load(&proc_g.epoch)) {
 		/* We reconnected under a new slot: the grants are the new slot's, the rest is not ours. */
 		drop_spans_locked(mc);
-		mc->epoch = atomic_load(&conn_g.epoch);
+		mc->reg.epoch = atomic_load(&proc_g.epoch);
 	}
 	if (rc < 0)
 		goto out;
@@ -606,28 +626,28 @@ void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (mc->epoch != atomic_load_explicit(&conn_g.epoch, memory_order_relaxed)) {
-		conn_lock();
+	if (mc->reg.epoch != proc_epoch()) {
+		proc_lock();
 		drop_spans_locked(mc);
-		mc->epoch = atomic_load(&conn_g.epoch);
-		conn_unlock();
+		mc->reg.epoch = atomic_load(&proc_g.epoch);
+		proc_unlock();
 	}
-	pressure = (conn_slot_flags() & HEAPD_CLIENT_FLUSH) != 0;
+	pressure = (proc_slot_flags() & HEAPD_CLIENT_FLUSH) != 0;
 	if (pressure) {
 		/* Memory pressure: keep only each class's current span. */
 		uint32_t *rel = NULL;
 		size_t n = 0, cap = 0;
-		conn_lock();
+		proc_lock();
 		collect_spans_locked(mc, 1, &rel, &n, &cap); /* on -ENOMEM, release what it has */
 		release_locked(rel, n);
-		conn_unlock();
+		proc_unlock();
 		free(rel);
 	}
 	if (find_local(mc, c))
 		return take(mc, c, needzero);
-	conn_lock();
+	proc_lock();
 	rc = refill_locked(mc, c, pressure);
-	conn_unlock();
+	proc_unlock();
 	if (rc < 0) {
 		errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
 		return NULL;
@@ -644,80 +664,23 @@ int mcache_trim(void)
 
 	if (mc == &mcache_empty)
 		return 0;
-	conn_lock();
-	if (mc->epoch == atomic_load(&conn_g.epoch)) {
+	proc_lock();
+	if (mc->reg.epoch == atomic_load(&proc_g.epoch)) {
 		rc = collect_spans_locked(mc, 0, &rel, &n, &cap);
 		release_locked(rel, n);
 	}
 	drop_spans_locked(mc);
-	conn_unlock();
+	proc_unlock();
 	free(rel);
 	return rc;
 }
 
-int mcache_held_spans_locked(uint32_t **spans, size_t *n)
-{
-	uint64_t epoch = atomic_load(&conn_g.epoch);
-	size_t cap = 0;
-
-	assert(conn_held());
-	*spans = NULL;
-	*n = 0;
-	for (mcache_t *mc = registry; mc; mc = mc->next) {
-		if (mc->epoch != epoch)
-			continue;
-		for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
-			for (mc_span_t *s = mc->lists[c].spans; s; s = s->next) {
-				if (*n == cap) {
-					size_t ncap = cap ? cap * 2 : 64;
-					uint32_t *grown = realloc(*spans, ncap * sizeof(**spans));
-					if (!grown) {
-						free(*spans);
-						*spans = NULL;
-						*n = 0;
-						return -ENOMEM;
-					}
-					*spans = grown;
-					cap = ncap;
-				}
-				(*spans)[(*n)++] = s->span;
-			}
-		}
-	}
-	return 0;
-}
-
 uint64_t mcache_count_locked(void)
 {
-	uint64_t epoch = atomic_load(&conn_g.epoch), n = 0;
+	uint64_t epoch = atomic_load(&proc_g.epoch), n = 0;
 
-	for (mcache_t *mc = registry; mc; mc = mc->next)
-		if (mc->epoch == epoch)
-			n += mc->nspans;
+	for (proc_cache_t *c = proc_g.registry; c; c = c->next)
+		if (c->epoch == epoch)
+			n += cache_of(c)->nspans;
 	return n;
-}
-
-void mcache_drop_all_locked(void)
-{
-	assert(conn_held());
-	for (mcache_t *mc = registry; mc; mc = mc->next)
-		drop_spans_locked(mc);
-}
-
-void mcache_atfork_child(void)
-{
-	mcache_t *self = mcache_tls, *mc, *next;
-
-	for (mc = registry; mc; mc = next) {
-		next = mc->next;
-		drop_spans_locked(mc);
-		if (mc != self)
-			free(mc); /* its thread does not exist in the child */
-	}
-	registry = NULL;
-	if (self != &mcache_empty) {
-		self->next = self->prev = NULL;
-		self->epoch = atomic_load(&conn_g.epoch);
-		registry = self;
-	}
 }

@@ -22,17 +22,20 @@
  *      a LargeAlloc carries one too).
  * Before that it checks whether the daemon asked this process to flush
  * (HEAPD_CLIENT_FLUSH), and whether its spans still belong to this
- * process's slot (conn_g.epoch). Nothing but the owning thread ever writes
+ * process's slot (proc_g.epoch). Nothing but the owning thread ever writes
  * a cache's window: a thread whose slot changed finds out in its own slow
  * path, and until then allocates from spans the daemon keeps reserved for
- * this process (conn.c).
+ * this process (transport.h).
  *
  * Who writes what:
  *   - the owning thread alone reads and writes its mc_class_t and mc_list_t
  *     fields, and the alloc bits of its spans;
- *   - the set of spans a cache holds (the class lists, nspans, epoch, and the
- *     registry links) changes only under conn_g.lock, so a thread that
- *     reconnects can list every cache's spans (mcache_held_spans_locked).
+ *   - the set of spans a cache holds (the class lists, nspans, and its
+ *     registry entry) changes only under proc_g.lock, so a thread that
+ *     reconnects can list every cache's spans (proc_held_spans_locked, which
+ *     calls this layer's hook).
+ * The cache is the top of the client's stack: it builds requests
+ * (request.h) and sends them (transport.h) under proc_g.lock (proc.h).
  */
 #ifndef HEAPD_CLIENT_MCACHE_H
 #define HEAPD_CLIENT_MCACHE_H
@@ -41,6 +44,7 @@
 #include <stdint.h>
 
 #include "bitmap.h"
+#include "proc.h"
 #include "sizeclass.h"
 
 /* One span the cache owns. */
@@ -52,7 +56,7 @@ typedef struct mc_span {
 	uint8_t *base;          /* first object */
 	uint64_t *alloc;        /* alloc bits (we write them) */
 	uint64_t *freeb;        /* free bits (any process sets them) */
-	struct mc_span *next;   /* in the class list; conn_g.lock */
+	struct mc_span *next;   /* in the class list; proc_g.lock */
 } mc_span_t;
 
 /* The fast path's view of a class: the free slots of one alloc word. 32 bytes. */
@@ -67,9 +71,9 @@ typedef struct mc_class {
 /* The slow path's view of a class. */
 typedef struct mc_list {
 	mc_span_t *cur;         /* span the hot window is on, NULL if none */
-	mc_span_t *spans;       /* every span of the class, cur included; conn_g.lock */
+	mc_span_t *spans;       /* every span of the class, cur included; proc_g.lock */
 	uint32_t cachebase;     /* slot index of the hot window's first slot */
-	uint32_t nspans;        /* conn_g.lock */
+	uint32_t nspans;        /* proc_g.lock */
 	uint32_t batch;         /* spans the next Refill asks for */
 	uint32_t retain;        /* spans kept before full ones are handed back */
 } mc_list_t;
@@ -89,21 +93,21 @@ typedef struct mcache {
 	 * makes the plain store safe: while a span is in a thread's cache, that
 	 * thread is the only writer of its alloc bits (other processes set free
 	 * bits), and the daemon never gives the span to anyone else while this
-	 * process lives (conn.c). A span not found here is freed through its
+	 * process lives (transport.h). A span not found here is freed through its
 	 * free bits.
 	 */
 	uint32_t own[MC_OWN_SLOTS];
-	uint64_t epoch;                    /* conn_g.epoch its spans belong to; conn_g.lock */
-	uint32_t nspans;                   /* conn_g.lock */
+	proc_cache_t reg;                  /* registry entry; reg.epoch is the epoch its spans
+	                                    * belong to (proc_g.lock) */
+	uint32_t nspans;                   /* proc_g.lock */
 	/*
 	 * Where the hand-back pass resumes: after pass_prev (NULL: at the head)
 	 * in class pass_class, having kept pass_kept empty spans of it so far.
-	 * Whatever unlinks spans restarts the class (pass_restart). conn_g.lock.
+	 * Whatever unlinks spans restarts the class (pass_restart). proc_g.lock.
 	 */
 	mc_span_t *pass_prev;
 	uint32_t pass_class;
 	uint32_t pass_kept;
-	struct mcache *next, *prev;        /* registry; conn_g.lock */
 } mcache_t;
 
 /*
@@ -141,12 +145,6 @@ static inline int mcache_owns(uint32_t span)
 }
 
 /*
- * Every span of every cache whose spans are still ours (for the Hello of a
- * reconnect), in a malloc'd array. 0 or -ENOMEM.
- */
-int mcache_held_spans_locked(uint32_t **spans, size_t *n);
-
-/*
  * Before a LargeAlloc: the calling thread's hand-back pass. Unlinks the empty
  * spans it finds beyond each class's reserve and appends their ids to *rel
  * (growing it; on -ENOMEM it stops with what it has). Nothing when the
@@ -157,24 +155,15 @@ void mcache_handback_empty_locked(uint32_t **rel, size_t *n, size_t *cap);
 /* Spans held by all caches (hc_stats). */
 uint64_t mcache_count_locked(void);
 
-/*
- * hc_disconnect: forget every span of every cache (the Bye that follows
- * gives them all back). Only safe when no other thread is inside the
- * library.
- */
-void mcache_drop_all_locked(void);
-
 /* Hand the calling thread's spans back (hc_trim). 0 or -ENOMEM. */
 int mcache_trim(void);
 
 /*
- * Debug hook for the benchmark (exported, not in heapclient.h): copy the
+ * Debug hook for the benchmark, outside the hc_ namespace and not exported
+ * by the shared library (the benchmark links the static one): copy the
  * durations in ns of this process's most recent Refill round trips, oldest
  * first, into ns[0..max); returns how many.
  */
-__attribute__((visibility("default"))) size_t hc_debug_refill_latencies(uint64_t *ns, size_t max);
-
-/* In the child after fork: forget every cache without handing anything back. */
-void mcache_atfork_child(void);
+size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max);
 
 #endif

@@ -34,7 +34,7 @@
  * oldest first, into ns[0..max); return how many. Used when the client
  * library provides it; otherwise the refills are timed from outside.
  */
-extern size_t hc_debug_refill_latencies(uint64_t *ns, size_t max) __attribute__((weak));
+extern size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max) __attribute__((weak));
 
 static harness_daemon_t daemon_;   /* main process: the running daemon, if started */
 static int started;
@@ -183,12 +183,12 @@ static int heapd_refill_outside(uint64_t *ns, int max)
 static int heapd_refill_rtt(uint64_t *ns, int max, const char **method)
 {
 	int n = heapd_refill_outside(ns, max);
-	if (n <= 0 || !hc_debug_refill_latencies) {
+	if (n <= 0 || !heapclient_debug_refill_ns) {
 		*method = "from outside: first allocation of each class after hc_connect";
 		return n;
 	}
-	*method = "inside the client (hc_debug_refill_latencies)";
-	return (int)hc_debug_refill_latencies(ns, (size_t)max);
+	*method = "inside the client (heapclient_debug_refill_ns)";
+	return (int)heapclient_debug_refill_ns(ns, (size_t)max);
 }
 
 const bench_alloc_t bench_alloc = {
