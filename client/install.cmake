@@ -3,17 +3,13 @@
 # a pkg-config file (heapclient.pc), a CMake package (find_package(HeapClient)
 # gives HeapClient::heapclient and HeapClient::heapclient_static), and the
 # man pages. Included from client/CMakeLists.txt once the library targets
-# exist. heapctl installs itself (heapctl.cmake), heapd from daemon/, the
+# exist. heapctl installs itself (tools/heapctl/), heapd from daemon/, the
 # systemd units from systemd/.
 #
 # libheapclient.a is built with the objects of the internal static libraries
 # heapshm and heapproto inside it (client/CMakeLists.txt), so it stands
 # alone; what it still needs from the system is named here for the
 # installed package: protobuf-c, threads and librt.
-if(NOT TARGET heapclient OR NOT TARGET heapclient_static)
-  message(WARNING "libheapclient targets are missing; not installing the client library")
-  return()
-endif()
 include(CMakePackageConfigHelpers)
 
 set(HEAPCLIENT_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/HeapClient")
@@ -59,7 +55,5 @@ endforeach()
 configure_file(heapclient.pc.in "${CMAKE_CURRENT_BINARY_DIR}/heapclient.pc" @ONLY)
 install(FILES "${CMAKE_CURRENT_BINARY_DIR}/heapclient.pc" DESTINATION "${pcdir}")
 
-# Man pages. heapd(8) is installed here too, so all the pages are in one place.
+# The library's man page (heapd(8) and heapctl(1) are installed with their programs).
 install(FILES libheapclient.3 DESTINATION "${CMAKE_INSTALL_MANDIR}/man3")
-install(FILES heapctl.1 DESTINATION "${CMAKE_INSTALL_MANDIR}/man1")
-install(FILES "${PROJECT_SOURCE_DIR}/daemon/heapd.8" DESTINATION "${CMAKE_INSTALL_MANDIR}/man8")

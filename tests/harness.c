@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * harness.c - start and stop real daemons for end-to-end tests, and talk to
- * them over raw control connections. See harness.h.
+ * them over control connections (the control module heapctl uses,
+ * tools/heapctl/control.h). See harness.h.
  */
 #include "harness.h"
 
@@ -12,11 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "control.h"
+#include "sock.h"
 
 static void sleep_ms(int ms)
 {
@@ -40,19 +42,7 @@ void harness_init(harness_daemon_t *d)
 
 int harness_connect_raw(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int rc = -errno;
-		close(fd);
-		return rc;
-	}
-	return fd;
+	return sock_connect(path);
 }
 
 int harness_launch(harness_daemon_t *d)
@@ -181,72 +171,43 @@ int harness_call(int fd, Heapd__Envelope *req, Heapd__Envelope **reply)
 
 int harness_control(const char *path)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__Hello hello = HEAPD__HELLO__INIT;
-	int fd = harness_connect_raw(path);
-	if (fd < 0)
-		return fd;
-	hello.version = HEAPD_PROTOCOL_VERSION;
-	hello.control = 1;
-	hello.pid = (uint32_t)getpid();
-	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	env.hello = &hello;
-	int rc = harness_call(fd, &env, &reply);
-	if (rc == 0 && reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY)
-		rc = -EPROTO;
-	wire_free(reply);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
-	return fd;
+	ctl_t c;
+	int rc = ctl_open(&c, path, 0, NULL, 0);
+	return rc < 0 ? rc : c.fd;
 }
 
-/* Send a request whose message has no fields; expect `want` back. */
-static int simple_call(int fd, Heapd__Envelope *req, Heapd__Envelope__MsgCase want, Heapd__Envelope **reply)
+/* A request without fields on control connection fd; expect `want` back. */
+static int simple_call(int fd, Heapd__Envelope__MsgCase msg, Heapd__Envelope__MsgCase want,
+                       Heapd__Envelope **reply)
 {
-	int rc = harness_call(fd, req, reply);
+	char why[256];
+	ctl_t c;
+	ctl_adopt(&c, fd);
+	int rc = ctl_simple(&c, msg, want, reply, why, sizeof(why));
 	if (rc < 0)
-		return rc;
-	if ((*reply)->msg_case != want) {
-		if ((*reply)->msg_case == HEAPD__ENVELOPE__MSG_ERROR)
-			fprintf(stderr, "harness: error reply: %s\n", (*reply)->error->message);
-		wire_free(*reply);
-		*reply = NULL;
-		return -EPROTO;
-	}
-	return 0;
+		fprintf(stderr, "harness: %s\n", why);
+	return rc;
 }
 
 int harness_stats(int fd, Heapd__StatsReply **stats, Heapd__Envelope **owner)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
-	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
-	env.stats = &req;
-	int rc = simple_call(fd, &env, HEAPD__ENVELOPE__MSG_STATS_REPLY, owner);
+	int rc = simple_call(fd, HEAPD__ENVELOPE__MSG_STATS, HEAPD__ENVELOPE__MSG_STATS_REPLY, owner);
 	*stats = rc == 0 ? (*owner)->stats_reply : NULL;
 	return rc;
 }
 
 int harness_sweep(int fd)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__SweepRequest req = HEAPD__SWEEP_REQUEST__INIT;
-	env.msg_case = HEAPD__ENVELOPE__MSG_SWEEP;
-	env.sweep = &req;
-	int rc = simple_call(fd, &env, HEAPD__ENVELOPE__MSG_OK, &reply);
+	Heapd__Envelope *reply = NULL;
+	int rc = simple_call(fd, HEAPD__ENVELOPE__MSG_SWEEP, HEAPD__ENVELOPE__MSG_OK, &reply);
 	wire_free(reply);
 	return rc;
 }
 
 int harness_check(int fd, uint64_t *nproblems)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__CheckRequest req = HEAPD__CHECK_REQUEST__INIT;
-	env.msg_case = HEAPD__ENVELOPE__MSG_CHECK;
-	env.check = &req;
-	int rc = simple_call(fd, &env, HEAPD__ENVELOPE__MSG_CHECK_REPLY, &reply);
+	Heapd__Envelope *reply = NULL;
+	int rc = simple_call(fd, HEAPD__ENVELOPE__MSG_CHECK, HEAPD__ENVELOPE__MSG_CHECK_REPLY, &reply);
 	if (rc == 0) {
 		*nproblems = reply->check_reply->nproblems;
 		for (size_t i = 0; i < reply->check_reply->n_problems; i++)

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * heapctl_format.c - render daemon replies for people (tables, the watch
- * screen) and for programs (JSON, key=value lines). See heapctl_format.h.
+ * format.c - render daemon replies for people (tables, the watch
+ * screen) and for programs (JSON, key=value lines). See format.h.
  *
  * JSON is produced from the protobuf-c descriptors rather than by hand, so
  * `stats --json` and `clients --json` always carry every field the daemon
  * sends, with the field names of heap.proto as keys.
  */
-#include "heapctl_format.h"
+#include "format.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * heapctl_format.h - how heapctl renders daemon replies: human tables, JSON,
+ * format.h - how heapctl renders daemon replies: human tables, JSON,
  * and the frames and lines of `heapctl watch`.
  *
  * Every function writes to the stream it is given and nothing else; heapctl.c
  * decides where output goes and what the exit code is.
  */
-#ifndef HEAPD_CLIENT_HEAPCTL_FORMAT_H
-#define HEAPD_CLIENT_HEAPCTL_FORMAT_H
+#ifndef HEAPD_TOOLS_HEAPCTL_FORMAT_H
+#define HEAPD_TOOLS_HEAPCTL_FORMAT_H
 
 #include <stdint.h>
 #include <stdio.h>

@@ -5,10 +5,11 @@
  *   heapctl [--socket PATH] stats [--json] | clients [--json] | sweep |
  *           scavenge | check | watch [--interval SECONDS]
  *
- * heapctl is a control client of the protocol in proto/heap.proto: it
+ * heapctl is a control client of the protocol in proto/heap.proto, through
+ * the control-connection module it shares with the tests (control.h): it
  * connects, sends a Hello with control = true (no client slot, no arena
- * descriptor), then sends one request per sample and prints the reply.
- * Rendering lives in heapctl_format.c.
+ * descriptors), then sends one request per sample and prints the reply.
+ * Rendering lives in format.c.
  *
  * Data goes to stdout, diagnostics to stderr. The exit codes are part of the
  * interface, since scripts test them:
@@ -27,13 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "heapctl_format.h"
-#include "wire.h"
+#include "clock.h"
+#include "control.h"
+#include "format.h"
 
 enum {
 	EXIT_PROBLEMS = 1,
@@ -45,12 +45,11 @@ enum {
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-/* One control connection. */
-typedef struct ctl {
-	const char *socket;  /* path, for messages */
-	int fd;
-	uint32_t page_size;  /* from HelloReply; 0 if the daemon did not say */
-} ctl_t;
+/* The control connection, and the socket path for messages. */
+typedef struct cli {
+	ctl_t ctl;
+	const char *socket;
+} cli_t;
 
 static volatile sig_atomic_t stop_requested;
 
@@ -103,94 +102,36 @@ static void die(int code, const char *fmt, ...)
 
 /* ---- the connection ---- */
 
-static int ctl_connect_socket(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = CTL_TIMEOUT_S };
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int rc = -errno;
-		close(fd);
-		return rc;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Name a transport error for a message; timeouts show as such rather than as EAGAIN. */
-static const char *ctl_strerror(int rc)
-{
-	if (rc == -EAGAIN || rc == -EWOULDBLOCK)
-		return "no reply within " STR(CTL_TIMEOUT_S) " seconds";
-	if (rc == -ECONNRESET)
-		return "connection closed by the daemon";
-	if (rc == -EPROTO)
-		return "malformed reply";
-	return strerror(-rc);
-}
-
 /* Connect and introduce ourselves as a control client, or exit 3. */
-static void ctl_open(ctl_t *c, const char *socket)
+static void cli_open(cli_t *c, const char *socket)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__Hello hello = HEAPD__HELLO__INIT;
+	char why[512];
 
 	c->socket = socket;
-	c->fd = ctl_connect_socket(socket);
-	if (c->fd < 0)
-		die(EXIT_UNREACHABLE, "cannot connect to %s: %s", socket, strerror(-c->fd));
-	hello.version = HEAPD_PROTOCOL_VERSION;
-	hello.control = 1;
-	hello.pid = (uint32_t)getpid();
-	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	env.hello = &hello;
-	/*
-	 * A daemon that refuses us writes an Error and closes, perhaps before
-	 * our Hello arrives; read its reason even when the send failed.
-	 */
-	int send_rc = wire_send(c->fd, &env);
-	int rc = wire_recv(c->fd, &reply, NULL);
-	if (rc < 0)
-		die(EXIT_UNREACHABLE, "%s: hello failed: %s", socket, ctl_strerror(send_rc < 0 ? send_rc : rc));
-	if (reply->msg_case == HEAPD__ENVELOPE__MSG_ERROR)
-		die(EXIT_UNREACHABLE, "%s: daemon refused the connection: %s", socket, reply->error->message);
-	if (reply->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY)
-		die(EXIT_UNREACHABLE, "%s: unexpected reply to hello", socket);
-	c->page_size = reply->hello_reply->page_size;
-	wire_free(reply);
+	if (ctl_open(&c->ctl, socket, CTL_TIMEOUT_S, why, sizeof(why)) < 0)
+		die(EXIT_UNREACHABLE, "%s", why);
 }
 
 /*
- * Send req and return the reply, which must be of case `want`. A lost
+ * A request without fields; the reply must be of case `want`. A lost
  * connection exits 3; an Error reply prints the daemon's message and exits 1.
  */
-static Heapd__Envelope *ctl_call(ctl_t *c, const char *what, Heapd__Envelope *req, Heapd__Envelope__MsgCase want)
+static Heapd__Envelope *cli_simple(cli_t *c, const char *what, Heapd__Envelope__MsgCase msg,
+                                   Heapd__Envelope__MsgCase want)
 {
 	Heapd__Envelope *reply = NULL;
-	int rc = wire_call(c->fd, req, &reply, NULL);
+	char why[512];
+	int rc = ctl_simple(&c->ctl, msg, want, &reply, why, sizeof(why));
+	if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
+		die(EXIT_UNREACHABLE, "%s: %s: %s", c->socket, what, why);
 	if (rc < 0)
-		die(EXIT_UNREACHABLE, "%s: %s: %s", c->socket, what, ctl_strerror(rc));
-	if (reply->msg_case == HEAPD__ENVELOPE__MSG_ERROR)
-		die(EXIT_PROBLEMS, "%s: %s (%s)", what, reply->error->message, strerror(reply->error->code));
-	if (reply->msg_case != want)
-		die(EXIT_PROBLEMS, "%s: unexpected reply from the daemon", what);
+		die(EXIT_PROBLEMS, "%s: %s (%s)", what, why, strerror(-rc));
 	return reply;
 }
 
-static Heapd__Envelope *ctl_stats(ctl_t *c)
+static Heapd__Envelope *cli_stats(cli_t *c)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
-	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
-	env.stats = &req;
-	return ctl_call(c, "stats", &env, HEAPD__ENVELOPE__MSG_STATS_REPLY);
+	return cli_simple(c, "stats", HEAPD__ENVELOPE__MSG_STATS, HEAPD__ENVELOPE__MSG_STATS_REPLY);
 }
 
 /* ---- commands ---- */
@@ -200,9 +141,9 @@ typedef struct cmd_opts {
 	double interval;
 } cmd_opts_t;
 
-static int cmd_stats(ctl_t *c, const cmd_opts_t *o)
+static int cmd_stats(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope *reply = ctl_stats(c);
+	Heapd__Envelope *reply = cli_stats(c);
 	if (o->json)
 		format_json(stdout, &reply->stats_reply->base);
 	else
@@ -211,13 +152,10 @@ static int cmd_stats(ctl_t *c, const cmd_opts_t *o)
 	return 0;
 }
 
-static int cmd_clients(ctl_t *c, const cmd_opts_t *o)
+static int cmd_clients(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
-	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
-	env.clients = &req;
-	Heapd__Envelope *reply = ctl_call(c, "clients", &env, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY);
+	Heapd__Envelope *reply = cli_simple(c, "clients", HEAPD__ENVELOPE__MSG_CLIENTS,
+	                                    HEAPD__ENVELOPE__MSG_CLIENTS_REPLY);
 	if (o->json)
 		format_json(stdout, &reply->clients_reply->base);
 	else
@@ -226,46 +164,36 @@ static int cmd_clients(ctl_t *c, const cmd_opts_t *o)
 	return 0;
 }
 
-static int cmd_sweep(ctl_t *c, const cmd_opts_t *o)
+static int cmd_sweep(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__SweepRequest req = HEAPD__SWEEP_REQUEST__INIT;
 	(void)o;
-	env.msg_case = HEAPD__ENVELOPE__MSG_SWEEP;
-	env.sweep = &req;
-	Heapd__Envelope *reply = ctl_call(c, "sweep", &env, HEAPD__ENVELOPE__MSG_OK);
+	Heapd__Envelope *reply = cli_simple(c, "sweep", HEAPD__ENVELOPE__MSG_SWEEP, HEAPD__ENVELOPE__MSG_OK);
 	printf("swept %" PRIu64 " spans\n", reply->ok->value);
 	wire_free(reply);
 	return 0;
 }
 
-static int cmd_scavenge(ctl_t *c, const cmd_opts_t *o)
+static int cmd_scavenge(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__ScavengeRequest req = HEAPD__SCAVENGE_REQUEST__INIT;
 	char mib[32];
 	(void)o;
-	env.msg_case = HEAPD__ENVELOPE__MSG_SCAVENGE;
-	env.scavenge = &req;
-	Heapd__Envelope *reply = ctl_call(c, "scavenge", &env, HEAPD__ENVELOPE__MSG_OK);
+	Heapd__Envelope *reply = cli_simple(c, "scavenge", HEAPD__ENVELOPE__MSG_SCAVENGE,
+	                                    HEAPD__ENVELOPE__MSG_OK);
 	uint64_t pages = reply->ok->value;
-	if (c->page_size)
+	if (c->ctl.page_size)
 		printf("released %" PRIu64 " pages (%s)\n", pages,
-		       format_mib(pages * c->page_size, mib, sizeof(mib)));
+		       format_mib(pages * c->ctl.page_size, mib, sizeof(mib)));
 	else
 		printf("released %" PRIu64 " pages\n", pages);
 	wire_free(reply);
 	return 0;
 }
 
-static int cmd_check(ctl_t *c, const cmd_opts_t *o)
+static int cmd_check(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__CheckRequest req = HEAPD__CHECK_REQUEST__INIT;
 	(void)o;
-	env.msg_case = HEAPD__ENVELOPE__MSG_CHECK;
-	env.check = &req;
-	Heapd__Envelope *reply = ctl_call(c, "check", &env, HEAPD__ENVELOPE__MSG_CHECK_REPLY);
+	Heapd__Envelope *reply = cli_simple(c, "check", HEAPD__ENVELOPE__MSG_CHECK,
+	                                    HEAPD__ENVELOPE__MSG_CHECK_REPLY);
 	const Heapd__CheckReply *r = reply->check_reply;
 	uint64_t n = r->nproblems > r->n_problems ? r->nproblems : r->n_problems;
 	if (n == 0) {
@@ -291,9 +219,7 @@ static void on_stop_signal(int sig)
 
 static double now_seconds(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)heapd_now_ns() / 1e9;
 }
 
 /* Sleep until `until` (CLOCK_MONOTONIC seconds) or a stop signal. */
@@ -316,7 +242,7 @@ static int terminal_rows(void)
 	return 0;
 }
 
-static int cmd_watch(ctl_t *c, const cmd_opts_t *o)
+static int cmd_watch(cli_t *c, const cmd_opts_t *o)
 {
 	struct sigaction sa = { .sa_handler = on_stop_signal };
 	Heapd__Envelope *prev = NULL;
@@ -330,7 +256,7 @@ static int cmd_watch(ctl_t *c, const cmd_opts_t *o)
 
 	double next = now_seconds();
 	while (!stop_requested) {
-		Heapd__Envelope *cur = ctl_stats(c);
+		Heapd__Envelope *cur = cli_stats(c);
 		double t = now_seconds();
 		if (tty)
 			format_watch_frame(stdout, c->socket, o->interval, cur->stats_reply,
@@ -354,7 +280,7 @@ static int cmd_watch(ctl_t *c, const cmd_opts_t *o)
 
 typedef struct command {
 	const char *name;
-	int (*run)(ctl_t *c, const cmd_opts_t *o);
+	int (*run)(cli_t *c, const cmd_opts_t *o);
 	int json;       /* accepts --json */
 	int interval;   /* accepts --interval */
 } command_t;
@@ -462,10 +388,10 @@ int main(int argc, char **argv)
 	if (!socket || !*socket)
 		socket = HEAPD_DEFAULT_SOCKET;
 
-	ctl_t c;
-	ctl_open(&c, socket);
+	cli_t c;
+	cli_open(&c, socket);
 	int rc = cmd->run(&c, &o);
-	close(c.fd);
+	ctl_close(&c.ctl);
 	if (fflush(stdout) != 0 || ferror(stdout))
 		die(EXIT_PROBLEMS, "cannot write output: %s", strerror(errno));
 	return rc;
