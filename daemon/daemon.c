@@ -120,6 +120,7 @@ int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 		        (unsigned long long)rs.quarantined);
 	}
 	d->opened = 1;
+	daemon_debug_check(d, "recovery");
 	return 0;
 
 fail_clients:
@@ -520,6 +521,7 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 	segment_t *seg = &d->seg;
 	clients_t *cl = &d->clients;
 	uint64_t on_central = 0, listed = 0, owned = 0, slot_spans = 0;
+	uint32_t *dead = calloc(cl->nslots ? cl->nslots : 1, sizeof(*dead));
 	span_walk_t w;
 	uint32_t p, n;
 	int kind;
@@ -575,9 +577,8 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 		           (unsigned long long)listed, (unsigned long long)on_central);
 	for (uint32_t i = 0; i < cl->nslots; i++) {
 		slot_spans += cl->slots[i].spans.count;
-		if (seg->clients[i].pid != 0 && !proc_alive(&cl->slots[i].proc))
-			report_add(r, "slot %u: process %u has exited but the slot is still in use", i,
-			           seg->clients[i].pid);
+		if (seg->clients[i].pid != 0 && !proc_alive(&cl->slots[i].proc) && dead)
+			dead[i] = seg->clients[i].pid; /* exited since the reap above: reaped below */
 		if (seg->clients[i].pid == 0 && cl->slots[i].spans.count)
 			report_add(r, "slot %u: not in use but lists %u spans", i, cl->slots[i].spans.count);
 	}
@@ -587,5 +588,31 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 	pageheap_leave(&d->heap);
 	central_unlock_all(&d->central);
 	pthread_mutex_unlock(&d->sweeper.cycle_lock);
+	/* A process that exited during the walk is no problem, unless its slot outlives a reap. */
+	if (dead) {
+		daemon_reap(d, HEAPD_NIL);
+		for (uint32_t i = 0; i < cl->nslots; i++)
+			if (dead[i] && seg->clients[i].pid == dead[i])
+				report_add(r, "slot %u: process %u has exited but the slot is still in use",
+				           i, dead[i]);
+		free(dead);
+	}
 	return r->nproblems;
 }
+
+#ifdef HEAPD_DEBUG
+void daemon_debug_check(daemon_t *d, const char *after)
+{
+	check_report_t *r = malloc(sizeof(*r));
+	if (!r)
+		return;
+	size_t n = daemon_check(d, r);
+	if (n > r->ndata) {
+		log_msg("debug check after %s: %zu problems", after, n);
+		for (size_t i = 0; i < n && i < CHECK_MAX_PROBLEMS; i++)
+			log_msg("  %s", r->problems[i]);
+		abort();
+	}
+	free(r);
+}
+#endif

@@ -142,4 +142,20 @@ void daemon_unwatch_slots(daemon_t *d);
 /* Invariant check of the segment, the page heap, central and the client table. */
 size_t daemon_check(daemon_t *d, check_report_t *report);
 
+/*
+ * Debug builds (HEAPD_DEBUG): run daemon_check after a mutation, named by
+ * `after`, and abort with every problem logged if the daemon's own state is
+ * wrong (problems in the bitmaps, which clients write, are logged only).
+ * Release builds: nothing.
+ */
+#ifdef HEAPD_DEBUG
+void daemon_debug_check(daemon_t *d, const char *after);
+#else
+static inline void daemon_debug_check(daemon_t *d, const char *after)
+{
+	(void)d;
+	(void)after;
+}
+#endif
+
 #endif

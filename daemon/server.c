@@ -628,9 +628,13 @@ static void on_proc_exit(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
+	daemon_t *d = w->srv->d;
+
 	/* Frees w (unwatch_proc) when the process is gone; else watch on. */
-	if (daemon_reap(w->srv->d, w->slot) == 0)
+	if (daemon_reap(d, w->slot) == 0)
 		event_add(w->ev, NULL);
+	else
+		daemon_debug_check(d, "a process exit");
 }
 
 static void *watch_proc(void *arg, uint32_t slot, int pidfd)
@@ -768,7 +772,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	/* Slots whose process could not be watched (no pidfd) are found here. */
-	daemon_reap(d, HEAPD_NIL);
+	if (daemon_reap(d, HEAPD_NIL))
+		daemon_debug_check(d, "a process exit");
 	uint64_t repairs = segment_guard_repairs();
 	if (repairs != srv->guard_repairs) {
 		log_msg("the arena's data file was shrunk and re-extended %llu times (by a client); "

@@ -70,6 +70,7 @@ void session_free(session_t *s)
 		daemon_detach(d, s->slot);
 		log_msg("client %u (pid %d) disconnected; slot %u held for its process", s->id,
 		        (int)s->pid, s->slot);
+		daemon_debug_check(d, "a disconnect");
 	} else {
 		log_msg("client %u (pid %d) disconnected", s->id, (int)s->pid);
 	}
@@ -617,6 +618,7 @@ int session_handle_frame(session_t *s, const uint8_t *payload, size_t len)
 	}
 	if (rc == 0 && s->wait == SESSION_WAIT_NONE)
 		s->requests++;
+	daemon_debug_check(d, msg_name(env->msg_case));
 out:
 	wire_free(env);
 	return rc;

@@ -58,6 +58,13 @@ static void problem(checker_t *c, const char *fmt, ...)
 	c->n++;
 }
 
+/* A problem in the bitmaps, which any client can write (layout.h). */
+#define data_problem(c, ...) do { \
+		if ((c)->report) \
+			(c)->report->ndata++; \
+		problem(c, __VA_ARGS__); \
+	} while (0)
+
 static const char *state_name(uint8_t state)
 {
 	switch (state) {
@@ -148,7 +155,7 @@ static void check_bits(checker_t *c, uint32_t p, uint32_t n, uint32_t nelems, in
 	}
 	const uint64_t *alloc = segment_allocbits(c->seg, p), *freeb = segment_freebits(c->seg, p, nelems);
 	if (owned ? verify_owned(alloc, freeb, nelems, &why) : bitmap_verify(alloc, freeb, nelems, &why))
-		problem(c, "span %u: bitmaps: %s", p, why);
+		data_problem(c, "span %u: bitmaps: %s", p, why);
 }
 
 static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t n)
@@ -368,7 +375,7 @@ size_t check_segment(const segment_t *seg, const pageheap_t *h, check_report_t *
 	checker_t c = { .seg = seg, .report = report };
 
 	if (report)
-		report->nproblems = 0;
+		report->nproblems = report->ndata = 0;
 	if (!seg || !seg->hdr || !seg->spans || !seg->pagemap) {
 		problem(&c, "segment is not mapped");
 		goto out;

@@ -7,7 +7,8 @@
  * adjacent, that the header counters match a recount, that each in-use span's
  * bitmaps are within bounds, and, given the page heap, that its free lists
  * and tree hold exactly the free spans. It never aborts: problems are
- * collected as lines of text.
+ * collected as lines of text. Problems in the bitmaps are counted apart
+ * (ndata): clients write them, so a client can cause those, and only those.
  */
 #ifndef HEAPD_SHM_CHECK_H
 #define HEAPD_SHM_CHECK_H
@@ -21,6 +22,7 @@
 
 typedef struct check_report {
 	size_t nproblems;                 /* problems found, may exceed what is kept */
+	size_t ndata;                     /* of which in the data (bitmaps), which clients write */
 	char problems[CHECK_MAX_PROBLEMS][160]; /* the first CHECK_MAX_PROBLEMS, one line each */
 } check_report_t;
 
