@@ -3,8 +3,9 @@
  * quota.c - the charge books (see quota.h).
  *
  * Books: pages per slot in an array, pages per uid in a small open-addressed
- * table (uids are few; it grows by doubling and never shrinks, an entry
- * whose pages reach 0 stays as a tombstone-free zero). Each change of a
+ * table (uids are few; it grows by doubling and never shrinks, and an entry
+ * whose pages reach 0 stays in place with 0, so lookups never meet a
+ * deleted entry). Each change of a
  * span's charge updates its descriptor and both books under q->lock.
  */
 #include "quota.h"

@@ -16,10 +16,17 @@
 #include "clock.h"
 #include "daemon.h"
 
+/* What count_span adds to, and where it reads. */
+typedef struct count_ctx {
+	stats_t *st;
+	const segment_t *seg;
+} count_ctx_t;
+
 static void count_span(void *arg, uint32_t p)
 {
-	stats_t *st = ((void **)arg)[0];
-	const segment_t *seg = ((void **)arg)[1];
+	count_ctx_t *ctx = arg;
+	stats_t *st = ctx->st;
+	const segment_t *seg = ctx->seg;
 	const shm_span_t *s = &seg->spans[p];
 
 	if (s->state == SPAN_SMALL) {
@@ -52,10 +59,10 @@ void stats_collect(daemon_t *d, stats_t *st)
 {
 	shm_header_t *hdr = d->seg.hdr;
 	pageheap_counts_t c;
-	void *arg[2] = { st, &d->seg };
+	count_ctx_t ctx = { st, &d->seg };
 
 	memset(st, 0, sizeof(*st));
-	pageheap_walk(&d->heap, count_span, arg);
+	pageheap_walk(&d->heap, count_span, &ctx);
 	pageheap_counts(&d->heap, &c);
 	st->pages_total = c.npages_grown;
 	st->pages_in_use = c.pages_inuse;

@@ -108,24 +108,16 @@ static int params_pages(const segment_params_t *params, uint32_t *npages, uint32
 	return 0;
 }
 
-uint64_t segment_meta_size(const segment_params_t *params)
+int segment_sizes(const segment_params_t *params, uint64_t *meta_size, uint64_t *data_size)
 {
 	shm_header_t hdr;
 	uint32_t npages, max_clients;
 	if (params_pages(params, &npages, &max_clients) < 0)
-		return 0;
+		return -EINVAL;
 	layout_geometry(&hdr, npages, max_clients);
-	return hdr.meta_size;
-}
-
-uint64_t segment_data_size(const segment_params_t *params)
-{
-	shm_header_t hdr;
-	uint32_t npages, max_clients;
-	if (params_pages(params, &npages, &max_clients) < 0)
-		return 0;
-	layout_geometry(&hdr, npages, max_clients);
-	return hdr.data_size;
+	*meta_size = hdr.meta_size;
+	*data_size = hdr.data_size;
+	return 0;
 }
 
 int segment_validate(const shm_header_t *hdr, uint64_t meta_len, uint64_t data_len, char *err,

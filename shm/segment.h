@@ -57,9 +57,8 @@ enum {
 	SEGMENT_LOCK = 4,       /* lock the arena: one daemon per arena */
 };
 
-/* Sizes of the two files for these parameters; 0 if they are out of range. */
-uint64_t segment_meta_size(const segment_params_t *params);
-uint64_t segment_data_size(const segment_params_t *params);
+/* Sizes of the two files for these parameters: 0, or -EINVAL if they are out of range. */
+int segment_sizes(const segment_params_t *params, uint64_t *meta_size, uint64_t *data_size);
 
 /*
  * heapd's open of the arena directory dir: reopen the arena it holds (its

@@ -214,8 +214,10 @@ START_TEST(test_create_layout)
 		ck_assert(S_ISREG(st.st_mode));
 		ck_assert_uint_eq(st.st_mode & 077, 0);
 	}
-	ck_assert_uint_eq(segment_meta_size(&small_params), h->meta_size);
-	ck_assert_uint_eq(segment_data_size(&small_params), h->data_size);
+	uint64_t meta_size, data_size;
+	ck_assert_int_eq(segment_sizes(&small_params, &meta_size, &data_size), 0);
+	ck_assert_uint_eq(meta_size, h->meta_size);
+	ck_assert_uint_eq(data_size, h->data_size);
 
 	/* the mapping */
 	ck_assert_uint_eq(seg.size, h->map_size);
@@ -247,16 +249,18 @@ END_TEST
 START_TEST(test_sizes)
 {
 	segment_params_t p = { .arena_bytes = 0 };
-	ck_assert_uint_eq(segment_meta_size(&p), 0);
-	ck_assert_uint_eq(segment_data_size(&p), 0);
+	uint64_t meta, one, data;
+	ck_assert_int_eq(segment_sizes(&p, &meta, &data), -EINVAL);
 	p.arena_bytes = 1;
-	uint64_t one = segment_data_size(&p);
+	ck_assert_int_eq(segment_sizes(&p, &meta, &one), 0);
 	p.arena_bytes = HEAPD_PAGE_SIZE;
-	ck_assert_uint_eq(segment_data_size(&p), one);
+	ck_assert_int_eq(segment_sizes(&p, &meta, &data), 0);
+	ck_assert_uint_eq(data, one);
 	p.arena_bytes = HEAPD_PAGE_SIZE + 1;
-	ck_assert_uint_ge(segment_data_size(&p), one + HEAPD_PAGE_SIZE);
+	ck_assert_int_eq(segment_sizes(&p, &meta, &data), 0);
+	ck_assert_uint_ge(data, one + HEAPD_PAGE_SIZE);
 	p.max_clients = 65537;
-	ck_assert_uint_eq(segment_meta_size(&p), 0);
+	ck_assert_int_eq(segment_sizes(&p, &meta, &data), -EINVAL);
 
 	/* creation with a size out of range is refused */
 	p = (segment_params_t){ .arena_bytes = 0 };
