@@ -59,7 +59,9 @@ extern "C" {
  * at /run/heapd/heapd.sock. Returns 0 (also when already connected) or
  * -errno: -ENOENT or -ECONNREFUSED when no daemon serves the socket, -EACCES
  * when the daemon refuses this user, -ESTALE when it serves another arena
- * than the one this process already uses. A daemon that accepts the
+ * than the one this process already uses, -EBUSY when this process is
+ * connected already through another copy of the library (a daemon serves
+ * one connected slot per process). A daemon that accepts the
  * connection and dies before it answers is waited for as a restart is (see
  * below). Calling it is optional: the first
  * call that needs the daemon connects to the default socket.
