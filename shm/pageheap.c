@@ -43,8 +43,9 @@
  * orders each change so that the walk sees the old tiling or the new one,
  * possibly with two adjacent free spans or a stale descriptor inside a span,
  * both of which the rebuild repairs. Growth writes the new free span's
- * descriptor, then npages_grown (the commit), then the page map, so nothing
- * beyond npages_grown is ever written.
+ * descriptor and its page-map ends, then npages_grown (the commit); a kill
+ * in between leaves those beyond npages_grown, where the rebuild clears
+ * them, and the next growth writes them again.
  *
  * Released pages: npreleased counts a free span's pages punched out of the
  * file. When a fully released span is split, every piece stays fully
@@ -348,14 +349,9 @@ int pageheap_init(pageheap_t *h, segment_t *seg)
 	if (rc != 0)
 		return -rc;
 
+	/* Even a heap that never grew: its first growth may have been cut short (grow_locked). */
 	pageheap_enter(h);
-	if (seg->hdr->npages_grown == 0) {
-		seg->hdr->pages_inuse = 0;
-		seg->hdr->pages_free = 0;
-		seg->hdr->pages_released = 0;
-	} else {
-		rebuild_locked(h);
-	}
+	rebuild_locked(h);
 	pageheap_leave(h);
 	return 0;
 }
