@@ -309,6 +309,8 @@ static int conn_frames(conn_t *c)
 			conn_close(c, 1);
 			return -1;
 		}
+		if (c->s->failed)
+			break; /* heapd ended the session (a Bye): conn_end's timer closes it */
 		if (c->s->hello)
 			event_del(c->tev); /* the Hello deadline is met */
 		if (evbuffer_get_length(c->out) <= SERVER_OUTPUT_LIMIT)
@@ -406,7 +408,7 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, 1);
 		return;
 	}
-	conn_close(c, 0);
+	conn_close(c, 1); /* a Bye's Ok may be queued still */
 }
 
 /* heapd gave the session up (session_orphan): close the connection from the loop, soon. */
