@@ -47,7 +47,7 @@ uint32_t clients_find(const clients_t *cl, const proc_t *p)
 {
 	for (uint32_t i = 0; i < cl->nslots; i++) {
 		const shm_client_t *c = &cl->seg->clients[i];
-		if (c->pid == (uint32_t)p->pid && c->start_time == p->start_time && c->pid != 0)
+		if (proc_is(p, c->pid, c->start_time, c->pidfs_id))
 			return i;
 	}
 	return HEAPD_NIL;
@@ -67,8 +67,7 @@ int clients_is(const clients_t *cl, uint32_t slot, const proc_t *p, uid_t uid)
 	if (slot >= cl->nslots)
 		return 0;
 	const shm_client_t *c = &cl->seg->clients[slot];
-	return c->pid != 0 && c->pid == (uint32_t)p->pid && c->start_time == p->start_time &&
-	       c->uid == (uint32_t)uid;
+	return proc_is(p, c->pid, c->start_time, c->pidfs_id) && c->uid == (uint32_t)uid;
 }
 
 int clients_alloc(clients_t *cl, proc_t *p, uid_t uid, uint32_t *slot)
@@ -82,6 +81,7 @@ int clients_alloc(clients_t *cl, proc_t *p, uid_t uid, uint32_t *slot)
 			continue;
 		assert(cl->slots[i].spans.count == 0);
 		c->start_time = p->start_time;
+		c->pidfs_id = p->id;
 		c->uid = (uint32_t)uid;
 		atomic_store_explicit(&c->flags, 0, memory_order_relaxed);
 		atomic_thread_fence(memory_order_release);

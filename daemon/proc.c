@@ -15,12 +15,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
+#define PROC_PIDFS_MAGIC 0x50494446u /* "PIDF": pidfds as pidfs inodes, one per process */
 
 int proc_start_time(pid_t pid, uint64_t *start_time)
 {
@@ -78,19 +81,32 @@ static int pidfd_exited(int pidfd)
 	return n > 0;
 }
 
-/* Finish p from a pidfd (or none): the start time, then the pidfd is checked. */
-static int finish(proc_t *p, pid_t pid, int pidfd, const uint64_t *want)
+/* The pidfd's inode number if pidfds are pidfs inodes (unique per process), else 0. */
+static uint64_t pidfd_id(int pidfd)
 {
-	uint64_t st;
+	struct statfs fs;
+	struct stat st;
 
-	if (proc_start_time(pid, &st) < 0 || (want && st != *want) ||
-	    (pidfd >= 0 && pidfd_exited(pidfd))) {
+	if (pidfd < 0 || fstatfs(pidfd, &fs) < 0 || (uint32_t)fs.f_type != PROC_PIDFS_MAGIC ||
+	    fstat(pidfd, &st) < 0)
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+/* Finish p from a pidfd (or none): the start time and the id, then the pidfd is checked. */
+static int finish(proc_t *p, pid_t pid, int pidfd, const uint64_t *want_start, uint64_t want_id)
+{
+	uint64_t st, id = pidfd_id(pidfd);
+
+	if (proc_start_time(pid, &st) < 0 || (want_start && st != *want_start) ||
+	    (want_id && id && id != want_id) || (pidfd >= 0 && pidfd_exited(pidfd))) {
 		if (pidfd >= 0)
 			close(pidfd);
 		return -ESRCH;
 	}
 	p->pid = pid;
 	p->start_time = st;
+	p->id = id;
 	p->pidfd = pidfd;
 	return 0;
 }
@@ -109,10 +125,10 @@ int proc_from_peer(int sock, pid_t pid, proc_t *p)
 		pidfd = pidfd_open_pid(pid);
 	if (pidfd < 0 && pidfd != -ENOSYS)
 		return -ESRCH;
-	return finish(p, pid, pidfd < 0 ? -1 : pidfd, NULL);
+	return finish(p, pid, pidfd < 0 ? -1 : pidfd, NULL, 0);
 }
 
-int proc_open(pid_t pid, uint64_t start_time, proc_t *p)
+int proc_open(pid_t pid, uint64_t start_time, uint64_t id, proc_t *p)
 {
 	*p = PROC_NONE;
 	if (pid <= 0)
@@ -120,7 +136,7 @@ int proc_open(pid_t pid, uint64_t start_time, proc_t *p)
 	int pidfd = pidfd_open_pid(pid);
 	if (pidfd < 0 && pidfd != -ENOSYS)
 		return -ESRCH;
-	return finish(p, pid, pidfd < 0 ? -1 : pidfd, &start_time);
+	return finish(p, pid, pidfd < 0 ? -1 : pidfd, &start_time, id);
 }
 
 int proc_alive(const proc_t *p)

@@ -168,7 +168,7 @@ int recovery_run(daemon_t *d, recovery_stats_t *st)
 	for (uint32_t i = 0; i < nslots; i++) {
 		procs[i] = PROC_NONE;
 		const shm_client_t *c = &seg->clients[i];
-		if (c->pid != 0 && proc_open((pid_t)c->pid, c->start_time, &procs[i]) == 0)
+		if (c->pid != 0 && proc_open((pid_t)c->pid, c->start_time, c->pidfs_id, &procs[i]) == 0)
 			w.alive[i] = 1;
 	}
 

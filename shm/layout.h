@@ -157,9 +157,9 @@ _Static_assert(sizeof(shm_span_t) == 64, "span descriptor is one cache line");
 
 /*
  * One slot of the client table, in the header region; heapd writes. A slot
- * names one process by pid and start time (together they never name
- * another process), so that a restarted heapd and a reconnecting client
- * agree on whose spans are whose.
+ * names one process by pid, start time and pidfs inode (daemon/proc.h), so
+ * that a restarted heapd and a reconnecting client agree on whose spans are
+ * whose.
  */
 typedef struct shm_client {
 	uint32_t pid;          /* 0: slot unused */
@@ -167,7 +167,8 @@ typedef struct shm_client {
 	uint64_t start_time;   /* /proc/pid/stat starttime, so a reused pid is told apart */
 	_Atomic uint32_t flags; /* HEAPD_CLIENT_* raised by the daemon, read by the client */
 	uint32_t pad;
-	uint64_t reserved[5];
+	uint64_t pidfs_id;     /* the process's pidfs inode number (daemon/proc.h); 0: unknown */
+	uint64_t reserved[4];
 } shm_client_t;
 
 _Static_assert(sizeof(shm_client_t) == 64, "client slot is one cache line");

@@ -1491,7 +1491,7 @@ static pid_t waiting_child(int go[2], proc_t *p)
 	close(go[0]);
 	uint64_t st;
 	ck_assert_int_eq(proc_start_time(pid, &st), 0); /* its /proc entry exists once fork returns */
-	ck_assert_int_eq(proc_open(pid, st, p), 0);
+	ck_assert_int_eq(proc_open(pid, st, 0, p), 0);
 	return pid;
 }
 

@@ -84,7 +84,7 @@ static pid_t waiting_child(int go[2], proc_t *p)
 	for (int i = 0; i < 1000 && proc_start_time(pid, &st) < 0; i++)
 		usleep(1000);
 	ck_assert_int_eq(proc_start_time(pid, &st), 0);
-	ck_assert_int_eq(proc_open(pid, st, p), 0);
+	ck_assert_int_eq(proc_open(pid, st, 0, p), 0);
 	return pid;
 }
 
@@ -357,6 +357,40 @@ START_TEST(test_lost_large_free)
 }
 END_TEST
 
+/*
+ * A process is named by pid, start time and (with pidfs) its pidfd's inode:
+ * a name with any of them wrong is another process, and a process is dead
+ * once its thread group is, reaped or not.
+ */
+START_TEST(test_proc_identity)
+{
+	int go[2];
+	proc_t p, q;
+	pid_t pid = waiting_child(go, &p);
+
+	ck_assert(proc_alive(&p));
+	ck_assert(proc_is(&p, (uint32_t)pid, p.start_time, p.id));
+	ck_assert(!proc_is(&p, (uint32_t)pid, p.start_time + 1, p.id));
+	ck_assert_int_eq(proc_open(pid, p.start_time + 1, 0, &q), -ESRCH);
+	if (p.id != 0) {
+		/* this kernel's pidfds are pidfs inodes: the id tells two processes of one pid apart */
+		ck_assert(!proc_is(&p, (uint32_t)pid, p.start_time, p.id + 1));
+		ck_assert_int_eq(proc_open(pid, p.start_time, p.id + 1, &q), -ESRCH);
+		ck_assert_int_eq(proc_open(pid, p.start_time, p.id, &q), 0);
+		ck_assert_uint_eq(q.id, p.id);
+		proc_close(&q);
+	}
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	/* dead before its parent reaps it: the pidfd says so */
+	while (proc_alive(&p))
+		usleep(1000);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	proc_close(&p);
+	close(go[0]);
+	close(go[1]);
+}
+END_TEST
+
 START_TEST(test_held_slot_reaped)
 {
 	static daemon_t d;
@@ -535,6 +569,7 @@ Suite *daemon_core_suite(void)
 	tcase_add_test(tc, test_recovery_repairs);
 	tcase_add_test(tc, test_recovery_quarantines);
 	tcase_add_test(tc, test_lost_large_free);
+	tcase_add_test(tc, test_proc_identity);
 	tcase_add_test(tc, test_held_slot_reaped);
 	tcase_add_test(tc, test_lost_large_reply);
 	tcase_add_test(tc, test_random_frames);
