@@ -3,7 +3,6 @@
  * test_bitmap.c - alloc bits, free bits, the owner's sweep and the
  * allocation cache, including frees from several processes at once.
  */
-#include <check.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -14,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "layout.h"
 
@@ -469,11 +469,4 @@ static Suite *bitmap_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(bitmap_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(bitmap_suite);

@@ -5,13 +5,13 @@
  * everything; garbage in every region never crashes it (nor the rebuild,
  * which must leave a heap that passes).
  */
-#include <check.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "pageheap_fixture.h"
 #include "sizeclass.h"
@@ -451,11 +451,4 @@ static Suite *check_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(check_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(check_suite);

@@ -8,7 +8,6 @@
  * Each test runs in its own forked process with its own daemon (checked
  * fixture), so library state never leaks from one test to the next.
  */
-#include <check.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "e2e/client_util.h"
 #include "heapclient.h"
 #include "sizeclass.h"
@@ -781,11 +781,4 @@ static Suite *client_api_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(client_api_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(client_api_suite);

@@ -16,7 +16,6 @@
  * Objects carry a pattern derived from their offset (client_util.h), and
  * every object is checked before it is freed.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "e2e/client_util.h"
 #include "heapclient.h"
 
@@ -745,11 +745,4 @@ static Suite *client_procs_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(client_procs_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(client_procs_suite);

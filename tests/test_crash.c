@@ -38,7 +38,6 @@
  * Code that runs in a forked copy never asserts: it reports through a pipe,
  * and this process judges.
  */
-#include <check.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdarg.h>
@@ -50,6 +49,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "commit.h"
 #include "daemon.h"
@@ -1667,6 +1667,10 @@ static void teardown(void)
 
 static Suite *crash_suite(void)
 {
+	const char *l = getenv("CRASH_LONG");
+	long_run = l && *l && strcmp(l, "0") != 0;
+	scale = long_run ? 4 : 1;
+
 	Suite *s = suite_create("crash");
 	TCase *tc = tcase_create("crash points");
 	/* unchecked: the runner's own process removes the arena even after a failed test */
@@ -1690,14 +1694,4 @@ static Suite *crash_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	const char *l = getenv("CRASH_LONG");
-	long_run = l && *l && strcmp(l, "0") != 0;
-	scale = long_run ? 4 : 1;
-	SRunner *sr = srunner_create(crash_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(crash_suite);

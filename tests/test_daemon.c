@@ -4,7 +4,6 @@
  * socket, raw clients speaking heap.proto, and the span table read through
  * the client's own mapping.
  */
-#include <check.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "sizeclass.h"
 #include "control.h"
@@ -971,11 +971,4 @@ Suite *daemon_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(daemon_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(daemon_suite);

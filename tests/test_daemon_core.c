@@ -7,7 +7,6 @@
  * owners, large objects whose reply was lost with the daemon, and random
  * frames thrown at a session.
  */
-#include <check.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "daemon.h"
 #include "sizeclass.h"
@@ -577,11 +577,4 @@ Suite *daemon_core_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(daemon_core_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(daemon_core_suite);

@@ -4,7 +4,6 @@
  * shutdown: exit codes, one daemon per arena and socket, stale sockets,
  * restarts on an existing arena, and unusable arenas.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "test_daemon_util.h"
 
@@ -359,11 +359,4 @@ Suite *daemon_life_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(daemon_life_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(daemon_life_suite);

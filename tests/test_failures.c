@@ -18,7 +18,6 @@
  *     touching it.
  * Each test starts its own daemon (client_util.h) in its own process.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -33,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "e2e/client_util.h"
 #include "heapclient.h"
 #include "layout.h"
@@ -581,11 +581,4 @@ static Suite *failures_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(failures_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(failures_suite);

@@ -7,7 +7,6 @@
  * heapctl is run as a program ($HEAPCTL_BIN) with its output captured
  * (ops_run.h); the daemons come from harness.h.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 #include "layout.h"
 #include "ops_json.h"
@@ -480,11 +480,4 @@ static Suite *heapctl_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(heapctl_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(heapctl_suite);

@@ -8,7 +8,6 @@
  * The randomized test runs fixed seeds plus $HEAPD_SEED when set; a failure
  * names the seed.
  */
-#include <check.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "clock.h"
 #include "pageheap_fixture.h"
@@ -920,11 +920,4 @@ static Suite *pageheap_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(pageheap_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(pageheap_suite);

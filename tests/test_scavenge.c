@@ -13,7 +13,6 @@
  *   - with --scavenge-delay 1 and only `heapctl sweep`, the background
  *     scavenger releases them by itself within a few seconds.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 #include "heapclient.h"
 #include "layout.h"
@@ -201,7 +201,7 @@ START_TEST(test_scavenge_background)
 }
 END_TEST
 
-int main(void)
+static Suite *scavenge_suite(void)
 {
 	Suite *s = suite_create("scavenge");
 	TCase *tc = tcase_create("now");
@@ -215,9 +215,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_delay_second, teardown);
 	tcase_add_test(tc, test_scavenge_background);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+TEST_SUITES(scavenge_suite);

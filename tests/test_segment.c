@@ -9,7 +9,6 @@
  * Every arena lives in a temporary directory made for the run, removed at
  * the end.
  */
-#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "segment.h"
 #include "sizeclass.h"
 
@@ -962,11 +962,4 @@ static Suite *segment_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(segment_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(segment_suite);

@@ -6,9 +6,9 @@
  * suite checks them again on the table the library was built with, through
  * the same header the allocator uses.
  */
-#include <check.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "bitmap.h"
 #include "sizeclass.h"
 
@@ -156,11 +156,4 @@ static Suite *sizeclass_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(sizeclass_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(sizeclass_suite);

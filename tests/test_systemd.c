@@ -17,7 +17,6 @@
  *
  * Exits 77 (skipped) when systemd-socket-activate is not installed.
  */
-#include <check.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,9 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "ops_run.h"
-
-#define SKIP 77
 
 static const char *activate_bin(void)
 {
@@ -171,20 +169,18 @@ START_TEST(test_socket_activation)
 }
 END_TEST
 
-int main(void)
+static Suite *systemd_suite(void)
 {
 	if (!activate_bin()) {
 		fprintf(stderr, "systemd-socket-activate not found ($SOCKET_ACTIVATE_BIN); skipping\n");
-		return SKIP;
+		return NULL;
 	}
 	Suite *s = suite_create("systemd");
 	TCase *tc = tcase_create("activation");
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, test_socket_activation);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+TEST_SUITES(systemd_suite);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "client_util.h"
 
 /* Run the example with args; its stdout into out. Returns its exit status. */
@@ -40,16 +41,14 @@ START_TEST(test_example)
 }
 END_TEST
 
-int main(void)
+static Suite *client_example_suite(void)
 {
 	Suite *s = suite_create("client_example");
 	TCase *tc = tcase_create("example");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_example);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+TEST_SUITES(client_example_suite);

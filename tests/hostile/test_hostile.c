@@ -8,15 +8,7 @@
  */
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "hostile_suites.h"
 
-int main(void)
-{
-	SRunner *sr = srunner_create(hostile_trust_suite());
-	srunner_add_suite(sr, hostile_sessions_suite());
-	srunner_add_suite(sr, hostile_limits_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(hostile_trust_suite, hostile_sessions_suite, hostile_limits_suite);

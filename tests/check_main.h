@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+/*
+ * check_main.h - the one main of every Check test program (check_main.c).
+ *
+ * A test program lists the functions that build its suites:
+ *
+ *     TEST_SUITES(pageheap_suite);
+ *
+ * and main runs them all (CK_RUN_SUITE and CK_RUN_CASE pick some, as Check
+ * does), exiting 1 if any test failed. A program that needs to set itself
+ * up first (from its environment, say) does it in its suite function, which
+ * runs before any test. A suite function that finds its tests cannot run
+ * here says why on stderr and returns NULL; if every one does, main exits
+ * with TEST_SKIP, which CTest counts as skipped.
+ */
+#ifndef HEAPD_TESTS_CHECK_MAIN_H
+#define HEAPD_TESTS_CHECK_MAIN_H
+
+#include <check.h>
+
+#define TEST_SKIP 77 /* the exit code CTest takes for a skipped test (SKIP_RETURN_CODE) */
+
+typedef Suite *(*test_suite_fn)(void);
+
+/* NULL-terminated; defined by TEST_SUITES in the test program. */
+extern const test_suite_fn test_suites[];
+
+#define TEST_SUITES(...) const test_suite_fn test_suites[] = { __VA_ARGS__, NULL }
+
+#endif
