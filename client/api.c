@@ -188,6 +188,8 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 	obj_find_or_die(p, &o, fn);
 	/* A large object's generation, read before its free bit makes it the daemon's (LargeFree). */
 	uint32_t gen = o.d->gen;
+	if (o.d->state == SPAN_LARGE)
+		proc_large_freeing(o.span);
 #ifdef HEAPD_DEBUG
 	if (obj_live(&o))
 		memset(p, HC_FREE_FILL, obj_size(&o));

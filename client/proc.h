@@ -121,6 +121,18 @@ static inline uint32_t proc_slot_flags(void)
 	return atomic_load_explicit(&proc_g.seg.clients[slot].flags, memory_order_relaxed);
 }
 
+/*
+ * The large object of span is being freed here. Called before its free bit
+ * is set: from then on heapd may free the span and hand it to us again in
+ * a reply that gets lost, and a reconnect must not name it as received. No
+ * lock.
+ */
+static inline void proc_large_freeing(uint32_t span)
+{
+	uint32_t mine = span + 1;
+	atomic_compare_exchange_strong(&proc_g.large_received, &mine, 0);
+}
+
 static inline uint64_t proc_epoch(void)
 {
 	return atomic_load_explicit(&proc_g.epoch, memory_order_relaxed);

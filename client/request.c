@@ -69,15 +69,11 @@ void request_large_alloc(request_t *r, uint64_t size, int zero, uint64_t align, 
 
 void request_large_free(request_t *r, uint32_t span, uint32_t gen)
 {
-	uint32_t mine = span + 1;
-
 	init(r, HEAPD__ENVELOPE__MSG_LARGE_FREE, HEAPD__ENVELOPE__MSG__NOT_SET);
 	heapd__large_free__init(&r->u.large_free);
 	r->env.large_free = &r->u.large_free;
 	r->u.large_free.span = span;
 	r->u.large_free.gen = gen;
-	/* Freed here: a reconnect must not name it, lest its pages come back to us in a lost reply. */
-	atomic_compare_exchange_strong(&proc_g.large_received, &mine, 0);
 }
 
 void request_bye(request_t *r)
