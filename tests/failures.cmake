@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: MIT
 # Failures and hostile input (issue 5's guarantees): clients killed at random
-# points, the daemon killed and restarted under working clients, and the
+# points, the daemon killed and restarted under working clients (among them
+# zombie-leader processes, sessions heapd ends, and late LargeFrees), and the
 # failure cases that fit no module's suite. Run them alone with
 #   ctest -L failures
 # The soaks' long versions (thousands of kills) carry the "long" label too.
 add_library(heapd_soak_util STATIC soak_util.c)
 target_include_directories(heapd_soak_util PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(heapd_soak_util PUBLIC heapd_harness heapclient_static heapshm)
+target_link_libraries(heapd_soak_util PUBLIC heapd_harness heapclient_static heapshm Threads::Threads)
 
 heapd_check_test(test_soak_clients SOURCES test_soak_clients.c
   LIBS heapclient_static heapd_soak_util heapd_client_util heapd_harness heapshm LABELS failures TIMEOUT 300)

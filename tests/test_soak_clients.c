@@ -8,8 +8,20 @@
  * classes they have no span of (each a refill). Each is killed with SIGKILL
  * 0-20 ms after it starts working (one time in eight, 0-3 ms after its
  * fork, so that some die while connecting) and replaced, $SOAK_KILLS times
- * (default 1000). Meanwhile two bystander processes allocate, check and free
- * without pause.
+ * (default 1000). One victim in four first makes heapd end its session (a
+ * malformed frame on the library's connection) and is killed around its
+ * reconnect. Meanwhile, for the whole run, two bystander processes allocate,
+ * check and free without pause, and so do, with short pauses, the worker
+ * threads of ZOMBIES zombie-leader clients: processes whose main thread
+ * allocated a few objects, started the workers and called pthread_exit
+ * (the daemon must count them alive). One thread of each bystander and
+ * zombie-leader client also writes raw frames now and then (soak_raw_t,
+ * strict: the daemon stays up): it makes heapd end its session (in a
+ * zombie-leader, while the other worker goes on allocating) and checks that
+ * the next request re-adopts the same slot; it frees a large object by its
+ * bit alone and sends LargeFrees of a wrong generation at once and the
+ * right one over heapd's 2 s grace later, twice, and checks that none of
+ * them ended the session or freed anything but that object.
  *
  * A victim records each live object (offset, size, seed) in shared memory
  * once the object holds its pattern, and clears the record before freeing
@@ -19,21 +31,28 @@
  * process is claimed in a claim map (soak_util.h), so an object handed out
  * twice is caught the moment it is.
  *
- * The test fails if a victim or a bystander ever gets NULL or finds a
- * damaged pattern, or if a bystander goes 5 s without progress. At the end:
- *   - once the daemon has seen every death it lists only live clients, and
- *     no small span in the span table belongs to the slot of a dead client:
- *     every span a dead client cached is back with the daemon;
+ * The test fails if a victim, a bystander or a zombie-leader client ever
+ * gets NULL or finds a damaged pattern, if a raw frame's check fails, or if
+ * a bystander or a zombie-leader's worker goes 5 s without progress. At the
+ * end:
+ *   - once the daemon has seen every death it lists only live clients,
+ *     every zombie-leader client among them, and no small span in the span
+ *     table belongs to the slot of a dead client: every span a dead client
+ *     cached is back with the daemon;
  *   - check finds no problem;
+ *   - the objects of the zombie-leaders' main threads, gone long since, hold
+ *     their patterns;
  *   - once the bystanders and the test have freed everything and
- *     disconnected, no span is owned by any client, and the objects still in
- *     use are at most one per kill that hit a victim inside an allocation or
- *     a free (from hc_malloc to recording the object, or from clearing the
- *     record to the end of hc_free): that one object stays allocated, as the
- *     failure model says.
+ *     disconnected, and the zombie-leader clients have freed everything and
+ *     exited without a Bye, the daemon lists no client, no span is owned by
+ *     any client, and the objects still in use (swept until the grace of a
+ *     LargeFree lost with an ended session has passed) are at most one per
+ *     kill that hit a victim inside an allocation or a free (from hc_malloc
+ *     to recording the object, or from clearing the record to the end of
+ *     hc_free): that one object stays allocated, as the failure model says.
  */
-#include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -45,6 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "e2e/client_util.h"
 #include "heapclient.h"
 #include "sizeclass.h"
@@ -52,41 +72,63 @@
 
 #define VICTIMS 3
 #define BYSTANDERS 2
+#define ZOMBIES 2                    /* zombie-leader clients */
+#define ZOMBIE_THREADS 2             /* workers of each */
+#define MAIN_OBJS 64                 /* objects a zombie-leader's main thread leaves behind */
+#define ZOMBIE_PAUSE_US 5000         /* between a zombie-leader worker's rounds: CPU for the victims */
+#define END_ONE_IN 4                 /* one victim in four ends its session first */
+#define RAW_END_EVERY_S 0.25         /* a thread with raw frames ends its session this often */
+#define RAW_LATE_EVERY_S 0.3         /* and frees a large object by its bit alone this often */
+#define LEAK_SETTLE_S 10.0           /* sweeping for lost LargeFrees at the end, at most */
 #define VICTIM_RECS 1024
 #define VICTIM_LARGE_MAX (8u << 20)  /* live large bytes a victim keeps at most */
 #define KILL_WINDOW_US 20000         /* a victim is killed 0-20 ms after it starts working */
 #define EARLY_WINDOW_US 3000         /* or 0-3 ms after its fork, while it connects */
 #define READY_TIMEOUT_S 10.0         /* a victim that never starts is killed anyway */
-#define STALL_LIMIT_S 5.0            /* a bystander without progress this long fails the test */
+#define STALL_LIMIT_S 5.0            /* a steady worker without progress this long fails the test */
 #define BY_OBJS 512
 
 /* What a victim is doing; read by the test at the moment it kills the victim. */
-enum { PH_START, PH_CONNECT, PH_STORM, PH_FRESH, PH_LARGE, PH_FREE, PH_TRIM, PH_COUNT };
+enum { PH_START, PH_CONNECT, PH_ENDED, PH_STORM, PH_FRESH, PH_LARGE, PH_FREE, PH_TRIM, PH_COUNT };
 static const char *const phase_name[PH_COUNT] = {
-	"before connecting", "connecting", "allocation storm", "fresh classes (refills)",
-	"large allocations", "frees", "trim",
+	"before connecting", "connecting", "its ended session (reconnect, re-adoption)",
+	"allocation storm", "fresh classes (refills)", "large allocations", "frees", "trim",
 };
 
 typedef struct victim {
 	_Atomic int phase;
 	_Atomic int in_op;       /* inside an allocation or a free: a kill may leak that one object */
+	_Atomic int ended;       /* heapd ended its session (the malformed frame is written) */
+	_Atomic int readopted;   /* and its next request re-adopted its slot */
 	_Atomic int failed;
 	char why[256];
 	soak_rec_t recs[VICTIM_RECS];
 } victim_t;
 
-typedef struct bystander {
+/* A thread that allocates, checks and frees for the whole run: a bystander, or a zombie-leader's worker. */
+typedef struct worker {
 	_Atomic uint64_t progress;   /* rounds done */
 	_Atomic uint64_t verified;   /* objects checked and freed */
 	_Atomic int stop;
 	_Atomic int failed;
 	char why[256];
 	soak_rec_t recs[BY_OBJS];
-} bystander_t;
+} worker_t;
+
+/* A client process whose main thread leaves objects behind, starts the workers and exits. */
+typedef struct zombie {
+	worker_t w[ZOMBIE_THREADS];
+	_Atomic int main_done;       /* the main thread is about to call pthread_exit */
+	_Atomic int failed;          /* the main thread's failure */
+	char why[256];
+	soak_rec_t main_recs[MAIN_OBJS];
+} zombie_t;
 
 typedef struct shared {
 	victim_t victims[VICTIMS];
-	bystander_t by[BYSTANDERS];
+	worker_t by[BYSTANDERS];
+	zombie_t zombies[ZOMBIES];
+	soak_raw_counts_t raw;       /* raw frames of bystanders and zombie-leaders' workers */
 } shared_t;
 
 static shared_t *S;
@@ -180,6 +222,23 @@ static void victim_main(victim_t *v, uint64_t seed)
 	int rc = hc_connect(NULL);
 	if (rc < 0)
 		VFAIL(&st, "victim %d: hc_connect: %s", (int)getpid(), strerror(-rc));
+	if (cu_rand(&st.rng) % END_ONE_IN == 0) {
+		/* heapd ends the session; the first allocation (a refill) reconnects and re-adopts */
+		hc_stats_t st0, st1;
+		hc_stats(&st0);
+		atomic_store(&v->phase, PH_ENDED);
+		rc = soak_end_session(cu_daemon.sock);
+		if (rc < 0)
+			VFAIL(&st, "victim %d: no malformed frame written: %s", (int)getpid(), strerror(-rc));
+		atomic_store(&v->ended, 1);
+		v_alloc(&st, small_size(&st.rng));
+		hc_stats(&st1);
+		if (st1.reconnects != st0.reconnects + 1 || st1.slot != st0.slot)
+			VFAIL(&st, "victim %d: after its ended session: reconnects %llu -> %llu, slot %u -> %u",
+			      (int)getpid(), (unsigned long long)st0.reconnects,
+			      (unsigned long long)st1.reconnects, st0.slot, st1.slot);
+		atomic_store(&v->readopted, 1);
+	}
 	for (;;) {
 		uint64_t r = cu_rand(&st.rng) % 100;
 		if (st.book.nlive > VICTIM_RECS * 3 / 4 || r < 12) {
@@ -219,7 +278,7 @@ static void victim_main(victim_t *v, uint64_t seed)
 			}
 		} else {
 			atomic_store(&v->phase, PH_TRIM);
-			rc = hc_trim();
+			rc = soak_trim();
 			if (rc < 0)
 				VFAIL(&st, "victim %d: hc_trim: %s", (int)getpid(), strerror(-rc));
 			memset(st.classes_used, 0, sizeof(st.classes_used));
@@ -227,39 +286,101 @@ static void victim_main(victim_t *v, uint64_t seed)
 	}
 }
 
-/* ---- bystanders ---- */
+/* ---- bystanders and zombie-leader clients ---- */
 
-static void bystander_main(bystander_t *b, uint64_t seed)
+#define WFAIL(w, ...) child_fail((w)->why, &(w)->failed, __VA_ARGS__)
+
+/*
+ * Allocate, check and free until told to stop, pausing pause_us after each
+ * round; then free everything. Raw frames too if raw_seed.
+ */
+static void worker_loop(worker_t *w, uint64_t seed, uint64_t seedbase, uint64_t raw_seed,
+                        unsigned pause_us)
 {
 	soak_book_t book;
+	soak_raw_t raw;
 	uint64_t rng = seed;
 	char err[200];
 
-	soak_book_init(&book, b->recs, BY_OBJS, &claims, (uint64_t)getpid() << 32);
-	while (!atomic_load(&b->stop)) {
+	soak_book_init(&book, w->recs, BY_OBJS, &claims, seedbase);
+	if (raw_seed && soak_raw_init(&raw, cu_daemon.sock, 1, &S->raw, raw_seed, RAW_END_EVERY_S,
+	                              RAW_LATE_EVERY_S, err, sizeof(err)) < 0)
+		WFAIL(w, "%s", err);
+	while (!atomic_load(&w->stop)) {
 		for (int i = 0; i < 16; i++) {
 			if (book.nfree == 0 && soak_book_free(&book, (uint32_t)(cu_rand(&rng) % book.nlive), err,
 			                                      sizeof(err)) < 0)
-				child_fail(b->why, &b->failed, "bystander: %s", err);
+				WFAIL(w, "%s", err);
 			uint64_t r = cu_rand(&rng);
 			size_t size = r % 64 == 0 ? HEAPD_MAX_SMALL + 1 + (r >> 8) % (192u << 10) : small_size(&rng);
 			if (!soak_book_alloc(&book, size, err, sizeof(err)))
-				child_fail(b->why, &b->failed, "bystander: %s", err);
+				WFAIL(w, "%s", err);
 		}
 		for (int i = 0; i < 12 && book.nlive > 0; i++) {
 			if (soak_book_free(&book, (uint32_t)(cu_rand(&rng) % book.nlive), err, sizeof(err)) < 0)
-				child_fail(b->why, &b->failed, "bystander: %s", err);
-			atomic_fetch_add_explicit(&b->verified, 1, memory_order_relaxed);
+				WFAIL(w, "%s", err);
+			atomic_fetch_add_explicit(&w->verified, 1, memory_order_relaxed);
 		}
-		atomic_fetch_add_explicit(&b->progress, 1, memory_order_relaxed);
+		if (raw_seed && soak_raw_step(&raw, &book, err, sizeof(err)) < 0)
+			WFAIL(w, "%s", err);
+		atomic_fetch_add_explicit(&w->progress, 1, memory_order_relaxed);
+		if (pause_us)
+			usleep(pause_us);
 	}
+	if (raw_seed && soak_raw_finish(&raw, &book, err, sizeof(err)) < 0)
+		WFAIL(w, "%s", err);
 	while (book.nlive > 0) {
 		if (soak_book_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
-			child_fail(b->why, &b->failed, "bystander: %s", err);
-		atomic_fetch_add_explicit(&b->verified, 1, memory_order_relaxed);
+			WFAIL(w, "%s", err);
+		atomic_fetch_add_explicit(&w->verified, 1, memory_order_relaxed);
 	}
+}
+
+static void bystander_main(worker_t *w, uint64_t seed)
+{
+	worker_loop(w, seed, (uint64_t)getpid() << 32, seed ^ 0x7a11, 0);
 	hc_disconnect();
 	_exit(0);
+}
+
+typedef struct zarg {
+	zombie_t *z;
+	int t;
+	uint64_t seed;
+} zarg_t;
+
+static void *zombie_worker(void *arg)
+{
+	zarg_t *a = arg;
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* per thread: a failed test leaves no worker behind */
+	worker_loop(&a->z->w[a->t], a->seed, (uint64_t)getpid() << 32 | (uint64_t)(a->t + 1) << 28,
+	            a->t == 0 ? a->seed ^ 0x2077 : 0, ZOMBIE_PAUSE_US);
+	return NULL; /* the last worker to return ends the process, with no Bye */
+}
+
+static void zombie_main(zombie_t *z, uint64_t seed)
+{
+	static zarg_t args[ZOMBIE_THREADS];
+	soak_book_t book;
+	uint64_t rng = seed;
+	pthread_t th;
+	char err[200];
+
+	/* objects that outlive the thread: its spans go back as it exits, they stay */
+	soak_book_init(&book, z->main_recs, MAIN_OBJS, &claims, (uint64_t)getpid() << 32);
+	for (int i = 0; i < MAIN_OBJS; i++) {
+		size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + cu_rand(&rng) % (64u << 10) : small_size(&rng);
+		if (!soak_book_alloc(&book, size, err, sizeof(err)))
+			child_fail(z->why, &z->failed, "zombie-leader main: %s", err);
+	}
+	for (int t = 0; t < ZOMBIE_THREADS; t++) {
+		args[t] = (zarg_t){ .z = z, .t = t, .seed = seed + (uint64_t)(t + 1) * 0x9e3779b9ULL };
+		if (pthread_create(&th, NULL, zombie_worker, &args[t]) != 0)
+			child_fail(z->why, &z->failed, "zombie-leader main: pthread_create failed");
+		pthread_detach(th);
+	}
+	atomic_store(&z->main_done, 1);
+	pthread_exit(NULL);
 }
 
 /* ---- the test ---- */
@@ -292,6 +413,11 @@ static void bystander_entry(void *arg, uint64_t seed)
 	bystander_main(arg, seed);
 }
 
+static void zombie_entry(void *arg, uint64_t seed)
+{
+	zombie_main(arg, seed);
+}
+
 /* Check and free every object a dead victim recorded; the number freed. */
 static uint64_t reap_victim(victim_t *v)
 {
@@ -302,22 +428,50 @@ static uint64_t reap_victim(victim_t *v)
 	return (uint64_t)n;
 }
 
-static void check_bystanders(const pid_t *by, uint64_t *last, double *since, double now)
+/* Every thread that works for the whole run, and its process. */
+#define NWORKERS (BYSTANDERS + ZOMBIES * ZOMBIE_THREADS)
+typedef struct steady {
+	worker_t *w[NWORKERS];
+	pid_t pid[NWORKERS];
+	uint64_t last[NWORKERS];
+	double since[NWORKERS];
+} steady_t;
+
+static void check_steady(steady_t *sd, double now)
 {
-	for (int i = 0; i < BYSTANDERS; i++) {
-		if (atomic_load(&S->by[i].failed))
-			ck_abort_msg("%s", S->by[i].why);
+	for (int z = 0; z < ZOMBIES; z++)
+		if (atomic_load(&S->zombies[z].failed))
+			ck_abort_msg("%s", S->zombies[z].why);
+	for (int i = 0; i < NWORKERS; i++) {
+		const char *who = i < BYSTANDERS ? "bystander" : "zombie-leader client";
+		if (atomic_load(&sd->w[i]->failed))
+			ck_abort_msg("%s: %s", who, sd->w[i]->why);
 		int st;
-		if (waitpid(by[i], &st, WNOHANG) == by[i])
-			ck_abort_msg("bystander %d ended early (status 0x%x)", (int)by[i], st);
-		uint64_t p = atomic_load(&S->by[i].progress);
-		if (p != last[i]) {
-			last[i] = p;
-			since[i] = now;
-		} else if (now - since[i] > STALL_LIMIT_S) {
-			ck_abort_msg("bystander %d made no progress for %.1f s", (int)by[i], now - since[i]);
+		if (waitpid(sd->pid[i], &st, WNOHANG) == sd->pid[i])
+			ck_abort_msg("%s %d ended early (status 0x%x)", who, (int)sd->pid[i], st);
+		uint64_t p = atomic_load(&sd->w[i]->progress);
+		if (p != sd->last[i]) {
+			sd->last[i] = p;
+			sd->since[i] = now;
+		} else if (now - sd->since[i] > STALL_LIMIT_S) {
+			ck_abort_msg("%s %d made no progress for %.1f s", who, (int)sd->pid[i], now - sd->since[i]);
 		}
 	}
+}
+
+/* The state letter of process pid in /proc (Z: its main thread has exited), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
 }
 
 /* Poll the daemon until it lists no client outside pids (timeout_s at most); how many are left. */
@@ -344,30 +498,63 @@ static int wait_only(const pid_t *pids, int npids, double timeout_s)
 	}
 }
 
-static void sweep(int times)
+/* Objects in use after a sweep, once at most max are, or after timeout_s of sweeps. */
+static uint64_t settle_objects(uint64_t max, double timeout_s, uint64_t *large)
 {
+	double t0 = cu_now();
 	int fd = harness_control(cu_daemon.sock);
 	ck_assert_int_ge(fd, 0);
-	for (int i = 0; i < times; i++)
+	for (;;) {
+		Heapd__StatsReply *st;
+		Heapd__Envelope *owner = NULL;
 		ck_assert_int_eq(harness_sweep(fd), 0);
-	close(fd);
+		ck_assert_int_eq(harness_stats(fd, &st, &owner), 0);
+		uint64_t n = st->objects_in_use;
+		*large = st->large_objects;
+		wire_free(owner);
+		/* a LargeFree lost with an ended session waits for the sweeper's grace */
+		if (n <= max || cu_now() - t0 > timeout_s) {
+			close(fd);
+			return n;
+		}
+		usleep(50000);
+	}
 }
 
 START_TEST(test_killed_clients)
 {
 	uint64_t target = soak_env("SOAK_KILLS", 1000), kills = 0, early = 0, reaped = 0, interrupted = 0;
+	uint64_t ended_victims = 0, readopted_victims = 0;
 	uint64_t by_phase[PH_COUNT] = { 0 }, rng = 0x50a4c11e475ULL ^ (uint64_t)getpid();
 	vslot_t vs[VICTIMS] = { 0 };
-	pid_t by[BYSTANDERS], live[BYSTANDERS + 1];
-	uint64_t last[BYSTANDERS] = { 0 };
-	double since[BYSTANDERS], t0 = cu_now();
+	pid_t by[BYSTANDERS], zpid[ZOMBIES], live[BYSTANDERS + ZOMBIES + 1];
+	steady_t sd = { 0 };
+	double t0 = cu_now();
 
 	for (int i = 0; i < BYSTANDERS; i++) {
 		by[i] = spawn(bystander_entry, &S->by[i], 0xb1 + (uint64_t)i * 7919);
-		live[i] = by[i];
-		since[i] = cu_now();
+		live[i] = sd.pid[i] = by[i];
+		sd.w[i] = &S->by[i];
 	}
-	live[BYSTANDERS] = getpid(); /* the test frees the victims' objects */
+	for (int z = 0; z < ZOMBIES; z++) {
+		zpid[z] = spawn(zombie_entry, &S->zombies[z], 0x2b1e + (uint64_t)z * 104729);
+		live[BYSTANDERS + z] = zpid[z];
+		for (int t = 0; t < ZOMBIE_THREADS; t++) {
+			sd.pid[BYSTANDERS + z * ZOMBIE_THREADS + t] = zpid[z];
+			sd.w[BYSTANDERS + z * ZOMBIE_THREADS + t] = &S->zombies[z].w[t];
+		}
+	}
+	live[BYSTANDERS + ZOMBIES] = getpid(); /* the test frees the victims' objects */
+	for (int i = 0; i < NWORKERS; i++)
+		sd.since[i] = cu_now();
+	/* The zombie-leaders' main threads are gone (state Z) before the first kill. */
+	for (int z = 0; z < ZOMBIES; z++)
+		while (!atomic_load(&S->zombies[z].main_done) || proc_state(zpid[z]) != 'Z') {
+			check_steady(&sd, cu_now());
+			ck_assert_msg(cu_now() - t0 < READY_TIMEOUT_S, "zombie-leader client %d: its main thread "
+			              "did not exit (state %c)", (int)zpid[z], proc_state(zpid[z]));
+			usleep(1000);
+		}
 
 	for (;;) {
 		double now = cu_now();
@@ -396,7 +583,7 @@ START_TEST(test_killed_clients)
 				ck_abort_msg("victim %d ended by itself (status 0x%x): %s", (int)s->pid, st,
 				             atomic_load(&v->failed) ? v->why : "no reason recorded");
 			int ph = atomic_load(&v->phase);
-			if (s->deadline == 0 && ph >= PH_STORM)
+			if (s->deadline == 0 && ph >= PH_ENDED)
 				s->deadline = now + (double)(cu_rand(&rng) % (KILL_WINDOW_US + 1)) / 1e6;
 			if ((s->deadline != 0 && now >= s->deadline) || now - s->spawned > READY_TIMEOUT_S) {
 				kill(s->pid, SIGKILL);
@@ -408,30 +595,45 @@ START_TEST(test_killed_clients)
 					             atomic_load(&v->failed) ? v->why : "no reason recorded");
 				by_phase[ph]++;
 				kills++;
+				ended_victims += atomic_load(&v->ended) != 0;
+				readopted_victims += atomic_load(&v->readopted) != 0;
 				reaped += reap_victim(v);
 				s->pid = 0;
 				alive--;
 			}
 		}
-		check_bystanders(by, last, since, cu_now());
+		check_steady(&sd, cu_now());
 		if (kills >= target && alive == 0)
 			break;
 		usleep(200);
 	}
 	double t_kills = cu_now() - t0;
 
-	/* The daemon sees every death: only the bystanders and this process remain. */
-	ck_assert_msg(wait_only(live, BYSTANDERS + 1, 30.0) == 0, "the daemon still lists dead clients");
-	check_bystanders(by, last, since, cu_now());
+	/* The daemon sees every death: only the bystanders, the zombie-leaders and this process remain. */
+	ck_assert_msg(wait_only(live, BYSTANDERS + ZOMBIES + 1, 30.0) == 0,
+	              "the daemon still lists dead clients");
+	check_steady(&sd, cu_now());
+	/* A process whose main thread has exited is alive: the daemon lists it, with its slot. */
+	soak_client_t cl[64];
+	int ncl = soak_clients(cu_daemon.sock, cl, 64);
+	ck_assert_int_ge(ncl, 0);
+	for (int z = 0; z < ZOMBIES; z++) {
+		int listed = 0;
+		for (int i = 0; i < ncl && i < 64; i++)
+			listed |= cl[i].pid == (uint32_t)zpid[z];
+		ck_assert_msg(listed, "the daemon does not list zombie-leader client %d", (int)zpid[z]);
+		ck_assert_msg(proc_state(zpid[z]) == 'Z', "zombie-leader client %d: state %c", (int)zpid[z],
+		              proc_state(zpid[z]));
+	}
 	/* Every span a dead victim cached is back: none is owned by a slot that is not a live client. */
-	ck_assert_uint_eq(soak_foreign_spans(live, BYSTANDERS + 1), 0);
+	ck_assert_uint_eq(soak_foreign_spans(live, BYSTANDERS + ZOMBIES + 1), 0);
 	ck_assert_uint_eq(cu_check(), 0);
-	check_bystanders(by, last, since, cu_now());
+	check_steady(&sd, cu_now());
 
-	/* The bystanders free everything and go; so does this process. */
-	uint64_t by_verified = 0, by_rounds = 0;
-	for (int i = 0; i < BYSTANDERS; i++)
-		atomic_store(&S->by[i].stop, 1);
+	/* The bystanders and the zombie-leaders' workers free everything and go; so does this process. */
+	uint64_t by_verified = 0, by_rounds = 0, z_verified = 0, z_rounds = 0;
+	for (int i = 0; i < NWORKERS; i++)
+		atomic_store(&sd.w[i]->stop, 1);
 	for (int i = 0; i < BYSTANDERS; i++) {
 		int rc = cu_wait(by[i]);
 		ck_assert_msg(rc == 0, "bystander %d: status %d: %s", (int)by[i], rc,
@@ -439,18 +641,30 @@ START_TEST(test_killed_clients)
 		by_verified += atomic_load(&S->by[i].verified);
 		by_rounds += atomic_load(&S->by[i].progress);
 	}
+	uint64_t main_objs = 0;
+	char err[200];
+	for (int z = 0; z < ZOMBIES; z++) {
+		zombie_t *zz = &S->zombies[z];
+		int rc = cu_wait(zpid[z]);
+		for (int t = 0; t < ZOMBIE_THREADS; t++) {
+			ck_assert_msg(!atomic_load(&zz->w[t].failed), "zombie-leader client %d: %s", (int)zpid[z],
+			              zz->w[t].why);
+			z_verified += atomic_load(&zz->w[t].verified);
+			z_rounds += atomic_load(&zz->w[t].progress);
+		}
+		ck_assert_msg(rc == 0, "zombie-leader client %d: status %d", (int)zpid[z], rc);
+		/* its main thread's objects, left behind long ago, checked and freed here */
+		int64_t n = soak_recs_check(zz->main_recs, MAIN_OBJS, &claims, 1, err, sizeof(err));
+		ck_assert_msg(n == MAIN_OBJS, "zombie-leader client %d's main thread: %s", (int)zpid[z],
+		              n < 0 ? err : "objects missing");
+		main_objs += (uint64_t)n;
+	}
 	hc_disconnect();
+	/* The zombie-leaders said no Bye: the daemon saw their whole processes exit. */
 	ck_assert_msg(wait_only(NULL, 0, 30.0) == 0, "clients remain after everyone disconnected");
-	sweep(3);
 
-	Heapd__StatsReply *st;
-	Heapd__Envelope *owner = NULL;
-	int fd = harness_control(cu_daemon.sock);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(harness_stats(fd, &st, &owner), 0);
-	uint64_t leaked = st->objects_in_use, large_left = st->large_objects;
-	wire_free(owner);
-	close(fd);
+	uint64_t large_left;
+	uint64_t leaked = settle_objects(interrupted, LEAK_SETTLE_S, &large_left);
 	if (leaked > interrupted)
 		soak_dump_in_use(20);
 	ck_assert_msg(leaked <= interrupted,
@@ -461,17 +675,33 @@ START_TEST(test_killed_clients)
 	hc_disconnect();
 	ck_assert_uint_eq(cu_check(), 0);
 
+	soak_raw_counts_t *rc = &S->raw;
 	fprintf(stderr, "soak_clients: %llu victims killed in %.1f s (%llu of them 0-3 ms after fork), "
 	                "all seen dead by the daemon, no span left with a dead owner\n",
 	        (unsigned long long)kills, t_kills, (unsigned long long)early);
 	for (int i = 0; i < PH_COUNT; i++)
 		fprintf(stderr, "soak_clients:   killed during %s: %llu\n", phase_name[i],
 		        (unsigned long long)by_phase[i]);
+	fprintf(stderr, "soak_clients: %llu victims made heapd end their session, %llu of them lived "
+	                "to re-adopt their slot\n",
+	        (unsigned long long)ended_victims, (unsigned long long)readopted_victims);
 	fprintf(stderr, "soak_clients: %llu objects of killed victims checked and freed by another "
 	                "process; "
 	                "bystanders: %llu rounds, %llu objects checked, no error, no stall over %.0f s\n",
 	        (unsigned long long)reaped, (unsigned long long)by_rounds, (unsigned long long)by_verified,
 	        STALL_LIMIT_S);
+	fprintf(stderr, "soak_clients: %d zombie-leader clients (%d workers each) listed alive to the "
+	                "end: %llu rounds, %llu objects checked; %llu objects of their main threads "
+	                "intact; gone without a Bye, their slots released\n",
+	        ZOMBIES, ZOMBIE_THREADS, (unsigned long long)z_rounds, (unsigned long long)z_verified,
+	        (unsigned long long)main_objs);
+	fprintf(stderr, "soak_clients: raw frames of bystanders and zombie-leaders: %llu sessions heapd "
+	                "ended, each re-adopted with the same slot; %llu late LargeFrees (%llu after "
+	                "heapd had freed the object), %llu repeated or of a wrong generation, %llu held "
+	                "back and sent at the end: none ended a session or freed another object\n",
+	        (unsigned long long)rc->ended, (unsigned long long)rc->late,
+	        (unsigned long long)rc->late_swept, (unsigned long long)rc->stale,
+	        (unsigned long long)rc->at_end);
 	fprintf(stderr, "soak_clients: %llu objects (%llu large) left allocated by the %llu kills "
 	                "inside an allocation or a free, at most one each\n",
 	        (unsigned long long)leaked, (unsigned long long)large_left,
@@ -490,11 +720,4 @@ static Suite *soak_clients_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(soak_clients_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(soak_clients_suite);

@@ -3,29 +3,42 @@
  * test_soak_daemon.c - restart without loss: heapd is killed with SIGKILL at
  * random moments under working clients and restarted on the same arena.
  *
- * CLIENTS processes (the last one with two threads) allocate small and large
+ * CLIENTS processes (the last two with two threads) allocate small and large
  * objects, write a pattern over each, check it before freeing it, and now
- * and then trim their caches. Meanwhile the test kills the daemon
- * $SOAK_RESTARTS times (default 60), 0-300 ms into each of its lives, and
- * restarts it 0-20 ms later on the same arena and socket; one restart in six
- * is itself killed 0-6 ms in, while it opens and recovers the arena. The clients are
- * never restarted: the library reconnects by itself, with backoff
+ * and then trim their caches. The last one is a zombie-leader client: its
+ * main thread allocates a few objects, starts the workers and calls
+ * pthread_exit, and the process works on, through every restart, with its
+ * main thread gone. The first thread of each client also writes raw frames
+ * now and then (soak_raw_t): it makes heapd end its session (in a client
+ * with two threads, while the other goes on allocating) and checks that
+ * the next request reconnects to the same slot; and it frees a large
+ * object by its bit alone, sends LargeFrees of a wrong generation at once,
+ * and its LargeFree, twice, over heapd's 2 s grace later (by then the
+ * sweeper or a recovery has often freed the object, and its span may be
+ * another's). Meanwhile the test kills the daemon $SOAK_RESTARTS times
+ * (default 60), 0-300 ms into each of its lives, and restarts it 0-20 ms
+ * later on the same arena and socket; one restart in six is itself killed
+ * 0-6 ms in, while it opens and recovers the arena. The clients are never
+ * restarted: the library reconnects by itself, with backoff
  * ($HEAPD_RECONNECT_TIMEOUT_MS is 20 s here), and they carry on.
  *
  * Each worker thread keeps a book of its live objects (soak_util.h) whose
  * records are in shared memory, so that the test can check every object at
  * the end; every live object of every process is claimed in the claim map,
  * so an object handed out twice is caught the moment it is. The test fails
- * if an allocation returns NULL or a pattern is damaged. At the end, with
- * the daemon up:
- *   - every worker has made progress since the last restart;
+ * if an allocation returns NULL, a pattern is damaged, or a reconnect after
+ * an ended session changes the slot. At the end, with the daemon up:
+ *   - every worker has made progress since the last restart, and every
+ *     client has the slot it started with: the zombie-leader was never
+ *     taken for dead;
  *   - every live object holds its pattern, and no two live objects overlap
- *     (the records of all workers, sorted by offset);
+ *     (the records of all workers and of the zombie-leader's main thread,
+ *     sorted by offset);
  *   - check finds no problem;
- *   - once the clients have freed everything and disconnected, no object
- *     and no page is in use: nothing leaked across the restarts.
+ *   - once the clients have freed everything and gone (the zombie-leader
+ *     without a Bye), no object and no page is in use: nothing leaked
+ *     across the restarts.
  */
-#include <check.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,13 +51,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "e2e/client_util.h"
 #include "heapclient.h"
 #include "layout.h"
 #include "soak_util.h"
 
-#define CLIENTS 3
+#define CLIENTS 4
 #define MAX_THREADS 2
+#define ZOMBIE 3                     /* the client whose main thread exits */
+#define MAIN_OBJS 64                 /* objects its main thread leaves behind */
+#define RAW_END_EVERY_S 0.3          /* a client's first thread ends its session this often */
+#define RAW_LATE_EVERY_S 0.5         /* and frees a large object by its bit alone this often */
 #define WORKER_RECS 2048
 #define WORKER_LARGE_MAX (16u << 20) /* live large bytes a worker keeps at most */
 #define LIFE_MAX_US 300000           /* the daemon lives 0-300 ms */
@@ -52,7 +70,7 @@
 #define STARTUP_KILL_US 6000         /* one start in six is killed 0-6 ms in: during recovery */
 #define PROGRESS_AFTER 200           /* operations each worker does after the last restart */
 
-static const int threads_of[CLIENTS] = { 1, 1, 2 };
+static const int threads_of[CLIENTS] = { 1, 1, 2, 2 };
 
 typedef struct worker {
 	_Atomic uint64_t ops;
@@ -67,7 +85,14 @@ typedef struct shared {
 	_Atomic int stop;        /* workers: stop and check everything */
 	_Atomic int release;     /* workers: free everything and end */
 	_Atomic uint64_t reconnects[CLIENTS];
+	_Atomic uint32_t first_slot[CLIENTS]; /* the slot a client's first thread started with, + 1 */
+	_Atomic uint32_t last_slot[CLIENTS];  /* and the one it had when it stopped, + 1 */
 	worker_t w[CLIENTS][MAX_THREADS];
+	_Atomic int main_done;   /* the zombie-leader's main thread is about to call pthread_exit */
+	_Atomic int main_failed;
+	char main_why[256];
+	soak_rec_t main_recs[MAIN_OBJS];
+	soak_raw_counts_t raw;   /* the first threads' raw frames */
 } shared_t;
 
 static shared_t *S;
@@ -99,7 +124,7 @@ static _Noreturn void worker_fail(worker_t *w, const char *fmt, ...)
 }
 
 typedef struct warg {
-	worker_t *w;
+	int c, t;
 	uint64_t seed;
 } warg_t;
 
@@ -117,15 +142,34 @@ static size_t small_size(uint64_t *rng)
 	}
 }
 
+/* Keep the larger of *v and x. */
+static void store_max(_Atomic uint64_t *v, uint64_t x)
+{
+	uint64_t old = atomic_load(v);
+	while (old < x && !atomic_compare_exchange_weak(v, &old, x))
+		;
+}
+
 static void *worker_main(void *arg)
 {
 	warg_t *a = arg;
-	worker_t *w = a->w;
+	worker_t *w = &S->w[a->c][a->t];
 	soak_book_t book;
+	soak_raw_t raw;
+	hc_stats_t st;
 	uint64_t rng = a->seed;
 	char err[200];
 
+	if (a->c == ZOMBIE)
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* per thread: a failed test leaves no worker behind */
 	soak_book_init(&book, w->recs, WORKER_RECS, &claims, a->seed << 24);
+	if (a->t == 0) {
+		if (soak_raw_init(&raw, cu_daemon.sock, 0, &S->raw, a->seed ^ 0x7a11, RAW_END_EVERY_S,
+		                  RAW_LATE_EVERY_S, err, sizeof(err)) < 0)
+			worker_fail(w, "%s", err);
+		hc_stats(&st);
+		atomic_store(&S->first_slot[a->c], st.slot + 1);
+	}
 	while (!atomic_load(&S->stop)) {
 		uint64_t r = cu_rand(&rng) % 100;
 		if (book.nlive > 0 && (book.nfree == 0 || r < 38)) {
@@ -149,40 +193,67 @@ static void *worker_main(void *arg)
 				worker_fail(w, "%s", err);
 			atomic_fetch_add_explicit(&w->allocs, 1, memory_order_relaxed);
 		} else {
-			int rc = hc_trim();
+			int rc = soak_trim();
 			if (rc < 0)
 				worker_fail(w, "pid %d: hc_trim: %s", (int)getpid(), strerror(-rc));
 		}
+		if (a->t == 0 && soak_raw_step(&raw, &book, err, sizeof(err)) < 0)
+			worker_fail(w, "%s", err);
 		atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
 	}
-	/* The daemon is up for good now: check everything, and wait to be told to free it. */
+	/* The daemon is up for good now: the held-back LargeFrees go, and every object is checked. */
+	if (a->t == 0 && soak_raw_finish(&raw, &book, err, sizeof(err)) < 0)
+		worker_fail(w, "%s", err);
 	if (soak_recs_check(w->recs, WORKER_RECS, &claims, 0, err, sizeof(err)) < 0)
 		worker_fail(w, "pid %d: %s", (int)getpid(), err);
+	if (a->t == 0) {
+		hc_stats(&st);
+		atomic_store(&S->last_slot[a->c], st.slot + 1);
+	}
 	atomic_store(&w->stopped, 1);
 	while (!atomic_load(&S->release))
 		usleep(1000);
 	while (book.nlive > 0)
 		if (soak_book_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
 			worker_fail(w, "%s", err);
+	if (hc_stats(&st) == 0)
+		store_max(&S->reconnects[a->c], st.reconnects);
 	return NULL;
 }
 
 static void client_main(int c, uint64_t seed)
 {
+	static warg_t args[MAX_THREADS];
 	pthread_t th[MAX_THREADS];
-	warg_t args[MAX_THREADS];
-	hc_stats_t st;
 
+	if (c == ZOMBIE) {
+		/* objects that outlive the main thread: its spans go back as it exits, they stay */
+		soak_book_t book;
+		uint64_t rng = seed;
+		char err[200];
+		soak_book_init(&book, S->main_recs, MAIN_OBJS, &claims, (uint64_t)getpid() << 32);
+		for (int i = 0; i < MAIN_OBJS; i++) {
+			size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + cu_rand(&rng) % (64u << 10)
+			                          : small_size(&rng);
+			if (!soak_book_alloc(&book, size, err, sizeof(err))) {
+				snprintf(S->main_why, sizeof(S->main_why), "zombie-leader main: %s", err);
+				atomic_store(&S->main_failed, 1);
+				_exit(1);
+			}
+		}
+	}
 	for (int t = 0; t < threads_of[c]; t++) {
-		args[t].w = &S->w[c][t];
-		args[t].seed = seed + (uint64_t)t * 0x9e3779b9ULL;
+		args[t] = (warg_t){ .c = c, .t = t, .seed = seed + (uint64_t)t * 0x9e3779b9ULL };
 		if (pthread_create(&th[t], NULL, worker_main, &args[t]) != 0)
 			worker_fail(&S->w[c][t], "pthread_create failed");
 	}
+	if (c == ZOMBIE) {
+		/* The workers go on without it; the last one to return ends the process, with no Bye. */
+		atomic_store(&S->main_done, 1);
+		pthread_exit(NULL);
+	}
 	for (int t = 0; t < threads_of[c]; t++)
 		pthread_join(th[t], NULL);
-	if (hc_stats(&st) == 0)
-		atomic_store(&S->reconnects[c], st.reconnects);
 	hc_disconnect();
 	_exit(0);
 }
@@ -191,6 +262,8 @@ static void client_main(int c, uint64_t seed)
 
 static void check_workers(const pid_t *pids)
 {
+	if (atomic_load(&S->main_failed))
+		ck_abort_msg("%s", S->main_why);
 	for (int c = 0; c < CLIENTS; c++) {
 		for (int t = 0; t < threads_of[c]; t++)
 			if (atomic_load(&S->w[c][t].failed))
@@ -220,6 +293,21 @@ static int log_count(const char *needle)
 	return n;
 }
 
+/* The state letter of process pid in /proc (Z: its main thread has exited), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
 typedef struct span_ref {
 	uint64_t off, size;
 	int client;
@@ -246,7 +334,7 @@ START_TEST(test_daemon_restarts)
 			client_main(c, 0x5eed0000ULL + (uint64_t)c * 104729);
 		}
 	}
-	/* Everyone is working before the first kill. */
+	/* Everyone is working before the first kill, the zombie-leader without its main thread. */
 	for (int c = 0; c < CLIENTS; c++)
 		for (int t = 0; t < threads_of[c]; t++)
 			while (total_ops(c, t) == 0) {
@@ -254,6 +342,12 @@ START_TEST(test_daemon_restarts)
 				ck_assert_msg(cu_now() - t0 < 60, "client %d thread %d never started", c, t);
 				usleep(1000);
 			}
+	while (!atomic_load(&S->main_done) || proc_state(pids[ZOMBIE]) != 'Z') {
+		check_workers(pids);
+		ck_assert_msg(cu_now() - t0 < 60, "client %d: its main thread did not exit (state %c)",
+		              ZOMBIE, proc_state(pids[ZOMBIE]));
+		usleep(1000);
+	}
 
 	for (uint64_t k = 0; k < restarts; k++) {
 		usleep((useconds_t)(cu_rand(&rng) % LIFE_MAX_US));
@@ -296,11 +390,27 @@ START_TEST(test_daemon_restarts)
 				usleep(1000);
 			}
 
+	/* The zombie-leader was alive to every daemon: every client kept its slot. */
+	ck_assert_msg(proc_state(pids[ZOMBIE]) == 'Z', "client %d: state %c", ZOMBIE,
+	              proc_state(pids[ZOMBIE]));
+	for (int c = 0; c < CLIENTS; c++)
+		ck_assert_msg(atomic_load(&S->first_slot[c]) == atomic_load(&S->last_slot[c]),
+		              "client %d started with slot %u and ended with slot %u", c,
+		              atomic_load(&S->first_slot[c]) - 1, atomic_load(&S->last_slot[c]) - 1);
+
 	/* Every live object, checked again from this process; no two overlap. */
-	static span_ref_t refs[CLIENTS * MAX_THREADS * WORKER_RECS];
+	static span_ref_t refs[CLIENTS * MAX_THREADS * WORKER_RECS + MAIN_OBJS];
 	size_t nrefs = 0;
 	uint64_t allocs = 0, ops = 0;
 	char err[200];
+	ck_assert_msg(soak_recs_check(S->main_recs, MAIN_OBJS, &claims, 0, err, sizeof(err)) == MAIN_OBJS,
+	              "the zombie-leader's main thread: %s", err);
+	for (uint32_t i = 0; i < MAIN_OBJS; i++) {
+		refs[nrefs].off = atomic_load(&S->main_recs[i].off);
+		refs[nrefs].size = S->main_recs[i].size;
+		refs[nrefs].client = ZOMBIE;
+		nrefs++;
+	}
 	for (int c = 0; c < CLIENTS; c++) {
 		for (int t = 0; t < threads_of[c]; t++) {
 			worker_t *w = &S->w[c][t];
@@ -338,6 +448,9 @@ START_TEST(test_daemon_restarts)
 		reconnects += atomic_load(&S->reconnects[c]);
 		ck_assert_msg(atomic_load(&S->reconnects[c]) > 0, "client %d never reconnected", c);
 	}
+	/* The zombie-leader's main thread's objects, left behind long ago, are freed here. */
+	ck_assert_msg(soak_recs_check(S->main_recs, MAIN_OBJS, &claims, 1, err, sizeof(err)) == MAIN_OBJS,
+	              "the zombie-leader's main thread: %s", err);
 	hc_disconnect();
 	int settled = cu_settle(200);
 	if (!settled)
@@ -351,13 +464,24 @@ START_TEST(test_daemon_restarts)
 	fprintf(stderr, "soak_daemon: %llu more SIGKILLs 0-6 ms into a start, %d of them before recovery "
 	                "was done\n", (unsigned long long)startup_kills,
 	        (int)(restarts + startup_kills + 1) - log_count("reopened") - 1);
-	fprintf(stderr, "soak_daemon: %llu SIGKILLs and restarts in %.1f s under %d clients (%d threads); "
-	                "%llu reconnects, %d slots re-adopted, %d given a new slot, "
+	int nthreads = 0;
+	for (int c = 0; c < CLIENTS; c++)
+		nthreads += threads_of[c];
+	soak_raw_counts_t *rc = &S->raw;
+	fprintf(stderr, "soak_daemon: %llu SIGKILLs and restarts in %.1f s under %d clients (%d threads), "
+	                "one of them a zombie-leader (its main thread exited before the first kill); "
+	                "%llu reconnects, %d slots re-adopted, every client kept its slot, "
 	                "%d lost large replies freed\n",
-	        (unsigned long long)restarts, t_kills, CLIENTS, CLIENTS + 1,
-	        (unsigned long long)reconnects,
-	        log_count("re-adopted slot"), log_count("new slot follows"),
+	        (unsigned long long)restarts, t_kills, CLIENTS, nthreads,
+	        (unsigned long long)reconnects, log_count("re-adopted with"),
 	        log_count("never got the reply"));
+	fprintf(stderr, "soak_daemon: raw frames: %llu sessions heapd ended, each reconnected to the same "
+	                "slot; %llu late LargeFrees (%llu after heapd had freed the object), %llu repeated "
+	                "or of a wrong generation, %llu held back and sent at the end, %llu frames not "
+	                "sent (heapd down)\n",
+	        (unsigned long long)rc->ended, (unsigned long long)rc->late,
+	        (unsigned long long)rc->late_swept, (unsigned long long)rc->stale,
+	        (unsigned long long)rc->at_end, (unsigned long long)rc->unsent);
 	fprintf(stderr, "soak_daemon: %llu operations, %llu allocations; %zu live objects checked twice "
 	                "at the end, none overlapping; nothing in use once all was freed\n",
 	        (unsigned long long)ops, (unsigned long long)allocs, nrefs);
@@ -375,11 +499,4 @@ static Suite *soak_daemon_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(soak_daemon_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TEST_SUITES(soak_daemon_suite);
