@@ -556,6 +556,14 @@ static const char *msg_name(Heapd__Envelope__MsgCase c)
 	return f ? f->name : "unknown";
 }
 
+/* Requests that change the heap on the loop (Sweep and Scavenge run on the sweeper). */
+static int changes_heap(Heapd__Envelope__MsgCase c)
+{
+	return c == HEAPD__ENVELOPE__MSG_HELLO || c == HEAPD__ENVELOPE__MSG_REFILL ||
+	       c == HEAPD__ENVELOPE__MSG_LARGE_ALLOC || c == HEAPD__ENVELOPE__MSG_LARGE_FREE ||
+	       c == HEAPD__ENVELOPE__MSG_BYE;
+}
+
 int session_handle_frame(session_t *s, const uint8_t *payload, size_t len)
 {
 	daemon_t *d = s->d;
@@ -618,7 +626,8 @@ int session_handle_frame(session_t *s, const uint8_t *payload, size_t len)
 	}
 	if (rc == 0 && s->wait == SESSION_WAIT_NONE)
 		s->requests++;
-	daemon_debug_check(d, msg_name(env->msg_case));
+	if (changes_heap(env->msg_case))
+		daemon_debug_check(d, msg_name(env->msg_case));
 out:
 	wire_free(env);
 	return rc;

@@ -708,3 +708,9 @@ int soak_raw_finish(soak_raw_t *r, soak_book_t *b, char *err, size_t errlen)
 			return -1;
 	return 0;
 }
+
+void soak_thread_done(atomic_uint *left)
+{
+	if (atomic_fetch_sub(left, 1) == 1)
+		_exit(0);
+}

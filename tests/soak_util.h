@@ -215,4 +215,13 @@ uint64_t soak_foreign_spans(const pid_t *pids, int npids);
 /* Print the first max in-use spans (as this process's mapping shows them), with live objects. */
 void soak_dump_in_use(int max);
 
+/*
+ * For the threads of a process whose main thread has exited: the last of
+ * the *left threads to call this ends the process with _exit(0), as a
+ * process ends without a Bye. Returning instead would run the exit
+ * handlers, and the leak checker of a sanitizer build would count what
+ * only the main thread's stack held.
+ */
+void soak_thread_done(atomic_uint *left);
+
 #endif

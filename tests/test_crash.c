@@ -400,6 +400,7 @@ static session_t *connect_client(world_t *w, uint32_t prev, uint32_t *held, size
 static void lose(session_t *s)
 {
 	struct evbuffer *out = s->out;
+	s->slot = HEAPD_NIL; /* no detach: the daemon that held the slot is gone */
 	session_free(s);
 	evbuffer_free(out);
 }

@@ -347,6 +347,7 @@ typedef struct zarg {
 	zombie_t *z;
 	int t;
 	uint64_t seed;
+	atomic_uint *left;     /* workers still running */
 } zarg_t;
 
 static void *zombie_worker(void *arg)
@@ -355,12 +356,14 @@ static void *zombie_worker(void *arg)
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* per thread: a failed test leaves no worker behind */
 	worker_loop(&a->z->w[a->t], a->seed, (uint64_t)getpid() << 32 | (uint64_t)(a->t + 1) << 28,
 	            a->t == 0 ? a->seed ^ 0x2077 : 0, ZOMBIE_PAUSE_US);
-	return NULL; /* the last worker to return ends the process, with no Bye */
+	soak_thread_done(a->left); /* the last worker ends the process, with no Bye */
+	return NULL;
 }
 
 static void zombie_main(zombie_t *z, uint64_t seed)
 {
 	static zarg_t args[ZOMBIE_THREADS];
+	static atomic_uint left = ZOMBIE_THREADS;
 	soak_book_t book;
 	uint64_t rng = seed;
 	pthread_t th;
@@ -374,7 +377,8 @@ static void zombie_main(zombie_t *z, uint64_t seed)
 			child_fail(z->why, &z->failed, "zombie-leader main: %s", err);
 	}
 	for (int t = 0; t < ZOMBIE_THREADS; t++) {
-		args[t] = (zarg_t){ .z = z, .t = t, .seed = seed + (uint64_t)(t + 1) * 0x9e3779b9ULL };
+		args[t] = (zarg_t){ .z = z, .t = t, .seed = seed + (uint64_t)(t + 1) * 0x9e3779b9ULL,
+		                    .left = &left };
 		if (pthread_create(&th, NULL, zombie_worker, &args[t]) != 0)
 			child_fail(z->why, &z->failed, "zombie-leader main: pthread_create failed");
 		pthread_detach(th);

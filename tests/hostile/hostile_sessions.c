@@ -638,7 +638,9 @@ static void *zl_worker(void *arg)
 		atomic_store(&hs_sync->step[ZL_DONE], r);
 	}
 	wait_or_fail(ZL_EXIT, 1, HS_WAIT_MS, "the word to exit");
-	return NULL; /* the last thread: the process exits */
+	static atomic_uint left = 1;
+	soak_thread_done(&left); /* the last thread: the process exits, with no Bye */
+	return NULL;
 }
 
 static int zl_process(void *arg)
