@@ -18,3 +18,12 @@ target_compile_options(test_central PRIVATE -UNDEBUG)
 
 heapd_check_test(test_large SOURCES test_large.c LIBS heapd_core LABELS unit TIMEOUT 120)
 
+# The client's layers are reached through their private headers: hidden
+# visibility limits only the shared library, so the static one links them.
+heapd_check_test(test_client_layers SOURCES test_client_layers.c
+  LIBS heapclient_static heapshm heapproto Threads::Threads LABELS unit TIMEOUT 120)
+
+# The thread caches, against a real heapd on a temporary socket.
+heapd_check_test(test_mcache SOURCES test_mcache.c
+  LIBS heapclient_static heapd_client_util heapshm Threads::Threads LABELS unit TIMEOUT 120)
+add_dependencies(test_mcache heapd)
