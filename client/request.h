@@ -51,7 +51,7 @@ void request_refill(request_t *r, uint32_t sizeclass, uint32_t count, uint32_t *
 void request_large_alloc(request_t *r, uint64_t size, int zero, uint64_t align, uint32_t *rel,
                          size_t nrel);
 
-/* A LargeFree of span, generation gen; the object is no longer one we received. */
+/* A LargeFree of span, generation gen (proc_large_freeing has forgotten it as received). */
 void request_large_free(request_t *r, uint32_t span, uint32_t gen);
 
 void request_bye(request_t *r);

@@ -7,14 +7,10 @@
 heapd_check_test(test_wire SOURCES test_wire.c LIBS heapproto Threads::Threads
   LABELS unit TIMEOUT 120)
 
-# The central lists' suite also checks the asserts of the *_locked functions,
-# so the module and the page heap it calls are compiled into it again with
-# assert() on, whatever the build type (the program's copies take the place
-# of the same objects in the static libraries).
+# The central lists' suite also checks the asserts of the *_locked functions
+# where they are compiled in (HEAPD_DEBUG builds keep assert()).
 heapd_check_test(test_central SOURCES test_central.c
-  ${PROJECT_SOURCE_DIR}/daemon/central.c ${PROJECT_SOURCE_DIR}/shm/pageheap.c
   LIBS heapd_core Threads::Threads LABELS unit TIMEOUT 120)
-target_compile_options(test_central PRIVATE -UNDEBUG)
 
 heapd_check_test(test_large SOURCES test_large.c LIBS heapd_core LABELS unit TIMEOUT 120)
 
