@@ -6,8 +6,8 @@
 # test_hostile_long runs the session suite with many more rounds (labels
 # hostile and long).
 heapd_check_test(test_hostile
-  SOURCES hostile/test_hostile.c hostile/hostile_trust.c hostile/hostile_sessions.c
-          hostile/hostile_limits.c hostile/hostile_util.c
+  SOURCES e2e/hostile/test_hostile.c e2e/hostile/hostile_trust.c e2e/hostile/hostile_sessions.c
+          e2e/hostile/hostile_limits.c e2e/hostile/hostile_util.c
   LIBS heapclient_static heapd_daemon_testutil heapd_harness heapd_client_util heapd_soak_util
        heapshm heapproto Threads::Threads
   LABELS hostile TIMEOUT 600)

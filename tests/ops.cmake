@@ -12,18 +12,18 @@ set(HEAPD_OPS_ENV "HEAPCTL_BIN=$<TARGET_FILE:heapctl>")
 # shm/layout.h through -iquote only: shm/check.h would shadow the framework's <check.h>.
 set(HEAPD_OPS_SHM_IQUOTE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
 
-heapd_check_test(test_heapctl SOURCES test_heapctl.c LIBS heapd_harness heapd_ops_test LABELS ops TIMEOUT 180)
+heapd_check_test(test_heapctl SOURCES e2e/test_heapctl.c LIBS heapd_harness heapd_ops_test LABELS ops TIMEOUT 180)
 target_compile_options(test_heapctl PRIVATE ${HEAPD_OPS_SHM_IQUOTE})
 set_property(TEST test_heapctl APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV})
 
-heapd_check_test(test_scavenge SOURCES test_scavenge.c LIBS heapd_harness heapd_ops_test heapclient_static
+heapd_check_test(test_scavenge SOURCES e2e/test_scavenge.c LIBS heapd_harness heapd_ops_test heapclient_static
   LABELS ops TIMEOUT 300)
 target_compile_options(test_scavenge PRIVATE ${HEAPD_OPS_SHM_IQUOTE})
 set_property(TEST test_scavenge APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV})
 
 # Socket activation and the notify protocol; skipped without systemd-socket-activate.
 find_program(HEAPD_SOCKET_ACTIVATE systemd-socket-activate)
-heapd_check_test(test_systemd SOURCES test_systemd.c LIBS heapd_ops_test LABELS ops TIMEOUT 120)
+heapd_check_test(test_systemd SOURCES e2e/test_systemd.c LIBS heapd_ops_test LABELS ops TIMEOUT 120)
 set_property(TEST test_systemd APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV}
   "SOCKET_ACTIVATE_BIN=${HEAPD_SOCKET_ACTIVATE}")
 set_tests_properties(test_systemd PROPERTIES SKIP_RETURN_CODE 77)
@@ -37,8 +37,8 @@ set(HEAPD_OPS_SCRIPT_ENV
   "HEAPD_BUILD_DIR=${PROJECT_BINARY_DIR}" "HEAPD_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
   "HEAPD_LIBDIR=${CMAKE_INSTALL_LIBDIR}" "CMAKE=${CMAKE_COMMAND}" "CC=${CMAKE_C_COMPILER}"
   "HEAPD_TEST_CFLAGS=${HEAPD_OPS_CFLAGS}")
-add_test(NAME test_systemd_units COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/test_systemd_units.sh)
-add_test(NAME test_install COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/test_install.sh)
+add_test(NAME test_systemd_units COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_systemd_units.sh)
+add_test(NAME test_install COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_install.sh)
 set_tests_properties(test_systemd_units test_install PROPERTIES
   ENVIRONMENT "${HEAPD_OPS_SCRIPT_ENV}" LABELS ops RESOURCE_LOCK heapd_install TIMEOUT 300)
 set_tests_properties(test_systemd_units PROPERTIES SKIP_RETURN_CODE 77)
@@ -46,7 +46,7 @@ set_tests_properties(test_systemd_units PROPERTIES SKIP_RETURN_CODE 77)
 # Boots a Debian 12 root with systemd-nspawn, installs heapd into it with
 # prefix /usr, and drives heapd.socket and heapd.service there (see the
 # script). It installs from the build tree too, so it takes the same lock.
-add_test(NAME test_systemd_boot COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_systemd_boot.sh)
+add_test(NAME test_systemd_boot COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_systemd_boot.sh)
 set_tests_properties(test_systemd_boot PROPERTIES
   ENVIRONMENT "${HEAPD_OPS_SCRIPT_ENV}" LABELS systemd-boot RESOURCE_LOCK heapd_install
   SKIP_RETURN_CODE 77 TIMEOUT 600)

@@ -6,7 +6,7 @@
 #   1. `cmake --install BUILD --prefix TMP` puts every promised file in place,
 #      and a `--prefix /usr` install into a DESTDIR puts the configuration
 #      example in DESTDIR/etc/heapd, everything else under DESTDIR/usr;
-#   2. tests/install-consumer is built against the prefix four ways: with
+#   2. tests/e2e/install-consumer is built against the prefix four ways: with
 #      pkg-config (shared, and static from `--static`), and with
 #      find_package(HeapClient) (HeapClient::heapclient and ::heapclient_static);
 #   3. each build reports a missing daemon cleanly (exit 3, naming the socket),
@@ -81,7 +81,7 @@ if find "$destdir" -mindepth 1 -maxdepth 1 ! -name usr ! -name etc | grep -q .; 
 	fail "--prefix /usr installed outside /usr and /etc: $(find "$destdir" -mindepth 1 -maxdepth 1)"
 fi
 
-consumer_src=$src/tests/install-consumer
+consumer_src=$src/tests/e2e/install-consumer
 export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig"
 
 echo "== pkg-config, shared"
