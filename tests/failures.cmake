@@ -5,12 +5,8 @@
 # failure cases that fit no module's suite. Run them alone with
 #   ctest -L failures
 # The soaks' long versions (thousands of kills) carry the "long" label too.
-add_library(heapd_soak_util STATIC soak_util.c)
-target_include_directories(heapd_soak_util PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(heapd_soak_util PUBLIC heapd_harness heapclient_static heapshm Threads::Threads)
-
 heapd_check_test(test_soak_clients SOURCES e2e/test_soak_clients.c
-  LIBS heapclient_static heapd_soak_util heapd_client_util heapd_harness heapshm LABELS failures TIMEOUT 300)
+  LIBS heapclient_static heapshm Threads::Threads LABELS failures TIMEOUT 300)
 
 #   heapd_soak_long(NAME TEST TIMEOUT ENV...) runs TEST's binary again with ENV, labelled long.
 function(heapd_soak_long name test timeout)
@@ -22,9 +18,8 @@ endfunction()
 heapd_soak_long(test_soak_clients_long test_soak_clients 3600 "SOAK_KILLS=20000;SOAK_TIMEOUT=3000")
 
 heapd_check_test(test_soak_daemon SOURCES e2e/test_soak_daemon.c
-  LIBS heapclient_static heapd_soak_util heapd_client_util heapd_harness heapshm LABELS failures TIMEOUT 400)
+  LIBS heapclient_static heapshm Threads::Threads LABELS failures TIMEOUT 400)
 heapd_soak_long(test_soak_daemon_long test_soak_daemon 3600 "SOAK_RESTARTS=1000;SOAK_TIMEOUT=3000")
 
 heapd_check_test(test_failures SOURCES e2e/test_failures.c
-  LIBS heapclient_static heapd_soak_util heapd_client_util heapd_daemon_testutil heapd_harness heapshm
-  LABELS failures TIMEOUT 300)
+  LIBS heapclient_static heapshm LABELS failures TIMEOUT 300)

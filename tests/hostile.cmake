@@ -7,9 +7,8 @@
 # hostile and long).
 heapd_check_test(test_hostile
   SOURCES e2e/hostile/test_hostile.c e2e/hostile/hostile_trust.c e2e/hostile/hostile_sessions.c
-          e2e/hostile/hostile_limits.c e2e/hostile/hostile_util.c
-  LIBS heapclient_static heapd_daemon_testutil heapd_harness heapd_client_util heapd_soak_util
-       heapshm heapproto Threads::Threads
+          e2e/hostile/hostile_limits.c
+  LIBS heapclient_static heapshm heapproto Threads::Threads
   LABELS hostile TIMEOUT 600)
 add_dependencies(test_hostile heapd heapctl)
 set_property(TEST test_hostile APPEND PROPERTY ENVIRONMENT "HEAPCTL_BIN=$<TARGET_FILE:heapctl>")

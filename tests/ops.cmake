@@ -5,25 +5,17 @@
 # The units under a real systemd have a label of their own, for that test
 # needs root and boots a container:
 #   ctest -L systemd-boot
-add_library(heapd_ops_test STATIC ops_run.c ops_json.c)
-target_include_directories(heapd_ops_test PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-
 set(HEAPD_OPS_ENV "HEAPCTL_BIN=$<TARGET_FILE:heapctl>")
-# shm/layout.h through -iquote only: shm/check.h would shadow the framework's <check.h>.
-set(HEAPD_OPS_SHM_IQUOTE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
 
-heapd_check_test(test_heapctl SOURCES e2e/test_heapctl.c LIBS heapd_harness heapd_ops_test LABELS ops TIMEOUT 180)
-target_compile_options(test_heapctl PRIVATE ${HEAPD_OPS_SHM_IQUOTE})
+heapd_check_test(test_heapctl SOURCES e2e/test_heapctl.c LABELS ops TIMEOUT 180)
 set_property(TEST test_heapctl APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV})
 
-heapd_check_test(test_scavenge SOURCES e2e/test_scavenge.c LIBS heapd_harness heapd_ops_test heapclient_static
-  LABELS ops TIMEOUT 300)
-target_compile_options(test_scavenge PRIVATE ${HEAPD_OPS_SHM_IQUOTE})
+heapd_check_test(test_scavenge SOURCES e2e/test_scavenge.c LIBS heapclient_static LABELS ops TIMEOUT 300)
 set_property(TEST test_scavenge APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV})
 
 # Socket activation and the notify protocol; skipped without systemd-socket-activate.
 find_program(HEAPD_SOCKET_ACTIVATE systemd-socket-activate)
-heapd_check_test(test_systemd SOURCES e2e/test_systemd.c LIBS heapd_ops_test LABELS ops TIMEOUT 120)
+heapd_check_test(test_systemd SOURCES e2e/test_systemd.c LABELS ops TIMEOUT 120)
 set_property(TEST test_systemd APPEND PROPERTY ENVIRONMENT ${HEAPD_OPS_ENV}
   "SOCKET_ACTIVATE_BIN=${HEAPD_SOCKET_ACTIVATE}")
 set_tests_properties(test_systemd PROPERTIES SKIP_RETURN_CODE 77)

@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "layout.h"
 

@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "central.h"
-#include "pageheap_fixture.h"
+#include "harness/heapfx.h"
 #include "quota.h"
 #include "sizeclass.h"
 
@@ -48,7 +48,7 @@ typedef struct centralfx {
 
 static void cfx_open(centralfx_t *x, uint64_t arena_bytes)
 {
-	fx_open(&x->fx, arena_bytes, 64);
+	heapfx_open(&x->fx, arena_bytes, 64);
 	ck_assert_int_eq(quota_init(&x->quota, &x->fx.seg, NSLOTS, 0, 0), 0);
 	ck_assert_int_eq(central_init(&x->c, &x->fx.seg, &x->fx.h, &x->quota), 0);
 }
@@ -58,7 +58,7 @@ static void cfx_close(centralfx_t *x)
 	central_destroy(&x->c);
 	central_destroy(&x->c); /* twice is harmless */
 	quota_destroy(&x->quota);
-	fx_close(&x->fx);
+	heapfx_close(&x->fx);
 }
 
 static shm_span_t *span(centralfx_t *x, uint32_t id)
@@ -180,7 +180,7 @@ static void assert_clean(centralfx_t *x)
 	pageheap_leave(&x->fx.h);
 	central_unlock_all(&x->c);
 	if (n)
-		fx_print(&r);
+		heapfx_print(&r);
 	ck_assert_msg(n == 0, "%zu problems", n);
 }
 
@@ -761,7 +761,7 @@ static int reported(centralfx_t *x, const char *needle, size_t *n)
 	*n = central_check_locked(&x->c, &r);
 	pageheap_leave(&x->fx.h);
 	central_unlock_all(&x->c);
-	return fx_report_has(&r, needle);
+	return heapfx_report_has(&r, needle);
 }
 
 #define ASSERT_REPORTED(x, needle)                                                   \
@@ -924,7 +924,7 @@ static Suite *central_suite(void)
 {
 	Suite *s = suite_create("central");
 	TCase *tc = tcase_create("lists");
-	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
+	tcase_add_unchecked_fixture(tc, heapfx_rundir_make, heapfx_rundir_remove);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_carve);
 	tcase_add_test(tc, test_carve_until_full);
@@ -939,7 +939,7 @@ static Suite *central_suite(void)
 
 #ifndef NDEBUG
 	tc = tcase_create("asserts");
-	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
+	tcase_add_unchecked_fixture(tc, heapfx_rundir_make, heapfx_rundir_remove);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test_raise_signal(tc, test_free_span_locked_needs_lock, SIGABRT);
 	tcase_add_test_raise_signal(tc, test_check_locked_needs_lock, SIGABRT);

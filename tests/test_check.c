@@ -11,34 +11,34 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
-#include "pageheap_fixture.h"
+#include "harness/heapfx.h"
 #include "sizeclass.h"
 
 /* A heap with in-use spans, small free spans on lists and large ones in the tree. */
 static void build_heap(heapfx_t *fx, uint32_t *ids)
 {
 	static const uint32_t lens[] = { 4, 1, 200, 1, 7, 1, 300, 1, 7, 1 };
-	fx_open(fx, 64 * MIB, 1024);
+	heapfx_open(fx, 64 * MIB, 1024);
 	for (int i = 0; i < 10; i++)
-		ids[i] = fx_alloc(fx, lens[i]);
+		ids[i] = heapfx_alloc(fx, lens[i]);
 	pageheap_free(&fx->h, ids[2]);
 	pageheap_free(&fx->h, ids[4]);
 	pageheap_free(&fx->h, ids[6]);
 	pageheap_free(&fx->h, ids[8]);
-	fx_assert_clean(fx);
+	heapfx_assert_clean(fx);
 }
 
 /* Run the checker (with the indexes) and require a line containing needle. */
 static void expect_problem(heapfx_t *fx, const char *needle)
 {
 	check_report_t rep;
-	size_t n = fx_check(fx, &fx->h, &rep);
-	if (n == 0 || !fx_report_has(&rep, needle))
-		fx_print(&rep);
+	size_t n = heapfx_check(fx, &fx->h, &rep);
+	if (n == 0 || !heapfx_report_has(&rep, needle))
+		heapfx_print(&rep);
 	ck_assert_msg(n > 0, "no problem found, expected \"%s\"", needle);
-	ck_assert_msg(fx_report_has(&rep, needle), "no problem line contains \"%s\"", needle);
+	ck_assert_msg(heapfx_report_has(&rep, needle), "no problem line contains \"%s\"", needle);
 }
 
 START_TEST(test_clean)
@@ -46,13 +46,13 @@ START_TEST(test_clean)
 	heapfx_t fx;
 	uint32_t ids[10];
 	check_report_t rep;
-	fx_open(&fx, 16 * MIB, 0);
-	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0); /* empty heap */
-	fx_close(&fx);
+	heapfx_open(&fx, 16 * MIB, 0);
+	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0); /* empty heap */
+	heapfx_close(&fx);
 	build_heap(&fx, ids);
-	ck_assert_uint_eq(fx_check(&fx, NULL, &rep), 0);
+	ck_assert_uint_eq(heapfx_check(&fx, NULL, &rep), 0);
 	ck_assert_uint_eq(check_segment(&fx.seg, &fx.h, NULL), 0); /* no report buffer */
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -61,12 +61,12 @@ START_TEST(test_overlap)
 	heapfx_t fx;
 	uint32_t ids[10];
 	build_heap(&fx, ids);
-	shm_span_t *s = fx_span(&fx, ids[0] + 2);
+	shm_span_t *s = heapfx_span(&fx, ids[0] + 2);
 	s->start = ids[0] + 2;
 	s->npages = 1;
 	s->state = SPAN_LARGE;
 	expect_problem(&fx, "span 0 (4 pages) overlaps large span 2");
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -83,7 +83,7 @@ START_TEST(test_counters)
 	fx.seg.hdr->pages_inuse++;
 	fx.seg.hdr->pages_released = 5;
 	expect_problem(&fx, "pages_released");
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -94,7 +94,7 @@ START_TEST(test_adjacent_free)
 	build_heap(&fx, ids);
 	/* cut the 200-page free span in two, as a crash mid-split could leave it */
 	uint32_t f = ids[2];
-	shm_span_t *a = fx_span(&fx, f), *b = fx_span(&fx, f + 50);
+	shm_span_t *a = heapfx_span(&fx, f), *b = heapfx_span(&fx, f + 50);
 	*b = *a;
 	b->start = f + 50;
 	b->npages = 150;
@@ -102,7 +102,7 @@ START_TEST(test_adjacent_free)
 	fx.seg.pagemap[f + 49] = heapd_pagemap_entry(f, 0);
 	fx.seg.pagemap[f + 50] = heapd_pagemap_entry(f + 50, 0);
 	expect_problem(&fx, "is followed by free span");
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -126,13 +126,14 @@ START_TEST(test_bitmaps)
 			k = c;
 	ck_assert_uint_ne(k, 0);
 	uint32_t sp = ids[1]; /* one page */
-	shm_span_t *s = fx_span(&fx, sp);
+	shm_span_t *s = heapfx_span(&fx, sp);
 	s->state = SPAN_SMALL;
 	s->sizeclass = k;
 	check_report_t rep;
-	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0); /* its page map entry has no class yet */
+	ck_assert_uint_gt(heapfx_check(&fx, &fx.h, &rep),
+	                  0); /* its page map entry has no class yet */
 	fx.seg.pagemap[sp] = heapd_pagemap_entry(sp, k);
-	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0);
 	uint32_t beyond = sizeclass_nelems[k];
 	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
 	expect_problem(&fx, "alloc bit set at or beyond nelems");
@@ -142,7 +143,7 @@ START_TEST(test_bitmaps)
 	segment_freebits(&fx.seg, sp, sizeclass_nelems[k])[0] = 1;
 	expect_problem(&fx, "free bit set without its alloc bit");
 	s->owner = 1;
-	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0);
 	segment_allocbits(&fx.seg, sp)[beyond / 64] |= 1ull << (beyond % 64);
 	expect_problem(&fx, "alloc bit set at or beyond nelems"); /* but nothing else passes */
 	segment_allocbits(&fx.seg, sp)[beyond / 64] = 0;
@@ -162,7 +163,7 @@ START_TEST(test_bitmaps)
 	s->state = SPAN_LARGE;
 	fx.seg.pagemap[sp] = heapd_pagemap_entry(sp, 0);
 	expect_problem(&fx, "large span with size class 3");
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -177,11 +178,11 @@ START_TEST(test_pagemap_holes_stay_holes)
 	heapfx_t fx;
 	struct stat st;
 	check_report_t rep;
-	fx_open(&fx, 4ull << 30, 64);
-	fx_alloc(&fx, 10);
-	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
-	fx_reopen(&fx);
-	ck_assert_uint_eq(fx_check(&fx, NULL, &rep), 0);
+	heapfx_open(&fx, 4ull << 30, 64);
+	heapfx_alloc(&fx, 10);
+	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0);
+	heapfx_reopen(&fx);
+	ck_assert_uint_eq(heapfx_check(&fx, NULL, &rep), 0);
 	ck_assert_int_eq(stat(fx.path, &st), 0);
 	uint64_t held = (uint64_t)st.st_blocks * 512;
 	ck_assert_msg(held < fx.seg.hdr->pagemap_size / 4,
@@ -190,9 +191,9 @@ START_TEST(test_pagemap_holes_stay_holes)
 	/* and a stray entry far beyond the heap is still found, and cleared by a rebuild */
 	fx.seg.pagemap[fx.seg.npages_max - 1] = heapd_pagemap_entry(5, 2);
 	expect_problem(&fx, "beyond npages_grown");
-	fx_reopen(&fx);
+	heapfx_reopen(&fx);
 	ck_assert_uint_eq(fx.seg.pagemap[fx.seg.npages_max - 1], 0);
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -204,7 +205,7 @@ START_TEST(test_pagemap)
 	segment_t *seg = &fx.seg;
 	seg->pagemap[ids[6] + 10] = heapd_pagemap_entry(12345, 7); /* inside a free span: nobody cares */
 	check_report_t rep;
-	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
+	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0);
 	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[1], 0);
 	expect_problem(&fx, "page 3: page map says 4 (class 0), in large span 0");
 	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[0], 5);
@@ -217,7 +218,7 @@ START_TEST(test_pagemap)
 	seg->pagemap[ids[6] + 299] = heapd_pagemap_entry(ids[6], 0);
 	seg->pagemap[seg->npages_max - 1] = heapd_pagemap_entry(0, 0);
 	expect_problem(&fx, "beyond npages_grown");
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -226,16 +227,16 @@ START_TEST(test_descriptors)
 	heapfx_t fx;
 	uint32_t ids[10];
 	build_heap(&fx, ids);
-	shm_span_t *s = fx_span(&fx, ids[1]);
+	shm_span_t *s = heapfx_span(&fx, ids[1]);
 	s->start = 99;
 	expect_problem(&fx, "starts at page 99");
 	s->start = ids[1];
 	s->npreleased = 1;
 	expect_problem(&fx, "in use with 1 released pages");
 	s->npreleased = 0;
-	fx_span(&fx, ids[4])->npreleased = 8;
+	heapfx_span(&fx, ids[4])->npreleased = 8;
 	expect_problem(&fx, "free span of 7 pages has 8 released");
-	fx_span(&fx, ids[4])->npreleased = 0;
+	heapfx_span(&fx, ids[4])->npreleased = 0;
 	s->state = 9;
 	expect_problem(&fx, "garbage descriptor");
 	s->state = SPAN_DEAD;
@@ -243,12 +244,12 @@ START_TEST(test_descriptors)
 	s->state = SPAN_LARGE;
 	/* the last span runs past the grown heap */
 	uint32_t grown = fx.seg.hdr->npages_grown, last = segment_pagemap_span(&fx.seg, grown - 1);
-	fx_span(&fx, last)->npages += 10;
+	heapfx_span(&fx, last)->npages += 10;
 	expect_problem(&fx, "runs past npages_grown");
-	fx_span(&fx, last)->npages -= 10;
+	heapfx_span(&fx, last)->npages -= 10;
 	fx.seg.hdr->npages_grown = fx.seg.npages_max + 1;
 	expect_problem(&fx, "exceeds npages_max");
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -260,26 +261,26 @@ START_TEST(test_index)
 	pageheap_t *h = &fx.h;
 	uint32_t seven = h->free[7];
 	ck_assert_uint_ne(seven, HEAPD_NIL);
-	shm_span_t *s7 = fx_span(&fx, seven);
+	shm_span_t *s7 = heapfx_span(&fx, seven);
 	ck_assert_uint_ne(s7->next, HEAPD_NIL); /* both 7-page spans are on the list */
 
 	/* a broken prev link */
 	uint32_t second = s7->next;
-	fx_span(&fx, second)->prev = HEAPD_NIL;
+	heapfx_span(&fx, second)->prev = HEAPD_NIL;
 	expect_problem(&fx, "has prev");
-	fx_span(&fx, second)->prev = seven;
+	heapfx_span(&fx, second)->prev = seven;
 
 	/* a span left out of the index */
 	h->free[7] = second;
-	fx_span(&fx, second)->prev = HEAPD_NIL;
+	heapfx_span(&fx, second)->prev = HEAPD_NIL;
 	expect_problem(&fx, "is on no list and not in the tree");
 	h->free[7] = seven;
-	fx_span(&fx, second)->prev = seven;
+	heapfx_span(&fx, second)->prev = seven;
 
 	/* a list that loops */
-	fx_span(&fx, second)->next = seven;
+	heapfx_span(&fx, second)->next = seven;
 	expect_problem(&fx, "a cycle?");
-	fx_span(&fx, second)->next = HEAPD_NIL;
+	heapfx_span(&fx, second)->next = HEAPD_NIL;
 
 	/* an in-use span on a list; a span of the wrong length */
 	h->free[4] = ids[0];
@@ -301,7 +302,7 @@ START_TEST(test_index)
 	/* the tree: two nodes (200 and 300 pages) and the tail */
 	uint32_t root = h->large;
 	ck_assert_uint_ne(root, HEAPD_NIL);
-	shm_span_t *r = fx_span(&fx, root);
+	shm_span_t *r = heapfx_span(&fx, root);
 	uint32_t l = r->left, rt = r->right;
 	r->left = rt;
 	r->right = l;
@@ -309,7 +310,7 @@ START_TEST(test_index)
 	r->left = l;
 	r->right = rt;
 	uint32_t child = l != HEAPD_NIL ? l : rt;
-	uint32_t *back = &fx_span(&fx, child)->left;
+	uint32_t *back = &heapfx_span(&fx, child)->left;
 	uint32_t saved = *back;
 	*back = root;
 	expect_problem(&fx, "a cycle?");
@@ -318,13 +319,13 @@ START_TEST(test_index)
 	expect_problem(&fx, "beyond the grown heap");
 	h->large = root;
 	/* a 7-page span in the tree */
-	fx_span(&fx, seven)->left = fx_span(&fx, seven)->right = HEAPD_NIL;
+	heapfx_span(&fx, seven)->left = heapfx_span(&fx, seven)->right = HEAPD_NIL;
 	h->large = seven;
 	expect_problem(&fx, "below 128");
 	h->large = root;
 	check_report_t rep;
-	ck_assert_uint_eq(fx_check(&fx, &fx.h, &rep), 0);
-	fx_close(&fx);
+	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -336,17 +337,17 @@ START_TEST(test_cap)
 	/* 150 stale descriptors inside the 200-page free span */
 	uint32_t f = ids[2];
 	for (uint32_t i = 1; i <= 150; i++) {
-		shm_span_t *s = fx_span(&fx, f + i);
+		shm_span_t *s = heapfx_span(&fx, f + i);
 		s->start = f + i;
 		s->npages = 1;
 		s->state = SPAN_FREE;
 	}
 	check_report_t rep;
-	size_t n = fx_check(&fx, &fx.h, &rep);
+	size_t n = heapfx_check(&fx, &fx.h, &rep);
 	ck_assert_uint_eq(n, 150);
 	ck_assert_uint_eq(rep.nproblems, 150);
 	ck_assert(strstr(rep.problems[CHECK_MAX_PROBLEMS - 1], "overlaps") != NULL);
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -396,10 +397,10 @@ START_TEST(test_garbage)
 	fx.h.nonempty[0] = xorshift(&seed);
 
 	check_report_t rep;
-	ck_assert_uint_gt(fx_check(&fx, &fx.h, &rep), 0);
-	ck_assert_uint_gt(fx_check(&fx, NULL, &rep), 0);
+	ck_assert_uint_gt(heapfx_check(&fx, &fx.h, &rep), 0);
+	ck_assert_uint_gt(heapfx_check(&fx, NULL, &rep), 0);
 
-	fx_reopen(&fx);
+	heapfx_reopen(&fx);
 	seg = &fx.seg;
 	for (uint32_t p = 0; p < grown; p += seg->spans[p].npages) {
 		shm_span_t *s = &seg->spans[p];
@@ -412,7 +413,7 @@ START_TEST(test_garbage)
 		for (uint32_t i = 0; i < s->npages; i++)
 			seg->pagemap[p + i] = heapd_pagemap_entry(p, 0);
 	}
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* and the heap works on: free everything in use, allocate it all again */
 	uint32_t *inuse = malloc(grown * sizeof(uint32_t)), ninuse = 0;
@@ -423,10 +424,10 @@ START_TEST(test_garbage)
 	for (uint32_t i = 0; i < ninuse; i++)
 		pageheap_free(&fx.h, inuse[i]);
 	free(inuse);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 	ck_assert_uint_eq(seg->spans[0].npages, grown);
-	ck_assert_uint_eq(fx_alloc(&fx, grown), 0);
-	fx_close(&fx);
+	ck_assert_uint_eq(heapfx_alloc(&fx, grown), 0);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -434,7 +435,7 @@ static Suite *check_suite(void)
 {
 	Suite *s = suite_create("check");
 	TCase *tc = tcase_create("check");
-	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
+	tcase_add_unchecked_fixture(tc, heapfx_rundir_make, heapfx_rundir_remove);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_clean);
 	tcase_add_test(tc, test_overlap);

@@ -28,7 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "proc.h"
 #include "request.h"
 #include "segment.h"

@@ -49,7 +49,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "commit.h"
 #include "daemon.h"

@@ -16,14 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "central.h"
 #include "clock.h"
 #include "clients.h"
 #include "large.h"
 #include "log.h"
-#include "pageheap_fixture.h"
+#include "harness/heapfx.h"
 #include "quota.h"
 #include "sizeclass.h"
 
@@ -48,7 +48,7 @@ typedef struct largefx {
 static void lfx_open(largefx_t *x, uint64_t arena_bytes)
 {
 	log_set_quiet(1);
-	fx_open(&x->fx, arena_bytes, 64);
+	heapfx_open(&x->fx, arena_bytes, 64);
 	ck_assert_int_eq(quota_init(&x->quota, &x->fx.seg, x->fx.seg.hdr->max_clients, 0, 0), 0);
 	ck_assert_int_eq(central_init(&x->c, &x->fx.seg, &x->fx.h, &x->quota), 0);
 	ck_assert_int_eq(clients_init(&x->cl, &x->fx.seg, 0, 0), 0);
@@ -59,7 +59,7 @@ static void lfx_close(largefx_t *x)
 	clients_destroy(&x->cl);
 	central_destroy(&x->c);
 	quota_destroy(&x->quota);
-	fx_close(&x->fx);
+	heapfx_close(&x->fx);
 }
 
 static shm_span_t *span(largefx_t *x, uint32_t id)
@@ -104,9 +104,9 @@ static int freed(largefx_t *x, uint32_t id)
 static void assert_clean(largefx_t *x)
 {
 	check_report_t rep;
-	size_t n = fx_check(&x->fx, &x->fx.h, &rep);
+	size_t n = heapfx_check(&x->fx, &x->fx.h, &rep);
 	if (n)
-		fx_print(&rep);
+		heapfx_print(&rep);
 	ck_assert_msg(n == 0, "%zu problems", n);
 }
 
@@ -506,7 +506,7 @@ static Suite *large_suite(void)
 {
 	Suite *s = suite_create("large");
 	TCase *tc = tcase_create("large");
-	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
+	tcase_add_unchecked_fixture(tc, heapfx_rundir_make, heapfx_rundir_remove);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_pages_for);
 	tcase_add_test(tc, test_alloc);

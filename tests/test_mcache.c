@@ -25,8 +25,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "e2e/client_util.h"
+#include "harness/check_main.h"
+#include "harness/heapd.h"
+#include "harness/ctl.h"
+#include "harness/child.h"
+#include "harness/util.h"
 #include "heapclient.h"
 #include "mcache.h"
 #include "proc.h"
@@ -34,12 +37,12 @@
 
 static void daemon_up(void)
 {
-	cu_daemon_start("256M");
+	hd_default_start("256M", NULL);
 }
 
 static void daemon_down(void)
 {
-	cu_daemon_stop();
+	hd_default_stop();
 }
 
 static hc_stats_t stats(void)
@@ -230,7 +233,7 @@ START_TEST(test_fold_frees_of_others)
 			hc_free(p[victims[i]]);
 		_exit(0);
 	}
-	ck_assert_int_eq(cu_wait(pid), 0);
+	ck_assert_int_eq(hchild_wait(pid), 0);
 	for (int i = 0; i < 3; i++) {
 		ck_assert(free_bit(span, victims[i]));
 		ck_assert(alloc_bit(span, victims[i])); /* not folded until the owner sweeps */
@@ -489,8 +492,8 @@ START_TEST(test_daemon_restart_keeps_cache)
 	uint64_t epoch = proc_epoch();
 	ck_assert_uint_eq(held, 3); /* batches of 1 and 2, all full now */
 
-	ck_assert_int_ge(harness_stop(&cu_daemon, SIGKILL), 0);
-	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	ck_assert_int_ge(hd_stop(&hd_default, SIGKILL), 0);
+	ck_assert_int_eq(hd_start(&hd_default), 0);
 
 	alloc_class(k); /* a Refill: reconnect, name every cached span, go on */
 	hc_stats_t st = stats();
@@ -505,7 +508,7 @@ START_TEST(test_daemon_restart_keeps_cache)
 		ck_assert_uint_eq(owned_in_table(others[i]), 1);
 	}
 	ck_assert_uint_eq(st.spans_cached, held + 4 + 2);
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -597,16 +600,16 @@ static void job_two_refills(worker_t *w)
  */
 START_TEST(test_new_slot_drops_caches)
 {
-	static harness_daemon_t d;
+	static hd_t d;
 	static worker_t w;
 	if (geteuid() != 0) {
 		fprintf(stderr, "test_new_slot_drops_caches: needs root to change its uid; skipped\n");
 		return;
 	}
-	harness_init(&d);
+	hd_init(&d);
 	d.extra[0] = "--allow-uid";
 	d.extra[1] = "65534";
-	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert_int_eq(hd_start(&d), 0);
 	ck_assert_int_eq(chmod(d.dir, 0750), 0); /* reachable through our group, 0, as uid 65534 */
 	setenv("HEAPD_SOCKET", d.sock, 1);
 
@@ -622,8 +625,8 @@ START_TEST(test_new_slot_drops_caches)
 	uint32_t mine_before = check_cache(k);
 	ck_assert_uint_eq(stats().spans_cached, mine_before + nold);
 
-	ck_assert_int_ge(harness_stop(&d, SIGKILL), 0);
-	ck_assert_int_eq(harness_start(&d), 0);
+	ck_assert_int_ge(hd_stop(&d, SIGKILL), 0);
+	ck_assert_int_eq(hd_start(&d), 0);
 	ck_assert_int_eq(seteuid(65534), 0);
 	uint64_t epoch = proc_epoch();
 	job_alloc_until_refill(&(worker_t){ .k = k }); /* reconnects on the way */
@@ -655,7 +658,7 @@ START_TEST(test_new_slot_drops_caches)
 			ck_assert_uint_ne(w.spans[i], old_worker[j]);
 	}
 	ck_assert_uint_eq(stats().spans_cached, mine + w.nspans);
-	harness_cleanup(&d);
+	hd_cleanup(&d);
 }
 END_TEST
 
@@ -679,7 +682,7 @@ static int child_checks(void **parent_objs, uint32_t nobjs, const hc_stats_t *pa
 	for (uint32_t i = 0; i < nobjs; i++)
 		if (span_of(p) == span_of(parent_objs[i]))
 			return 6;
-	if (!cu_verify(parent_objs[0], sizeclass_size[k], 99))
+	if (!hutil_verify(parent_objs[0], sizeclass_size[k], 99))
 		return 7;
 	hc_free(parent_objs[0]); /* objects of the parent are freed through their free bits */
 	hc_free(p);
@@ -692,7 +695,7 @@ START_TEST(test_fork_child)
 	void *objs[4];
 	for (int i = 0; i < 4; i++)
 		objs[i] = alloc_class(k);
-	cu_fill(objs[0], sizeclass_size[k], 99);
+	hutil_fill(objs[0], sizeclass_size[k], 99);
 	hc_stats_t before = stats();
 	uint32_t span = span_of(objs[0]);
 	uint32_t idx = index_in(objs[0]);
@@ -701,7 +704,7 @@ START_TEST(test_fork_child)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
 		_exit(child_checks(objs, 4, &before, k));
-	int st = cu_wait(pid);
+	int st = hchild_wait(pid);
 	ck_assert_msg(st == 0, "the child's check %d failed", st);
 
 	/* the parent goes on as before, on its own slot and spans */

@@ -15,14 +15,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "clock.h"
-#include "pageheap_fixture.h"
+#include "harness/heapfx.h"
 
 static uint32_t span_end(heapfx_t *fx, uint32_t id)
 {
-	return id + fx_span(fx, id)->npages;
+	return id + heapfx_span(fx, id)->npages;
 }
 
 static void free_span(heapfx_t *fx, uint32_t id)
@@ -33,15 +33,15 @@ static void free_span(heapfx_t *fx, uint32_t id)
 START_TEST(test_alloc_free)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 64);
+	heapfx_open(&fx, 64 * MIB, 64);
 	shm_header_t *hdr = fx.seg.hdr;
 	ck_assert_uint_eq(hdr->npages_grown, 0);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
-	uint32_t a = fx_alloc(&fx, 1);
+	uint32_t a = heapfx_alloc(&fx, 1);
 	ck_assert_uint_eq(a, 0);
 	ck_assert_uint_eq(hdr->npages_grown, 64);
-	shm_span_t *s = fx_span(&fx, a);
+	shm_span_t *s = heapfx_span(&fx, a);
 	ck_assert_uint_eq(s->state, SPAN_LARGE);
 	ck_assert_uint_eq(s->start, 0);
 	ck_assert_uint_eq(s->npages, 1);
@@ -52,108 +52,108 @@ START_TEST(test_alloc_free)
 	ck_assert_uint_eq(segment_pagemap_span(&fx.seg, 0), 0);
 	ck_assert_uint_eq(hdr->pages_inuse, 1);
 	ck_assert_uint_eq(hdr->pages_free, 63);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
-	uint32_t b = fx_alloc(&fx, 5);
+	uint32_t b = heapfx_alloc(&fx, 5);
 	ck_assert_uint_eq(b, 1);
 	for (uint32_t p = b; p < b + 5; p++)
 		ck_assert_uint_eq(segment_pagemap_span(&fx.seg, p), b);
 	ck_assert_uint_eq(hdr->pages_inuse, 6);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	free_span(&fx, a);
-	ck_assert_uint_eq(fx_span(&fx, a)->state, SPAN_FREE);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 1);
-	ck_assert_uint_ne(fx_span(&fx, a)->unusedsince, 0);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->state, SPAN_FREE);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 1);
+	ck_assert_uint_ne(heapfx_span(&fx, a)->unusedsince, 0);
 	ck_assert_uint_eq(hdr->pages_inuse, 5);
 	ck_assert_uint_eq(hdr->pages_free, 59);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* the used page comes back first (list of 1 page) and may be dirty */
-	ck_assert_uint_eq(fx_alloc(&fx, 1), a);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 1);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 1), a);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 1);
 	free_span(&fx, a);
 	free_span(&fx, b);
 	ck_assert_uint_eq(hdr->pages_inuse, 0);
 	ck_assert_uint_eq(hdr->pages_free, 64);
-	ck_assert_uint_eq(fx_span(&fx, 0)->npages, 64);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, 0)->npages, 64);
+	heapfx_assert_clean(&fx);
 
 	uint32_t x;
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 0, 1, &x), -EINVAL);
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
 START_TEST(test_split_coalesce)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 1024);
+	heapfx_open(&fx, 64 * MIB, 1024);
 	shm_header_t *hdr = fx.seg.hdr;
-	uint32_t a = fx_alloc(&fx, 10), b = fx_alloc(&fx, 10), c = fx_alloc(&fx, 10);
-	uint32_t d = fx_alloc(&fx, 10), e = fx_alloc(&fx, 10);
+	uint32_t a = heapfx_alloc(&fx, 10), b = heapfx_alloc(&fx, 10), c = heapfx_alloc(&fx, 10);
+	uint32_t d = heapfx_alloc(&fx, 10), e = heapfx_alloc(&fx, 10);
 	ck_assert_uint_eq(b, a + 10);
 	ck_assert_uint_eq(c, b + 10);
 	ck_assert_uint_eq(d, c + 10);
 	/* the remainder is one free span after e */
 	uint32_t tail = span_end(&fx, e);
-	ck_assert_uint_eq(fx_span(&fx, tail)->state, SPAN_FREE);
-	ck_assert_uint_eq(fx_span(&fx, tail)->npages, 1024 - 50);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->state, SPAN_FREE);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->npages, 1024 - 50);
 
 	/* free a and c: no free neighbours, nothing merges */
 	free_span(&fx, a);
 	free_span(&fx, c);
-	ck_assert_uint_eq(fx_span(&fx, a)->npages, 10);
-	ck_assert_uint_eq(fx_span(&fx, c)->npages, 10);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npages, 10);
+	ck_assert_uint_eq(heapfx_span(&fx, c)->npages, 10);
+	heapfx_assert_clean(&fx);
 
 	/* b joins both neighbours: a survives, b and c die */
 	free_span(&fx, b);
-	ck_assert_uint_eq(fx_span(&fx, a)->state, SPAN_FREE);
-	ck_assert_uint_eq(fx_span(&fx, a)->npages, 30);
-	ck_assert_uint_eq(fx_span(&fx, b)->state, SPAN_DEAD);
-	ck_assert_uint_eq(fx_span(&fx, c)->state, SPAN_DEAD);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->state, SPAN_FREE);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npages, 30);
+	ck_assert_uint_eq(heapfx_span(&fx, b)->state, SPAN_DEAD);
+	ck_assert_uint_eq(heapfx_span(&fx, c)->state, SPAN_DEAD);
 	ck_assert_uint_eq(segment_pagemap_span(&fx.seg, a + 29), a);
 	ck_assert_uint_eq(hdr->pages_inuse, 20);
 	ck_assert_uint_eq(hdr->pages_free, 1004);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* only the predecessor: free d next to the 30-page span */
 	free_span(&fx, d);
-	ck_assert_uint_eq(fx_span(&fx, a)->npages, 40);
-	ck_assert_uint_eq(fx_span(&fx, d)->state, SPAN_DEAD);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npages, 40);
+	ck_assert_uint_eq(heapfx_span(&fx, d)->state, SPAN_DEAD);
+	heapfx_assert_clean(&fx);
 
 	/* an exact fit splits nothing */
-	uint32_t f = fx_alloc(&fx, 40);
+	uint32_t f = heapfx_alloc(&fx, 40);
 	ck_assert_uint_eq(f, a);
-	ck_assert_uint_eq(fx_span(&fx, f)->npages, 40);
-	ck_assert_uint_eq(fx_span(&fx, f)->needzero, 1);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, f)->npages, 40);
+	ck_assert_uint_eq(heapfx_span(&fx, f)->needzero, 1);
+	heapfx_assert_clean(&fx);
 
 	/* only the successor: e joins the tail */
 	free_span(&fx, e);
-	ck_assert_uint_eq(fx_span(&fx, e)->npages, 1024 - 40);
-	ck_assert_uint_eq(fx_span(&fx, tail)->state, SPAN_DEAD);
-	ck_assert_uint_eq(fx_span(&fx, e)->needzero, 1); /* ORed with the clean tail */
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, e)->npages, 1024 - 40);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->state, SPAN_DEAD);
+	ck_assert_uint_eq(heapfx_span(&fx, e)->needzero, 1); /* ORed with the clean tail */
+	heapfx_assert_clean(&fx);
 
 	/* a split's tail inherits needzero and unusedsince */
-	uint64_t since = fx_span(&fx, e)->unusedsince;
-	uint32_t g = fx_alloc(&fx, 200);
+	uint64_t since = heapfx_span(&fx, e)->unusedsince;
+	uint32_t g = heapfx_alloc(&fx, 200);
 	ck_assert_uint_eq(g, e);
-	ck_assert_uint_eq(fx_span(&fx, g)->needzero, 1);
-	ck_assert_uint_eq(fx_span(&fx, e + 200)->state, SPAN_FREE);
-	ck_assert_uint_eq(fx_span(&fx, e + 200)->needzero, 1);
-	ck_assert_uint_eq(fx_span(&fx, e + 200)->unusedsince, since);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, g)->needzero, 1);
+	ck_assert_uint_eq(heapfx_span(&fx, e + 200)->state, SPAN_FREE);
+	ck_assert_uint_eq(heapfx_span(&fx, e + 200)->needzero, 1);
+	ck_assert_uint_eq(heapfx_span(&fx, e + 200)->unusedsince, since);
+	heapfx_assert_clean(&fx);
 
 	free_span(&fx, g);
 	free_span(&fx, f);
-	ck_assert_uint_eq(fx_span(&fx, 0)->npages, 1024);
+	ck_assert_uint_eq(heapfx_span(&fx, 0)->npages, 1024);
 	ck_assert_uint_eq(hdr->pages_inuse, 0);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -161,7 +161,7 @@ END_TEST
 static void carve_row(heapfx_t *fx, const uint32_t *lens, uint32_t n, uint32_t *ids)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		ids[i] = fx_alloc(fx, lens[i]);
+		ids[i] = heapfx_alloc(fx, lens[i]);
 		if (i)
 			ck_assert_uint_eq(ids[i], ids[i - 1] + lens[i - 1]);
 	}
@@ -170,7 +170,7 @@ static void carve_row(heapfx_t *fx, const uint32_t *lens, uint32_t n, uint32_t *
 START_TEST(test_best_fit)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 2048);
+	heapfx_open(&fx, 64 * MIB, 2048);
 	/* free 400 at a low address, 250 above it, a big tail above both */
 	const uint32_t lens[] = { 400, 1, 250, 1, 5, 1, 3, 1 };
 	uint32_t id[8];
@@ -179,24 +179,24 @@ START_TEST(test_best_fit)
 	free_span(&fx, id[2]);
 	free_span(&fx, id[4]);
 	free_span(&fx, id[6]);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
-	ck_assert_uint_eq(fx_alloc(&fx, 200), id[2]); /* 250 beats 400 and the tail */
-	ck_assert_uint_eq(fx_alloc(&fx, 300), id[0]); /* 400 beats the tail */
-	ck_assert_uint_eq(fx_alloc(&fx, 2), id[6]);   /* 3 beats 5 */
-	ck_assert_uint_eq(fx_alloc(&fx, 4), id[4]);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 200), id[2]); /* 250 beats 400 and the tail */
+	ck_assert_uint_eq(heapfx_alloc(&fx, 300), id[0]); /* 400 beats the tail */
+	ck_assert_uint_eq(heapfx_alloc(&fx, 2), id[6]);   /* 3 beats 5 */
+	ck_assert_uint_eq(heapfx_alloc(&fx, 4), id[4]);
 	/* leftovers: 50 after id[2], 100 after id[0], 1 after id[6], 1 after id[4] */
-	ck_assert_uint_eq(fx_alloc(&fx, 60), id[0] + 300);
-	ck_assert_uint_eq(fx_alloc(&fx, 50), id[2] + 200);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 60), id[0] + 300);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 50), id[2] + 200);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
 START_TEST(test_lowest_address_among_equals)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 4096);
+	heapfx_open(&fx, 64 * MIB, 4096);
 	const uint32_t lens[] = { 200, 1, 200, 1, 200, 1, 200, 1 };
 	uint32_t id[8];
 	carve_row(&fx, lens, 8, id);
@@ -205,13 +205,13 @@ START_TEST(test_lowest_address_among_equals)
 	free_span(&fx, id[0]);
 	free_span(&fx, id[6]);
 	free_span(&fx, id[2]);
-	fx_assert_clean(&fx);
-	ck_assert_uint_eq(fx_alloc(&fx, 150), id[0]);
-	ck_assert_uint_eq(fx_alloc(&fx, 150), id[2]);
-	ck_assert_uint_eq(fx_alloc(&fx, 200), id[4]);
-	ck_assert_uint_eq(fx_alloc(&fx, 128), id[6]);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	heapfx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 150), id[0]);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 150), id[2]);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 200), id[4]);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 128), id[6]);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -254,18 +254,18 @@ START_TEST(test_grow_to_limit)
 	heapfx_t fx;
 	uint32_t x;
 	snapshot_t snap;
-	fx_open(&fx, 8 * MIB, 512); /* 1024 pages */
+	heapfx_open(&fx, 8 * MIB, 512); /* 1024 pages */
 	shm_header_t *hdr = fx.seg.hdr;
 	ck_assert_uint_eq(fx.seg.npages_max, 1024);
 
-	uint32_t a = fx_alloc(&fx, 400);
+	uint32_t a = heapfx_alloc(&fx, 400);
 	ck_assert_uint_eq(hdr->npages_grown, 512);
 	/* 112 free pages end the heap; 488 more are enough and 512 remain */
-	uint32_t b = fx_alloc(&fx, 600);
+	uint32_t b = heapfx_alloc(&fx, 600);
 	ck_assert_uint_eq(b, a + 400);
 	ck_assert_uint_eq(hdr->npages_grown, 1024);
 	ck_assert_uint_eq(hdr->pages_free, 24);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	snap_take(&fx, &snap);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 25, 1, &x), -ENOMEM);
@@ -273,48 +273,48 @@ START_TEST(test_grow_to_limit)
 	ck_assert_int_eq(pageheap_alloc(&fx.h, UINT32_MAX, 1, &x), -ENOMEM);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 20, 8, &x), -ENOMEM);
 	snap_assert_same(&fx, &snap);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
-	uint32_t c = fx_alloc(&fx, 24);
+	uint32_t c = heapfx_alloc(&fx, 24);
 	ck_assert_uint_eq(c, 1000);
 	ck_assert_uint_eq(hdr->pages_free, 0);
 	snap_take(&fx, &snap);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 1, 1, &x), -ENOMEM);
 	snap_assert_same(&fx, &snap);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	free_span(&fx, b);
 	free_span(&fx, a);
 	free_span(&fx, c);
-	ck_assert_uint_eq(fx_alloc(&fx, 1024), 0);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 1024), 0);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 1, 1, &x), -ENOMEM);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
 START_TEST(test_grow_sizes)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 64);
+	heapfx_open(&fx, 64 * MIB, 64);
 	shm_header_t *hdr = fx.seg.hdr;
 	/* a request above the chunk grows by what it needs */
-	uint32_t a = fx_alloc(&fx, 1000);
+	uint32_t a = heapfx_alloc(&fx, 1000);
 	ck_assert_uint_eq(hdr->npages_grown, 1000);
 	ck_assert_uint_eq(hdr->pages_free, 0);
-	uint32_t b = fx_alloc(&fx, 1);
+	uint32_t b = heapfx_alloc(&fx, 1);
 	ck_assert_uint_eq(b, 1000);
 	ck_assert_uint_eq(hdr->npages_grown, 1064);
 	free_span(&fx, a);
 	/* the free 1000 pages serve this; no growth */
-	ck_assert_uint_eq(fx_alloc(&fx, 700), 0);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 700), 0);
 	ck_assert_uint_eq(hdr->npages_grown, 1064);
 	/* the last growth may be cut short by the reservation */
 	fx.h.grow_pages = 100000;
-	fx_alloc(&fx, 500);
+	heapfx_alloc(&fx, 500);
 	ck_assert_uint_eq(hdr->npages_grown, fx.seg.npages_max);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -337,75 +337,75 @@ static int pages_are_zero(heapfx_t *fx, uint32_t span, uint32_t npages)
 START_TEST(test_release)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 256);
+	heapfx_open(&fx, 64 * MIB, 256);
 	shm_header_t *hdr = fx.seg.hdr;
-	uint32_t a = fx_alloc(&fx, 64), guard = fx_alloc(&fx, 1);
+	uint32_t a = heapfx_alloc(&fx, 64), guard = heapfx_alloc(&fx, 1);
 	memset(segment_page_addr(&fx.seg, a), 0xab, 64 * HEAPD_PAGE_SIZE);
 	free_span(&fx, a);
-	fx_assert_clean(&fx); /* reads, and so backs, all the metadata of the grown heap */
+	heapfx_assert_clean(&fx); /* reads, and so backs, all the metadata of the grown heap */
 	uint64_t blocks_used = file_blocks(&fx);
 	uint32_t tail = guard + 1;
-	ck_assert_uint_eq(fx_span(&fx, tail)->npages, 191);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->npages, 191);
 
 	/* only spans free since before the limit go: the tail, not a */
-	uint64_t since = fx_span(&fx, a)->unusedsince;
-	ck_assert_uint_lt(fx_span(&fx, tail)->unusedsince, since);
+	uint64_t since = heapfx_span(&fx, a)->unusedsince;
+	ck_assert_uint_lt(heapfx_span(&fx, tail)->unusedsince, since);
 	ck_assert_uint_eq(pageheap_release(&fx.h, since), 191);
-	ck_assert_uint_eq(fx_span(&fx, a)->npreleased, 0);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 1);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npreleased, 0);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 1);
 	ck_assert_uint_eq(hdr->pages_released, 191);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	ck_assert_uint_eq(pageheap_release(&fx.h, UINT64_MAX), 64);
 	ck_assert_uint_eq(hdr->pages_released, 255);
 	ck_assert_uint_eq(hdr->pages_free, 255);
-	ck_assert_uint_eq(fx_span(&fx, a)->npreleased, 64);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 0);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npreleased, 64);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 0);
 	ck_assert_uint_le(file_blocks(&fx) + 64 * HEAPD_PAGE_SIZE / 512, blocks_used);
 	ck_assert_uint_eq(pageheap_release(&fx.h, UINT64_MAX), 0);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* reused released pages read as zero and need no clearing */
-	ck_assert_uint_eq(fx_alloc(&fx, 64), a);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 0);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 64), a);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 0);
 	ck_assert(pages_are_zero(&fx, a, 64));
 	ck_assert_uint_eq(hdr->pages_released, 191);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* a piece of a fully released span leaves the rest fully released */
-	uint32_t b = fx_alloc(&fx, 10);
+	uint32_t b = heapfx_alloc(&fx, 10);
 	ck_assert_uint_eq(b, tail);
 	ck_assert_uint_eq(hdr->pages_released, 181);
-	ck_assert_uint_eq(fx_span(&fx, tail + 10)->npreleased, 181);
-	ck_assert_uint_eq(fx_span(&fx, tail + 10)->needzero, 0);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, tail + 10)->npreleased, 181);
+	ck_assert_uint_eq(heapfx_span(&fx, tail + 10)->needzero, 0);
+	heapfx_assert_clean(&fx);
 
 	/* merged with a dirty span, it is partly released; splitting it drops the count */
 	memset(segment_page_addr(&fx.seg, b), 0xcd, 10 * HEAPD_PAGE_SIZE);
 	free_span(&fx, b);
-	ck_assert_uint_eq(fx_span(&fx, tail)->npages, 191);
-	ck_assert_uint_eq(fx_span(&fx, tail)->npreleased, 181);
-	ck_assert_uint_eq(fx_span(&fx, tail)->needzero, 1);
-	fx_assert_clean(&fx);
-	ck_assert_uint_eq(fx_alloc(&fx, 5), tail);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->npages, 191);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->npreleased, 181);
+	ck_assert_uint_eq(heapfx_span(&fx, tail)->needzero, 1);
+	heapfx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 5), tail);
 	ck_assert_uint_eq(hdr->pages_released, 0);
-	ck_assert_uint_eq(fx_span(&fx, tail + 5)->npreleased, 0);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, tail + 5)->npreleased, 0);
+	heapfx_assert_clean(&fx);
 
 	/* a span freed next to an old free span makes the whole span young */
 	free_span(&fx, a);
 	pageheap_release(&fx.h, UINT64_MAX);
 	uint64_t t = heapd_now_ns();
 	free_span(&fx, guard);
-	ck_assert_uint_eq(fx_span(&fx, a)->npages, 65);
-	ck_assert_uint_ge(fx_span(&fx, a)->unusedsince, t);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npages, 65);
+	ck_assert_uint_ge(heapfx_span(&fx, a)->unusedsince, t);
 	ck_assert_uint_eq(pageheap_release(&fx.h, t), 0);
-	ck_assert_uint_eq(fx_span(&fx, a)->npreleased, 64);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npreleased, 64);
+	heapfx_assert_clean(&fx);
 	ck_assert_uint_eq(pageheap_release(&fx.h, UINT64_MAX), 1);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 0);
-	ck_assert_uint_eq(fx_alloc(&fx, 65), a);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 0);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 0);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 65), a);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 0);
 	memset(segment_page_addr(&fx.seg, a), 0xef, HEAPD_PAGE_SIZE);
 
 	/* a span whose punch fails is skipped and left as it was */
@@ -415,16 +415,16 @@ START_TEST(test_release)
 	fx.seg.data_fd = -1;
 	ck_assert_uint_eq(pageheap_release(&fx.h, UINT64_MAX), 0);
 	fx.seg.data_fd = fd;
-	ck_assert_uint_eq(fx_span(&fx, a)->npreleased, 0);
-	ck_assert_uint_eq(fx_span(&fx, a)->needzero, 1);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->npreleased, 0);
+	ck_assert_uint_eq(heapfx_span(&fx, a)->needzero, 1);
 	ck_assert_uint_eq(hdr->pages_released, released);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* then everything free is released */
 	ck_assert_uint_eq(pageheap_release(&fx.h, UINT64_MAX), hdr->pages_free - released);
 	ck_assert_uint_eq(hdr->pages_released, hdr->pages_free);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -443,20 +443,20 @@ START_TEST(test_aligned)
 {
 	heapfx_t fx;
 	uint32_t x;
-	fx_open(&fx, 64 * MIB, 1024);
-	ck_assert_uint_eq(fx_alloc(&fx, 3), 0);
+	heapfx_open(&fx, 64 * MIB, 1024);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 3), 0);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 10, 16, &x), 0);
 	ck_assert(aligned(&fx, x, 16));
 	ck_assert_uint_ge(x, 3);
 	ck_assert_uint_lt(x, 3 + 16);
-	ck_assert_uint_eq(fx_span(&fx, x)->npages, 10);
-	ck_assert_uint_eq(fx_span(&fx, x)->state, SPAN_LARGE);
+	ck_assert_uint_eq(heapfx_span(&fx, x)->npages, 10);
+	ck_assert_uint_eq(heapfx_span(&fx, x)->state, SPAN_LARGE);
 	if (x > 3) {
-		ck_assert_uint_eq(fx_span(&fx, 3)->state, SPAN_FREE); /* the head went back */
-		ck_assert_uint_eq(fx_span(&fx, 3)->npages, x - 3);
+		ck_assert_uint_eq(heapfx_span(&fx, 3)->state, SPAN_FREE); /* the head went back */
+		ck_assert_uint_eq(heapfx_span(&fx, 3)->npages, x - 3);
 	}
 	ck_assert_uint_eq((uint64_t)(segment_page_addr(&fx.seg, x) - fx.seg.base) % (16 * HEAPD_PAGE_SIZE), 0);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 5, 64, &x), 0);
 	ck_assert(aligned(&fx, x, 64));
@@ -466,15 +466,15 @@ START_TEST(test_aligned)
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 4, 3, &x), -EINVAL);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 4, 0, &x), -EINVAL);
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 0, 4, &x), -EINVAL);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* carved out of a fully released span, head and tail stay released */
 	pageheap_release(&fx.h, UINT64_MAX);
 	uint64_t released = fx.seg.hdr->pages_released;
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 7, 32, &x), 0);
 	ck_assert_uint_eq(fx.seg.hdr->pages_released, released - 7);
-	ck_assert_uint_eq(fx_span(&fx, x)->needzero, 0);
-	fx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, x)->needzero, 0);
+	heapfx_assert_clean(&fx);
 
 	/* many aligned spans of random sizes, then give them all back */
 	uint32_t ids[200], n = 0;
@@ -483,13 +483,13 @@ START_TEST(test_aligned)
 		uint32_t align = 1u << (rand() % 8), np = 1 + rand() % 40;
 		ck_assert_int_eq(pageheap_alloc(&fx.h, np, align, &ids[n]), 0);
 		ck_assert(aligned(&fx, ids[n], align));
-		ck_assert_uint_eq(fx_span(&fx, ids[n])->npages, np);
+		ck_assert_uint_eq(heapfx_span(&fx, ids[n])->npages, np);
 	}
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 	for (uint32_t i = 0; i < n; i++)
 		free_span(&fx, ids[i]);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -502,8 +502,8 @@ typedef struct span_rec {
 static uint32_t walk_spans(heapfx_t *fx, span_rec_t *out, uint32_t max)
 {
 	uint32_t n = 0;
-	for (uint32_t p = 0; p < fx->seg.hdr->npages_grown; p += fx_span(fx, p)->npages) {
-		shm_span_t *s = fx_span(fx, p);
+	for (uint32_t p = 0; p < fx->seg.hdr->npages_grown; p += heapfx_span(fx, p)->npages) {
+		shm_span_t *s = heapfx_span(fx, p);
 		ck_assert_uint_lt(n, max);
 		out[n++] = (span_rec_t){ p, s->npages, s->npreleased, s->state, s->needzero };
 	}
@@ -514,7 +514,7 @@ START_TEST(test_rebuild_roundtrip)
 {
 	heapfx_t fx;
 	uint32_t live[400], nlive = 0;
-	fx_open(&fx, 64 * MIB, 512);
+	heapfx_open(&fx, 64 * MIB, 512);
 	srand(11);
 	for (int op = 0; op < 600; op++) {
 		if (nlive < 400 && (nlive == 0 || rand() % 3)) {
@@ -529,12 +529,12 @@ START_TEST(test_rebuild_roundtrip)
 		if (op == 300)
 			pageheap_release(&fx.h, UINT64_MAX);
 	}
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	static span_rec_t before[8192], after[8192];
 	shm_header_t hb = *fx.seg.hdr;
 	uint32_t nb = walk_spans(&fx, before, 8192);
-	fx_reopen(&fx);
+	heapfx_reopen(&fx);
 	shm_header_t *ha = fx.seg.hdr;
 	uint32_t na = walk_spans(&fx, after, 8192);
 	ck_assert_uint_eq(na, nb);
@@ -543,22 +543,22 @@ START_TEST(test_rebuild_roundtrip)
 	ck_assert_uint_eq(ha->pages_free, hb.pages_free);
 	ck_assert_uint_eq(ha->pages_released, hb.pages_released);
 	ck_assert_uint_eq(ha->npages_grown, hb.npages_grown);
-	fx_assert_clean(&fx);
+	heapfx_assert_clean(&fx);
 
 	/* the rebuilt heap works on */
 	for (uint32_t i = 0; i < nlive; i++)
 		free_span(&fx, live[i]);
 	ck_assert_uint_eq(ha->pages_inuse, 0);
-	ck_assert_uint_eq(fx_span(&fx, 0)->npages, ha->npages_grown);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, 0)->npages, ha->npages_grown);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
 /* The rebuild runs when a page heap is opened on an arena: as after a restart. */
 static void rebuild(heapfx_t *fx)
 {
-	fx_reopen(fx);
+	heapfx_reopen(fx);
 }
 
 /* Plant the kinds of damage a crash between steps (or a bug) leaves; rebuild repairs them. */
@@ -566,7 +566,7 @@ START_TEST(test_rebuild_repairs)
 {
 	heapfx_t fx;
 	check_report_t rep;
-	fx_open(&fx, 64 * MIB, 1024);
+	heapfx_open(&fx, 64 * MIB, 1024);
 	shm_header_t *hdr = fx.seg.hdr;
 	segment_t *seg = &fx.seg;
 	const uint32_t lens[] = { 20, 20, 20, 30, 10 };
@@ -575,7 +575,7 @@ START_TEST(test_rebuild_repairs)
 	uint32_t x = id[1], y = id[2], z = id[3];
 
 	/* x: two adjacent free spans */
-	shm_span_t *sx = fx_span(&fx, x), *sx2 = fx_span(&fx, x + 8);
+	shm_span_t *sx = heapfx_span(&fx, x), *sx2 = heapfx_span(&fx, x + 8);
 	*sx2 = *sx;
 	sx->state = SPAN_FREE;
 	sx->npages = 8;
@@ -585,33 +585,33 @@ START_TEST(test_rebuild_repairs)
 	sx2->needzero = 1;
 	sx->needzero = 0;
 	/* y: a stale descriptor inside an in-use span */
-	shm_span_t *sy = fx_span(&fx, y + 3);
+	shm_span_t *sy = heapfx_span(&fx, y + 3);
 	sy->start = y + 3;
 	sy->npages = 2;
 	sy->state = SPAN_FREE;
 	/* z: a wrong page map entry; id[4]: released pages while in use */
 	seg->pagemap[z + 5] = heapd_pagemap_entry(7, 0);
-	fx_span(&fx, id[4])->npreleased = 3;
+	heapfx_span(&fx, id[4])->npreleased = 3;
 	/* counters and the page map beyond the heap */
 	hdr->pages_inuse = 12345;
 	hdr->pages_released = 99;
 	seg->pagemap[hdr->npages_grown + 5] = heapd_pagemap_entry(3, 0);
 
-	ck_assert_uint_gt(fx_check(&fx, NULL, &rep), 0);
-	ck_assert(fx_report_has(&rep, "is followed by free span"));
-	ck_assert(fx_report_has(&rep, "overlaps"));
-	ck_assert(fx_report_has(&rep, "page map says 7"));
-	ck_assert(fx_report_has(&rep, "pages_inuse"));
-	ck_assert(fx_report_has(&rep, "beyond npages_grown"));
-	ck_assert(fx_report_has(&rep, "released pages"));
+	ck_assert_uint_gt(heapfx_check(&fx, NULL, &rep), 0);
+	ck_assert(heapfx_report_has(&rep, "is followed by free span"));
+	ck_assert(heapfx_report_has(&rep, "overlaps"));
+	ck_assert(heapfx_report_has(&rep, "page map says 7"));
+	ck_assert(heapfx_report_has(&rep, "pages_inuse"));
+	ck_assert(heapfx_report_has(&rep, "beyond npages_grown"));
+	ck_assert(heapfx_report_has(&rep, "released pages"));
 
 	rebuild(&fx);
 	hdr = fx.seg.hdr;
 	seg = &fx.seg;
-	sx = fx_span(&fx, x);
-	sx2 = fx_span(&fx, x + 8);
-	sy = fx_span(&fx, y + 3);
-	fx_assert_clean(&fx);
+	sx = heapfx_span(&fx, x);
+	sx2 = heapfx_span(&fx, x + 8);
+	sy = heapfx_span(&fx, y + 3);
+	heapfx_assert_clean(&fx);
 	ck_assert_uint_eq(sx->state, SPAN_FREE);
 	ck_assert_uint_eq(sx->npages, 20);
 	ck_assert_uint_eq(sx->needzero, 1);
@@ -621,9 +621,9 @@ START_TEST(test_rebuild_repairs)
 	ck_assert_uint_eq(hdr->pages_inuse, 20 + 20 + 30 + 10);
 	ck_assert_uint_eq(hdr->pages_free, 1024 - 80);
 	ck_assert_uint_eq(hdr->pages_released, 0);
-	ck_assert_uint_eq(fx_alloc(&fx, 20), x);
-	fx_assert_clean(&fx);
-	fx_close(&fx);
+	ck_assert_uint_eq(heapfx_alloc(&fx, 20), x);
+	heapfx_assert_clean(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -631,37 +631,37 @@ END_TEST
 START_TEST(test_rebuild_garbage_descriptors)
 {
 	heapfx_t fx;
-	fx_open(&fx, 64 * MIB, 1024);
+	heapfx_open(&fx, 64 * MIB, 1024);
 	shm_header_t *hdr = fx.seg.hdr;
 	const uint32_t lens[] = { 10, 10, 10, 10, 10, 10 };
 	uint32_t id[6];
 	carve_row(&fx, lens, 6, id);
-	fx_alloc(&fx, 1024 - 60); /* the heap is full; the last span is in use */
+	heapfx_alloc(&fx, 1024 - 60); /* the heap is full; the last span is in use */
 	uint32_t last = 60;
 
-	fx_span(&fx, id[1])->state = SPAN_DEAD;  /* lost: its pages become free */
-	fx_span(&fx, id[3])->state = 77;         /* garbage state: free as well */
-	fx_span(&fx, id[3])->npages = 0;
-	fx_span(&fx, id[4])->start = 12345;      /* only the start is wrong: kept */
-	fx_span(&fx, last)->npages = 1000000;   /* claims pages beyond the heap */
+	heapfx_span(&fx, id[1])->state = SPAN_DEAD;  /* lost: its pages become free */
+	heapfx_span(&fx, id[3])->state = 77;         /* garbage state: free as well */
+	heapfx_span(&fx, id[3])->npages = 0;
+	heapfx_span(&fx, id[4])->start = 12345;      /* only the start is wrong: kept */
+	heapfx_span(&fx, last)->npages = 1000000;   /* claims pages beyond the heap */
 	segment_allocbits(&fx.seg, last)[3] = 5; /* stale bits of what it was */
 
 	rebuild(&fx);
 	hdr = fx.seg.hdr;
-	fx_assert_clean(&fx);
-	ck_assert_uint_eq(fx_span(&fx, id[1])->state, SPAN_FREE);
-	ck_assert_uint_eq(fx_span(&fx, id[1])->npages, 10);
-	ck_assert_uint_eq(fx_span(&fx, id[1])->needzero, 1);
-	ck_assert_uint_eq(fx_span(&fx, id[3])->state, SPAN_FREE);
-	ck_assert_uint_eq(fx_span(&fx, id[4])->state, SPAN_LARGE);
-	ck_assert_uint_eq(fx_span(&fx, id[4])->start, id[4]);
+	heapfx_assert_clean(&fx);
+	ck_assert_uint_eq(heapfx_span(&fx, id[1])->state, SPAN_FREE);
+	ck_assert_uint_eq(heapfx_span(&fx, id[1])->npages, 10);
+	ck_assert_uint_eq(heapfx_span(&fx, id[1])->needzero, 1);
+	ck_assert_uint_eq(heapfx_span(&fx, id[3])->state, SPAN_FREE);
+	ck_assert_uint_eq(heapfx_span(&fx, id[4])->state, SPAN_LARGE);
+	ck_assert_uint_eq(heapfx_span(&fx, id[4])->start, id[4]);
 	/* quarantined: still in use, up to the end of the heap, one object */
-	ck_assert_uint_eq(fx_span(&fx, last)->state, SPAN_LARGE);
-	ck_assert_uint_eq(fx_span(&fx, last)->npages, 1024 - 60);
+	ck_assert_uint_eq(heapfx_span(&fx, last)->state, SPAN_LARGE);
+	ck_assert_uint_eq(heapfx_span(&fx, last)->npages, 1024 - 60);
 	ck_assert_uint_eq(segment_allocbits(&fx.seg, last)[0], 1);
 	ck_assert_uint_eq(segment_allocbits(&fx.seg, last)[3], 0);
 	ck_assert_uint_eq(hdr->pages_free, 20);
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 END_TEST
 
@@ -794,7 +794,7 @@ static void diff_alloc(heapfx_t *fx, model_t *m, rng_t *r, uint64_t seed, int op
 	if (want_len >= HEAPD_MAX_LIST)
 		ck_assert_msg(run == want_start, "seed %llu op %d: alloc %u pages took run %u, model %u",
 		              (unsigned long long)seed, op, n, run, want_start);
-	shm_span_t *d = fx_span(fx, s);
+	shm_span_t *d = heapfx_span(fx, s);
 	ck_assert_uint_eq(d->npages, n);
 	ck_assert_uint_eq(d->state, SPAN_LARGE);
 
@@ -831,7 +831,7 @@ static void diff_run(uint64_t seed, uint32_t grow)
 	heapfx_t fx;
 	model_t m = { 0 };
 	rng_t r = { seed };
-	fx_open(&fx, 64 * MIB, grow);
+	heapfx_open(&fx, 64 * MIB, grow);
 	m.max = fx.seg.npages_max;
 	m.grow = grow;
 	m.used = calloc(m.max, 1);
@@ -862,20 +862,20 @@ static void diff_run(uint64_t seed, uint32_t grow)
 		}
 		if (op % 100 == 0) {
 			check_report_t rep;
-			size_t np = fx_check(&fx, &fx.h, &rep);
+			size_t np = heapfx_check(&fx, &fx.h, &rep);
 			if (np)
-				fx_print(&rep);
+				heapfx_print(&rep);
 			ck_assert_msg(np == 0, "seed %llu op %d: check found %zu problems",
 			              (unsigned long long)seed, op, np);
 		}
 		if (op % 1000 == 0)
-			fx_reopen(&fx);
+			heapfx_reopen(&fx);
 	}
 	free(m.used);
 	free(m.dirty);
 	free(m.live);
 	free(m.live_n);
-	fx_close(&fx);
+	heapfx_close(&fx);
 }
 
 START_TEST(test_differential)
@@ -901,7 +901,7 @@ static Suite *pageheap_suite(void)
 {
 	Suite *s = suite_create("pageheap");
 	TCase *tc = tcase_create("pageheap");
-	tcase_add_unchecked_fixture(tc, fx_rundir_make, fx_rundir_remove);
+	tcase_add_unchecked_fixture(tc, heapfx_rundir_make, heapfx_rundir_remove);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_alloc_free);
 	tcase_add_test(tc, test_split_coalesce);

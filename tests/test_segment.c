@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "segment.h"
 #include "sizeclass.h"
 

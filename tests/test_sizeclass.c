@@ -8,7 +8,7 @@
  */
 #include <stdlib.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "sizeclass.h"
 

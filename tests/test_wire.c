@@ -24,7 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "sock.h"
 #include "wire.h"
 

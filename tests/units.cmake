@@ -21,5 +21,5 @@ heapd_check_test(test_client_layers SOURCES test_client_layers.c
 
 # The thread caches, against a real heapd on a temporary socket.
 heapd_check_test(test_mcache SOURCES test_mcache.c
-  LIBS heapclient_static heapd_client_util heapshm Threads::Threads LABELS unit TIMEOUT 120)
+  LIBS heapclient_static heapshm Threads::Threads LABELS unit TIMEOUT 120)
 add_dependencies(test_mcache heapd)

@@ -3,7 +3,7 @@
  * alloc_heapd.c - heapd as an allocator under test: libheapclient against a
  * daemon of the benchmark's own.
  *
- * setup() starts a real heapd (tests/harness.c) on a temporary socket, with
+ * setup() starts a real heapd (tests/harness/heapd.c) on a temporary socket, with
  * its arena on /dev/shm so that the arena is memory, as in production;
  * teardown() stops it and removes the arena. Each worker connects with
  * hc_connect and leaves with hc_disconnect.
@@ -22,7 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "harness/heapd.h"
+#include "harness/ctl.h"
 #include "heapclient.h"
 
 #define REFILL_ROUNDS 40      /* reconnections when measuring refills from outside */
@@ -36,7 +37,7 @@
  */
 extern size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max) __attribute__((weak));
 
-static harness_daemon_t daemon_;   /* main process: the running daemon, if started */
+static hd_t daemon_;   /* main process: the running daemon, if started */
 static int started;
 
 static int heapd_setup(void)
@@ -44,11 +45,11 @@ static int heapd_setup(void)
 	const char *size = getenv("BENCH_HEAPD_ARENA_SIZE");
 
 	setenv("HEAPD_BIN", BENCH_HEAPD_BIN, 0);
-	harness_init(&daemon_);
+	hd_init(&daemon_);
 	daemon_.size = size ? size : "4G";
 	snprintf(daemon_.arena, sizeof(daemon_.arena), "/dev/shm/heapd-bench-%d", (int)getpid());
 	unlink(daemon_.arena);
-	int rc = harness_start(&daemon_);
+	int rc = hd_start(&daemon_);
 	if (rc < 0) {
 		char line[256];
 		FILE *log = fopen(daemon_.log, "r");
@@ -57,7 +58,7 @@ static int heapd_setup(void)
 			fprintf(stderr, "  %s", line);
 		if (log)
 			fclose(log);
-		harness_cleanup(&daemon_);
+		hd_cleanup(&daemon_);
 		unlink(daemon_.arena);
 		return rc;
 	}
@@ -70,7 +71,7 @@ static void heapd_teardown(void)
 	if (!started)
 		return;
 	started = 0;
-	harness_cleanup(&daemon_);
+	hd_cleanup(&daemon_);
 	unlink(daemon_.arena);
 }
 
@@ -90,33 +91,13 @@ static int heapd_resident_base(uint64_t *baseline)
 	return 0;
 }
 
-/* A request with no fields that the daemon answers with Ok. */
-static int control_ok(int fd, Heapd__Envelope *env)
-{
-	Heapd__Envelope *reply = NULL;
-	int rc = harness_call(fd, env, &reply);
-	if (rc == 0 && reply->msg_case != HEAPD__ENVELOPE__MSG_OK)
-		rc = -EPROTO;
-	wire_free(reply);
-	return rc;
-}
-
 static int heapd_resident(uint64_t baseline, uint64_t *bytes)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__ScavengeRequest scavenge = HEAPD__SCAVENGE_REQUEST__INIT;
 	(void)baseline;
 
-	int fd = harness_control(daemon_.sock);
-	if (fd < 0)
-		return fd;
-	int rc = harness_sweep(fd);
-	if (rc == 0) {
-		env.msg_case = HEAPD__ENVELOPE__MSG_SCAVENGE;
-		env.scavenge = &scavenge;
-		rc = control_ok(fd, &env);
-	}
-	close(fd);
+	int rc = hctl_sweep(daemon_.sock);
+	if (rc == 0)
+		rc = hctl_scavenge(daemon_.sock);
 	if (rc < 0) {
 		bench_note("sweep and scavenge: %s", strerror(-rc));
 		return rc;

@@ -16,13 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "e2e/client_util.h"
+#include "harness/check_main.h"
+#include "harness/heapd.h"
+#include "harness/ctl.h"
+#include "harness/child.h"
+#include "harness/util.h"
 #include "heapclient.h"
 #include "sizeclass.h"
+#include "sock.h"
 
 typedef struct live {
 	uint8_t *p;
@@ -38,12 +41,12 @@ static int by_addr(const void *a, const void *b)
 
 static void daemon_up(void)
 {
-	cu_daemon_start("512M");
+	hd_default_start("512M", NULL);
 }
 
 static void daemon_down(void)
 {
-	cu_daemon_stop();
+	hd_default_stop();
 }
 
 /* Allocate n objects of size, pattern them, and append them to v. */
@@ -58,7 +61,7 @@ static size_t alloc_some(live_t *v, size_t at, size_t n, size_t size)
 		ck_assert_uint_ge(v[at].usable, size);
 		ck_assert_uint_ne(hc_ptr_to_off(p), 0);
 		ck_assert_ptr_eq(hc_off_to_ptr(hc_ptr_to_off(p)), p);
-		cu_fill(p, v[at].usable, (uint64_t)(uintptr_t)p);
+		hutil_fill(p, v[at].usable, (uint64_t)(uintptr_t)p);
 		at++;
 	}
 	return at;
@@ -89,7 +92,7 @@ START_TEST(test_every_class_and_large)
 
 	qsort(v, n, sizeof(*v), by_addr);
 	for (size_t i = 0; i < n; i++) {
-		ck_assert_msg(cu_verify(v[i].p, v[i].usable, (uint64_t)(uintptr_t)v[i].p),
+		ck_assert_msg(hutil_verify(v[i].p, v[i].usable, (uint64_t)(uintptr_t)v[i].p),
 		              "object %p (%zu bytes) was overwritten", (void *)v[i].p, v[i].size);
 		if (i + 1 < n)
 			ck_assert_msg(v[i].p + v[i].usable <= v[i + 1].p, "%p+%zu overlaps %p",
@@ -99,8 +102,9 @@ START_TEST(test_every_class_and_large)
 		hc_free(v[i].p);
 	free(v);
 	hc_disconnect();
-	ck_assert_msg(cu_settle(50), "objects or pages still in use after freeing everything");
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_msg(hctl_settle(hd_default.sock, 50),
+	              "objects or pages still in use after freeing everything");
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -171,38 +175,38 @@ START_TEST(test_realloc)
 	/* NULL: a new object */
 	p = hc_realloc(NULL, 40);
 	ck_assert_ptr_nonnull(p);
-	cu_fill(p, 40, 1);
+	hutil_fill(p, 40, 1);
 	/* within the class: the same object */
 	q = hc_realloc(p, 48);
 	ck_assert_ptr_eq(q, p);
 	/* growing moves and keeps the contents */
 	q = hc_realloc(p, 1000);
 	ck_assert_ptr_nonnull(q);
-	ck_assert(cu_verify(q, 40, 1));
+	ck_assert(hutil_verify(q, 40, 1));
 	ck_assert_uint_ge(hc_usable_size(q), 1000);
-	cu_fill(q, 1000, 2);
+	hutil_fill(q, 1000, 2);
 	/* shrinking a little keeps it, a lot moves it */
 	p = hc_realloc(q, 900);
 	ck_assert_ptr_eq(p, q);
 	q = hc_realloc(p, 10);
 	ck_assert_ptr_ne(q, p);
-	ck_assert(cu_verify(q, 10, 2));
+	ck_assert(hutil_verify(q, 10, 2));
 	ck_assert_uint_lt(hc_usable_size(q), 100);
 	/* small to large and back */
 	p = hc_realloc(q, 200000);
 	ck_assert_ptr_nonnull(p);
-	ck_assert(cu_verify(p, 10, 2));
-	cu_fill(p, 200000, 3);
+	ck_assert(hutil_verify(p, 10, 2));
+	hutil_fill(p, 200000, 3);
 	q = hc_realloc(p, 150000);
 	ck_assert_ptr_eq(q, p);
 	q = hc_realloc(p, 5000);
 	ck_assert_ptr_ne(q, p);
-	ck_assert(cu_verify(q, 5000, 3));
+	ck_assert(hutil_verify(q, 5000, 3));
 	/* size 0 frees and returns NULL */
 	ck_assert_ptr_null(hc_realloc(q, 0));
 	ck_assert_uint_eq(hc_usable_size(q), 0);
 	hc_disconnect();
-	ck_assert(cu_settle(50));
+	ck_assert(hctl_settle(hd_default.sock, 50));
 }
 END_TEST
 
@@ -293,14 +297,15 @@ static void *worker(void *arg)
 
 	for (int round = 0; round < 20 && !ret; round++) {
 		for (int i = 0; i < N; i++) {
-			sizes[i] = 1 + cu_rand(&rng) % 3000;
+			sizes[i] = 1 + hutil_rand(&rng) % 3000;
 			objs[i] = hc_malloc(sizes[i]);
 			if (!objs[i])
 				return (void *)1;
-			cu_fill(objs[i], sizes[i] < 64 ? sizes[i] : 64, (uintptr_t)objs[i]);
+			hutil_fill(objs[i], sizes[i] < 64 ? sizes[i] : 64, (uintptr_t)objs[i]);
 		}
 		for (int i = 0; i < N; i++) {
-			if (!cu_verify(objs[i], sizes[i] < 64 ? sizes[i] : 64, (uintptr_t)objs[i]))
+			if (!hutil_verify(objs[i], sizes[i] < 64 ? sizes[i] : 64,
+			                  (uintptr_t)objs[i]))
 				ret = (void *)2;
 			hc_free(objs[i]);
 		}
@@ -326,28 +331,25 @@ START_TEST(test_threads_and_exit_flush)
 	/* every thread handed its spans back when it exited */
 	ck_assert_int_eq(hc_stats(&st), 0);
 	ck_assert_uint_eq(st.spans_cached, 0);
-	ck_assert_uint_eq(cu_client_spans(getpid()), 0);
+	ck_assert_uint_eq(hctl_client_spans(hd_default.sock, getpid()), 0);
 	ck_assert(st.connected);
 	hc_disconnect();
-	ck_assert(cu_settle(50));
+	ck_assert(hctl_settle(hd_default.sock, 50));
 }
 END_TEST
 
 /* The daemon's page counters: the heap's grown pages, those in use, and the most it may grow to. */
 static void heap_pages(uint64_t *total, uint64_t *in_use, uint64_t *max)
 {
-	Heapd__StatsReply *st;
-	Heapd__Envelope *owner = NULL;
-	int fd = harness_control(cu_daemon.sock);
+	Heapd__Envelope *owner;
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(harness_stats(fd, &st, &owner), 0);
+	ck_assert_ptr_nonnull(st);
 	*total = st->pages_total;
 	*in_use = st->pages_in_use;
 	if (max)
 		*max = st->pages_max;
 	wire_free(owner);
-	close(fd);
 }
 
 START_TEST(test_emptied_spans_go_back)
@@ -409,8 +411,8 @@ START_TEST(test_emptied_spans_go_back)
 	free(b);
 	free(v);
 	hc_disconnect();
-	ck_assert(cu_settle(50));
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert(hctl_settle(hd_default.sock, 50));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -436,18 +438,18 @@ START_TEST(test_handback_across_restart)
 	for (size_t i = 0; i < n; i++)
 		hc_free(v[i]);
 	/* the library learns of the restart only when the request fails */
-	harness_stop(&cu_daemon, SIGKILL);
-	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	hd_stop(&hd_default, SIGKILL);
+	ck_assert_int_eq(hd_start(&hd_default), 0);
 	big = hc_malloc(65536);
 	ck_assert_msg(big != NULL, "hc_malloc(64 KiB) after a restart: %s", strerror(errno));
 	ck_assert_int_eq(hc_stats(&st), 0);
 	ck_assert_uint_eq(st.reconnects, 1);
-	ck_assert_msg(!harness_log_contains(&cu_daemon, "error:"), "the daemon refused a request");
+	ck_assert_msg(!hd_log_contains(&hd_default, "error:"), "the daemon refused a request");
 	hc_free(big);
 	free(v);
 	hc_disconnect();
-	ck_assert(cu_settle(50));
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert(hctl_settle(hd_default.sock, 50));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -457,13 +459,13 @@ START_TEST(test_disconnect_keeps_objects)
 	hc_stats_t st;
 
 	ck_assert_ptr_nonnull(p);
-	cu_fill(p, 100, 9);
+	hutil_fill(p, 100, 9);
 	hc_disconnect();
 	ck_assert_int_eq(hc_stats(&st), 0);
 	ck_assert(!st.connected);
 	ck_assert_uint_eq(st.spans_cached, 0);
 	/* the mapping stays: the object is readable and can be freed */
-	ck_assert(cu_verify(p, 100, 9));
+	ck_assert(hutil_verify(p, 100, 9));
 	ck_assert_ptr_eq(hc_off_to_ptr(hc_ptr_to_off(p)), p);
 	/* and the next allocation connects again */
 	q = hc_malloc(100);
@@ -474,7 +476,7 @@ START_TEST(test_disconnect_keeps_objects)
 	hc_free(q);
 	ck_assert_int_eq(hc_connect(NULL), 0);
 	hc_disconnect();
-	ck_assert(cu_settle(50));
+	ck_assert(hctl_settle(hd_default.sock, 50));
 }
 END_TEST
 
@@ -485,7 +487,7 @@ START_TEST(test_arena_full)
 	hc_stats_t st;
 	int n = 0;
 
-	cu_daemon_start("16M");
+	hd_default_start("16M", NULL);
 	for (; n < MAX; n++) {
 		errno = 0;
 		v[n] = hc_malloc(1024);
@@ -506,12 +508,12 @@ START_TEST(test_arena_full)
 	ck_assert_int_eq(hc_trim(), 0);
 	ck_assert_int_eq(hc_stats(&st), 0);
 	ck_assert_uint_eq(st.spans_cached, 0);
-	ck_assert(cu_settle(50));
+	ck_assert(hctl_settle(hd_default.sock, 50));
 	void *big = hc_malloc(8 << 20);
 	ck_assert_msg(big != NULL, "hc_malloc(8 MiB) after freeing everything: %s", strerror(errno));
 	hc_free(big);
 	free(v);
-	cu_daemon_stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -583,10 +585,10 @@ static void do_realloc_freed(void *arg)
 
 START_TEST(test_death_double_free)
 {
-	cu_expect_abort(do_double_free, NULL, "hc_free(): double free of 0x");
-	cu_expect_abort(do_owned_double_free, NULL, "hc_free(): double free");
-	cu_expect_abort(do_large_double_free, NULL, "hc_free(): ");
-	cu_expect_abort(do_realloc_freed, NULL, "hc_realloc(): ");
+	hchild_expect_abort(do_double_free, NULL, "hc_free(): double free of 0x");
+	hchild_expect_abort(do_owned_double_free, NULL, "hc_free(): double free");
+	hchild_expect_abort(do_large_double_free, NULL, "hc_free(): ");
+	hchild_expect_abort(do_realloc_freed, NULL, "hc_realloc(): ");
 }
 END_TEST
 
@@ -604,29 +606,29 @@ START_TEST(test_death_names_pointer)
 	int on_stack;
 
 	snprintf(needle, sizeof(needle), "hc_free(): double free of %p", p);
-	cu_expect_abort(do_named_double_free, p, needle);
+	hchild_expect_abort(do_named_double_free, p, needle);
 	/* a large object's pages may already be back in the page heap: "invalid pointer" then */
 	snprintf(needle, sizeof(needle), "%p", big);
-	cu_expect_abort(do_named_double_free, big, needle);
+	hchild_expect_abort(do_named_double_free, big, needle);
 
 	snprintf(needle, sizeof(needle), "hc_free(): pointer %p is not the start of an object", (char *)p + 16);
-	cu_expect_abort(do_interior_free, NULL, "is not the start of an object");
-	cu_expect_abort(do_large_interior_free, NULL, "is not the start of an object");
+	hchild_expect_abort(do_interior_free, NULL, "is not the start of an object");
+	hchild_expect_abort(do_large_interior_free, NULL, "is not the start of an object");
 	void *mid = (char *)p + 16;
-	cu_expect_abort(do_stack_free, mid, needle);
+	hchild_expect_abort(do_stack_free, mid, needle);
 
 	snprintf(needle, sizeof(needle), "hc_free(): pointer %p is not in the arena", (void *)&on_stack);
-	cu_expect_abort(do_stack_free, &on_stack, needle);
+	hchild_expect_abort(do_stack_free, &on_stack, needle);
 	void *heap = malloc(16);
 	snprintf(needle, sizeof(needle), "hc_free(): pointer %p is not in the arena", heap);
-	cu_expect_abort(do_stack_free, heap, needle);
+	hchild_expect_abort(do_stack_free, heap, needle);
 	free(heap);
 
 	/* inside the arena but in pages no span uses (the daemon has not grown the heap that far) */
 	void *unused = hc_off_to_ptr(hc_ptr_to_off(p) + (300u << 20));
 	ck_assert_ptr_nonnull(unused);
 	snprintf(needle, sizeof(needle), "hc_free(): invalid pointer %p", unused);
-	cu_expect_abort(do_unused_page_free, unused, needle);
+	hchild_expect_abort(do_unused_page_free, unused, needle);
 
 	/* p and big were freed for real by the first two children: the heap is shared */
 	ck_assert_uint_eq(hc_usable_size(p), 0);
@@ -671,7 +673,7 @@ START_TEST(test_death_no_arena)
 	char needle[96];
 	setenv("HEAPD_SOCKET", "/tmp/heapd-test-no-such-socket", 1);
 	snprintf(needle, sizeof(needle), "hc_free(): pointer %p is not in the arena", (void *)&x);
-	cu_expect_abort(do_free_without_arena, &x, needle);
+	hchild_expect_abort(do_free_without_arena, &x, needle);
 }
 END_TEST
 
@@ -682,9 +684,9 @@ END_TEST
  * test is done, since a daemon dies with the thread that started it.
  */
 typedef struct restart_stage {
-	harness_daemon_t d;
+	hd_t d;
 	int lfd;
-	int started;            /* harness_start's result */
+	int started;            /* hd_start's result */
 	pthread_barrier_t done; /* the test is over: stop the daemon */
 } restart_stage_t;
 
@@ -697,10 +699,10 @@ static void *restart_stage_run(void *arg)
 	usleep(100000);
 	close(r->lfd);
 	unlink(r->d.sock);
-	r->started = harness_start(&r->d);
+	r->started = hd_start(&r->d);
 	pthread_barrier_wait(&r->done);
 	if (r->started == 0)
-		harness_stop(&r->d, SIGTERM);
+		hd_stop(&r->d, SIGTERM);
 	return NULL;
 }
 
@@ -708,16 +710,10 @@ static void *restart_stage_run(void *arg)
 START_TEST(test_first_hello_survives_restart)
 {
 	static restart_stage_t r;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	pthread_t t;
 
-	harness_init(&r.d);
-	ck_assert_uint_lt(strlen(r.d.sock), sizeof(sa.sun_path));
-	memcpy(sa.sun_path, r.d.sock, strlen(r.d.sock) + 1);
-	r.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-	ck_assert_int_ge(r.lfd, 0);
-	ck_assert_int_eq(bind(r.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(r.lfd, 4), 0);
+	hd_init(&r.d);
+	r.lfd = hd_standin_listen(&r.d);
 	ck_assert_int_eq(pthread_barrier_init(&r.done, NULL, 2), 0);
 	ck_assert_int_eq(pthread_create(&t, NULL, restart_stage_run, &r), 0);
 
@@ -728,7 +724,7 @@ START_TEST(test_first_hello_survives_restart)
 	hc_disconnect();
 	pthread_barrier_wait(&r.done);
 	pthread_join(t, NULL);
-	harness_cleanup(&r.d);
+	hd_cleanup(&r.d);
 	ck_assert_int_eq(r.started, 0);
 	ck_assert_msg(rc == 0, "hc_connect: %s", strerror(-rc));
 	ck_assert_ptr_nonnull(p);
@@ -743,7 +739,7 @@ START_TEST(test_connect_refused)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	unlink(path);
-	int s = harness_connect_raw(path); /* fails: nothing there */
+	int s = sock_connect(path); /* fails: nothing there */
 	ck_assert_int_lt(s, 0);
 	int rc = hc_connect(path);
 	ck_assert_msg(rc == -ENOENT || rc == -ECONNREFUSED, "hc_connect: %d", rc);

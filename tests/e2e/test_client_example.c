@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
-#include "client_util.h"
+#include "harness/check_main.h"
+#include "harness/heapd.h"
+#include "harness/ctl.h"
 
 /* Run the example with args; its stdout into out. Returns its exit status. */
 static int run_example(const char *args, char *out, size_t outlen)
@@ -28,16 +29,16 @@ START_TEST(test_example)
 {
 	char out[256], args[64];
 
-	cu_daemon_start(NULL);
+	hd_default_start(NULL, NULL);
 	ck_assert_int_eq(run_example("put 'hello, other process'", out, sizeof(out)), 0);
 	unsigned long long off = strtoull(out, NULL, 10);
 	ck_assert_uint_ne(off, 0);
 	snprintf(args, sizeof(args), "get %llu", off);
 	ck_assert_int_eq(run_example(args, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, "hello, other process\n");
-	ck_assert(cu_settle(50));
-	ck_assert_uint_eq(cu_check(), 0);
-	cu_daemon_stop();
+	ck_assert(hctl_settle(hd_default.sock, 50));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+	hd_default_stop();
 }
 END_TEST
 

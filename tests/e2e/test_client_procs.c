@@ -13,7 +13,7 @@
  *   - a client killed with SIGKILL while it holds spans;
  *   - the daemon killed and restarted under a client that keeps working.
  *
- * Objects carry a pattern derived from their offset (client_util.h), and
+ * Objects carry a pattern derived from their offset (harness/util.h), and
  * every object is checked before it is freed.
  */
 #include <errno.h>
@@ -26,12 +26,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "e2e/client_util.h"
+#include "harness/check_main.h"
+#include "harness/heapd.h"
+#include "harness/ctl.h"
+#include "harness/child.h"
+#include "harness/util.h"
 #include "heapclient.h"
 
 /* An object handed to another process: its offset, and its size above bit 40. */
@@ -55,27 +57,20 @@ static int check_and_free(uint64_t h)
 	uint64_t off = h & OFF_MASK;
 	size_t size = (size_t)(h >> SIZE_SHIFT);
 	void *p = hc_off_to_ptr(off);
-	int bad = !p || !cu_verify(p, size, off);
+	int bad = !p || !hutil_verify(p, size, off);
 	if (p)
 		hc_free(p);
 	return bad;
 }
 
-static void *shared_map(size_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
-
 static void daemon_up(void)
 {
-	cu_daemon_start("1G");
+	hd_default_start("1G", NULL);
 }
 
 static void daemon_down(void)
 {
-	cu_daemon_stop();
+	hd_default_stop();
 }
 
 /* ---- producer / consumer ---- */
@@ -103,22 +98,22 @@ static void producer(int wfd, int ackfd, int window, uint64_t n, size_t fixed, u
 	char ack;
 
 	for (uint64_t i = 0; i < n; i++) {
-		size_t size = fixed ? fixed : 8 + cu_rand(&rng) % (2048 - 8 + 1);
+		size_t size = fixed ? fixed : 8 + hutil_rand(&rng) % (2048 - 8 + 1);
 		void *p = hc_malloc(size);
 		if (!p) {
 			fprintf(stderr, "producer: hc_malloc(%zu): %s\n", size, strerror(errno));
 			_exit(1);
 		}
 		size_t n = res->pattern_max && res->pattern_max < size ? res->pattern_max : size;
-		cu_fill(p, n, hc_ptr_to_off(p));
+		hutil_fill(p, n, hc_ptr_to_off(p));
 		buf[k++] = pack(p, n);
 		if (k == PC_BATCH) {
 			if (ackfd >= 0 && outstanding == window) {
-				if (cu_read_full(ackfd, &ack, 1) < 0)
+				if (hutil_read_full(ackfd, &ack, 1) < 0)
 					_exit(1);
 				outstanding--;
 			}
-			if (cu_write_full(wfd, buf, sizeof(buf)) < 0)
+			if (hutil_write_full(wfd, buf, sizeof(buf)) < 0)
 				_exit(1);
 			outstanding++;
 			k = 0;
@@ -128,7 +123,7 @@ static void producer(int wfd, int ackfd, int window, uint64_t n, size_t fixed, u
 			res->requests_warm = st.requests;
 		}
 	}
-	if (k && cu_write_full(wfd, buf, (size_t)k * 8) < 0)
+	if (k && hutil_write_full(wfd, buf, (size_t)k * 8) < 0)
 		_exit(1);
 	close(wfd);
 	hc_stats(&st);
@@ -164,7 +159,7 @@ static void consumer(int rfd, int ackfd, pc_result_t *res)
 	hc_disconnect();
 	res->consumed = consumed;
 	res->errors = errors;
-	res->t_done = cu_now();
+	res->t_done = heapd_now_ms() / 1e3;
 	_exit(errors ? 1 : 0);
 }
 
@@ -174,7 +169,7 @@ static double run_pc(uint64_t n, size_t fixed, int window, uint64_t warmup, pc_r
 	int fds[2], acks[2];
 	ck_assert_int_eq(pipe(fds), 0);
 	ck_assert_int_eq(pipe(acks), 0);
-	double t0 = cu_now();
+	double t0 = heapd_now_ms() / 1e3;
 	pid_t prod = fork();
 	ck_assert_int_ge(prod, 0);
 	if (prod == 0) {
@@ -193,8 +188,8 @@ static double run_pc(uint64_t n, size_t fixed, int window, uint64_t warmup, pc_r
 	close(fds[1]);
 	close(acks[0]);
 	close(acks[1]);
-	ck_assert_int_eq(cu_wait(prod), 0);
-	ck_assert_int_eq(cu_wait(cons), 0);
+	ck_assert_int_eq(hchild_wait(prod), 0);
+	ck_assert_int_eq(hchild_wait(cons), 0);
 	ck_assert_uint_eq(res->produced, n);
 	ck_assert_uint_eq(res->consumed, n);
 	ck_assert_uint_eq(res->errors, 0);
@@ -204,14 +199,14 @@ static double run_pc(uint64_t n, size_t fixed, int window, uint64_t warmup, pc_r
 START_TEST(test_producer_consumer)
 {
 	const uint64_t n = 1000000;
-	pc_result_t *res = shared_map(sizeof(*res));
+	pc_result_t *res = hutil_shared(sizeof(*res));
 
 	double secs = run_pc(n, 0, 0, n / 2, res);
 	printf("producer/consumer: %llu objects of 8..2048 B in %.3f s: %.0f objects/s end to end, "
 	       "every byte patterned and checked (producer made %llu requests)\n",
 	       (unsigned long long)n, secs, (double)n / secs, (unsigned long long)res->requests_end);
 	fflush(stdout);
-	ck_assert(cu_settle(100));
+	ck_assert(hctl_settle(hd_default.sock, 100));
 	/* the same with only each object's first 16 bytes written and checked: the allocator's share */
 	memset(res, 0, sizeof(*res));
 	res->pattern_max = 16;
@@ -220,18 +215,20 @@ START_TEST(test_producer_consumer)
 	       "16 bytes of each patterned and checked (producer made %llu requests)\n",
 	       (unsigned long long)n, secs, (double)n / secs, (unsigned long long)res->requests_end);
 	fflush(stdout);
-	ck_assert_msg(cu_settle(100), "after both disconnected: %llu objects, %llu pages in use",
-	              (unsigned long long)cu_objects_in_use(), (unsigned long long)cu_pages_in_use());
-	ck_assert_uint_eq(cu_objects_in_use(), 0);
-	ck_assert_uint_eq(cu_pages_in_use(), 0);
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_msg(hctl_settle(hd_default.sock, 100),
+	              "after both disconnected: %llu objects, %llu pages in use",
+	              (unsigned long long)hctl_objects_in_use(hd_default.sock),
+	              (unsigned long long)hctl_pages_in_use(hd_default.sock));
+	ck_assert_uint_eq(hctl_objects_in_use(hd_default.sock), 0);
+	ck_assert_uint_eq(hctl_pages_in_use(hd_default.sock), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
 START_TEST(test_steady_churn_makes_no_requests)
 {
 	const uint64_t n = 1000000;
-	pc_result_t *res = shared_map(sizeof(*res));
+	pc_result_t *res = hutil_shared(sizeof(*res));
 
 	/* at most 8 batches (4096 objects, 32 spans) in flight */
 	double secs = run_pc(n, 64, 8, 100000, res) - 0.3; /* the consumer's head start */
@@ -240,7 +237,7 @@ START_TEST(test_steady_churn_makes_no_requests)
 	       (unsigned long long)res->requests_warm,
 	       (unsigned long long)(res->requests_end - res->requests_warm));
 	ck_assert_uint_eq(res->requests_end, res->requests_warm);
-	ck_assert(cu_settle(100));
+	ck_assert(hctl_settle(hd_default.sock, 100));
 }
 END_TEST
 
@@ -269,7 +266,7 @@ static void ring_producer(ring_t *r)
 			void *p = hc_malloc(64);
 			if (!p)
 				_exit(1);
-			cu_fill(p, 16, hc_ptr_to_off(p));
+			hutil_fill(p, 16, hc_ptr_to_off(p));
 			h = pack(p, 16);
 		}
 		while (head - atomic_load_explicit(&r->tail, memory_order_acquire) == RING_SLOTS)
@@ -317,8 +314,8 @@ static void ring_consumer(ring_t *r)
  */
 START_TEST(test_ring_makes_no_requests)
 {
-	ring_t *r = shared_map(sizeof(*r));
-	double t0 = cu_now();
+	ring_t *r = hutil_shared(sizeof(*r));
+	double t0 = heapd_now_ms() / 1e3;
 	pid_t prod = fork();
 	ck_assert_int_ge(prod, 0);
 	if (prod == 0)
@@ -327,9 +324,9 @@ START_TEST(test_ring_makes_no_requests)
 	ck_assert_int_ge(cons, 0);
 	if (cons == 0)
 		ring_consumer(r);
-	ck_assert_int_eq(cu_wait(prod), 0);
-	ck_assert_int_eq(cu_wait(cons), 0);
-	double secs = cu_now() - t0;
+	ck_assert_int_eq(hchild_wait(prod), 0);
+	ck_assert_int_eq(hchild_wait(cons), 0);
+	double secs = (heapd_now_ms() / 1e3) - t0;
 	printf("ring of %u (64 B): %.0f objects/s, %llu requests in the first %u objects, "
 	       "%llu in the next %u\n", RING_SLOTS, RING_OBJECTS / secs,
 	       (unsigned long long)r->requests_warm, RING_WARMUP,
@@ -337,8 +334,8 @@ START_TEST(test_ring_makes_no_requests)
 	fflush(stdout);
 	ck_assert_uint_eq(r->errors, 0);
 	ck_assert_uint_eq(r->requests_end, r->requests_warm);
-	ck_assert(cu_settle(100));
-	ck_assert_uint_eq(cu_objects_in_use(), 0);
+	ck_assert(hctl_settle(hd_default.sock, 100));
+	ck_assert_uint_eq(hctl_objects_in_use(hd_default.sock), 0);
 }
 END_TEST
 
@@ -381,30 +378,30 @@ static void *rp_thread_main(void *arg)
 	uint64_t *live = calloc(RP_LIVE, sizeof(*live)), rng = t->seed;
 	uint64_t allocs = 0, frees = 0, sent = 0;
 	size_t nlive = 0;
-	double end = cu_now() + sh->seconds;
+	double end = (heapd_now_ms() / 1e3) + sh->seconds;
 
-	while (cu_now() < end) {
+	while (heapd_now_ms() / 1e3 < end) {
 		for (int burst = 0; burst < 256; burst++) {
-			uint64_t r = cu_rand(&rng) % 100;
+			uint64_t r = hutil_rand(&rng) % 100;
 			if (r < 45 && nlive < RP_LIVE) {
-				size_t size = cu_rand(&rng) % 200 == 0 ? 32769 + cu_rand(&rng) % 200000
-				                                         : 1 + cu_rand(&rng) % 4096;
+				size_t size = hutil_rand(&rng) % 200 == 0 ? 32769 + hutil_rand(&rng) % 200000
+				                                         : 1 + hutil_rand(&rng) % 4096;
 				void *p = hc_malloc(size);
 				if (!p) {
 					atomic_fetch_add(&sh->errors, 1);
 					continue;
 				}
-				cu_fill(p, size, hc_ptr_to_off(p));
+				hutil_fill(p, size, hc_ptr_to_off(p));
 				live[nlive++] = pack(p, size);
 				allocs++;
 			} else if (r < 70 && nlive) {
-				size_t i = cu_rand(&rng) % nlive;
+				size_t i = hutil_rand(&rng) % nlive;
 				atomic_fetch_add(&sh->errors, check_and_free(live[i]));
 				live[i] = live[--nlive];
 				frees++;
 			} else if (r < 85 && nlive) {
-				size_t i = cu_rand(&rng) % nlive;
-				int to = (t->proc + 1 + (int)(cu_rand(&rng) % (RP_PROCS - 1))) % RP_PROCS;
+				size_t i = hutil_rand(&rng) % nlive;
+				int to = (t->proc + 1 + (int)(hutil_rand(&rng) % (RP_PROCS - 1))) % RP_PROCS;
 				if (write(sh->inbox[to][1], &live[i], 8) == 8) {
 					sent++;
 				} else {
@@ -413,7 +410,7 @@ static void *rp_thread_main(void *arg)
 				}
 				live[i] = live[--nlive];
 			} else {
-				rp_receive(sh, t->proc, 1 + (int)(cu_rand(&rng) % 64));
+				rp_receive(sh, t->proc, 1 + (int)(hutil_rand(&rng) % 64));
 			}
 		}
 	}
@@ -455,7 +452,7 @@ static void rp_process(rp_shared_t *sh, int proc)
 
 START_TEST(test_random_four_processes)
 {
-	rp_shared_t *sh = shared_map(sizeof(*sh));
+	rp_shared_t *sh = hutil_shared(sizeof(*sh));
 	pid_t pids[RP_PROCS];
 
 	sh->seconds = 10.0;
@@ -469,7 +466,7 @@ START_TEST(test_random_four_processes)
 			rp_process(sh, i);
 	}
 	for (int i = 0; i < RP_PROCS; i++)
-		ck_assert_int_eq(cu_wait(pids[i]), 0);
+		ck_assert_int_eq(hchild_wait(pids[i]), 0);
 	printf("random, %d processes x %d threads, %.0f s: %llu allocations, %llu frees, "
 	       "%llu handed to another process\n", RP_PROCS, RP_THREADS, sh->seconds,
 	       (unsigned long long)sh->allocs, (unsigned long long)sh->frees,
@@ -478,10 +475,11 @@ START_TEST(test_random_four_processes)
 	ck_assert_uint_eq(sh->errors, 0);
 	ck_assert_uint_eq(sh->allocs, sh->frees);
 	ck_assert_uint_eq(sh->sent, sh->received);
-	ck_assert_uint_eq(cu_check(), 0);
-	ck_assert_msg(cu_settle(100), "%llu objects, %llu pages still in use",
-	              (unsigned long long)cu_objects_in_use(), (unsigned long long)cu_pages_in_use());
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+	ck_assert_msg(hctl_settle(hd_default.sock, 100), "%llu objects, %llu pages still in use",
+	              (unsigned long long)hctl_objects_in_use(hd_default.sock),
+	              (unsigned long long)hctl_pages_in_use(hd_default.sock));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -498,10 +496,10 @@ typedef struct fk_obj {
 static void fk_alloc(fk_obj_t *v, int n, uint64_t seed)
 {
 	for (int i = 0; i < n; i++) {
-		v[i].size = i % 100 == 0 ? 50000 + (size_t)i : 1 + cu_rand(&seed) % 5000;
+		v[i].size = i % 100 == 0 ? 50000 + (size_t)i : 1 + hutil_rand(&seed) % 5000;
 		v[i].p = hc_malloc(v[i].size);
 		ck_assert_msg(v[i].p != NULL, "hc_malloc(%zu): %s", v[i].size, strerror(errno));
-		cu_fill(v[i].p, v[i].size, hc_ptr_to_off(v[i].p));
+		hutil_fill(v[i].p, v[i].size, hc_ptr_to_off(v[i].p));
 	}
 }
 
@@ -521,7 +519,7 @@ static void *fk_thread(void *arg)
 	(void)arg;
 	fk_alloc(own, 200, 77);
 	for (int i = 0; i < 200; i++) {
-		if (!cu_verify(own[i].p, own[i].size, hc_ptr_to_off(own[i].p)))
+		if (!hutil_verify(own[i].p, own[i].size, hc_ptr_to_off(own[i].p)))
 			return (void *)1;
 		hc_free(own[i].p);
 	}
@@ -540,25 +538,25 @@ static void fk_child(int k, fk_obj_t *parent, int report, int go)
 	 * share of them (the others' shares may already be freed and reused).
 	 */
 	for (int i = k; i < FK_OBJS; i += FK_CHILDREN) {
-		bad |= !cu_verify(parent[i].p, parent[i].size, hc_ptr_to_off(parent[i].p));
+		bad |= !hutil_verify(parent[i].p, parent[i].size, hc_ptr_to_off(parent[i].p));
 		hc_free(parent[i].p);
 	}
 	/* and allocate our own, from our own connection and spans */
 	fk_alloc(own, FK_OBJS, (uint64_t)k + 1000);
 	for (int i = 0; i < FK_OBJS; i++) {
 		uint64_t h[2] = { hc_ptr_to_off(own[i].p), own[i].size };
-		if (cu_write_full(report, h, sizeof(h)) < 0)
+		if (hutil_write_full(report, h, sizeof(h)) < 0)
 			_exit(3);
 	}
 	close(report);
 	char c;
-	if (cu_read_full(go, &c, 1) < 0)
+	if (hutil_read_full(go, &c, 1) < 0)
 		_exit(4);
 	pthread_create(&th, NULL, fk_thread, NULL);
 	pthread_join(th, &ret);
 	bad |= ret != NULL;
 	for (int i = 0; i < FK_OBJS; i++) {
-		bad |= !cu_verify(own[i].p, own[i].size, hc_ptr_to_off(own[i].p));
+		bad |= !hutil_verify(own[i].p, own[i].size, hc_ptr_to_off(own[i].p));
 		hc_free(own[i].p);
 	}
 	hc_disconnect();
@@ -591,26 +589,27 @@ START_TEST(test_fork)
 		/* a child's objects never overlap the parent's live ones */
 		uint64_t h[2];
 		int n = 0;
-		while (cu_read_full(report[k][0], h, sizeof(h)) == 0) {
+		while (hutil_read_full(report[k][0], h, sizeof(h)) == 0) {
 			ck_assert_msg(!fk_overlaps(after, FK_OBJS, h[0], h[1]),
 			              "child %d object at offset %llu overlaps a parent object", k,
 			              (unsigned long long)h[0]);
 			n++;
 		}
 		ck_assert_int_eq(n, FK_OBJS);
-		ck_assert_int_eq(cu_write_full(go[k][1], "g", 1), 0);
+		ck_assert_int_eq(hutil_write_full(go[k][1], "g", 1), 0);
 		close(go[k][1]);
 		close(report[k][0]);
 	}
 	for (int k = 0; k < FK_CHILDREN; k++)
-		ck_assert_int_eq(cu_wait(pids[k]), 0);
+		ck_assert_int_eq(hchild_wait(pids[k]), 0);
 	for (int i = 0; i < FK_OBJS; i++) {
-		ck_assert(cu_verify(after[i].p, after[i].size, hc_ptr_to_off(after[i].p)));
+		ck_assert(hutil_verify(after[i].p, after[i].size, hc_ptr_to_off(after[i].p)));
 		hc_free(after[i].p);
 	}
 	hc_disconnect();
-	ck_assert_msg(cu_settle(100), "%llu objects still in use", (unsigned long long)cu_objects_in_use());
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_msg(hctl_settle(hd_default.sock, 100), "%llu objects still in use",
+	              (unsigned long long)hctl_objects_in_use(hd_default.sock));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -625,7 +624,7 @@ START_TEST(test_sigkill_client)
 	if (pid == 0) {
 		uint64_t rng = 5;
 		for (int i = 0; i < 20000; i++) {
-			void *p = hc_malloc(1 + cu_rand(&rng) % 3000);
+			void *p = hc_malloc(1 + hutil_rand(&rng) % 3000);
 			if (!p)
 				_exit(1);
 			if (i % 3 == 0)
@@ -638,21 +637,21 @@ START_TEST(test_sigkill_client)
 	}
 	char c;
 	close(ready[1]);
-	ck_assert_int_eq(cu_read_full(ready[0], &c, 1), 0);
-	uint64_t held = cu_client_spans(pid);
+	ck_assert_int_eq(hutil_read_full(ready[0], &c, 1), 0);
+	uint64_t held = hctl_client_spans(hd_default.sock, pid);
 	ck_assert_uint_gt(held, 0);
 	ck_assert_uint_ne(held, UINT64_MAX);
 	kill(pid, SIGKILL);
-	ck_assert_int_eq(cu_wait(pid), 128 + SIGKILL);
+	ck_assert_int_eq(hchild_wait(pid), 128 + SIGKILL);
 	uint64_t left = UINT64_MAX;
 	for (int waited = 0; waited < 5000; waited += 20) {
-		left = cu_client_spans(0);
+		left = hctl_client_spans(hd_default.sock, 0);
 		if (left == 0)
 			break;
 		usleep(20000);
 	}
 	ck_assert_uint_eq(left, 0);
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -677,11 +676,11 @@ START_TEST(test_daemon_restart)
 
 	setenv("HEAPD_RECONNECT_TIMEOUT_MS", "20000", 1);
 	fk_alloc(a, N, 3);
-	harness_stop(&cu_daemon, SIGKILL);
+	hd_stop(&hd_default, SIGKILL);
 
 	/* with the daemon gone: frees work, and allocation goes on from the cached spans */
 	for (int i = 0; i < N; i += 2) {
-		ck_assert(cu_verify(a[i].p, a[i].size, hc_ptr_to_off(a[i].p)));
+		ck_assert(hutil_verify(a[i].p, a[i].size, hc_ptr_to_off(a[i].p)));
 		hc_free(a[i].p);
 	}
 	void *p = hc_malloc(a[1].size);
@@ -692,22 +691,23 @@ START_TEST(test_daemon_restart)
 	ck_assert_int_eq(pthread_create(&th, NULL, alloc_while_away, NULL), 0);
 	usleep(300000);
 	/* from this thread: the harness ties the daemon's life to the thread that started it */
-	ck_assert_int_eq(harness_start(&cu_daemon), 0);
+	ck_assert_int_eq(hd_start(&hd_default), 0);
 	pthread_join(th, NULL);
 	ck_assert_int_eq(hc_stats(&st), 0);
 	ck_assert_uint_ge(st.reconnects, 1);
 
 	for (int i = 1; i < N; i += 2) {
-		ck_assert(cu_verify(a[i].p, a[i].size, hc_ptr_to_off(a[i].p)));
+		ck_assert(hutil_verify(a[i].p, a[i].size, hc_ptr_to_off(a[i].p)));
 		hc_free(a[i].p);
 	}
 	for (int i = 0; i < N; i++) {
-		ck_assert(cu_verify(b[i].p, b[i].size, hc_ptr_to_off(b[i].p)));
+		ck_assert(hutil_verify(b[i].p, b[i].size, hc_ptr_to_off(b[i].p)));
 		hc_free(b[i].p);
 	}
 	hc_disconnect();
-	ck_assert_msg(cu_settle(100), "%llu objects still in use", (unsigned long long)cu_objects_in_use());
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_msg(hctl_settle(hd_default.sock, 100), "%llu objects still in use",
+	              (unsigned long long)hctl_objects_in_use(hd_default.sock));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -716,12 +716,12 @@ START_TEST(test_daemon_gone_times_out)
 	setenv("HEAPD_RECONNECT_TIMEOUT_MS", "300", 1);
 	void *p = hc_malloc(100);
 	ck_assert_ptr_nonnull(p);
-	harness_stop(&cu_daemon, SIGKILL);
-	double t0 = cu_now();
+	hd_stop(&hd_default, SIGKILL);
+	double t0 = heapd_now_ms() / 1e3;
 	errno = 0;
 	ck_assert_ptr_null(hc_malloc(1 << 20));
 	ck_assert_int_eq(errno, ECONNREFUSED);
-	double t = cu_now() - t0;
+	double t = (heapd_now_ms() / 1e3) - t0;
 	ck_assert_msg(t >= 0.25 && t < 5.0, "gave up after %.3f s", t);
 	hc_free(p); /* small frees need no daemon */
 }

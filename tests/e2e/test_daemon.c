@@ -9,53 +9,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "bitmap.h"
 #include "sizeclass.h"
 #include "control.h"
-#include "test_daemon_util.h"
+#include "harness/heapd.h"
+#include "harness/ctl.h"
+#include "harness/raw.h"
+#include "harness/child.h"
+#include "harness/util.h"
+#include "sock.h"
 
 #define K 5 /* a size class to refill */
-
-static harness_daemon_t D;
-
-static void start(void)
-{
-	harness_init(&D);
-	ck_assert_int_eq(harness_start(&D), 0);
-}
-
-static void start_with(const char *a, const char *b)
-{
-	harness_init(&D);
-	D.extra[0] = a;
-	D.extra[1] = b;
-	ck_assert_int_eq(harness_start(&D), 0);
-}
-
-static void stop(void)
-{
-	harness_cleanup(&D);
-}
 
 /* The daemon still answers and its invariants hold. */
 static void assert_healthy(void)
 {
-	ck_assert_int_eq(tc_check(D.sock), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 
 START_TEST(test_hello_maps_arena)
 {
-	tclient_t c;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	hraw_t c;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
 	ck_assert_uint_lt(c.slot, c.seg.hdr->max_clients);
 	ck_assert(c.seg.hdr->magic == HEAPD_MAGIC);
 	ck_assert_uint_eq(c.seg.clients[c.slot].pid, (uint32_t)getpid());
@@ -63,9 +46,9 @@ START_TEST(test_hello_maps_arena)
 	ck_assert_uint_ne(c.seg.clients[c.slot].start_time, 0);
 	/* the metadata came read-only: the mapping cannot be made writable */
 	ck_assert_int_ne(mprotect(c.seg.base, c.seg.meta_size, PROT_READ | PROT_WRITE), 0);
-	ck_assert(harness_wait_log(&D, "connected", 1000));
-	tc_close(&c);
-	stop();
+	ck_assert(hd_wait_log(&hd_default, "connected", 1000));
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
@@ -73,20 +56,20 @@ START_TEST(test_wrong_version)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
 	Heapd__Hello hello = HEAPD__HELLO__INIT;
-	start();
-	int fd = harness_connect_raw(D.sock);
+	hd_default_start(NULL, NULL);
+	int fd = sock_connect(hd_default.sock);
 	ck_assert_int_ge(fd, 0);
 	hello.version = HEAPD_PROTOCOL_VERSION + 7;
 	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
 	env.hello = &hello;
 	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
-	ck_assert_int_eq(tc_error_code(reply), EPROTO);
+	ck_assert_int_eq(hraw_error_code(reply), EPROTO);
 	wire_free(reply);
-	ck_assert(tc_closed(fd, 2000));
-	ck_assert(harness_wait_log(&D, "protocol version", 1000));
+	ck_assert(hraw_closed(fd, 2000));
+	ck_assert(hd_wait_log(&hd_default, "protocol version", 1000));
 	close(fd);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -94,27 +77,27 @@ START_TEST(test_request_before_hello)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
 	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
-	start();
-	int fd = harness_connect_raw(D.sock);
+	hd_default_start(NULL, NULL);
+	int fd = sock_connect(hd_default.sock);
 	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
 	env.stats = &req;
 	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
-	ck_assert_int_eq(tc_error_code(reply), EPROTO);
+	ck_assert_int_eq(hraw_error_code(reply), EPROTO);
 	wire_free(reply);
-	ck_assert(tc_closed(fd, 2000));
+	ck_assert(hraw_closed(fd, 2000));
 	close(fd);
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_refill_and_release)
 {
-	tclient_t c;
+	hraw_t c;
 	Heapd__Envelope *reply;
 	uint32_t spans[8];
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 8, NULL, 0, &reply), 0);
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 8, NULL, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 8);
 	for (int i = 0; i < 8; i++) {
@@ -135,7 +118,7 @@ START_TEST(test_refill_and_release)
 	/* allocate two objects in the first span as a client cache would, then hand all back */
 	uint64_t *alloc = segment_allocbits(&c.seg, spans[0]);
 	bitmap_store(&alloc[0], 0x3);
-	ck_assert_int_eq(tc_refill(c.fd, 0, 0, spans, 8, &reply), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, 0, 0, spans, 8, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 0);
 	wire_free(reply);
@@ -147,7 +130,7 @@ START_TEST(test_refill_and_release)
 		          c.seg.spans[spans[i]].owner == 0);
 
 	Heapd__Envelope *owner;
-	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_ptr_nonnull(st);
 	ck_assert_uint_eq(st->objects_in_use, 2);
 	ck_assert_uint_eq(st->spans_in_use, 1);
@@ -155,55 +138,55 @@ START_TEST(test_refill_and_release)
 	wire_free(owner);
 
 	/* a second refill takes the partial span from central first */
-	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 1, NULL, 0, &reply), 0);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 1);
 	ck_assert_uint_eq(reply->refill_reply->spans[0]->span, spans[0]);
 	ck_assert(reply->refill_reply->spans[0]->needzero);
 	wire_free(reply);
 	assert_healthy();
-	tc_close(&c);
-	stop();
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
 /* As another client: hand back span *arg (someone else's); 0 if refused with EPERM and closed. */
-static int release_foreign(tclient_t *b, void *arg)
+static int release_foreign(hraw_t *b, void *arg)
 {
 	Heapd__Envelope *reply;
-	if (tc_refill(b->fd, K, 1, arg, 1, &reply) < 0)
+	if (hraw_refill(b->fd, K, 1, arg, 1, &reply) < 0)
 		return 1;
-	int ok = tc_error_code(reply) == EPERM && reply->error->fatal;
+	int ok = hraw_error_code(reply) == EPERM && reply->error->fatal;
 	wire_free(reply);
-	return ok && tc_closed(b->fd, 2000) ? 0 : 2;
+	return ok && hraw_closed(b->fd, 2000) ? 0 : 2;
 }
 
 START_TEST(test_refill_someone_elses_span)
 {
-	tclient_t a;
+	hraw_t a;
 	Heapd__Envelope *reply;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
-	ck_assert_int_eq(tc_refill(a.fd, K, 1, NULL, 0, &reply), 0);
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &a), 0);
+	ck_assert_int_eq(hraw_refill(a.fd, K, 1, NULL, 0, &reply), 0);
 	uint32_t as = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
 
-	ck_assert_int_eq(tc_in_child(D.sock, release_foreign, &as), 0);
-	ck_assert(harness_wait_log(&D, "belongs to another client", 1000));
+	ck_assert_int_eq(hraw_in_child(hd_default.sock, release_foreign, &as), 0);
+	ck_assert(hd_wait_log(&hd_default, "belongs to another client", 1000));
 
 	/* a keeps its span and carries on */
 	ck_assert_uint_eq(a.seg.spans[as].owner, a.slot + 1);
-	ck_assert_int_eq(tc_refill(a.fd, K, 2, &as, 1, &reply), 0);
+	ck_assert_int_eq(hraw_refill(a.fd, K, 2, &as, 1, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 2);
 	wire_free(reply);
 	assert_healthy();
-	tc_close(&a);
-	stop();
+	hraw_close(&a);
+	hd_default_stop();
 }
 END_TEST
 
 /* As another client: a LargeAlloc that hands back span *arg (someone else's); 0 if refused. */
-static int large_alloc_releasing_foreign(tclient_t *b, void *arg)
+static int large_alloc_releasing_foreign(hraw_t *b, void *arg)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
 	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
@@ -214,20 +197,20 @@ static int large_alloc_releasing_foreign(tclient_t *b, void *arg)
 	la.n_release = 1;
 	if (wire_call(b->fd, &env, &reply, NULL) < 0)
 		return 1;
-	int ok = tc_error_code(reply) == EPERM;
+	int ok = hraw_error_code(reply) == EPERM;
 	wire_free(reply);
-	return ok && tc_closed(b->fd, 2000) ? 0 : 2;
+	return ok && hraw_closed(b->fd, 2000) ? 0 : 2;
 }
 
 /* A LargeAlloc hands spans back first, under the same rules as a Refill. */
 START_TEST(test_large_alloc_releases)
 {
-	tclient_t a;
+	hraw_t a;
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
 	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
-	ck_assert_int_eq(tc_refill(a.fd, K, 2, NULL, 0, &reply), 0);
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &a), 0);
+	ck_assert_int_eq(hraw_refill(a.fd, K, 2, NULL, 0, &reply), 0);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 2);
 	uint32_t s0 = reply->refill_reply->spans[0]->span, s1 = reply->refill_reply->spans[1]->span;
 	wire_free(reply);
@@ -236,8 +219,8 @@ START_TEST(test_large_alloc_releases)
 	la.size = 100000;
 
 	/* another client names a's span: refused, and only its connection goes */
-	ck_assert_int_eq(tc_in_child(D.sock, large_alloc_releasing_foreign, &s0), 0);
-	ck_assert(harness_wait_log(&D, "large alloc: released span", 1000));
+	ck_assert_int_eq(hraw_in_child(hd_default.sock, large_alloc_releasing_foreign, &s0), 0);
+	ck_assert(hd_wait_log(&hd_default, "large alloc: released span", 1000));
 	ck_assert_uint_eq(a.seg.spans[s0].owner, a.slot + 1);
 
 	/* a hands s0 back with its request: the object comes, s0 is the daemon's, s1 still a's */
@@ -253,75 +236,75 @@ START_TEST(test_large_alloc_releases)
 
 	/* naming it again is an error: it is no longer a's */
 	ck_assert_int_eq(wire_call(a.fd, &env, &reply, NULL), 0);
-	ck_assert_int_ne(tc_error_code(reply), 0);
+	ck_assert_int_ne(hraw_error_code(reply), 0);
 	wire_free(reply);
-	ck_assert(tc_closed(a.fd, 2000));
+	ck_assert(hraw_closed(a.fd, 2000));
 	assert_healthy();
-	tc_close(&a);
-	stop();
+	hraw_close(&a);
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_bad_span_ids)
 {
-	tclient_t c;
+	hraw_t c;
 	Heapd__Envelope *reply;
 	uint32_t bad[] = { UINT32_MAX, 1u << 30, 0 };
-	start();
+	hd_default_start(NULL, NULL);
 	for (int i = 0; i < 3; i++) {
-		ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-		ck_assert_int_eq(tc_refill(c.fd, K, 1, &bad[i], 1, &reply), 0);
-		ck_assert_int_ne(tc_error_code(reply), 0);
+		ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+		ck_assert_int_eq(hraw_refill(c.fd, K, 1, &bad[i], 1, &reply), 0);
+		ck_assert_int_ne(hraw_error_code(reply), 0);
 		wire_free(reply);
-		ck_assert(tc_closed(c.fd, 2000));
-		tc_close(&c);
+		ck_assert(hraw_closed(c.fd, 2000));
+		hraw_close(&c);
 	}
 	/* a large free of a span that is no large object is ignored: no reply, no harm */
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_large_free(c.fd, 12345678, 1), 0);
-	ck_assert(harness_wait_log(&D, "ignored", 2000));
-	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_large_free(c.fd, 12345678, 1), 0);
+	ck_assert(hd_wait_log(&hd_default, "ignored", 2000));
+	ck_assert_int_eq(hraw_refill(c.fd, K, 1, NULL, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	wire_free(reply);
-	tc_close(&c);
+	hraw_close(&c);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_refill_count_huge)
 {
-	tclient_t c;
+	hraw_t c;
 	Heapd__Envelope *reply;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 1000000, NULL, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EINVAL);
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 1000000, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), EINVAL);
 	wire_free(reply);
-	ck_assert(tc_closed(c.fd, 2000));
-	tc_close(&c);
+	ck_assert(hraw_closed(c.fd, 2000));
+	hraw_close(&c);
 	/* a class that does not exist */
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, SIZECLASS_COUNT, 1, NULL, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EINVAL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, SIZECLASS_COUNT, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), EINVAL);
 	wire_free(reply);
-	tc_close(&c);
+	hraw_close(&c);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_garbage_frame)
 {
 	static const uint8_t garbage[] = { 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-	start();
-	int fd = harness_connect_raw(D.sock);
+	hd_default_start(NULL, NULL);
+	int fd = sock_connect(hd_default.sock);
 	ck_assert_int_eq(write(fd, garbage, sizeof(garbage)), (ssize_t)sizeof(garbage));
-	ck_assert(tc_closed(fd, 2000));
+	ck_assert(hraw_closed(fd, 2000));
 	close(fd);
-	ck_assert(harness_wait_log(&D, "malformed", 1000));
+	ck_assert(hd_wait_log(&hd_default, "malformed", 1000));
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -329,15 +312,15 @@ START_TEST(test_unknown_message)
 {
 	/* field 99, varint 1: a message type this daemon does not know */
 	static const uint8_t frame[] = { 3, 0, 0, 0, 0x98, 0x06, 0x01 };
-	tclient_t c;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
+	hraw_t c;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
 	ck_assert_int_eq(write(c.fd, frame, sizeof(frame)), (ssize_t)sizeof(frame));
-	ck_assert(tc_closed(c.fd, 2000));
-	ck_assert(harness_wait_log(&D, "unknown message", 1000));
-	tc_close(&c);
+	ck_assert(hraw_closed(c.fd, 2000));
+	ck_assert(hd_wait_log(&hd_default, "unknown message", 1000));
+	hraw_close(&c);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -345,58 +328,58 @@ START_TEST(test_oversized_frame)
 {
 	uint8_t hdr[4] = { 0, 0, 0x20, 0 }; /* 2 MiB */
 	Heapd__Envelope *reply = NULL;
-	start();
-	int fd = harness_control(D.sock);
+	hd_default_start(NULL, NULL);
+	int fd = hctl_open(hd_default.sock);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(write(fd, hdr, 4), 4);
 	ck_assert_int_eq(wire_recv(fd, &reply, NULL), 0);
-	ck_assert_int_eq(tc_error_code(reply), EPROTO);
+	ck_assert_int_eq(hraw_error_code(reply), EPROTO);
 	wire_free(reply);
-	ck_assert(tc_closed(fd, 2000));
+	ck_assert(hraw_closed(fd, 2000));
 	close(fd);
-	ck_assert(harness_wait_log(&D, "over the", 1000));
+	ck_assert(hd_wait_log(&hd_default, "over the", 1000));
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_truncated_frame)
 {
 	uint8_t buf[14] = { 100, 0, 0, 0 };
-	start();
-	int fd = harness_control(D.sock);
+	hd_default_start(NULL, NULL);
+	int fd = hctl_open(hd_default.sock);
 	ck_assert_int_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	close(fd);
-	ck_assert(harness_wait_log(&D, "middle of a frame", 2000));
+	ck_assert(hd_wait_log(&hd_default, "middle of a frame", 2000));
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_control_cannot_allocate)
 {
 	Heapd__Envelope *reply;
-	start();
-	int fd = harness_control(D.sock);
-	ck_assert_int_eq(tc_refill(fd, K, 1, NULL, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EPERM);
+	hd_default_start(NULL, NULL);
+	int fd = hctl_open(hd_default.sock);
+	ck_assert_int_eq(hraw_refill(fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), EPERM);
 	wire_free(reply);
 	close(fd);
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_large_alloc_free)
 {
-	tclient_t c;
+	hraw_t c;
 	Heapd__Envelope *reply, *owner;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 	uint64_t before = st->pages_in_use;
 	wire_free(owner);
 
-	ck_assert_int_eq(tc_large_alloc(c.fd, 100000, 0, 1, &reply), 0);
+	ck_assert_int_eq(hraw_large_alloc(c.fd, 100000, 0, 1, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	uint32_t id = reply->large_alloc_reply->span;
 	ck_assert(reply->large_alloc_reply->zeroed);
@@ -412,7 +395,7 @@ START_TEST(test_large_alloc_free)
 		ck_assert_uint_eq(p[i], 0);
 	memset(p, 0x5a, 100000);
 
-	st = tc_stats(D.sock, &owner);
+	st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_eq(st->pages_in_use, before + s->npages);
 	ck_assert_uint_eq(st->large_objects, 1);
 	ck_assert_uint_eq(st->objects_in_use, 1);
@@ -420,19 +403,19 @@ START_TEST(test_large_alloc_free)
 
 	/* a LargeFree without the free bit, or of another generation, is ignored */
 	uint32_t gen = s->gen;
-	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
-	ck_assert(harness_wait_log(&D, "free bit is not set", 2000));
+	ck_assert_int_eq(hraw_large_free(c.fd, id, gen), 0);
+	ck_assert(hd_wait_log(&hd_default, "free bit is not set", 2000));
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id, 1), 0),
 	                 BITMAP_FREED);
-	ck_assert_int_eq(tc_large_free(c.fd, id, gen + 1), 0);
+	ck_assert_int_eq(hraw_large_free(c.fd, id, gen + 1), 0);
 	/* a round trip orders the LargeFree before the look at the span */
-	ck_assert_int_eq(tc_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
 	wire_free(reply);
 	ck_assert_uint_eq(s->state, SPAN_LARGE);
 	bitmap_store(segment_freebits(&c.seg, id, 1), 0); /* not freed after all */
 
 	/* aligned, 64 KiB */
-	ck_assert_int_eq(tc_large_alloc(c.fd, 40000, 65536, 0, &reply), 0);
+	ck_assert_int_eq(hraw_large_alloc(c.fd, 40000, 65536, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	uint32_t id2 = reply->large_alloc_reply->span;
 	ck_assert_uint_eq(((uint64_t)id2 * HEAPD_PAGE_SIZE + c.seg.hdr->pages_off) % 65536, 0);
@@ -444,23 +427,23 @@ START_TEST(test_large_alloc_free)
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id),
 	                                  segment_freebits(&c.seg, id, 1), 0),
 	                 BITMAP_FREED);
-	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
+	ck_assert_int_eq(hraw_large_free(c.fd, id, gen), 0);
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id2),
 	                                  segment_freebits(&c.seg, id2, 1), 0),
 	                 BITMAP_FREED);
-	ck_assert_int_eq(tc_large_free(c.fd, id2, c.seg.spans[id2].gen), 0);
+	ck_assert_int_eq(hraw_large_free(c.fd, id2, c.seg.spans[id2].gen), 0);
 	/* the same LargeFree again, late: ignored */
-	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
+	ck_assert_int_eq(hraw_large_free(c.fd, id, gen), 0);
 	/* a round trip on the same connection orders the frees before the stats */
-	ck_assert_int_eq(tc_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, 0, 0, NULL, 0, &reply), 0);
 	wire_free(reply);
-	st = tc_stats(D.sock, &owner);
+	st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_eq(st->pages_in_use, before);
 	ck_assert_uint_eq(st->large_objects, 0);
 	wire_free(owner);
 	assert_healthy();
-	tc_close(&c);
-	stop();
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
@@ -468,59 +451,57 @@ START_TEST(test_large_alloc_bad_sizes)
 {
 	uint64_t sizes[] = { UINT64_MAX, UINT64_MAX - 8191, 0, 1ULL << 40 };
 	Heapd__Envelope *reply;
-	tclient_t c;
-	start();
+	hraw_t c;
+	hd_default_start(NULL, NULL);
 	for (int i = 0; i < 4; i++) {
-		ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-		ck_assert_int_eq(tc_large_alloc(c.fd, sizes[i], 0, 1, &reply), 0);
-		ck_assert_int_eq(tc_error_code(reply), EINVAL);
+		ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+		ck_assert_int_eq(hraw_large_alloc(c.fd, sizes[i], 0, 1, &reply), 0);
+		ck_assert_int_eq(hraw_error_code(reply), EINVAL);
 		wire_free(reply);
-		ck_assert(tc_closed(c.fd, 2000));
-		tc_close(&c);
+		ck_assert(hraw_closed(c.fd, 2000));
+		hraw_close(&c);
 	}
 	/* alignment that is not a power of two, or beyond the arena */
 	uint64_t aligns[] = { 3, 1ULL << 63 };
 	for (int i = 0; i < 2; i++) {
-		ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-		ck_assert_int_eq(tc_large_alloc(c.fd, 65536, aligns[i], 0, &reply), 0);
-		ck_assert_int_eq(tc_error_code(reply), EINVAL);
+		ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+		ck_assert_int_eq(hraw_large_alloc(c.fd, 65536, aligns[i], 0, &reply), 0);
+		ck_assert_int_eq(hraw_error_code(reply), EINVAL);
 		wire_free(reply);
-		tc_close(&c);
+		hraw_close(&c);
 	}
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_arena_full_is_enomem)
 {
 	Heapd__Envelope *reply;
-	tclient_t c;
-	harness_init(&D);
-	D.size = "4M";
-	ck_assert_int_eq(harness_start(&D), 0);
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_large_alloc(c.fd, 3 << 20, 0, 0, &reply), 0);
+	hraw_t c;
+	hd_default_start("4M", NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_large_alloc(c.fd, 3 << 20, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	uint32_t id = reply->large_alloc_reply->span, gen = reply->large_alloc_reply->gen;
 	ck_assert_uint_eq(gen, c.seg.spans[id].gen);
 	wire_free(reply);
-	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+	ck_assert_int_eq(hraw_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), ENOMEM);
 	ck_assert(!reply->error->fatal);
 	wire_free(reply);
 	/* the connection stays; freeing makes room again */
 	bitmap_mark_free(segment_allocbits(&c.seg, id), segment_freebits(&c.seg, id, 1), 0);
-	ck_assert_int_eq(tc_large_free(c.fd, id, gen), 0);
-	ck_assert_int_eq(tc_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
+	ck_assert_int_eq(hraw_large_free(c.fd, id, gen), 0);
+	ck_assert_int_eq(hraw_large_alloc(c.fd, 2 << 20, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	wire_free(reply);
 	/* small spans too */
 	int got = 0;
 	for (;;) {
-		ck_assert_int_eq(tc_refill(c.fd, 1, 64, NULL, 0, &reply), 0);
-		if (tc_error_code(reply)) {
-			ck_assert_int_eq(tc_error_code(reply), ENOMEM);
+		ck_assert_int_eq(hraw_refill(c.fd, 1, 64, NULL, 0, &reply), 0);
+		if (hraw_error_code(reply)) {
+			ck_assert_int_eq(hraw_error_code(reply), ENOMEM);
 			wire_free(reply);
 			break;
 		}
@@ -530,8 +511,8 @@ START_TEST(test_arena_full_is_enomem)
 	}
 	ck_assert_int_gt(got, 0);
 	assert_healthy();
-	tc_close(&c);
-	stop();
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
@@ -541,8 +522,9 @@ static int other_client_allocates(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		Heapd__Envelope *reply;
-		tclient_t b;
-		if (tc_hello(D.sock, &b) < 0 || tc_large_alloc(b.fd, 900 << 10, 0, 0, &reply) < 0)
+		hraw_t b;
+		if (hraw_hello(hd_default.sock, &b) < 0 || hraw_large_alloc(b.fd, 900 << 10, 0, 0,
+		                                                            &reply) < 0)
 			_exit(2);
 		_exit(reply->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY ? 0 : 1);
 	}
@@ -554,52 +536,52 @@ static int other_client_allocates(void)
 START_TEST(test_quota)
 {
 	Heapd__Envelope *reply;
-	tclient_t a;
-	start_with("--client-quota", "1M");
-	ck_assert_int_eq(tc_hello(D.sock, &a), 0);
-	ck_assert_int_eq(tc_large_alloc(a.fd, 900 << 10, 0, 0, &reply), 0);
+	hraw_t a;
+	hd_default_start(NULL, "--client-quota", "1M", NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &a), 0);
+	ck_assert_int_eq(hraw_large_alloc(a.fd, 900 << 10, 0, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
 	wire_free(reply);
-	ck_assert_int_eq(tc_large_alloc(a.fd, 200 << 10, 0, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EDQUOT);
+	ck_assert_int_eq(hraw_large_alloc(a.fd, 200 << 10, 0, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), EDQUOT);
 	ck_assert(!reply->error->fatal);
 	wire_free(reply);
 	/* refills past the quota are cut short, then refused */
-	ck_assert_int_eq(tc_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_lt(reply->refill_reply->n_spans, 64);
 	uint32_t given[64], n = (uint32_t)reply->refill_reply->n_spans;
 	for (uint32_t i = 0; i < n; i++)
 		given[i] = reply->refill_reply->spans[i]->span;
 	wire_free(reply);
-	ck_assert_int_eq(tc_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EDQUOT);
+	ck_assert_int_eq(hraw_refill(a.fd, 1, 64, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), EDQUOT);
 	wire_free(reply);
 	/* handing spans back does not end their charge: the objects in them are still ours */
 	for (uint32_t i = 0; i < n; i++)
 		bitmap_store(segment_allocbits(&a.seg, given[i]), 1);
-	ck_assert_int_eq(tc_refill(a.fd, 0, 0, given, n, &reply), 0);
+	ck_assert_int_eq(hraw_refill(a.fd, 0, 0, given, n, &reply), 0);
 	wire_free(reply);
-	ck_assert_int_eq(tc_refill(a.fd, 1, 1, NULL, 0, &reply), 0);
-	ck_assert_int_eq(tc_error_code(reply), EDQUOT);
+	ck_assert_int_eq(hraw_refill(a.fd, 1, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_error_code(reply), EDQUOT);
 	wire_free(reply);
 	/* another client is unaffected */
 	ck_assert_int_eq(other_client_allocates(), 0);
-	tc_close(&a);
+	hraw_close(&a);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_stats_keys)
 {
 	Heapd__Envelope *owner, *reply;
-	tclient_t c;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 2, NULL, 0, &reply), 0);
+	hraw_t c;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 2, NULL, 0, &reply), 0);
 	wire_free(reply);
-	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_ptr_nonnull(st);
 	ck_assert_uint_eq(st->arena_bytes, 256ULL << 20);
 	ck_assert_uint_eq(st->page_size, HEAPD_PAGE_SIZE);
@@ -619,12 +601,12 @@ START_TEST(test_stats_keys)
 	wire_free(owner);
 
 	/* Clients: pid, spans cached, pages held */
-	int fd = harness_control(D.sock);
+	int fd = hctl_open(hd_default.sock);
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
 	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
 	env.clients = &req;
-	ck_assert_int_eq(harness_call(fd, &env, &reply), 0);
+	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY);
 	int found = 0;
 	for (size_t i = 0; i < reply->clients_reply->n_clients; i++) {
@@ -641,26 +623,26 @@ START_TEST(test_stats_keys)
 	ck_assert_int_eq(found, 1);
 	wire_free(reply);
 	close(fd);
-	tc_close(&c);
-	stop();
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_sweep_frees_objects)
 {
 	Heapd__Envelope *owner, *reply;
-	tclient_t c;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	hraw_t c;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 1, NULL, 0, &reply), 0);
 	uint32_t id = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
 	uint64_t *alloc = segment_allocbits(&c.seg, id);
 	uint64_t *freeb = segment_freebits(&c.seg, id, sizeclass_nelems[K]);
 	bitmap_store(&alloc[0], 0xff); /* 8 objects */
-	ck_assert_int_eq(tc_refill(c.fd, 0, 0, &id, 1, &reply), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, 0, 0, &id, 1, &reply), 0);
 	wire_free(reply);
-	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_eq(st->objects_in_use, 8);
 	uint64_t cycles = st->sweep_cycles;
 	uint32_t sg = st->sweepgen;
@@ -669,11 +651,11 @@ START_TEST(test_sweep_frees_objects)
 	/* another process frees them; the daemon, owning the span, sweeps it */
 	for (uint32_t i = 0; i < 8; i++)
 		ck_assert_int_eq(bitmap_mark_free(alloc, freeb, i), BITMAP_FREED);
-	st = tc_stats(D.sock, &owner);
+	st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_eq(st->objects_in_use, 0);
 	wire_free(owner);
-	ck_assert_int_eq(tc_sweep(D.sock), 0);
-	st = tc_stats(D.sock, &owner);
+	ck_assert_int_eq(hctl_sweep(hd_default.sock), 0);
+	st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_gt(st->sweep_cycles, cycles);
 	ck_assert_uint_ge(st->sweepgen, sg + 2);
 	ck_assert_uint_eq(st->sweepgen % 2, 0);
@@ -681,21 +663,22 @@ START_TEST(test_sweep_frees_objects)
 	ck_assert_uint_eq(st->spans_in_use, 0);
 	wire_free(owner);
 	assert_healthy();
-	tc_close(&c);
-	stop();
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_killed_client)
 {
 	int ready[2];
-	start();
+	hd_default_start(NULL, NULL);
 	ck_assert_int_eq(pipe(ready), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		tclient_t c;
+		hraw_t c;
 		Heapd__Envelope *reply;
-		if (tc_hello(D.sock, &c) < 0 || tc_refill(c.fd, K, 16, NULL, 0, &reply) < 0)
+		if (hraw_hello(hd_default.sock, &c) < 0 || hraw_refill(c.fd, K, 16, NULL, 0,
+		                                                       &reply) < 0)
 			_exit(1);
 		uint32_t id = reply->refill_reply->spans[0]->span;
 		bitmap_store(segment_allocbits(&c.seg, id), 0xf);
@@ -707,49 +690,49 @@ START_TEST(test_killed_client)
 	char x;
 	ck_assert_int_eq(read(ready[0], &x, 1), 1);
 	Heapd__Envelope *owner;
-	Heapd__StatsReply *st = tc_stats(D.sock, &owner);
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_eq(st->clients, 1);
 	ck_assert_uint_eq(st->spans_in_use, 16);
 	wire_free(owner);
 
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	ck_assert(tc_wait_clients(D.sock, 0, 5000));
-	st = tc_stats(D.sock, &owner);
+	ck_assert(hctl_wait_clients(hd_default.sock, 0, 5000));
+	st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_uint_eq(st->spans_in_use, 1); /* the span with live objects, in central */
 	ck_assert_uint_eq(st->objects_in_use, 4);
 	wire_free(owner);
-	ck_assert(harness_wait_log(&D, "spans taken back", 1000));
+	ck_assert(hd_wait_log(&hd_default, "spans taken back", 1000));
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
 START_TEST(test_thousand_connections)
 {
-	start();
+	hd_default_start(NULL, NULL);
 	for (int i = 0; i < 1000; i++) {
 		if (i % 2) {
-			tclient_t c;
-			ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-			tc_close(&c);
+			hraw_t c;
+			ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+			hraw_close(&c);
 		} else {
-			int fd = harness_connect_raw(D.sock);
+			int fd = sock_connect(hd_default.sock);
 			ck_assert_int_ge(fd, 0);
 			close(fd);
 		}
 	}
-	ck_assert(tc_wait_clients(D.sock, 0, 5000));
+	ck_assert(hctl_wait_clients(hd_default.sock, 0, 5000));
 	assert_healthy();
 	/* still serving clients */
-	tclient_t c;
+	hraw_t c;
 	Heapd__Envelope *reply;
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 1, NULL, 0, &reply), 0);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	wire_free(reply);
-	tc_close(&c);
-	stop();
+	hraw_close(&c);
+	hd_default_stop();
 }
 END_TEST
 
@@ -758,8 +741,8 @@ START_TEST(test_stuck_client_dropped)
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
 	static uint8_t frames[64 * 1024];
-	start();
-	int fd = harness_control(D.sock);
+	hd_default_start(NULL, NULL);
+	int fd = hctl_open(hd_default.sock);
 	int small = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	/* Clients is answered at once (Stats waits for its turn, and the connection with it) */
@@ -777,17 +760,17 @@ START_TEST(test_stuck_client_dropped)
 		if (w > 0)
 			off = (off + (size_t)w) % total; /* the stream stays whole frames */
 		if (w < 0) {
-			tc_sleep_ms(5);
+			hutil_sleep_us(1000 * (5));
 			waited += 5;
-			if (harness_log_contains(&D, "does not read its replies"))
+			if (hd_log_contains(&hd_default, "does not read its replies"))
 				break;
 		}
 	}
-	ck_assert(harness_wait_log(&D, "does not read its replies", 5000));
+	ck_assert(hd_wait_log(&hd_default, "does not read its replies", 5000));
 	close(fd);
 	/* everyone else is served */
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -796,9 +779,9 @@ static void hello_naming(uint32_t slot1, int fd)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
-		tclient_t c;
+		hraw_t c;
 		uint32_t got = HEAPD_NIL;
-		if (tc_hello_again(D.sock, &c, slot1, NULL, 0) == 0)
+		if (hraw_hello_again(hd_default.sock, &c, slot1, NULL, 0) == 0)
 			got = c.slot;
 		_exit(write(fd, &got, sizeof(got)) == sizeof(got) ? 0 : 1);
 	}
@@ -808,21 +791,21 @@ static void hello_naming(uint32_t slot1, int fd)
 START_TEST(test_readopt_after_restart)
 {
 	Heapd__Envelope *reply;
-	tclient_t c, c2;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 2, NULL, 0, &reply), 0);
+	hraw_t c, c2;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 2, NULL, 0, &reply), 0);
 	uint32_t keep = reply->refill_reply->spans[0]->span;
 	uint32_t drop = reply->refill_reply->spans[1]->span;
 	wire_free(reply);
 	bitmap_store(segment_allocbits(&c.seg, keep), 0x1);
 	memcpy(segment_page_addr(&c.seg, keep), "kept", 5);
 
-	harness_stop(&D, SIGKILL);
-	ck_assert_int_eq(harness_start(&D), 0);
-	ck_assert(harness_wait_log(&D, "kept for 1 live clients", 2000));
+	hd_stop(&hd_default, SIGKILL);
+	ck_assert_int_eq(hd_start(&hd_default), 0);
+	ck_assert(hd_wait_log(&hd_default, "kept for 1 live clients", 2000));
 
-	ck_assert_int_eq(tc_hello_again(D.sock, &c2, c.slot + 1, &keep, 1), 0);
+	ck_assert_int_eq(hraw_hello_again(hd_default.sock, &c2, c.slot + 1, &keep, 1), 0);
 	ck_assert_uint_eq(c2.slot, c.slot);
 	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
 	ck_assert_uint_ne(c2.seg.spans[drop].owner, c.slot + 1);
@@ -840,10 +823,10 @@ START_TEST(test_readopt_after_restart)
 	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
 	close(p[0]);
 	close(p[1]);
-	tc_close(&c2);
-	tc_close(&c);
+	hraw_close(&c2);
+	hraw_close(&c);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -851,10 +834,10 @@ START_TEST(test_ended_session_keeps_slot)
 {
 	static const uint8_t garbage[] = { 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	Heapd__Envelope *reply;
-	tclient_t c, c2;
-	start();
-	ck_assert_int_eq(tc_hello(D.sock, &c), 0);
-	ck_assert_int_eq(tc_refill(c.fd, K, 3, NULL, 0, &reply), 0);
+	hraw_t c, c2;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill(c.fd, K, 3, NULL, 0, &reply), 0);
 	uint32_t spans[3];
 	for (int i = 0; i < 3; i++)
 		spans[i] = reply->refill_reply->spans[i]->span;
@@ -862,18 +845,18 @@ START_TEST(test_ended_session_keeps_slot)
 
 	/* a protocol error: heapd closes the connection, and the slot stays ours */
 	ck_assert_int_eq(write(c.fd, garbage, sizeof(garbage)), (ssize_t)sizeof(garbage));
-	ck_assert(tc_closed(c.fd, 2000));
-	ck_assert(harness_wait_log(&D, "held for its process", 2000));
-	ck_assert_int_eq(tc_sweep(D.sock), 0);
+	ck_assert(hraw_closed(c.fd, 2000));
+	ck_assert(hd_wait_log(&hd_default, "held for its process", 2000));
+	ck_assert_int_eq(hctl_sweep(hd_default.sock), 0);
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_eq(c.seg.spans[spans[i]].owner, c.slot + 1);
 	assert_healthy();
 
 	/* one connected slot per process: a second Hello is refused while connected */
-	ck_assert_int_eq(tc_hello_again(D.sock, &c2, c.slot + 1, spans, 3), 0);
+	ck_assert_int_eq(hraw_hello_again(hd_default.sock, &c2, c.slot + 1, spans, 3), 0);
 	ck_assert_uint_eq(c2.slot, c.slot);
-	tclient_t c3;
-	ck_assert_int_eq(tc_hello(D.sock, &c3), -EBUSY);
+	hraw_t c3;
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c3), -EBUSY);
 
 	/* Bye gives every span back and the slot up */
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
@@ -887,10 +870,10 @@ START_TEST(test_ended_session_keeps_slot)
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_ne(c.seg.spans[spans[i]].owner, c.slot + 1);
 	ck_assert_uint_eq(c.seg.clients[c.slot].pid, 0);
-	tc_close(&c2);
-	tc_close(&c);
+	hraw_close(&c2);
+	hraw_close(&c);
 	assert_healthy();
-	stop();
+	hd_default_stop();
 }
 END_TEST
 
@@ -899,11 +882,11 @@ static int hello_as_nobody(void)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+		if (hchild_become_nobody() < 0)
 			_exit(3);
 		ctl_t c;
 		char why[256] = "";
-		int rc = ctl_open(&c, D.sock, 0, why, sizeof(why));
+		int rc = ctl_open(&c, hd_default.sock, 0, why, sizeof(why));
 		/* refused by the daemon (1), not by the file system's modes (4) */
 		_exit(rc == 0 ? 0 : strstr(why, "refused") ? 1 : 4);
 	}
@@ -914,26 +897,22 @@ static int hello_as_nobody(void)
 
 START_TEST(test_peer_not_allowed)
 {
-	start();
-	/* let the daemon's own check decide, not the modes of the directory and socket */
-	chmod(D.dir, 0755);
-	chmod(D.sock, 0666);
+	hd_default_start(NULL, NULL);
+	hd_open_up(&hd_default);
 	ck_assert_int_eq(hello_as_nobody(), 1);
-	ck_assert(harness_wait_log(&D, "refused connection from", 2000));
+	ck_assert(hd_wait_log(&hd_default, "refused connection from", 2000));
 	assert_healthy();
-	stop();
+	hd_default_stop();
 
-	start_with("--allow-uid", "65534");
-	chmod(D.dir, 0755);
-	chmod(D.sock, 0666);
+	hd_default_start(NULL, "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
 	ck_assert_int_eq(hello_as_nobody(), 0);
-	stop();
+	hd_default_stop();
 
-	start_with("--allow-gid", "65534");
-	chmod(D.dir, 0755);
-	chmod(D.sock, 0666);
+	hd_default_start(NULL, "--allow-gid", "65534", NULL);
+	hd_open_up(&hd_default);
 	ck_assert_int_eq(hello_as_nobody(), 0);
-	stop();
+	hd_default_stop();
 }
 END_TEST
 

@@ -5,30 +5,30 @@
  * `stats --json`, and `watch` in both of its modes of output.
  *
  * heapctl is run as a program ($HEAPCTL_BIN) with its output captured
- * (ops_run.h); the daemons come from harness.h.
+ * (harness/child.h); the daemons come from harness/heapd.h.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "harness.h"
+#include "harness/check_main.h"
+#include "harness/heapd.h"
 #include "layout.h"
-#include "ops_json.h"
-#include "ops_run.h"
+#include "harness/json.h"
+#include "harness/raw.h"
+#include "harness/child.h"
+#include "harness/util.h"
 
 #define RUN_MS 20000
 
-static harness_daemon_t daemon_;
+static hd_t daemon_;
 
 static const char *heapctl_bin(void)
 {
@@ -37,59 +37,38 @@ static const char *heapctl_bin(void)
 	return bin;
 }
 
-/* Run heapctl with the arguments that follow, up to a NULL; returns its exit status. */
-static int heapctl(ops_run_t *r, int timeout_ms, ...)
-{
-	const char *argv[16] = { heapctl_bin() };
-	size_t n = 1;
-	va_list ap;
-	va_start(ap, timeout_ms);
-	for (const char *a; n < 15 && (a = va_arg(ap, const char *)) != NULL;)
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	int rc = ops_run(r, timeout_ms, argv);
-	ck_assert_msg(rc == 0, "cannot run %s: %s", argv[0], strerror(-rc));
-	return r->status;
-}
-
-#define HEAPCTL(r, ...) heapctl(r, RUN_MS, __VA_ARGS__, (const char *)NULL)
+/* Run heapctl with the arguments that follow; its exit status. */
+#define HEAPCTL(r, ...) (hchild_run_heapctl(r, RUN_MS, __VA_ARGS__, (const char *)NULL), (r)->status)
 
 static void daemon_setup(void)
 {
-	harness_init(&daemon_);
-	int rc = harness_start(&daemon_);
-	if (rc < 0) {
-		/* Show why, and clean up here: teardown does not run after a failed setup. */
-		harness_dump_log(&daemon_);
-		harness_cleanup(&daemon_);
-		ck_abort_msg("heapd did not start: %s", strerror(-rc));
-	}
+	hd_init(&daemon_);
+	hd_must_start(&daemon_);
 }
 
 static void daemon_teardown(void)
 {
-	harness_cleanup(&daemon_);
+	hd_cleanup(&daemon_);
 }
 
 /* ---- without a daemon ---- */
 
 START_TEST(test_help_and_version)
 {
-	ops_run_t r;
+	hchild_run_t r;
 	ck_assert_int_eq(HEAPCTL(&r, "--help"), 0);
 	ck_assert_ptr_nonnull(strstr(r.out, "Usage: heapctl"));
 	ck_assert_ptr_nonnull(strstr(r.out, "watch"));
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	ck_assert_int_eq(HEAPCTL(&r, "stats", "--help"), 0);
 	ck_assert_ptr_nonnull(strstr(r.out, "Usage: heapctl"));
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	ck_assert_int_eq(HEAPCTL(&r, "--version"), 0);
 	ck_assert_str_eq(r.out, "heapctl " HEAPD_VERSION "\n");
 	ck_assert_str_eq(r.err, "");
-	ops_run_free(&r);
+	hchild_run_free(&r);
 }
 END_TEST
 
@@ -108,13 +87,13 @@ START_TEST(test_usage_errors)
 		{ "--socket", "", "stats" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		ops_run_t r;
-		int st = heapctl(&r, RUN_MS, cases[i][0], cases[i][1], cases[i][2], (const char *)NULL);
+		hchild_run_t r;
+		int st = HEAPCTL(&r, cases[i][0], cases[i][1], cases[i][2]);
 		ck_assert_msg(st == 2, "case %zu (%s %s %s): exit %d, want 2", i, cases[i][0], cases[i][1],
 		              cases[i][2], st);
 		ck_assert_str_eq(r.out, "");
 		ck_assert_msg(r.errlen > 0, "case %zu: no message on stderr", i);
-		ops_run_free(&r);
+		hchild_run_free(&r);
 	}
 }
 END_TEST
@@ -125,17 +104,17 @@ START_TEST(test_unreachable)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/no.sock", dir);
 
-	ops_run_t r;
+	hchild_run_t r;
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", sock, "stats"), 3);
 	ck_assert_msg(strstr(r.err, sock) != NULL, "stderr does not name the socket: %s", r.err);
 	ck_assert_str_eq(r.out, "");
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	/* $HEAPD_SOCKET is the default, and the message names it. */
 	setenv("HEAPD_SOCKET", sock, 1);
 	ck_assert_int_eq(HEAPCTL(&r, "check"), 3);
 	ck_assert_msg(strstr(r.err, sock) != NULL, "stderr does not name $HEAPD_SOCKET: %s", r.err);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 	unsetenv("HEAPD_SOCKET");
 
 	/* A socket nobody listens on. */
@@ -144,7 +123,7 @@ START_TEST(test_unreachable)
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", sock, "watch"), 3);
 	ck_assert_ptr_nonnull(strstr(r.err, "cannot connect to"));
-	ops_run_free(&r);
+	hchild_run_free(&r);
 	unlink(sock);
 	rmdir(dir);
 }
@@ -161,50 +140,52 @@ static const char *const class_keys[] = { "class", "size", "spans", "objects_in_
 
 START_TEST(test_stats_json)
 {
-	ops_run_t r;
+	hchild_run_t r;
 	char err[256] = "";
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "stats", "--json"), 0);
-	ops_json_t *j = ops_json_parse(r.out, err, sizeof(err));
+	hjson_t *j = hjson_parse(r.out, err, sizeof(err));
 	ck_assert_msg(j != NULL, "stats --json is not JSON (%s):\n%s", err, r.out);
-	ck_assert_int_eq(j->type, OPS_JSON_OBJECT);
+	ck_assert_int_eq(j->type, HJSON_OBJECT);
 	for (size_t i = 0; i < sizeof(stats_keys) / sizeof(stats_keys[0]); i++) {
-		const ops_json_t *v = ops_json_get(j, stats_keys[i]);
+		const hjson_t *v = hjson_get(j, stats_keys[i]);
 		ck_assert_msg(v != NULL, "stats --json has no \"%s\":\n%s", stats_keys[i], r.out);
-		ck_assert_msg(v->type == OPS_JSON_NUMBER && v->number >= 0, "\"%s\" is not a count", stats_keys[i]);
+		ck_assert_msg(v->type == HJSON_NUMBER && v->number >= 0, "\"%s\" is not a count",
+		              stats_keys[i]);
 	}
-	ck_assert(ops_json_get(j, "arena_bytes")->number >= 256.0 * 1024 * 1024);
-	ck_assert(ops_json_get(j, "page_size")->number > 0);
+	ck_assert(hjson_get(j, "arena_bytes")->number >= 256.0 * 1024 * 1024);
+	ck_assert(hjson_get(j, "page_size")->number > 0);
 
-	const ops_json_t *classes = ops_json_get(j, "classes");
-	ck_assert_msg(classes && classes->type == OPS_JSON_ARRAY, "no \"classes\" array");
+	const hjson_t *classes = hjson_get(j, "classes");
+	ck_assert_msg(classes && classes->type == HJSON_ARRAY, "no \"classes\" array");
 	for (size_t c = 0; c < classes->n; c++) {
-		ck_assert_int_eq(classes->items[c]->type, OPS_JSON_OBJECT);
+		ck_assert_int_eq(classes->items[c]->type, HJSON_OBJECT);
 		for (size_t i = 0; i < sizeof(class_keys) / sizeof(class_keys[0]); i++) {
-			const ops_json_t *v = ops_json_get(classes->items[c], class_keys[i]);
-			ck_assert_msg(v && v->type == OPS_JSON_NUMBER, "class entry %zu has no \"%s\"", c, class_keys[i]);
+			const hjson_t *v = hjson_get(classes->items[c], class_keys[i]);
+			ck_assert_msg(v && v->type == HJSON_NUMBER, "class entry %zu has no \"%s\"",
+			              c, class_keys[i]);
 		}
 	}
-	ops_json_free(j);
+	hjson_free(j);
 	ck_assert_str_eq(r.err, "");
-	ops_run_free(&r);
+	hchild_run_free(&r);
 }
 END_TEST
 
 START_TEST(test_stats_table)
 {
-	ops_run_t r;
+	hchild_run_t r;
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "stats"), 0);
 	static const char *const rows[] = { "arena", "pages total", "pages in use", "pages free",
 	                                    "pages released", "objects in use", "bytes in use",
 	                                    "clients", "sweepgen", "sweep cycles", "uptime", "MiB" };
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		ck_assert_msg(strstr(r.out, rows[i]) != NULL, "stats has no \"%s\":\n%s", rows[i], r.out);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	/* The socket also comes from $HEAPD_SOCKET. */
 	setenv("HEAPD_SOCKET", daemon_.sock, 1);
 	ck_assert_int_eq(HEAPCTL(&r, "stats"), 0);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 	unsetenv("HEAPD_SOCKET");
 }
 END_TEST
@@ -212,20 +193,8 @@ END_TEST
 /* A data client (not control): a Hello that takes a slot. Returns the socket. */
 static int open_data_client(void)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__Hello hello = HEAPD__HELLO__INIT;
-	int fd = harness_connect_raw(daemon_.sock), arena[WIRE_MAX_FDS];
-	ck_assert_int_ge(fd, 0);
-	hello.version = HEAPD_PROTOCOL_VERSION;
-	hello.pid = (uint32_t)getpid();
-	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	env.hello = &hello;
-	ck_assert_int_eq(wire_call(fd, &env, &reply, arena), 0);
-	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_HELLO_REPLY);
-	wire_free(reply);
-	for (int i = 0; i < WIRE_MAX_FDS; i++)
-		if (arena[i] >= 0)
-			close(arena[i]);
+	int fd = hraw_hello_fds(daemon_.sock, 0, NULL, NULL, NULL);
+	ck_assert_msg(fd >= 0, "Hello: %s", strerror(-fd));
 	return fd;
 }
 
@@ -235,46 +204,47 @@ START_TEST(test_clients)
 	char pid[32], err[256] = "";
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 
-	ops_run_t r;
+	hchild_run_t r;
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "clients"), 0);
 	ck_assert_ptr_nonnull(strstr(r.out, "pid"));
 	ck_assert_msg(strstr(r.out, pid) != NULL, "clients does not list pid %s:\n%s", pid, r.out);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "clients", "--json"), 0);
-	ops_json_t *j = ops_json_parse(r.out, err, sizeof(err));
+	hjson_t *j = hjson_parse(r.out, err, sizeof(err));
 	ck_assert_msg(j != NULL, "clients --json is not JSON (%s):\n%s", err, r.out);
-	const ops_json_t *list = ops_json_get(j, "clients");
-	ck_assert_msg(list && list->type == OPS_JSON_ARRAY, "no \"clients\" array:\n%s", r.out);
+	const hjson_t *list = hjson_get(j, "clients");
+	ck_assert_msg(list && list->type == HJSON_ARRAY, "no \"clients\" array:\n%s", r.out);
 	int found = 0;
 	for (size_t i = 0; i < list->n; i++) {
 		static const char *const keys[] = { "pid", "uid", "spans_cached", "pages_held", "requests" };
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-			ck_assert_msg(ops_json_get(list->items[i], keys[k]) != NULL, "client has no \"%s\"", keys[k]);
-		if (ops_json_get(list->items[i], "pid")->number == (double)getpid())
+			ck_assert_msg(hjson_get(list->items[i], keys[k]) != NULL,
+			              "client has no \"%s\"", keys[k]);
+		if (hjson_get(list->items[i], "pid")->number == (double)getpid())
 			found = 1;
 	}
 	ck_assert_msg(found, "clients --json does not list pid %s:\n%s", pid, r.out);
-	ops_json_free(j);
-	ops_run_free(&r);
+	hjson_free(j);
+	hchild_run_free(&r);
 	close(fd);
 }
 END_TEST
 
 START_TEST(test_sweep_scavenge_check)
 {
-	ops_run_t r;
+	hchild_run_t r;
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "sweep"), 0);
 	ck_assert_msg(strncmp(r.out, "swept ", 6) == 0, "sweep said: %s", r.out);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "scavenge"), 0);
 	ck_assert_msg(strncmp(r.out, "released ", 9) == 0, "scavenge said: %s", r.out);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "check"), 0);
 	ck_assert_str_eq(r.out, "ok\n");
-	ops_run_free(&r);
+	hchild_run_free(&r);
 }
 END_TEST
 
@@ -289,8 +259,7 @@ START_TEST(test_refused)
 		return;
 	}
 	/* Let nobody reach the socket at the file-system level; the daemon still says no. */
-	ck_assert_int_eq(chmod(daemon_.dir, 0755), 0);
-	ck_assert_int_eq(chmod(daemon_.sock, 0666), 0);
+	hd_open_up(&daemon_);
 
 	int outp[2];
 	ck_assert_int_eq(pipe(outp), 0);
@@ -298,7 +267,7 @@ START_TEST(test_refused)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		dup2(outp[1], STDERR_FILENO);
-		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+		if (hchild_become_nobody() < 0)
 			_exit(126);
 		if (access(heapctl_bin(), X_OK) < 0)
 			_exit(77); /* a build tree nobody may enter */
@@ -307,10 +276,7 @@ START_TEST(test_refused)
 	}
 	close(outp[1]);
 	char err[1024];
-	ssize_t n, len = 0;
-	while ((n = read(outp[0], err + len, sizeof(err) - 1 - (size_t)len)) > 0)
-		len += n;
-	err[len] = '\0';
+	hutil_read_all(outp[0], err, sizeof(err));
 	close(outp[0]);
 	int st;
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
@@ -341,33 +307,34 @@ START_TEST(test_check_finds_problems)
 	munmap(hdr, sizeof(*hdr));
 	close(fd);
 
-	ops_run_t r;
+	hchild_run_t r;
 #ifdef HEAPD_DEBUG
 	/* A debug heapd checks after every request and aborts on the first problem of its own. */
 	ck_assert_int_ne(HEAPCTL(&r, "--socket", daemon_.sock, "check"), 0);
-	ck_assert(harness_wait_log(&daemon_, "header: pages_inuse", 10000));
-	ck_assert(harness_log_contains(&daemon_, "debug check after"));
+	ck_assert(hd_wait_log(&daemon_, "header: pages_inuse", 10000));
+	ck_assert(hd_log_contains(&daemon_, "debug check after"));
 #else
 	ck_assert_int_eq(HEAPCTL(&r, "--socket", daemon_.sock, "check"), 1);
 	ck_assert_msg(r.outlen > 0 && strcmp(r.out, "ok\n") != 0, "check printed no problem: %s", r.out);
 	ck_assert_ptr_nonnull(strstr(r.err, "problem"));
 #endif
-	ops_run_free(&r);
+	hchild_run_free(&r);
 }
 END_TEST
 
 START_TEST(test_watch_lines)
 {
-	ops_run_t r;
+	hchild_run_t r;
 	/* Not a terminal: one line per sample; SIGTERM ends it cleanly. */
-	heapctl(&r, 1500, "--socket", daemon_.sock, "watch", "--interval", "0.2", (const char *)NULL);
+	hchild_run_heapctl(&r, 1500, "--socket", daemon_.sock, "watch", "--interval", "0.2",
+	                   (const char *)NULL);
 	ck_assert_int_eq(r.stopped, 1);
 	ck_assert_int_eq(r.status, 0);
-	size_t lines = ops_count_lines(r.out);
+	size_t lines = hchild_count_lines(r.out);
 	ck_assert_msg(lines >= 3, "watch printed %zu lines in 1.5 s:\n%s", lines, r.out);
 	ck_assert_ptr_nonnull(strstr(r.out, "pages_in_use="));
 	ck_assert_ptr_null(strstr(r.out, "\033["));
-	ops_run_free(&r);
+	hchild_run_free(&r);
 }
 END_TEST
 
@@ -393,14 +360,14 @@ START_TEST(test_watch_terminal)
 	}
 	char buf[65536];
 	size_t len = 0;
-	long long end = ops_now_ms() + 1500;
+	uint64_t end = heapd_now_ms() + 1500;
 	fcntl(master, F_SETFL, O_NONBLOCK);
-	while (ops_now_ms() < end && len < sizeof(buf) - 1) {
+	while (heapd_now_ms() < end && len < sizeof(buf) - 1) {
 		ssize_t n = read(master, buf + len, sizeof(buf) - 1 - len);
 		if (n > 0)
 			len += (size_t)n;
 		else
-			ops_sleep_ms(20);
+			hutil_sleep_us(1000 * (20));
 	}
 	buf[len] = '\0';
 	kill(pid, SIGINT);
@@ -423,18 +390,19 @@ START_TEST(test_watch_daemon_dies)
 	pid_t killer = fork();
 	ck_assert_int_ge(killer, 0);
 	if (killer == 0) {
-		ops_sleep_ms(600);
+		hutil_sleep_us(1000 * (600));
 		kill(daemon_.pid, SIGKILL);
 		_exit(0);
 	}
-	ops_run_t r;
-	heapctl(&r, 10000, "--socket", daemon_.sock, "watch", "--interval", "0.1", (const char *)NULL);
+	hchild_run_t r;
+	hchild_run_heapctl(&r, 10000, "--socket", daemon_.sock, "watch", "--interval", "0.1",
+	                   (const char *)NULL);
 	waitpid(killer, NULL, 0);
 	ck_assert_int_eq(r.stopped, 0);
 	ck_assert_int_eq(r.status, 3);
 	ck_assert_msg(strstr(r.err, daemon_.sock) != NULL, "stderr does not name the socket: %s", r.err);
-	ck_assert_uint_ge(ops_count_lines(r.out), 2);
-	ops_run_free(&r);
+	ck_assert_uint_ge(hchild_count_lines(r.out), 2);
+	hchild_run_free(&r);
 }
 END_TEST
 

@@ -21,29 +21,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "harness.h"
+#include "harness/check_main.h"
+#include "harness/child.h"
+#include "harness/ctl.h"
+#include "harness/heapd.h"
+#include "harness/util.h"
+#include "harness/view.h"
 #include "heapclient.h"
 #include "layout.h"
-#include "ops_run.h"
 
 #define MIB (1024ull * 1024)
 #define SLACK (8 * MIB)           /* "a few MiB" above the metadata */
 
-static harness_daemon_t daemon_;
+static hd_t daemon_;
 
 static void start_daemon(const char *scavenge_delay)
 {
-	harness_init(&daemon_);
+	hd_init(&daemon_);
 	daemon_.size = "1G";
 	daemon_.extra[0] = "--scavenge-delay";
 	daemon_.extra[1] = scavenge_delay;
-	int rc = harness_start(&daemon_);
-	if (rc < 0) {
-		harness_dump_log(&daemon_);
-		harness_cleanup(&daemon_);
-		ck_abort_msg("heapd did not start: %s", strerror(-rc));
-	}
+	hd_must_start(&daemon_);
 }
 
 /* Fixtures, run unchecked (in the runner process) so that teardown runs even after a failure. */
@@ -59,15 +57,7 @@ static void setup_delay_second(void)
 
 static void teardown(void)
 {
-	harness_cleanup(&daemon_);
-}
-
-/* A file of the arena directory. */
-static const char *arena_file(const char *name)
-{
-	static char path[256];
-	snprintf(path, sizeof(path), "%s/%s", daemon_.arena, name);
-	return path;
+	hd_cleanup(&daemon_);
 }
 
 /* Bytes of the arena's files backed by memory. */
@@ -75,9 +65,9 @@ static uint64_t arena_resident(void)
 {
 	struct stat st;
 	uint64_t n = 0;
-	ck_assert_int_eq(stat(arena_file(HEAPD_META_FILE), &st), 0);
+	ck_assert_int_eq(stat(hd_arena_file(&daemon_, HEAPD_META_FILE), &st), 0);
 	n += (uint64_t)st.st_blocks * 512;
-	ck_assert_int_eq(stat(arena_file(HEAPD_DATA_FILE), &st), 0);
+	ck_assert_int_eq(stat(hd_arena_file(&daemon_, HEAPD_DATA_FILE), &st), 0);
 	return n + (uint64_t)st.st_blocks * 512;
 }
 
@@ -85,23 +75,17 @@ static uint64_t arena_resident(void)
 static uint64_t arena_metadata(void)
 {
 	shm_header_t hdr;
-	int fd = open(arena_file(HEAPD_META_FILE), O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, &hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
-	close(fd);
-	ck_assert_uint_eq(hdr.magic, HEAPD_MAGIC);
+	hview_read_header(daemon_.arena, &hdr);
 	return hdr.pages_off;
 }
 
 static void heapctl(const char *cmd, const char *want_prefix)
 {
-	const char *argv[] = { getenv("HEAPCTL_BIN"), "--socket", daemon_.sock, cmd, NULL };
-	ops_run_t r;
-	ck_assert_ptr_nonnull(argv[0]);
-	ck_assert_int_eq(ops_run(&r, 60000, argv), 0);
+	hchild_run_t r;
+	hchild_run_heapctl(&r, 60000, "--socket", daemon_.sock, cmd, (const char *)NULL);
 	ck_assert_msg(r.status == 0, "heapctl %s: exit %d: %s", cmd, r.status, r.err);
 	ck_assert_msg(strncmp(r.out, want_prefix, strlen(want_prefix)) == 0, "heapctl %s said: %s", cmd, r.out);
-	ops_run_free(&r);
+	hchild_run_free(&r);
 }
 
 /* Allocate `total` bytes, about a quarter of it in small objects, write all of it, free it all. */
@@ -142,16 +126,13 @@ static void churn(uint64_t total)
 /* Stats over a control connection. */
 static void stats(uint64_t *pages_in_use, uint64_t *objects, uint64_t *released)
 {
-	Heapd__StatsReply *s;
 	Heapd__Envelope *owner;
-	int fd = harness_control(daemon_.sock);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(harness_stats(fd, &s, &owner), 0);
+	Heapd__StatsReply *s = hctl_stats(daemon_.sock, &owner);
+	ck_assert_ptr_nonnull(s);
 	*pages_in_use = s->pages_in_use;
 	*objects = s->objects_in_use;
 	*released = s->pages_released;
 	wire_free(owner);
-	close(fd);
 }
 
 START_TEST(test_scavenge_now)
@@ -191,7 +172,7 @@ START_TEST(test_scavenge_background)
 	/* Free for a second, then the next scavenger pass; allow a generous margin. */
 	uint64_t resident = arena_resident();
 	for (int waited = 0; waited < 20000 && resident > meta + SLACK; waited += 100) {
-		ops_sleep_ms(100);
+		hutil_sleep_us(1000 * (100));
 		resident = arena_resident();
 	}
 	ck_assert_msg(resident <= meta + SLACK, "the background scavenger left %llu MiB in the arena",

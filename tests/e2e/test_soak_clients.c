@@ -15,7 +15,7 @@
  * threads of ZOMBIES zombie-leader clients: processes whose main thread
  * allocated a few objects, started the workers and called pthread_exit
  * (the daemon must count them alive). One thread of each bystander and
- * zombie-leader client also writes raw frames now and then (soak_raw_t,
+ * zombie-leader client also writes raw frames now and then (hlibraw_t,
  * strict: the daemon stays up): it makes heapd end its session (in a
  * zombie-leader, while the other worker goes on allocating) and checks that
  * the next request re-adopts the same slot; it frees a large object by its
@@ -28,7 +28,7 @@
  * it. When a victim is dead, the test checks the pattern of every object it
  * recorded and frees it: memory stays bounded, and frees of a dead process's
  * objects by another process are exercised too. Every live object of every
- * process is claimed in a claim map (soak_util.h), so an object handed out
+ * process is claimed in a claim map (harness/claims.h), so an object handed out
  * twice is caught the moment it is.
  *
  * The test fails if a victim, a bystander or a zombie-leader client ever
@@ -64,11 +64,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "e2e/client_util.h"
+#include "harness/book.h"
+#include "harness/check_main.h"
+#include "harness/child.h"
+#include "harness/claims.h"
+#include "harness/ctl.h"
+#include "harness/heapd.h"
+#include "harness/libraw.h"
+#include "harness/liblock.h"
+#include "harness/util.h"
+#include "harness/view.h"
 #include "heapclient.h"
 #include "sizeclass.h"
-#include "soak_util.h"
 
 #define VICTIMS 3
 #define BYSTANDERS 2
@@ -77,15 +84,16 @@
 #define MAIN_OBJS 64                 /* objects a zombie-leader's main thread leaves behind */
 #define ZOMBIE_PAUSE_US 5000         /* between a zombie-leader worker's rounds: CPU for the victims */
 #define END_ONE_IN 4                 /* one victim in four ends its session first */
-#define RAW_END_EVERY_S 0.25         /* a thread with raw frames ends its session this often */
-#define RAW_LATE_EVERY_S 0.3         /* and frees a large object by its bit alone this often */
-#define LEAK_SETTLE_S 10.0           /* sweeping for lost LargeFrees at the end, at most */
+#define RAW_END_EVERY_MS 250         /* a thread with raw frames ends its session this often */
+#define RAW_LATE_EVERY_MS 300        /* and frees a large object by its bit alone this often */
+#define LEAK_SETTLE_MS 10000         /* sweeping for lost LargeFrees at the end, at most */
 #define VICTIM_RECS 1024
 #define VICTIM_LARGE_MAX (8u << 20)  /* live large bytes a victim keeps at most */
 #define KILL_WINDOW_US 20000         /* a victim is killed 0-20 ms after it starts working */
 #define EARLY_WINDOW_US 3000         /* or 0-3 ms after its fork, while it connects */
-#define READY_TIMEOUT_S 10.0         /* a victim that never starts is killed anyway */
-#define STALL_LIMIT_S 5.0            /* a steady worker without progress this long fails the test */
+#define READY_TIMEOUT_MS 10000       /* a victim that never starts is killed anyway */
+#define STALL_LIMIT_MS 5000          /* a steady worker without progress this long fails the test */
+#define SEEN_DEAD_MS 30000           /* the daemon sees every death within this */
 #define BY_OBJS 512
 
 /* What a victim is doing; read by the test at the moment it kills the victim. */
@@ -102,7 +110,7 @@ typedef struct victim {
 	_Atomic int readopted;   /* and its next request re-adopted its slot */
 	_Atomic int failed;
 	char why[256];
-	soak_rec_t recs[VICTIM_RECS];
+	hbook_rec_t recs[VICTIM_RECS];
 } victim_t;
 
 /* A thread that allocates, checks and frees for the whole run: a bystander, or a zombie-leader's worker. */
@@ -112,7 +120,7 @@ typedef struct worker {
 	_Atomic int stop;
 	_Atomic int failed;
 	char why[256];
-	soak_rec_t recs[BY_OBJS];
+	hbook_rec_t recs[BY_OBJS];
 } worker_t;
 
 /* A client process whose main thread leaves objects behind, starts the workers and exits. */
@@ -121,29 +129,29 @@ typedef struct zombie {
 	_Atomic int main_done;       /* the main thread is about to call pthread_exit */
 	_Atomic int failed;          /* the main thread's failure */
 	char why[256];
-	soak_rec_t main_recs[MAIN_OBJS];
+	hbook_rec_t main_recs[MAIN_OBJS];
 } zombie_t;
 
 typedef struct shared {
 	victim_t victims[VICTIMS];
 	worker_t by[BYSTANDERS];
 	zombie_t zombies[ZOMBIES];
-	soak_raw_counts_t raw;       /* raw frames of bystanders and zombie-leaders' workers */
+	hlibraw_counts_t raw;       /* raw frames of bystanders and zombie-leaders' workers */
 } shared_t;
 
 static shared_t *S;
-static soak_claims_t claims;
+static hclaims_t claims;
 
 static void daemon_up(void)
 {
-	cu_daemon_start("1G");
-	S = soak_shared(sizeof(*S));
-	soak_claims_init(&claims, cu_daemon.arena);
+	hd_default_start("1G", NULL);
+	S = hutil_shared(sizeof(*S));
+	hclaims_init(&claims, hd_default.arena);
 }
 
 static void daemon_down(void)
 {
-	cu_daemon_stop();
+	hd_default_stop();
 }
 
 /* Record why a child failed and end it. */
@@ -161,7 +169,7 @@ static _Noreturn void child_fail(char *why, _Atomic int *failed, const char *fmt
 
 typedef struct vstate {
 	victim_t *v;
-	soak_book_t book;
+	hbook_t book;
 	uint64_t rng;
 	uint64_t classes_used[(SIZECLASS_COUNT + 63) / 64]; /* since the last trim */
 } vstate_t;
@@ -170,7 +178,7 @@ typedef struct vstate {
 
 static size_t small_size(uint64_t *rng)
 {
-	uint64_t r = cu_rand(rng);
+	uint64_t r = hutil_rand(rng);
 	switch (r % 16) {
 	case 0:
 		return 16385 + (r >> 8) % 16384;
@@ -192,7 +200,7 @@ static void v_alloc(vstate_t *st, size_t size)
 	if (st->book.nfree == 0)
 		return;
 	atomic_store(&st->v->in_op, 1);
-	if (!soak_book_alloc(&st->book, size, err, sizeof(err)))
+	if (!hbook_alloc(&st->book, size, err, sizeof(err)))
 		VFAIL(st, "victim: %s", err);
 	atomic_store(&st->v->in_op, 0);
 	if (size <= HEAPD_MAX_SMALL) {
@@ -205,7 +213,7 @@ static void v_free(vstate_t *st, uint32_t k)
 {
 	char err[200];
 	atomic_store(&st->v->in_op, 1);
-	if (soak_book_free(&st->book, k, err, sizeof(err)) < 0)
+	if (hbook_free(&st->book, k, err, sizeof(err)) < 0)
 		VFAIL(st, "victim: %s", err);
 	atomic_store(&st->v->in_op, 0);
 }
@@ -217,17 +225,17 @@ static void victim_main(victim_t *v, uint64_t seed)
 	memset(&st, 0, sizeof(st));
 	st.v = v;
 	st.rng = seed;
-	soak_book_init(&st.book, v->recs, VICTIM_RECS, &claims, (uint64_t)getpid() << 32);
+	hbook_init(&st.book, v->recs, VICTIM_RECS, &claims, (uint64_t)getpid() << 32);
 	atomic_store(&v->phase, PH_CONNECT);
 	int rc = hc_connect(NULL);
 	if (rc < 0)
 		VFAIL(&st, "victim %d: hc_connect: %s", (int)getpid(), strerror(-rc));
-	if (cu_rand(&st.rng) % END_ONE_IN == 0) {
+	if (hutil_rand(&st.rng) % END_ONE_IN == 0) {
 		/* heapd ends the session; the first allocation (a refill) reconnects and re-adopts */
 		hc_stats_t st0, st1;
 		hc_stats(&st0);
 		atomic_store(&v->phase, PH_ENDED);
-		rc = soak_end_session(cu_daemon.sock);
+		rc = hlibraw_end_session(hd_default.sock);
 		if (rc < 0)
 			VFAIL(&st, "victim %d: no malformed frame written: %s", (int)getpid(), strerror(-rc));
 		atomic_store(&v->ended, 1);
@@ -240,20 +248,20 @@ static void victim_main(victim_t *v, uint64_t seed)
 		atomic_store(&v->readopted, 1);
 	}
 	for (;;) {
-		uint64_t r = cu_rand(&st.rng) % 100;
+		uint64_t r = hutil_rand(&st.rng) % 100;
 		if (st.book.nlive > VICTIM_RECS * 3 / 4 || r < 12) {
 			atomic_store(&v->phase, PH_FREE);
 			for (uint32_t n = st.book.nlive / 2 + 1; n > 0 && st.book.nlive > 0; n--)
-				v_free(&st, (uint32_t)(cu_rand(&st.rng) % st.book.nlive));
+				v_free(&st, (uint32_t)(hutil_rand(&st.rng) % st.book.nlive));
 		} else if (r < 55) {
 			atomic_store(&v->phase, PH_STORM);
-			for (uint32_t n = 16 + (uint32_t)(cu_rand(&st.rng) % 240); n > 0; n--)
+			for (uint32_t n = 16 + (uint32_t)(hutil_rand(&st.rng) % 240); n > 0; n--)
 				v_alloc(&st, small_size(&st.rng));
 		} else if (r < 72) {
 			/* classes this thread has no span of: each first allocation is a refill */
 			atomic_store(&v->phase, PH_FRESH);
 			for (int n = 0; n < 6; n++) {
-				uint32_t k = 1 + (uint32_t)(cu_rand(&st.rng) % (SIZECLASS_COUNT - 1));
+				uint32_t k = 1 + (uint32_t)(hutil_rand(&st.rng) % (SIZECLASS_COUNT - 1));
 				for (uint32_t tries = 0; tries < SIZECLASS_COUNT; tries++) {
 					if (!(st.classes_used[k / 64] & (1ULL << (k % 64))))
 						break;
@@ -265,20 +273,20 @@ static void victim_main(victim_t *v, uint64_t seed)
 			atomic_store(&v->phase, PH_LARGE);
 			if (st.book.large_bytes > VICTIM_LARGE_MAX) {
 				for (uint32_t k = 0; k < st.book.nlive;) {
-					if (soak_book_size(&st.book, k) > HEAPD_MAX_SMALL)
+					if (hbook_size(&st.book, k) > HEAPD_MAX_SMALL)
 						v_free(&st, k);
 					else
 						k++;
 				}
 			}
-			for (int n = 1 + (int)(cu_rand(&st.rng) % 3); n > 0; n--) {
-				uint64_t x = cu_rand(&st.rng);
+			for (int n = 1 + (int)(hutil_rand(&st.rng) % 3); n > 0; n--) {
+				uint64_t x = hutil_rand(&st.rng);
 				size_t size = HEAPD_MAX_SMALL + 1 + (x >> 8) % (x % 8 ? 256u << 10 : 2u << 20);
 				v_alloc(&st, size);
 			}
 		} else {
 			atomic_store(&v->phase, PH_TRIM);
-			rc = soak_trim();
+			rc = hlock_trim();
 			if (rc < 0)
 				VFAIL(&st, "victim %d: hc_trim: %s", (int)getpid(), strerror(-rc));
 			memset(st.classes_used, 0, sizeof(st.classes_used));
@@ -297,40 +305,41 @@ static void victim_main(victim_t *v, uint64_t seed)
 static void worker_loop(worker_t *w, uint64_t seed, uint64_t seedbase, uint64_t raw_seed,
                         unsigned pause_us)
 {
-	soak_book_t book;
-	soak_raw_t raw;
+	hbook_t book;
+	hlibraw_t raw;
 	uint64_t rng = seed;
 	char err[200];
 
-	soak_book_init(&book, w->recs, BY_OBJS, &claims, seedbase);
-	if (raw_seed && soak_raw_init(&raw, cu_daemon.sock, 1, &S->raw, raw_seed, RAW_END_EVERY_S,
-	                              RAW_LATE_EVERY_S, err, sizeof(err)) < 0)
+	hbook_init(&book, w->recs, BY_OBJS, &claims, seedbase);
+	if (raw_seed && hlibraw_init(&raw, hd_default.sock, 1, &S->raw, raw_seed, RAW_END_EVERY_MS,
+	                             RAW_LATE_EVERY_MS, err, sizeof(err)) < 0)
 		WFAIL(w, "%s", err);
 	while (!atomic_load(&w->stop)) {
 		for (int i = 0; i < 16; i++) {
-			if (book.nfree == 0 && soak_book_free(&book, (uint32_t)(cu_rand(&rng) % book.nlive), err,
-			                                      sizeof(err)) < 0)
+			if (book.nfree == 0 && hbook_free(&book, (uint32_t)(hutil_rand(&rng) % book.nlive), err,
+			                                  sizeof(err)) < 0)
 				WFAIL(w, "%s", err);
-			uint64_t r = cu_rand(&rng);
+			uint64_t r = hutil_rand(&rng);
 			size_t size = r % 64 == 0 ? HEAPD_MAX_SMALL + 1 + (r >> 8) % (192u << 10) : small_size(&rng);
-			if (!soak_book_alloc(&book, size, err, sizeof(err)))
+			if (!hbook_alloc(&book, size, err, sizeof(err)))
 				WFAIL(w, "%s", err);
 		}
 		for (int i = 0; i < 12 && book.nlive > 0; i++) {
-			if (soak_book_free(&book, (uint32_t)(cu_rand(&rng) % book.nlive), err, sizeof(err)) < 0)
+			if (hbook_free(&book, (uint32_t)(hutil_rand(&rng) % book.nlive), err,
+			               sizeof(err)) < 0)
 				WFAIL(w, "%s", err);
 			atomic_fetch_add_explicit(&w->verified, 1, memory_order_relaxed);
 		}
-		if (raw_seed && soak_raw_step(&raw, &book, err, sizeof(err)) < 0)
+		if (raw_seed && hlibraw_step(&raw, &book, err, sizeof(err)) < 0)
 			WFAIL(w, "%s", err);
 		atomic_fetch_add_explicit(&w->progress, 1, memory_order_relaxed);
 		if (pause_us)
-			usleep(pause_us);
+			hutil_sleep_us(pause_us); /* leaves CPU to the victims; orders nothing */
 	}
-	if (raw_seed && soak_raw_finish(&raw, &book, err, sizeof(err)) < 0)
+	if (raw_seed && hlibraw_finish(&raw, &book, err, sizeof(err)) < 0)
 		WFAIL(w, "%s", err);
 	while (book.nlive > 0) {
-		if (soak_book_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
+		if (hbook_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
 			WFAIL(w, "%s", err);
 		atomic_fetch_add_explicit(&w->verified, 1, memory_order_relaxed);
 	}
@@ -356,7 +365,7 @@ static void *zombie_worker(void *arg)
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* per thread: a failed test leaves no worker behind */
 	worker_loop(&a->z->w[a->t], a->seed, (uint64_t)getpid() << 32 | (uint64_t)(a->t + 1) << 28,
 	            a->t == 0 ? a->seed ^ 0x2077 : 0, ZOMBIE_PAUSE_US);
-	soak_thread_done(a->left); /* the last worker ends the process, with no Bye */
+	hchild_thread_done(a->left); /* the last worker ends the process, with no Bye */
 	return NULL;
 }
 
@@ -364,16 +373,17 @@ static void zombie_main(zombie_t *z, uint64_t seed)
 {
 	static zarg_t args[ZOMBIE_THREADS];
 	static atomic_uint left = ZOMBIE_THREADS;
-	soak_book_t book;
+	hbook_t book;
 	uint64_t rng = seed;
 	pthread_t th;
 	char err[200];
 
 	/* objects that outlive the thread: its spans go back as it exits, they stay */
-	soak_book_init(&book, z->main_recs, MAIN_OBJS, &claims, (uint64_t)getpid() << 32);
+	hbook_init(&book, z->main_recs, MAIN_OBJS, &claims, (uint64_t)getpid() << 32);
 	for (int i = 0; i < MAIN_OBJS; i++) {
-		size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + cu_rand(&rng) % (64u << 10) : small_size(&rng);
-		if (!soak_book_alloc(&book, size, err, sizeof(err)))
+		size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + hutil_rand(&rng) % (64u << 10)
+		                          : small_size(&rng);
+		if (!hbook_alloc(&book, size, err, sizeof(err)))
 			child_fail(z->why, &z->failed, "zombie-leader main: %s", err);
 	}
 	for (int t = 0; t < ZOMBIE_THREADS; t++) {
@@ -391,8 +401,8 @@ static void zombie_main(zombie_t *z, uint64_t seed)
 
 typedef struct vslot {
 	pid_t pid;
-	double spawned;
-	double deadline;   /* 0 until the victim starts working, unless killed early */
+	uint64_t spawned;  /* heapd_now_ns() */
+	uint64_t deadline; /* when it is killed; 0 until it starts working, unless killed early */
 } vslot_t;
 
 static pid_t spawn(void (*fn)(void *, uint64_t), void *arg, uint64_t seed)
@@ -426,7 +436,7 @@ static void zombie_entry(void *arg, uint64_t seed)
 static uint64_t reap_victim(victim_t *v)
 {
 	char err[200];
-	int64_t n = soak_recs_check(v->recs, VICTIM_RECS, &claims, 1, err, sizeof(err));
+	int64_t n = hbook_recs_check(v->recs, VICTIM_RECS, &claims, 1, err, sizeof(err));
 	if (n < 0)
 		ck_abort_msg("killed victim: %s", err);
 	return (uint64_t)n;
@@ -438,11 +448,13 @@ typedef struct steady {
 	worker_t *w[NWORKERS];
 	pid_t pid[NWORKERS];
 	uint64_t last[NWORKERS];
-	double since[NWORKERS];
+	uint64_t since[NWORKERS]; /* heapd_now_ms() of its last progress */
 } steady_t;
 
-static void check_steady(steady_t *sd, double now)
+/* Fail the test if a steady worker failed, ended, or made no progress for STALL_LIMIT_MS. */
+static void check_steady(steady_t *sd)
 {
+	uint64_t now = heapd_now_ms();
 	for (int z = 0; z < ZOMBIES; z++)
 		if (atomic_load(&S->zombies[z].failed))
 			ck_abort_msg("%s", S->zombies[z].why);
@@ -457,83 +469,72 @@ static void check_steady(steady_t *sd, double now)
 		if (p != sd->last[i]) {
 			sd->last[i] = p;
 			sd->since[i] = now;
-		} else if (now - sd->since[i] > STALL_LIMIT_S) {
-			ck_abort_msg("%s %d made no progress for %.1f s", who, (int)sd->pid[i], now - sd->since[i]);
+		} else if (now - sd->since[i] > STALL_LIMIT_MS) {
+			ck_abort_msg("%s %d made no progress for %.1f s", who, (int)sd->pid[i],
+			             (double)(now - sd->since[i]) / 1e3);
 		}
 	}
 }
 
-/* The state letter of process pid in /proc (Z: its main thread has exited), or 0. */
-static char proc_state(pid_t pid)
+/* Clients the daemon lists whose pid is not in pids; with show, each is printed. */
+static int others_listed(const pid_t *pids, int npids, int show)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
+	hctl_client_t cl[64];
+	int n = hctl_clients(hd_default.sock, cl, 64), others = 0;
+	ck_assert_int_ge(n, 0);
+	for (int i = 0; i < n && i < 64; i++) {
+		int known = 0;
+		for (int k = 0; k < npids; k++)
+			known |= cl[i].pid == (uint32_t)pids[k];
+		others += !known;
+		if (!known && show)
+			fprintf(stderr, "client pid %u slot %u: %llu spans, %llu pages\n",
+			        cl[i].pid, cl[i].slot,
+			        (unsigned long long)cl[i].spans_cached, (unsigned long long)cl[i].pages_held);
+	}
+	return others;
+}
+
+/* Wait until the daemon lists no client outside pids (timeout_ms at most); how many are left. */
+static int wait_only(const pid_t *pids, int npids, uint64_t timeout_ms)
+{
+	if (hutil_wait_until(others_listed(pids, npids, 0) == 0, timeout_ms))
 		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
+	return others_listed(pids, npids, 1);
 }
 
-/* Poll the daemon until it lists no client outside pids (timeout_s at most); how many are left. */
-static int wait_only(const pid_t *pids, int npids, double timeout_s)
+/* Sweep; then the objects in use, and in *large the large ones. */
+static uint64_t swept_objects(uint64_t *large)
 {
-	soak_client_t cl[64];
-	double t0 = cu_now();
-	for (;;) {
-		int n = soak_clients(cu_daemon.sock, cl, 64), others = 0;
-		ck_assert_int_ge(n, 0);
-		for (int i = 0; i < n && i < 64; i++) {
-			int known = 0;
-			for (int k = 0; k < npids; k++)
-				known |= cl[i].pid == (uint32_t)pids[k];
-			others += !known;
-		}
-		if (others == 0 || cu_now() - t0 > timeout_s) {
-			for (int i = 0; others && i < n && i < 64; i++)
-				fprintf(stderr, "client pid %u slot %u: %llu spans, %llu pages\n", cl[i].pid, cl[i].slot,
-				        (unsigned long long)cl[i].spans_cached, (unsigned long long)cl[i].pages_held);
-			return others;
-		}
-		usleep(20000);
-	}
+	Heapd__Envelope *owner;
+	ck_assert_int_eq(hctl_sweep(hd_default.sock), 0);
+	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
+	ck_assert_ptr_nonnull(st);
+	uint64_t n = st->objects_in_use;
+	*large = st->large_objects;
+	wire_free(owner);
+	return n;
 }
 
-/* Objects in use after a sweep, once at most max are, or after timeout_s of sweeps. */
-static uint64_t settle_objects(uint64_t max, double timeout_s, uint64_t *large)
+/* Objects in use after a sweep, once at most max are, or after timeout_ms of sweeps. */
+static uint64_t settle_objects(uint64_t max, uint64_t timeout_ms, uint64_t *large)
 {
-	double t0 = cu_now();
-	int fd = harness_control(cu_daemon.sock);
-	ck_assert_int_ge(fd, 0);
-	for (;;) {
-		Heapd__StatsReply *st;
-		Heapd__Envelope *owner = NULL;
-		ck_assert_int_eq(harness_sweep(fd), 0);
-		ck_assert_int_eq(harness_stats(fd, &st, &owner), 0);
-		uint64_t n = st->objects_in_use;
-		*large = st->large_objects;
-		wire_free(owner);
-		/* a LargeFree lost with an ended session waits for the sweeper's grace */
-		if (n <= max || cu_now() - t0 > timeout_s) {
-			close(fd);
-			return n;
-		}
-		usleep(50000);
-	}
+	uint64_t n;
+	/* a LargeFree lost with an ended session waits for the sweeper's grace */
+	hutil_wait_until((n = swept_objects(large)) <= max, timeout_ms);
+	return n;
 }
 
 START_TEST(test_killed_clients)
 {
-	uint64_t target = soak_env("SOAK_KILLS", 1000), kills = 0, early = 0, reaped = 0, interrupted = 0;
+	uint64_t target = hutil_env("SOAK_KILLS",
+	                            1000), kills = 0, early = 0, reaped = 0, interrupted = 0;
 	uint64_t ended_victims = 0, readopted_victims = 0;
 	uint64_t by_phase[PH_COUNT] = { 0 }, rng = 0x50a4c11e475ULL ^ (uint64_t)getpid();
 	vslot_t vs[VICTIMS] = { 0 };
 	pid_t by[BYSTANDERS], zpid[ZOMBIES], live[BYSTANDERS + ZOMBIES + 1];
 	steady_t sd = { 0 };
-	double t0 = cu_now();
+	uint64_t t0 = heapd_now_ms();
 
 	for (int i = 0; i < BYSTANDERS; i++) {
 		by[i] = spawn(bystander_entry, &S->by[i], 0xb1 + (uint64_t)i * 7919);
@@ -550,18 +551,18 @@ START_TEST(test_killed_clients)
 	}
 	live[BYSTANDERS + ZOMBIES] = getpid(); /* the test frees the victims' objects */
 	for (int i = 0; i < NWORKERS; i++)
-		sd.since[i] = cu_now();
+		sd.since[i] = t0;
 	/* The zombie-leaders' main threads are gone (state Z) before the first kill. */
 	for (int z = 0; z < ZOMBIES; z++)
-		while (!atomic_load(&S->zombies[z].main_done) || proc_state(zpid[z]) != 'Z') {
-			check_steady(&sd, cu_now());
-			ck_assert_msg(cu_now() - t0 < READY_TIMEOUT_S, "zombie-leader client %d: its main thread "
-			              "did not exit (state %c)", (int)zpid[z], proc_state(zpid[z]));
-			usleep(1000);
-		}
+		ck_assert_msg(hutil_wait_until((check_steady(&sd),
+		                                atomic_load(&S->zombies[z].main_done) &&
+		                                hchild_state(zpid[z]) == 'Z'), READY_TIMEOUT_MS),
+		              "zombie-leader client %d: its main thread did not exit (state %c)", (int)zpid[z],
+		              hchild_state(zpid[z]));
 
+	/* Victims killed at random moments: a deadline picks the moment, it orders nothing. */
 	for (;;) {
-		double now = cu_now();
+		uint64_t now = heapd_now_ns();
 		int alive = 0;
 		for (int i = 0; i < VICTIMS; i++)
 			alive += vs[i].pid != 0;
@@ -572,11 +573,11 @@ START_TEST(test_killed_clients)
 				if (kills + (uint64_t)alive >= target)
 					continue;
 				memset(v, 0, sizeof(*v));
-				s->pid = spawn(victim_entry, v, cu_rand(&rng));
+				s->pid = spawn(victim_entry, v, hutil_rand(&rng));
 				s->spawned = now;
 				s->deadline = 0;
-				if (cu_rand(&rng) % 8 == 0) {
-					s->deadline = now + (double)(cu_rand(&rng) % (EARLY_WINDOW_US + 1)) / 1e6;
+				if (hutil_rand(&rng) % 8 == 0) {
+					s->deadline = now + hutil_rand(&rng) % (EARLY_WINDOW_US + 1) * 1000;
 					early++;
 				}
 				alive++;
@@ -588,10 +589,11 @@ START_TEST(test_killed_clients)
 				             atomic_load(&v->failed) ? v->why : "no reason recorded");
 			int ph = atomic_load(&v->phase);
 			if (s->deadline == 0 && ph >= PH_ENDED)
-				s->deadline = now + (double)(cu_rand(&rng) % (KILL_WINDOW_US + 1)) / 1e6;
-			if ((s->deadline != 0 && now >= s->deadline) || now - s->spawned > READY_TIMEOUT_S) {
+				s->deadline = now + hutil_rand(&rng) % (KILL_WINDOW_US + 1) * 1000;
+			if ((s->deadline != 0 && now >= s->deadline) ||
+			    now - s->spawned > (uint64_t)READY_TIMEOUT_MS * 1000000) {
 				kill(s->pid, SIGKILL);
-				int rc = cu_wait(s->pid);
+				int rc = hchild_wait(s->pid);
 				ph = atomic_load(&v->phase);
 				interrupted += atomic_load(&v->in_op) != 0;
 				if (rc != 128 + SIGKILL)
@@ -606,40 +608,41 @@ START_TEST(test_killed_clients)
 				alive--;
 			}
 		}
-		check_steady(&sd, cu_now());
+		check_steady(&sd);
 		if (kills >= target && alive == 0)
 			break;
-		usleep(200);
+		hutil_sleep_us(200);
 	}
-	double t_kills = cu_now() - t0;
+	double t_kills = (double)(heapd_now_ms() - t0) / 1e3;
 
 	/* The daemon sees every death: only the bystanders, the zombie-leaders and this process remain. */
-	ck_assert_msg(wait_only(live, BYSTANDERS + ZOMBIES + 1, 30.0) == 0,
+	ck_assert_msg(wait_only(live, BYSTANDERS + ZOMBIES + 1, SEEN_DEAD_MS) == 0,
 	              "the daemon still lists dead clients");
-	check_steady(&sd, cu_now());
+	check_steady(&sd);
 	/* A process whose main thread has exited is alive: the daemon lists it, with its slot. */
-	soak_client_t cl[64];
-	int ncl = soak_clients(cu_daemon.sock, cl, 64);
+	hctl_client_t cl[64];
+	int ncl = hctl_clients(hd_default.sock, cl, 64);
 	ck_assert_int_ge(ncl, 0);
 	for (int z = 0; z < ZOMBIES; z++) {
 		int listed = 0;
 		for (int i = 0; i < ncl && i < 64; i++)
 			listed |= cl[i].pid == (uint32_t)zpid[z];
 		ck_assert_msg(listed, "the daemon does not list zombie-leader client %d", (int)zpid[z]);
-		ck_assert_msg(proc_state(zpid[z]) == 'Z', "zombie-leader client %d: state %c", (int)zpid[z],
-		              proc_state(zpid[z]));
+		ck_assert_msg(hchild_state(zpid[z]) == 'Z', "zombie-leader client %d: state %c",
+		              (int)zpid[z],
+		              hchild_state(zpid[z]));
 	}
 	/* Every span a dead victim cached is back: none is owned by a slot that is not a live client. */
-	ck_assert_uint_eq(soak_foreign_spans(live, BYSTANDERS + ZOMBIES + 1), 0);
-	ck_assert_uint_eq(cu_check(), 0);
-	check_steady(&sd, cu_now());
+	ck_assert_uint_eq(hview_foreign_spans(live, BYSTANDERS + ZOMBIES + 1), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+	check_steady(&sd);
 
 	/* The bystanders and the zombie-leaders' workers free everything and go; so does this process. */
 	uint64_t by_verified = 0, by_rounds = 0, z_verified = 0, z_rounds = 0;
 	for (int i = 0; i < NWORKERS; i++)
 		atomic_store(&sd.w[i]->stop, 1);
 	for (int i = 0; i < BYSTANDERS; i++) {
-		int rc = cu_wait(by[i]);
+		int rc = hchild_wait(by[i]);
 		ck_assert_msg(rc == 0, "bystander %d: status %d: %s", (int)by[i], rc,
 		              atomic_load(&S->by[i].failed) ? S->by[i].why : "");
 		by_verified += atomic_load(&S->by[i].verified);
@@ -649,7 +652,7 @@ START_TEST(test_killed_clients)
 	char err[200];
 	for (int z = 0; z < ZOMBIES; z++) {
 		zombie_t *zz = &S->zombies[z];
-		int rc = cu_wait(zpid[z]);
+		int rc = hchild_wait(zpid[z]);
 		for (int t = 0; t < ZOMBIE_THREADS; t++) {
 			ck_assert_msg(!atomic_load(&zz->w[t].failed), "zombie-leader client %d: %s", (int)zpid[z],
 			              zz->w[t].why);
@@ -658,28 +661,30 @@ START_TEST(test_killed_clients)
 		}
 		ck_assert_msg(rc == 0, "zombie-leader client %d: status %d", (int)zpid[z], rc);
 		/* its main thread's objects, left behind long ago, checked and freed here */
-		int64_t n = soak_recs_check(zz->main_recs, MAIN_OBJS, &claims, 1, err, sizeof(err));
+		int64_t n = hbook_recs_check(zz->main_recs, MAIN_OBJS, &claims, 1, err,
+		                             sizeof(err));
 		ck_assert_msg(n == MAIN_OBJS, "zombie-leader client %d's main thread: %s", (int)zpid[z],
 		              n < 0 ? err : "objects missing");
 		main_objs += (uint64_t)n;
 	}
 	hc_disconnect();
 	/* The zombie-leaders said no Bye: the daemon saw their whole processes exit. */
-	ck_assert_msg(wait_only(NULL, 0, 30.0) == 0, "clients remain after everyone disconnected");
+	ck_assert_msg(wait_only(NULL, 0, SEEN_DEAD_MS) == 0,
+	              "clients remain after everyone disconnected");
 
 	uint64_t large_left;
-	uint64_t leaked = settle_objects(interrupted, LEAK_SETTLE_S, &large_left);
+	uint64_t leaked = settle_objects(interrupted, LEAK_SETTLE_MS, &large_left);
 	if (leaked > interrupted)
-		soak_dump_in_use(20);
+		hview_dump_in_use(20);
 	ck_assert_msg(leaked <= interrupted,
 	              "%llu objects in use after %llu kills, %llu of them inside an allocation or a free",
 	              (unsigned long long)leaked, (unsigned long long)kills,
 	              (unsigned long long)interrupted);
-	ck_assert_uint_eq(soak_foreign_spans(NULL, 0), 0); /* no span is owned by any client */
+	ck_assert_uint_eq(hview_foreign_spans(NULL, 0), 0); /* no span is owned by any client */
 	hc_disconnect();
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 
-	soak_raw_counts_t *rc = &S->raw;
+	hlibraw_counts_t *rc = &S->raw;
 	fprintf(stderr, "soak_clients: %llu victims killed in %.1f s (%llu of them 0-3 ms after fork), "
 	                "all seen dead by the daemon, no span left with a dead owner\n",
 	        (unsigned long long)kills, t_kills, (unsigned long long)early);
@@ -693,7 +698,7 @@ START_TEST(test_killed_clients)
 	                "process; "
 	                "bystanders: %llu rounds, %llu objects checked, no error, no stall over %.0f s\n",
 	        (unsigned long long)reaped, (unsigned long long)by_rounds, (unsigned long long)by_verified,
-	        STALL_LIMIT_S);
+	        STALL_LIMIT_MS / 1e3);
 	fprintf(stderr, "soak_clients: %d zombie-leader clients (%d workers each) listed alive to the "
 	                "end: %llu rounds, %llu objects checked; %llu objects of their main threads "
 	                "intact; gone without a Bye, their slots released\n",
@@ -718,7 +723,7 @@ static Suite *soak_clients_suite(void)
 	Suite *s = suite_create("soak_clients");
 	TCase *tc = tcase_create("kills");
 	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
-	tcase_set_timeout(tc, (double)soak_env("SOAK_TIMEOUT", 240));
+	tcase_set_timeout(tc, (double)hutil_env("SOAK_TIMEOUT", 240));
 	tcase_add_test(tc, test_killed_clients);
 	suite_add_tcase(s, tc);
 	return s;

@@ -9,7 +9,7 @@
  * main thread allocates a few objects, starts the workers and calls
  * pthread_exit, and the process works on, through every restart, with its
  * main thread gone. The first thread of each client also writes raw frames
- * now and then (soak_raw_t): it makes heapd end its session (in a client
+ * now and then (hlibraw_t): it makes heapd end its session (in a client
  * with two threads, while the other goes on allocating) and checks that
  * the next request reconnects to the same slot; and it frees a large
  * object by its bit alone, sends LargeFrees of a wrong generation at once,
@@ -22,7 +22,7 @@
  * restarted: the library reconnects by itself, with backoff
  * ($HEAPD_RECONNECT_TIMEOUT_MS is 20 s here), and they carry on.
  *
- * Each worker thread keeps a book of its live objects (soak_util.h) whose
+ * Each worker thread keeps a book of its live objects (harness/book.h) whose
  * records are in shared memory, so that the test can check every object at
  * the end; every live object of every process is claimed in the claim map,
  * so an object handed out twice is caught the moment it is. The test fails
@@ -51,24 +51,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "e2e/client_util.h"
+#include "harness/book.h"
+#include "harness/check_main.h"
+#include "harness/child.h"
+#include "harness/claims.h"
+#include "harness/ctl.h"
+#include "harness/heapd.h"
+#include "harness/libraw.h"
+#include "harness/liblock.h"
+#include "harness/util.h"
+#include "harness/view.h"
 #include "heapclient.h"
 #include "layout.h"
-#include "soak_util.h"
 
 #define CLIENTS 4
 #define MAX_THREADS 2
 #define ZOMBIE 3                     /* the client whose main thread exits */
 #define MAIN_OBJS 64                 /* objects its main thread leaves behind */
-#define RAW_END_EVERY_S 0.3          /* a client's first thread ends its session this often */
-#define RAW_LATE_EVERY_S 0.5         /* and frees a large object by its bit alone this often */
+#define RAW_END_EVERY_MS 300         /* a client's first thread ends its session this often */
+#define RAW_LATE_EVERY_MS 500        /* and frees a large object by its bit alone this often */
 #define WORKER_RECS 2048
 #define WORKER_LARGE_MAX (16u << 20) /* live large bytes a worker keeps at most */
 #define LIFE_MAX_US 300000           /* the daemon lives 0-300 ms */
 #define DOWN_MAX_US 20000            /* and stays dead 0-20 ms */
 #define STARTUP_KILL_US 6000         /* one start in six is killed 0-6 ms in: during recovery */
 #define PROGRESS_AFTER 200           /* operations each worker does after the last restart */
+#define START_MS 60000               /* the clients are all at work within this */
 
 static const int threads_of[CLIENTS] = { 1, 1, 2, 2 };
 
@@ -78,7 +86,7 @@ typedef struct worker {
 	_Atomic int failed;
 	_Atomic int stopped;     /* stopped working and checked its objects */
 	char why[256];
-	soak_rec_t recs[WORKER_RECS];
+	hbook_rec_t recs[WORKER_RECS];
 } worker_t;
 
 typedef struct shared {
@@ -91,24 +99,24 @@ typedef struct shared {
 	_Atomic int main_done;   /* the zombie-leader's main thread is about to call pthread_exit */
 	_Atomic int main_failed;
 	char main_why[256];
-	soak_rec_t main_recs[MAIN_OBJS];
-	soak_raw_counts_t raw;   /* the first threads' raw frames */
+	hbook_rec_t main_recs[MAIN_OBJS];
+	hlibraw_counts_t raw;   /* the first threads' raw frames */
 } shared_t;
 
 static shared_t *S;
-static soak_claims_t claims;
+static hclaims_t claims;
 
 static void daemon_up(void)
 {
 	setenv("HEAPD_RECONNECT_TIMEOUT_MS", "20000", 1);
-	cu_daemon_start("512M");
-	S = soak_shared(sizeof(*S));
-	soak_claims_init(&claims, cu_daemon.arena);
+	hd_default_start("512M", NULL);
+	S = hutil_shared(sizeof(*S));
+	hclaims_init(&claims, hd_default.arena);
 }
 
 static void daemon_down(void)
 {
-	cu_daemon_stop();
+	hd_default_stop();
 }
 
 /* ---- clients ---- */
@@ -130,7 +138,7 @@ typedef struct warg {
 
 static size_t small_size(uint64_t *rng)
 {
-	uint64_t r = cu_rand(rng);
+	uint64_t r = hutil_rand(rng);
 	switch (r % 8) {
 	case 0:
 		return 4097 + (r >> 8) % 28672;
@@ -156,57 +164,59 @@ static void *worker_main(void *arg)
 {
 	warg_t *a = arg;
 	worker_t *w = &S->w[a->c][a->t];
-	soak_book_t book;
-	soak_raw_t raw;
+	hbook_t book;
+	hlibraw_t raw;
 	hc_stats_t st;
 	uint64_t rng = a->seed;
 	char err[200];
 
 	if (a->c == ZOMBIE)
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* per thread: a failed test leaves no worker behind */
-	soak_book_init(&book, w->recs, WORKER_RECS, &claims, a->seed << 24);
+	hbook_init(&book, w->recs, WORKER_RECS, &claims, a->seed << 24);
 	if (a->t == 0) {
-		if (soak_raw_init(&raw, cu_daemon.sock, 0, &S->raw, a->seed ^ 0x7a11, RAW_END_EVERY_S,
-		                  RAW_LATE_EVERY_S, err, sizeof(err)) < 0)
+		if (hlibraw_init(&raw, hd_default.sock, 0, &S->raw, a->seed ^ 0x7a11,
+		                 RAW_END_EVERY_MS,
+		                 RAW_LATE_EVERY_MS, err, sizeof(err)) < 0)
 			worker_fail(w, "%s", err);
 		hc_stats(&st);
 		atomic_store(&S->first_slot[a->c], st.slot + 1);
 	}
 	while (!atomic_load(&S->stop)) {
-		uint64_t r = cu_rand(&rng) % 100;
+		uint64_t r = hutil_rand(&rng) % 100;
 		if (book.nlive > 0 && (book.nfree == 0 || r < 38)) {
-			if (soak_book_free(&book, (uint32_t)(cu_rand(&rng) % book.nlive), err, sizeof(err)) < 0)
+			if (hbook_free(&book, (uint32_t)(hutil_rand(&rng) % book.nlive), err,
+			               sizeof(err)) < 0)
 				worker_fail(w, "%s", err);
 		} else if (r < 93) {
-			if (!soak_book_alloc(&book, small_size(&rng), err, sizeof(err)))
+			if (!hbook_alloc(&book, small_size(&rng), err, sizeof(err)))
 				worker_fail(w, "%s", err);
 			atomic_fetch_add_explicit(&w->allocs, 1, memory_order_relaxed);
 		} else if (r < 98) {
 			for (uint32_t k = 0; book.large_bytes > WORKER_LARGE_MAX && k < book.nlive;) {
-				if (soak_book_size(&book, k) > HEAPD_MAX_SMALL) {
-					if (soak_book_free(&book, k, err, sizeof(err)) < 0)
+				if (hbook_size(&book, k) > HEAPD_MAX_SMALL) {
+					if (hbook_free(&book, k, err, sizeof(err)) < 0)
 						worker_fail(w, "%s", err);
 				} else {
 					k++;
 				}
 			}
-			size_t size = HEAPD_MAX_SMALL + 1 + cu_rand(&rng) % (480u << 10);
-			if (!soak_book_alloc(&book, size, err, sizeof(err)))
+			size_t size = HEAPD_MAX_SMALL + 1 + hutil_rand(&rng) % (480u << 10);
+			if (!hbook_alloc(&book, size, err, sizeof(err)))
 				worker_fail(w, "%s", err);
 			atomic_fetch_add_explicit(&w->allocs, 1, memory_order_relaxed);
 		} else {
-			int rc = soak_trim();
+			int rc = hlock_trim();
 			if (rc < 0)
 				worker_fail(w, "pid %d: hc_trim: %s", (int)getpid(), strerror(-rc));
 		}
-		if (a->t == 0 && soak_raw_step(&raw, &book, err, sizeof(err)) < 0)
+		if (a->t == 0 && hlibraw_step(&raw, &book, err, sizeof(err)) < 0)
 			worker_fail(w, "%s", err);
 		atomic_fetch_add_explicit(&w->ops, 1, memory_order_relaxed);
 	}
 	/* The daemon is up for good now: the held-back LargeFrees go, and every object is checked. */
-	if (a->t == 0 && soak_raw_finish(&raw, &book, err, sizeof(err)) < 0)
+	if (a->t == 0 && hlibraw_finish(&raw, &book, err, sizeof(err)) < 0)
 		worker_fail(w, "%s", err);
-	if (soak_recs_check(w->recs, WORKER_RECS, &claims, 0, err, sizeof(err)) < 0)
+	if (hbook_recs_check(w->recs, WORKER_RECS, &claims, 0, err, sizeof(err)) < 0)
 		worker_fail(w, "pid %d: %s", (int)getpid(), err);
 	if (a->t == 0) {
 		hc_stats(&st);
@@ -214,14 +224,14 @@ static void *worker_main(void *arg)
 	}
 	atomic_store(&w->stopped, 1);
 	while (!atomic_load(&S->release))
-		usleep(1000);
+		hutil_sleep_us(1000);
 	while (book.nlive > 0)
-		if (soak_book_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
+		if (hbook_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
 			worker_fail(w, "%s", err);
 	if (hc_stats(&st) == 0)
 		store_max(&S->reconnects[a->c], st.reconnects);
 	if (a->c == ZOMBIE)
-		soak_thread_done(&zombie_left); /* the last worker ends the process, with no Bye */
+		hchild_thread_done(&zombie_left); /* the last worker ends the process, with no Bye */
 	return NULL;
 }
 
@@ -232,14 +242,14 @@ static void client_main(int c, uint64_t seed)
 
 	if (c == ZOMBIE) {
 		/* objects that outlive the main thread: its spans go back as it exits, they stay */
-		soak_book_t book;
+		hbook_t book;
 		uint64_t rng = seed;
 		char err[200];
-		soak_book_init(&book, S->main_recs, MAIN_OBJS, &claims, (uint64_t)getpid() << 32);
+		hbook_init(&book, S->main_recs, MAIN_OBJS, &claims, (uint64_t)getpid() << 32);
 		for (int i = 0; i < MAIN_OBJS; i++) {
-			size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + cu_rand(&rng) % (64u << 10)
+			size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + hutil_rand(&rng) % (64u << 10)
 			                          : small_size(&rng);
-			if (!soak_book_alloc(&book, size, err, sizeof(err))) {
+			if (!hbook_alloc(&book, size, err, sizeof(err))) {
 				snprintf(S->main_why, sizeof(S->main_why), "zombie-leader main: %s", err);
 				atomic_store(&S->main_failed, 1);
 				_exit(1);
@@ -284,35 +294,6 @@ static uint64_t total_ops(int c, int t)
 	return atomic_load(&S->w[c][t].ops);
 }
 
-/* Lines of the daemon's log (every life of it) that contain needle. */
-static int log_count(const char *needle)
-{
-	FILE *f = fopen(cu_daemon.log, "r");
-	char line[1024];
-	int n = 0;
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, needle) != NULL;
-	fclose(f);
-	return n;
-}
-
-/* The state letter of process pid in /proc (Z: its main thread has exited), or 0. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
-}
-
 typedef struct span_ref {
 	uint64_t off, size;
 	int client;
@@ -326,10 +307,11 @@ static int cmp_ref(const void *a, const void *b)
 
 START_TEST(test_daemon_restarts)
 {
-	uint64_t restarts = soak_env("SOAK_RESTARTS", 60), rng = 0xdead5eedULL ^ (uint64_t)getpid();
+	uint64_t restarts = hutil_env("SOAK_RESTARTS",
+	                              60), rng = 0xdead5eedULL ^ (uint64_t)getpid();
 	uint64_t at_last[CLIENTS][MAX_THREADS], startup_kills = 0;
 	pid_t pids[CLIENTS];
-	double t0 = cu_now();
+	uint64_t t0 = heapd_now_ms();
 
 	for (int c = 0; c < CLIENTS; c++) {
 		pids[c] = fork();
@@ -342,62 +324,54 @@ START_TEST(test_daemon_restarts)
 	/* Everyone is working before the first kill, the zombie-leader without its main thread. */
 	for (int c = 0; c < CLIENTS; c++)
 		for (int t = 0; t < threads_of[c]; t++)
-			while (total_ops(c, t) == 0) {
-				check_workers(pids);
-				ck_assert_msg(cu_now() - t0 < 60, "client %d thread %d never started", c, t);
-				usleep(1000);
-			}
-	while (!atomic_load(&S->main_done) || proc_state(pids[ZOMBIE]) != 'Z') {
-		check_workers(pids);
-		ck_assert_msg(cu_now() - t0 < 60, "client %d: its main thread did not exit (state %c)",
-		              ZOMBIE, proc_state(pids[ZOMBIE]));
-		usleep(1000);
-	}
+			ck_assert_msg(hutil_wait_until((check_workers(pids), total_ops(c, t) > 0),
+			                               START_MS),
+			              "client %d thread %d never started", c, t);
+	ck_assert_msg(hutil_wait_until((check_workers(pids), atomic_load(&S->main_done) &&
+	                                hchild_state(pids[ZOMBIE]) == 'Z'), START_MS),
+	              "client %d: its main thread did not exit (state %c)", ZOMBIE,
+	              hchild_state(pids[ZOMBIE]));
 
+	/* Kill points at random: a pause of 0-300 ms orders nothing, it only picks the moment. */
 	for (uint64_t k = 0; k < restarts; k++) {
-		usleep((useconds_t)(cu_rand(&rng) % LIFE_MAX_US));
+		hutil_sleep_us(hutil_rand(&rng) % LIFE_MAX_US);
 		check_workers(pids);
-		harness_stop(&cu_daemon, SIGKILL);
-		usleep((useconds_t)(cu_rand(&rng) % DOWN_MAX_US));
-		if (cu_rand(&rng) % 6 == 0) {
-			ck_assert_int_eq(harness_launch(&cu_daemon), 0);
-			usleep((useconds_t)(cu_rand(&rng) % STARTUP_KILL_US));
-			harness_stop(&cu_daemon, SIGKILL);
+		hd_stop(&hd_default, SIGKILL);
+		hutil_sleep_us(hutil_rand(&rng) % DOWN_MAX_US);
+		if (hutil_rand(&rng) % 6 == 0) {
+			ck_assert_int_eq(hd_launch(&hd_default), 0);
+			hutil_sleep_us(hutil_rand(&rng) % STARTUP_KILL_US);
+			hd_stop(&hd_default, SIGKILL);
 			startup_kills++;
 		}
-		int rc = harness_start(&cu_daemon);
+		int rc = hd_start(&hd_default);
 		ck_assert_msg(rc == 0, "restart %llu: heapd did not start (%s); log in %s",
-		              (unsigned long long)k + 1, strerror(-rc), cu_daemon.log);
+		              (unsigned long long)k + 1, strerror(-rc), hd_default.log);
 	}
-	double t_kills = cu_now() - t0;
+	double t_kills = (double)(heapd_now_ms() - t0) / 1e3;
 
 	/* The clients carry on with the last daemon, with no restart of theirs. */
 	for (int c = 0; c < CLIENTS; c++)
 		for (int t = 0; t < threads_of[c]; t++)
 			at_last[c][t] = total_ops(c, t);
-	double t1 = cu_now();
 	for (int c = 0; c < CLIENTS; c++)
 		for (int t = 0; t < threads_of[c]; t++)
-			while (total_ops(c, t) < at_last[c][t] + PROGRESS_AFTER) {
-				check_workers(pids);
-				ck_assert_msg(cu_now() - t1 < 60, "client %d thread %d stopped after the last restart",
-				              c, t);
-				usleep(1000);
-			}
+			ck_assert_msg(hutil_wait_until((check_workers(pids),
+			                                total_ops(c, t) >= at_last[c][t] + PROGRESS_AFTER), 60000),
+			              "client %d thread %d stopped after the last restart", c, t);
 
 	/* Stop; each worker checks its own objects. */
 	atomic_store(&S->stop, 1);
 	for (int c = 0; c < CLIENTS; c++)
 		for (int t = 0; t < threads_of[c]; t++)
-			while (!atomic_load(&S->w[c][t].stopped)) {
-				check_workers(pids);
-				ck_assert_msg(cu_now() - t1 < 120, "client %d thread %d did not stop", c, t);
-				usleep(1000);
-			}
+			ck_assert_msg(hutil_wait_until((check_workers(pids),
+			                                atomic_load(&S->w[c][t].stopped)),
+			                               120000),
+			              "client %d thread %d did not stop", c, t);
 
 	/* The zombie-leader was alive to every daemon: every client kept its slot. */
-	ck_assert_msg(proc_state(pids[ZOMBIE]) == 'Z', "client %d: state %c", ZOMBIE,
-	              proc_state(pids[ZOMBIE]));
+	ck_assert_msg(hchild_state(pids[ZOMBIE]) == 'Z', "client %d: state %c", ZOMBIE,
+	              hchild_state(pids[ZOMBIE]));
 	for (int c = 0; c < CLIENTS; c++)
 		ck_assert_msg(atomic_load(&S->first_slot[c]) == atomic_load(&S->last_slot[c]),
 		              "client %d started with slot %u and ended with slot %u", c,
@@ -408,7 +382,8 @@ START_TEST(test_daemon_restarts)
 	size_t nrefs = 0;
 	uint64_t allocs = 0, ops = 0;
 	char err[200];
-	ck_assert_msg(soak_recs_check(S->main_recs, MAIN_OBJS, &claims, 0, err, sizeof(err)) == MAIN_OBJS,
+	ck_assert_msg(hbook_recs_check(S->main_recs, MAIN_OBJS, &claims, 0, err,
+	                               sizeof(err)) == MAIN_OBJS,
 	              "the zombie-leader's main thread: %s", err);
 	for (uint32_t i = 0; i < MAIN_OBJS; i++) {
 		refs[nrefs].off = atomic_load(&S->main_recs[i].off);
@@ -419,7 +394,8 @@ START_TEST(test_daemon_restarts)
 	for (int c = 0; c < CLIENTS; c++) {
 		for (int t = 0; t < threads_of[c]; t++) {
 			worker_t *w = &S->w[c][t];
-			ck_assert_msg(soak_recs_check(w->recs, WORKER_RECS, &claims, 0, err, sizeof(err)) >= 0,
+			ck_assert_msg(hbook_recs_check(w->recs, WORKER_RECS, &claims, 0, err,
+			                               sizeof(err)) >= 0,
 			              "client %d thread %d: %s", c, t, err);
 			for (uint32_t i = 0; i < WORKER_RECS; i++) {
 				uint64_t off = atomic_load(&w->recs[i].off);
@@ -440,13 +416,13 @@ START_TEST(test_daemon_restarts)
 		              "objects at %llu (%llu bytes, client %d) and %llu (client %d) overlap",
 		              (unsigned long long)refs[i - 1].off, (unsigned long long)refs[i - 1].size,
 		              refs[i - 1].client, (unsigned long long)refs[i].off, refs[i].client);
-	ck_assert_uint_eq(cu_check(), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 
 	/* Free everything; then nothing may be in use. */
 	atomic_store(&S->release, 1);
 	uint64_t reconnects = 0;
 	for (int c = 0; c < CLIENTS; c++) {
-		int rc = cu_wait(pids[c]);
+		int rc = hchild_wait(pids[c]);
 		for (int t = 0; t < threads_of[c]; t++)
 			ck_assert_msg(!atomic_load(&S->w[c][t].failed), "client %d thread %d: %s", c, t, S->w[c][t].why);
 		ck_assert_msg(rc == 0, "client %d: status %d", c, rc);
@@ -454,32 +430,33 @@ START_TEST(test_daemon_restarts)
 		ck_assert_msg(atomic_load(&S->reconnects[c]) > 0, "client %d never reconnected", c);
 	}
 	/* The zombie-leader's main thread's objects, left behind long ago, are freed here. */
-	ck_assert_msg(soak_recs_check(S->main_recs, MAIN_OBJS, &claims, 1, err, sizeof(err)) == MAIN_OBJS,
+	ck_assert_msg(hbook_recs_check(S->main_recs, MAIN_OBJS, &claims, 1, err,
+	                               sizeof(err)) == MAIN_OBJS,
 	              "the zombie-leader's main thread: %s", err);
 	hc_disconnect();
-	int settled = cu_settle(200);
+	int settled = hctl_settle(hd_default.sock, 200);
 	if (!settled)
-		soak_dump_in_use(20);
+		hview_dump_in_use(20);
 	ck_assert_msg(settled, "after %llu restarts and every free: %llu objects, %llu pages in use",
-	              (unsigned long long)restarts, (unsigned long long)cu_objects_in_use(),
-	              (unsigned long long)cu_pages_in_use());
-	ck_assert_uint_eq(cu_client_spans(0), 0);
-	ck_assert_uint_eq(cu_check(), 0);
+	              (unsigned long long)restarts, (unsigned long long)hctl_objects_in_use(hd_default.sock),
+	              (unsigned long long)hctl_pages_in_use(hd_default.sock));
+	ck_assert_uint_eq(hctl_client_spans(hd_default.sock, 0), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 
 	fprintf(stderr, "soak_daemon: %llu more SIGKILLs 0-6 ms into a start, %d of them before recovery "
 	                "was done\n", (unsigned long long)startup_kills,
-	        (int)(restarts + startup_kills + 1) - log_count("reopened") - 1);
+	        (int)(restarts + startup_kills + 1) - hd_log_count(&hd_default, "reopened") - 1);
 	int nthreads = 0;
 	for (int c = 0; c < CLIENTS; c++)
 		nthreads += threads_of[c];
-	soak_raw_counts_t *rc = &S->raw;
+	hlibraw_counts_t *rc = &S->raw;
 	fprintf(stderr, "soak_daemon: %llu SIGKILLs and restarts in %.1f s under %d clients (%d threads), "
 	                "one of them a zombie-leader (its main thread exited before the first kill); "
 	                "%llu reconnects, %d slots re-adopted, every client kept its slot, "
 	                "%d lost large replies freed\n",
 	        (unsigned long long)restarts, t_kills, CLIENTS, nthreads,
-	        (unsigned long long)reconnects, log_count("re-adopted with"),
-	        log_count("never got the reply"));
+	        (unsigned long long)reconnects, hd_log_count(&hd_default, "re-adopted with"),
+	        hd_log_count(&hd_default, "never got the reply"));
 	fprintf(stderr, "soak_daemon: raw frames: %llu sessions heapd ended, each reconnected to the same "
 	                "slot; %llu late LargeFrees (%llu after heapd had freed the object), %llu repeated "
 	                "or of a wrong generation, %llu held back and sent at the end, %llu frames not "
@@ -498,7 +475,7 @@ static Suite *soak_daemon_suite(void)
 	Suite *s = suite_create("soak_daemon");
 	TCase *tc = tcase_create("restarts");
 	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
-	tcase_set_timeout(tc, (double)soak_env("SOAK_TIMEOUT", 300));
+	tcase_set_timeout(tc, (double)hutil_env("SOAK_TIMEOUT", 300));
 	tcase_add_test(tc, test_daemon_restarts);
 	suite_add_tcase(s, tc);
 	return s;

@@ -30,8 +30,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check_main.h"
-#include "ops_run.h"
+#include "harness/check_main.h"
+#include "harness/child.h"
+#include "harness/tmpdir.h"
+#include "harness/util.h"
 
 static const char *activate_bin(void)
 {
@@ -75,9 +77,9 @@ static int notify_has(const notify_log_t *n, const char *prefix)
 /* Read datagrams until a line starting with prefix has arrived, or timeout_ms. 1 if it did. */
 static int notify_wait(notify_log_t *n, const char *prefix, int timeout_ms)
 {
-	long long end = ops_now_ms() + timeout_ms;
+	uint64_t end = heapd_now_ms() + (uint64_t)timeout_ms;
 	while (!notify_has(n, prefix)) {
-		long long left = end - ops_now_ms();
+		int64_t left = (int64_t)(end - heapd_now_ms());
 		if (left <= 0)
 			return 0;
 		struct pollfd p = { .fd = n->fd, .events = POLLIN };
@@ -101,15 +103,13 @@ static int notify_wait(notify_log_t *n, const char *prefix, int timeout_ms)
 
 START_TEST(test_socket_activation)
 {
-	char dir[] = "/tmp/heapd-activate-XXXXXX";
-	char sock[128], notify[128], arena[128], logpath[128], listen_arg[160], notify_env[160];
-	const char *heapd = getenv("HEAPD_BIN"), *heapctl = getenv("HEAPCTL_BIN");
+	char dir[64], sock[128], notify[128], arena[128], logpath[128], listen_arg[160], notify_env[160];
+	const char *heapd = getenv("HEAPD_BIN");
 	notify_log_t n;
 	struct stat before, after;
 
 	ck_assert_ptr_nonnull(heapd);
-	ck_assert_ptr_nonnull(heapctl);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	htmp_make(dir, sizeof(dir), "heapd-activate", HTMP_DISK);
 	snprintf(sock, sizeof(sock), "%s/heapd.sock", dir);
 	snprintf(notify, sizeof(notify), "%s/notify", dir);
 	snprintf(arena, sizeof(arena), "%s/arena", dir);
@@ -133,21 +133,15 @@ START_TEST(test_socket_activation)
 	}
 
 	/* The activator binds the socket first; heapd starts on the first connection. */
-	int bound = 0;
-	for (int waited = 0; waited < 10000 && !bound; waited += 10) {
-		bound = stat(sock, &before) == 0;
-		if (!bound)
-			ops_sleep_ms(10);
-	}
+	int bound = hutil_wait_until(stat(sock, &before) == 0, 10000);
 	ck_assert_msg(bound, "systemd-socket-activate did not bind %s", sock);
 	ck_assert_msg(!notify_has(&n, "READY=1"), "READY=1 before anything started");
 
-	ops_run_t r;
-	const char *argv[] = { heapctl, "--socket", sock, "stats", "--json", NULL };
-	ck_assert_int_eq(ops_run(&r, 30000, argv), 0);
+	hchild_run_t r;
+	hchild_run_heapctl(&r, 30000, "--socket", sock, "stats", "--json", (const char *)NULL);
 	ck_assert_msg(r.status == 0, "heapctl stats through the activated socket: exit %d: %s", r.status, r.err);
 	ck_assert_ptr_nonnull(strstr(r.out, "\"pages_total\""));
-	ops_run_free(&r);
+	hchild_run_free(&r);
 
 	ck_assert_msg(notify_wait(&n, "READY=1", 10000), "no READY=1; got:\n%s", n.text);
 	ck_assert_msg(notify_wait(&n, "STATUS=", 10000), "no STATUS= line; got:\n%s", n.text);
@@ -163,9 +157,7 @@ START_TEST(test_socket_activation)
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "heapd exited with status 0x%x", st);
 
 	close(n.fd);
-	char cmd[160];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	htmp_remove(dir);
 }
 END_TEST
 

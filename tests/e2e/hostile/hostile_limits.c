@@ -27,11 +27,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client_util.h"
+#include "harness/child.h"
+#include "harness/ctl.h"
+#include "harness/heapd.h"
+#include "harness/raw.h"
+#include "harness/util.h"
+#include "harness/view.h"
 #include "heapclient.h"
 #include "hostile_suites.h"
-#include "hostile_util.h"
-#include "test_daemon_util.h"
+#include "sock.h"
 #include "wire.h"
 
 #define KIB 1024u
@@ -39,7 +43,7 @@
 
 static void teardown(void)
 {
-	hs_daemon_stop();
+	hd_default_stop();
 }
 
 /* ---- quotas ---- */
@@ -81,6 +85,15 @@ enum { QT_LIVE = 0 };
 #define QT_CAP (8 * MIB)
 #define QT_BOUND (2 * MIB) /* live bytes a 1 MiB quota may let through: itself plus slack */
 
+/* hc_malloc(size); NULL after asking heapd to sweep, for what it holds may have room. */
+static void *malloc_or_sweep(size_t size)
+{
+	void *p = hc_malloc(size);
+	if (!p)
+		hctl_sweep(hd_default.sock);
+	return p;
+}
+
 static int quota_trimmer(void *arg)
 {
 	static void *objs[QT_CAP / KIB];
@@ -89,31 +102,25 @@ static int quota_trimmer(void *arg)
 
 	size_t live = fill(QT_CAP, 64, &err, objs, QT_CAP / KIB);
 	if (!err)
-		hs_fail("%zu KiB live under a 1 MiB client quota, trimming after every 64 objects",
-		        live / KIB);
+		hchild_fail("%zu KiB live under a 1 MiB client quota, trimming after every 64 objects",
+		            live / KIB);
 	if (!quota_refused(err))
-		hs_fail("hc_malloc past the quota failed with %s, not EDQUOT", strerror(err));
+		hchild_fail("hc_malloc past the quota failed with %s, not EDQUOT", strerror(err));
 	if (live >= QT_BOUND || live < MIB / 2)
-		hs_fail("%zu KiB live at the first refusal under a 1 MiB client quota", live / KIB);
-	atomic_store(&hs_sync->val[QT_LIVE], (int64_t)live);
-	atomic_store(&hs_sync->step[QT_HELD], 1);
-	if (!hs_wait_at_least(&hs_sync->step[QT_GO], 1, HS_WAIT_MS))
-		hs_fail("no word to go on");
+		hchild_fail("%zu KiB live at the first refusal under a 1 MiB client quota",
+		            live / KIB);
+	atomic_store(&hchild_sync->val[QT_LIVE], (int64_t)live);
+	atomic_store(&hchild_sync->step[QT_HELD], 1);
+	if (!hchild_wait_at_least(&hchild_sync->step[QT_GO], 1, HCHILD_WAIT_MS))
+		hchild_fail("no word to go on");
 
 	/* Freeing everything makes room again (once heapd has swept what it holds). */
 	for (size_t i = 0; i < live / KIB; i++)
 		hc_free(objs[i]);
 	hc_trim();
-	void *p = NULL;
-	for (uint64_t end = hs_now_ms() + HS_WAIT_MS; !p && hs_now_ms() <= end;) {
-		p = hc_malloc(512 * KIB);
-		if (!p) {
-			tc_sweep(hs_daemon.sock);
-			hs_sleep_ms(20);
-		}
-	}
-	if (!p)
-		hs_fail("after freeing everything, hc_malloc(512 KiB) still fails: %s", strerror(errno));
+	if (!hutil_wait_until(malloc_or_sweep(512 * KIB) != NULL, HCHILD_WAIT_MS))
+		hchild_fail("after freeing everything, hc_malloc(512 KiB) still fails: %s",
+		            strerror(errno));
 	return 0;
 }
 
@@ -122,12 +129,12 @@ static int quota_bystander(void *arg)
 	(void)arg;
 	void *big = hc_malloc(900 * KIB);
 	if (!big)
-		hs_fail("another client's hc_malloc(900 KiB): %s", strerror(errno));
+		hchild_fail("another client's hc_malloc(900 KiB): %s", strerror(errno));
 	hc_free(big);
 	for (int i = 0; i < 1000; i++) {
 		void *p = hc_malloc(1 + (size_t)i % 2000);
 		if (!p)
-			hs_fail("another client's hc_malloc: %s", strerror(errno));
+			hchild_fail("another client's hc_malloc: %s", strerror(errno));
 		hc_free(p);
 	}
 	return 0;
@@ -135,14 +142,15 @@ static int quota_bystander(void *arg)
 
 START_TEST(test_client_quota_with_trim)
 {
-	hs_client_t cl[16];
+	hctl_client_t cl[16];
 
-	hs_shared_init();
-	hs_daemon_start("64M", "--client-quota", "1M", NULL);
-	pid_t q = hs_spawn(quota_trimmer, NULL);
-	hs_expect_step(&hs_sync->step[QT_HELD], 1, 3 * HS_WAIT_MS, q, "the client filling its quota");
+	hchild_sync_init();
+	hd_default_start("64M", "--client-quota", "1M", NULL);
+	pid_t q = hchild_spawn(quota_trimmer, NULL);
+	hchild_expect_step(&hchild_sync->step[QT_HELD], 1, 3 * HCHILD_WAIT_MS, q,
+	                   "the client filling its quota");
 	/* heapd's books agree: the slot is charged at most the quota */
-	int n = hs_clients(cl, 16);
+	int n = hctl_clients(hd_default.sock, cl, 16);
 	int found = 0;
 	for (int i = 0; i < n && i < 16; i++) {
 		if (cl[i].pid != (uint32_t)q)
@@ -153,11 +161,11 @@ START_TEST(test_client_quota_with_trim)
 		              (unsigned long long)cl[i].pages_held);
 	}
 	ck_assert(found);
-	hs_expect_ok(hs_spawn(quota_bystander, NULL), "another client under its own quota");
-	atomic_store(&hs_sync->step[QT_GO], 1);
-	hs_expect_ok(q, "the client trimming between batches");
-	ck_assert(harness_log_contains(&hs_daemon, "quota"));
-	ck_assert_int_eq(hs_check(), 0);
+	hchild_expect_ok(hchild_spawn(quota_bystander, NULL), "another client under its own quota");
+	atomic_store(&hchild_sync->step[QT_GO], 1);
+	hchild_expect_ok(q, "the client trimming between batches");
+	ck_assert(hd_log_contains(&hd_default, "quota"));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -165,19 +173,19 @@ END_TEST
 typedef struct uq_arg {
 	size_t cap;
 	int nobody;
-	int slot;      /* hs_sync->val index for the live bytes */
+	int slot;      /* hchild_sync->val index for the live bytes */
 } uq_arg_t;
 
 static int uq_process(void *arg)
 {
 	const uq_arg_t *a = arg;
 	int err;
-	if (a->nobody && hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d", HS_NOBODY);
+	if (a->nobody && hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
 	size_t live = fill(a->cap, 0, &err, NULL, 0);
 	if (err && !quota_refused(err))
-		hs_fail("hc_malloc failed with %s, not EDQUOT", strerror(err));
-	atomic_store(&hs_sync->val[a->slot], err ? (int64_t)live : -(int64_t)live - 1);
+		hchild_fail("hc_malloc failed with %s, not EDQUOT", strerror(err));
+	atomic_store(&hchild_sync->val[a->slot], err ? (int64_t)live : -(int64_t)live - 1);
 	return 0; /* exits with its objects allocated: they stay the uid's */
 }
 
@@ -185,15 +193,15 @@ static int uq_process(void *arg)
 static int64_t uq_run(size_t cap, int nobody, int idx)
 {
 	uq_arg_t a = { .cap = cap, .nobody = nobody, .slot = idx };
-	hs_expect_ok(hs_spawn(uq_process, &a), "a process under the uid quota");
-	return atomic_load(&hs_sync->val[idx]);
+	hchild_expect_ok(hchild_spawn(uq_process, &a), "a process under the uid quota");
+	return atomic_load(&hchild_sync->val[idx]);
 }
 
 START_TEST(test_uid_quota_across_processes)
 {
-	hs_shared_init();
-	hs_daemon_start("64M", "--uid-quota", "2M", "--allow-uid", "65534", NULL);
-	hs_open_up();
+	hchild_sync_init();
+	hd_default_start("64M", "--uid-quota", "2M", "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
 	/* the first takes 1 MiB and exits with it allocated */
 	int64_t first = uq_run(MIB, 0, 0);
 	ck_assert_msg(first < 0, "the first process was refused at %lld KiB of a 2 MiB uid quota",
@@ -211,32 +219,26 @@ START_TEST(test_uid_quota_across_processes)
 	              (long long)(third >= 0 ? third : -third - 1) / KIB);
 	/* another user is not charged for them */
 	int64_t other = uq_run(MIB, 1, 3);
-	ck_assert_msg(other < 0, "uid %d was refused at %lld KiB", HS_NOBODY, (long long)other / KIB);
-	ck_assert_int_eq(hs_check(), 0);
+	ck_assert_msg(other < 0, "uid %d was refused at %lld KiB", HCHILD_NOBODY,
+	              (long long)other / KIB);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
 /* ---- slots ---- */
 
-/* Until no connected slot of pid is listed (bounded). 0 or -1. */
-static int wait_unconnected(pid_t pid)
+/* In a child: wait until heapd has seen this process's connection close. */
+static void wait_closed_seen(void)
 {
-	hs_client_t cl[64];
-	for (uint64_t end = hs_now_ms() + HS_WAIT_MS; hs_now_ms() <= end; hs_sleep_ms(5)) {
-		int n = hs_clients(cl, 64), connected = 0;
-		for (int i = 0; i < n && i < 64; i++)
-			connected |= cl[i].pid == (uint32_t)pid && cl[i].connected;
-		if (n >= 0 && !connected)
-			return 0;
-	}
-	return -1;
+	if (!hctl_wait_unconnected(hd_default.sock, getpid(), HCHILD_WAIT_MS))
+		hchild_fail("heapd still lists a closed connection");
 }
 
 /* Slots listed for pid. */
 static int slots_of(pid_t pid)
 {
-	hs_client_t cl[64];
-	int n = hs_clients(cl, 64), k = 0;
+	hctl_client_t cl[64];
+	int n = hctl_clients(hd_default.sock, cl, 64), k = 0;
 	for (int i = 0; i < n && i < 64; i++)
 		k += cl[i].pid == (uint32_t)pid;
 	return k;
@@ -246,35 +248,36 @@ static int second_hello(void *arg)
 {
 	uint32_t s1, s3;
 	(void)arg;
-	int c1 = hs_hello_fds(hs_daemon.sock, 0, &s1, NULL, NULL);
+	int c1 = hraw_hello_fds(hd_default.sock, 0, &s1, NULL, NULL);
 	if (c1 < 0)
-		hs_fail("the first Hello: %s", strerror(-c1));
+		hchild_fail("the first Hello: %s", strerror(-c1));
 	for (int i = 0; i < 3; i++) {
-		int c2 = hs_hello_fds(hs_daemon.sock, 0, NULL, NULL, NULL);
+		int c2 = hraw_hello_fds(hd_default.sock, 0, NULL, NULL, NULL);
 		if (c2 != -EBUSY)
-			hs_fail("Hello %d of a process whose slot is connected: %s, not EBUSY", i + 2,
-			        c2 < 0 ? strerror(-c2) : "a slot");
+			hchild_fail("Hello %d of a process whose slot is connected: %s, not EBUSY",
+			            i + 2,
+			            c2 < 0 ? strerror(-c2) : "a slot");
 	}
 	/* once its first connection has closed, a new one is the process's one connected slot */
 	close(c1);
-	if (wait_unconnected(getpid()) < 0)
-		hs_fail("heapd still lists the closed connection");
-	int c3 = hs_hello_fds(hs_daemon.sock, 0, &s3, NULL, NULL);
+	wait_closed_seen();
+	int c3 = hraw_hello_fds(hd_default.sock, 0, &s3, NULL, NULL);
 	if (c3 < 0)
-		hs_fail("a Hello after the first connection closed: %s", strerror(-c3));
-	int c4 = hs_hello_fds(hs_daemon.sock, 0, NULL, NULL, NULL);
+		hchild_fail("a Hello after the first connection closed: %s", strerror(-c3));
+	int c4 = hraw_hello_fds(hd_default.sock, 0, NULL, NULL, NULL);
 	if (c4 != -EBUSY)
-		hs_fail("a Hello while slot %u is connected (slot %u of the closed connection held): %s, "
-		        "not EBUSY", s3, s1, c4 < 0 ? strerror(-c4) : "another slot");
+		hchild_fail("a Hello while slot %u is connected (slot %u of the closed connection held): %s, "
+		            "not EBUSY", s3, s1, c4 < 0 ? strerror(-c4) : "another slot");
 	return 0;
 }
 
 START_TEST(test_second_hello_busy)
 {
-	hs_shared_init();
-	hs_daemon_start("64M", "--max-clients", "8", NULL);
-	hs_expect_ok(hs_spawn(second_hello, NULL), "a process saying Hello on several connections");
-	ck_assert_int_eq(hs_check(), 0);
+	hchild_sync_init();
+	hd_default_start("64M", "--max-clients", "8", NULL);
+	hchild_expect_ok(hchild_spawn(second_hello, NULL),
+	                 "a process saying Hello on several connections");
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -288,34 +291,34 @@ static int hold_slot(void *arg)
 {
 	const holder_t *h = arg;
 	uint32_t slot = 0;
-	if (h->nobody && hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d", HS_NOBODY);
-	int c = hs_hello_fds(hs_daemon.sock, 0, &slot, NULL, NULL);
-	atomic_store(&hs_sync->val[h->idx], c < 0 ? c : (int64_t)slot);
-	atomic_store(&hs_sync->step[h->idx], 1);
-	if (!hs_wait_at_least(&hs_sync->step[h->idx + 16], 1, 3 * HS_WAIT_MS))
-		hs_fail("holder %d was never released", h->idx);
+	if (h->nobody && hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
+	int c = hraw_hello_fds(hd_default.sock, 0, &slot, NULL, NULL);
+	atomic_store(&hchild_sync->val[h->idx], c < 0 ? c : (int64_t)slot);
+	atomic_store(&hchild_sync->step[h->idx], 1);
+	if (!hchild_wait_at_least(&hchild_sync->step[h->idx + 16], 1, 3 * HCHILD_WAIT_MS))
+		hchild_fail("holder %d was never released", h->idx);
 	return 0;
 }
 
 static pid_t start_holder(holder_t *h, int64_t want_error)
 {
-	pid_t pid = hs_spawn(hold_slot, h);
-	hs_expect_step(&hs_sync->step[h->idx], 1, HS_WAIT_MS, pid, "a slot holder");
-	int64_t got = atomic_load(&hs_sync->val[h->idx]);
+	pid_t pid = hchild_spawn(hold_slot, h);
+	hchild_expect_step(&hchild_sync->step[h->idx], 1, HCHILD_WAIT_MS, pid, "a slot holder");
+	int64_t got = atomic_load(&hchild_sync->val[h->idx]);
 	if (want_error)
 		ck_assert_msg(got == want_error, "holder %d (uid %d): %lld, want -%s", h->idx,
-		              h->nobody ? HS_NOBODY : 0, (long long)got, strerror((int)-want_error));
+		              h->nobody ? HCHILD_NOBODY : 0, (long long)got, strerror((int)-want_error));
 	else
 		ck_assert_msg(got >= 0, "holder %d (uid %d): no slot: %s", h->idx,
-		              h->nobody ? HS_NOBODY : 0, strerror((int)-got));
+		              h->nobody ? HCHILD_NOBODY : 0, strerror((int)-got));
 	return pid;
 }
 
 static void release_holder(holder_t *h, pid_t pid)
 {
-	atomic_store(&hs_sync->step[h->idx + 16], 1);
-	hs_expect_ok(pid, "a slot holder");
+	atomic_store(&hchild_sync->step[h->idx + 16], 1);
+	hchild_expect_ok(pid, "a slot holder");
 }
 
 START_TEST(test_slots_per_uid)
@@ -325,10 +328,10 @@ START_TEST(test_slots_per_uid)
 	};
 	pid_t pid[7];
 
-	hs_shared_init();
-	hs_daemon_start("64M", "--max-clients", "4", "--max-clients-per-uid", "2", "--allow-uid",
-	                "65534", NULL);
-	hs_open_up();
+	hchild_sync_init();
+	hd_default_start("64M", "--max-clients", "4", "--max-clients-per-uid", "2", "--allow-uid",
+	                 "65534", NULL);
+	hd_open_up(&hd_default);
 	pid[0] = start_holder(&h[0], 0);
 	pid[1] = start_holder(&h[1], 0);
 	pid[2] = start_holder(&h[2], -EUSERS); /* a third root process: over the uid's share */
@@ -337,14 +340,12 @@ START_TEST(test_slots_per_uid)
 	pid[5] = start_holder(&h[5], -EUSERS); /* every slot is taken */
 	/* a process that exits gives its slot up */
 	release_holder(&h[0], pid[0]);
-	int gone = 0;
-	for (uint64_t end = hs_now_ms() + 5000; !gone && hs_now_ms() <= end; hs_sleep_ms(10))
-		gone = slots_of(pid[0]) == 0;
-	ck_assert_msg(gone, "the slot of an exited process is still listed");
+	ck_assert_msg(hutil_wait_until(slots_of(pid[0]) == 0, 5000),
+	              "the slot of an exited process is still listed");
 	pid[6] = start_holder(&h[6], 0);
 	for (int i = 1; i < 7; i++)
 		release_holder(&h[i], pid[i]);
-	ck_assert_int_eq(hs_check(), 0);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -354,50 +355,50 @@ static int reconnect_without_slot(void *arg)
 	int times = (int)(intptr_t)arg;
 	for (int i = 0; i < times; i++) {
 		uint32_t slot;
-		int c = hs_hello_fds(hs_daemon.sock, 0, &slot, NULL, NULL);
+		int c = hraw_hello_fds(hd_default.sock, 0, &slot, NULL, NULL);
 		if (c < 0)
-			hs_fail("Hello %d: %s", i + 1, strerror(-c));
+			hchild_fail("Hello %d: %s", i + 1, strerror(-c));
 		close(c);
-		if (wait_unconnected(getpid()) < 0)
-			hs_fail("heapd still lists the closed connection");
+		wait_closed_seen();
 	}
-	atomic_store(&hs_sync->val[0], slots_of(getpid()));
-	atomic_store(&hs_sync->step[0], 1);
-	if (!hs_wait_at_least(&hs_sync->step[1], 1, HS_WAIT_MS))
-		hs_fail("no word to exit");
+	atomic_store(&hchild_sync->val[0], slots_of(getpid()));
+	atomic_store(&hchild_sync->step[0], 1);
+	if (!hchild_wait_at_least(&hchild_sync->step[1], 1, HCHILD_WAIT_MS))
+		hchild_fail("no word to exit");
 	return 0;
 }
 
 static int nobody_hello(void *arg)
 {
 	(void)arg;
-	if (hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d", HS_NOBODY);
-	int c = hs_hello_fds(hs_daemon.sock, 0, NULL, NULL, NULL);
+	if (hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
+	int c = hraw_hello_fds(hd_default.sock, 0, NULL, NULL, NULL);
 	if (c < 0)
-		hs_fail("another user's Hello: %s", strerror(-c));
+		hchild_fail("another user's Hello: %s", strerror(-c));
 	close(c);
 	return 0;
 }
 
 START_TEST(test_held_slots_do_not_pile_up)
 {
-	hs_shared_init();
-	hs_daemon_start("64M", "--max-clients", "4", "--allow-uid", "65534", NULL);
-	hs_open_up();
-	pid_t p = hs_spawn(reconnect_without_slot, (void *)(intptr_t)4);
-	hs_expect_step(&hs_sync->step[0], 1, 2 * HS_WAIT_MS, p, "the reconnecting process");
-	int64_t held = atomic_load(&hs_sync->val[0]);
+	hchild_sync_init();
+	hd_default_start("64M", "--max-clients", "4", "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
+	pid_t p = hchild_spawn(reconnect_without_slot, (void *)(intptr_t)4);
+	hchild_expect_step(&hchild_sync->step[0], 1, 2 * HCHILD_WAIT_MS, p,
+	                   "the reconnecting process");
+	int64_t held = atomic_load(&hchild_sync->val[0]);
 	/* another user's process still gets one of the 4 slots */
-	pid_t n = hs_spawn(nobody_hello, NULL);
+	pid_t n = hchild_spawn(nobody_hello, NULL);
 	int st;
 	ck_assert_int_eq(waitpid(n, &st, 0), n);
-	atomic_store(&hs_sync->step[1], 1);
-	hs_expect_ok(p, "the reconnecting process");
+	atomic_store(&hchild_sync->step[1], 1);
+	hchild_expect_ok(p, "the reconnecting process");
 	ck_assert_msg(held <= 1, "one process that reconnected 4 times without naming its slot holds "
 	                         "%lld slots of --max-clients 4", (long long)held);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s",
-	              hs_sync->failed ? hs_sync->why : "another user's Hello failed");
+	              hchild_sync->failed ? hchild_sync->why : "another user's Hello failed");
 }
 END_TEST
 
@@ -418,46 +419,46 @@ static int readable(int fd)
 static int idler(void *arg)
 {
 	int n = (int)(intptr_t)arg, fds[ID_MAX], refused = 0, last = -1;
-	uint64_t stable_since = hs_now_ms();
+	uint64_t stable_since = heapd_now_ms();
 
-	if (hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d", HS_NOBODY);
+	if (hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
 	for (int i = 0; i < n; i++) {
-		fds[i] = harness_connect_raw(hs_daemon.sock);
+		fds[i] = sock_connect(hd_default.sock);
 		if (fds[i] < 0)
-			hs_fail("connection %d: %s", i, strerror(-fds[i]));
+			hchild_fail("connection %d: %s", i, strerror(-fds[i]));
 	}
 	/* heapd answers a refused connection at once (an Error, then the close) */
-	for (uint64_t end = hs_now_ms() + 2000; hs_now_ms() <= end; hs_sleep_ms(10)) {
+	for (uint64_t end = heapd_now_ms() + 2000; heapd_now_ms() <= end; hutil_sleep_us(1000 * (10))) {
 		refused = 0;
 		for (int i = 0; i < n; i++)
 			refused += readable(fds[i]);
 		if (refused != last) {
 			last = refused;
-			stable_since = hs_now_ms();
-		} else if (refused > 0 && hs_now_ms() - stable_since >= 300) {
+			stable_since = heapd_now_ms();
+		} else if (refused > 0 && heapd_now_ms() - stable_since >= 300) {
 			break;
 		}
 	}
-	atomic_store(&hs_sync->val[ID_ACCEPTED], n - refused);
-	atomic_store(&hs_sync->val[ID_REFUSED], refused);
-	atomic_store(&hs_sync->step[ID_SETTLED], 1);
+	atomic_store(&hchild_sync->val[ID_ACCEPTED], n - refused);
+	atomic_store(&hchild_sync->val[ID_REFUSED], refused);
+	atomic_store(&hchild_sync->step[ID_SETTLED], 1);
 
 	/* the ones it kept are closed when the Hello timeout passes */
-	uint64_t t0 = hs_now_ms();
+	uint64_t t0 = heapd_now_ms();
 	for (int i = 0; i < n; i++) {
-		uint64_t now = hs_now_ms(), left = t0 + HS_WAIT_MS > now ? t0 + HS_WAIT_MS - now : 0;
-		if (!tc_closed(fds[i], (int)left))
-			hs_fail("connection %d without a Hello was not closed", i);
+		uint64_t now = heapd_now_ms(), end = t0 + HCHILD_WAIT_MS;
+		if (!hraw_closed(fds[i], end > now ? (int)(end - now) : 0))
+			hchild_fail("connection %d without a Hello was not closed", i);
 	}
-	atomic_store(&hs_sync->val[ID_CLOSE_MS], (int64_t)(hs_now_ms() - t0));
-	atomic_store(&hs_sync->step[ID_CLOSED], 1);
+	atomic_store(&hchild_sync->val[ID_CLOSE_MS], (int64_t)(heapd_now_ms() - t0));
+	atomic_store(&hchild_sync->step[ID_CLOSED], 1);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
 	/* and there is room again */
-	int c = harness_control(hs_daemon.sock);
+	int c = hctl_open(hd_default.sock);
 	if (c < 0)
-		hs_fail("a control connection after the idle ones closed: %s", strerror(-c));
+		hchild_fail("a control connection after the idle ones closed: %s", strerror(-c));
 	close(c);
 	return 0;
 }
@@ -468,54 +469,59 @@ static int root_client(void *arg)
 	(void)arg;
 	void *p = hc_malloc(100);
 	if (!p)
-		hs_fail("root's hc_malloc while the connections are full: %s", strerror(errno));
+		hchild_fail("root's hc_malloc while the connections are full: %s", strerror(errno));
 	hc_free(p);
 	return 0;
 }
 
 static void root_gets_in(const char *limit)
 {
-	char out[4096];
-	int fd = harness_control(hs_daemon.sock);
-	ck_assert_msg(fd >= 0, "root's control connection with %s filled: %s", limit, strerror(-fd));
-	uint64_t n;
-	ck_assert_int_eq(harness_check(fd, &n), 0);
-	close(fd);
-	int st = hs_heapctl("stats", out, sizeof(out));
-	ck_assert_msg(st == 0, "heapctl stats with %s filled: status 0x%x: %s", limit, st, out);
-	hs_expect_ok(hs_spawn(root_client, NULL), "a root client");
+	hchild_run_t r;
+	ck_assert_msg(hctl_check(hd_default.sock) >= 0, "root's control connection with %s filled",
+	              limit);
+	hchild_run_heapctl(&r, HCHILD_WAIT_MS, "--socket", hd_default.sock, "stats",
+	                   (const char *)NULL);
+	ck_assert_msg(r.status == 0, "heapctl stats with %s filled: status %d: %s%s", limit,
+	              r.status,
+	              r.out, r.err);
+	hchild_run_free(&r);
+	hchild_expect_ok(hchild_spawn(root_client, NULL), "a root client");
 }
 
 START_TEST(test_idle_connections)
 {
 	/* The global limit: --max-clients 4 admits 4 + 64 connections; root has a reserve. */
-	hs_shared_init();
-	hs_daemon_start("16M", "--max-clients", "4", "--max-connections-per-uid", "1000",
-	                "--hello-timeout", "3", "--allow-uid", "65534", NULL);
-	hs_open_up();
-	pid_t p = hs_spawn(idler, (void *)(intptr_t)100);
-	hs_expect_step(&hs_sync->step[ID_SETTLED], 1, HS_WAIT_MS, p, "the idle connections");
-	int64_t accepted = atomic_load(&hs_sync->val[ID_ACCEPTED]);
+	hchild_sync_init();
+	hd_default_start("16M", "--max-clients", "4", "--max-connections-per-uid", "1000",
+	                 "--hello-timeout", "3", "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
+	pid_t p = hchild_spawn(idler, (void *)(intptr_t)100);
+	hchild_expect_step(&hchild_sync->step[ID_SETTLED], 1, HCHILD_WAIT_MS, p,
+	                   "the idle connections");
+	int64_t accepted = atomic_load(&hchild_sync->val[ID_ACCEPTED]);
 	ck_assert_msg(accepted >= 4 && accepted < 100, "%lld of 100 idle connections kept",
 	              (long long)accepted);
 	root_gets_in("the connection table");
-	hs_expect_step(&hs_sync->step[ID_CLOSED], 1, 2 * HS_WAIT_MS, p, "the idle connections");
-	hs_expect_ok(p, "a user's idle connections");
-	ck_assert(harness_log_contains(&hs_daemon, "sent no Hello"));
-	hs_daemon_stop();
+	hchild_expect_step(&hchild_sync->step[ID_CLOSED], 1, 2 * HCHILD_WAIT_MS, p,
+	                   "the idle connections");
+	hchild_expect_ok(p, "a user's idle connections");
+	ck_assert(hd_log_contains(&hd_default, "sent no Hello"));
+	hd_default_stop();
 
 	/* The per-uid limit. */
-	hs_shared_init();
-	hs_daemon_start("16M", "--max-connections-per-uid", "8", "--hello-timeout", "2",
-	                "--allow-uid", "65534", NULL);
-	hs_open_up();
-	p = hs_spawn(idler, (void *)(intptr_t)20);
-	hs_expect_step(&hs_sync->step[ID_SETTLED], 1, HS_WAIT_MS, p, "the idle connections");
-	ck_assert_int_eq(atomic_load(&hs_sync->val[ID_ACCEPTED]), 8);
+	hchild_sync_init();
+	hd_default_start("16M", "--max-connections-per-uid", "8", "--hello-timeout", "2",
+	                 "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
+	p = hchild_spawn(idler, (void *)(intptr_t)20);
+	hchild_expect_step(&hchild_sync->step[ID_SETTLED], 1, HCHILD_WAIT_MS, p,
+	                   "the idle connections");
+	ck_assert_int_eq(atomic_load(&hchild_sync->val[ID_ACCEPTED]), 8);
 	root_gets_in("uid 65534's connections");
-	hs_expect_step(&hs_sync->step[ID_CLOSED], 1, 2 * HS_WAIT_MS, p, "the idle connections");
-	ck_assert_int_le(atomic_load(&hs_sync->val[ID_CLOSE_MS]), 2000 + 3000);
-	hs_expect_ok(p, "a user's idle connections");
+	hchild_expect_step(&hchild_sync->step[ID_CLOSED], 1, 2 * HCHILD_WAIT_MS, p,
+	                   "the idle connections");
+	ck_assert_int_le(atomic_load(&hchild_sync->val[ID_CLOSE_MS]), 2000 + 3000);
+	hchild_expect_ok(p, "a user's idle connections");
 }
 END_TEST
 
@@ -525,15 +531,17 @@ END_TEST
 static int bye_cycles(void *arg)
 {
 	int n = (int)(intptr_t)arg;
-	if (hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d", HS_NOBODY);
+	if (hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
 	for (int i = 0; i < n; i++) {
 		int rc = hc_connect(NULL);
 		if (rc < 0)
-			hs_fail("hc_connect after %d hc_disconnect calls: %s", i, strerror(-rc));
+			hchild_fail("hc_connect after %d hc_disconnect calls: %s", i,
+			            strerror(-rc));
 		void *p = hc_malloc(100);
 		if (!p)
-			hs_fail("hc_malloc after %d hc_disconnect calls: %s", i, strerror(errno));
+			hchild_fail("hc_malloc after %d hc_disconnect calls: %s", i,
+			            strerror(errno));
 		hc_free(p);
 		hc_disconnect();
 	}
@@ -548,14 +556,14 @@ static int bye_then_more(void *arg)
 	Heapd__StatsRequest st = HEAPD__STATS_REQUEST__INIT;
 	(void)arg;
 
-	int fd = hs_hello_fds(hs_daemon.sock, 0, NULL, NULL, NULL);
+	int fd = hraw_hello_fds(hd_default.sock, 0, NULL, NULL, NULL);
 	if (fd < 0)
-		hs_fail("Hello: %s", strerror(-fd));
+		hchild_fail("Hello: %s", strerror(-fd));
 	env.msg_case = HEAPD__ENVELOPE__MSG_BYE;
 	env.bye = &bye;
 	env.seq = 2;
-	if (harness_call(fd, &env, &reply) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_OK)
-		hs_fail("Bye was not answered with Ok");
+	if (wire_call(fd, &env, &reply, NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_OK)
+		hchild_fail("Bye was not answered with Ok");
 	wire_free(reply);
 	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
 	env.stats = &st;
@@ -564,20 +572,20 @@ static int bye_then_more(void *arg)
 		return 0; /* closed already */
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	if (poll(&p, 1, 3000) != 1)
-		hs_fail("after Bye heapd neither answers a request nor closes the connection");
+		hchild_fail("after Bye heapd neither answers a request nor closes the connection");
 	close(fd);
 	return 0;
 }
 
 START_TEST(test_bye_ends_connection)
 {
-	hs_shared_init();
-	hs_daemon_start("64M", "--max-connections-per-uid", "4", "--allow-uid", "65534", NULL);
-	hs_open_up();
-	hs_expect_ok(hs_spawn(bye_cycles, (void *)(intptr_t)12),
-	             "a client of uid 65534 disconnecting 12 times under --max-connections-per-uid 4");
-	hs_expect_ok(hs_spawn(bye_then_more, NULL), "a request after Bye");
-	ck_assert_int_eq(hs_check(), 0);
+	hchild_sync_init();
+	hd_default_start("64M", "--max-connections-per-uid", "4", "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
+	hchild_expect_ok(hchild_spawn(bye_cycles, (void *)(intptr_t)12),
+	                 "a client of uid 65534 disconnecting 12 times under --max-connections-per-uid 4");
+	hchild_expect_ok(hchild_spawn(bye_then_more, NULL), "a request after Bye");
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -595,16 +603,16 @@ enum { FL_GO = 0, FL_REFILLED = 1 };
 static int flood_refiller(void *arg)
 {
 	(void)arg;
-	if (!hs_wait_at_least(&hs_sync->step[FL_GO], 1, HS_WAIT_MS))
-		hs_fail("the flood did not start");
+	if (!hchild_wait_at_least(&hchild_sync->step[FL_GO], 1, HCHILD_WAIT_MS))
+		hchild_fail("the flood did not start");
 	for (int k = 0; k < FL_REFILLS; k++) {
 		void *p = hc_malloc(16 * (size_t)(k + 1) * (k % 2 ? 7 : 1));
 		if (!p)
-			hs_fail("hc_malloc during the flood: %s", strerror(errno));
+			hchild_fail("hc_malloc during the flood: %s", strerror(errno));
 		hc_free(p);
 		hc_trim(); /* the next allocation asks heapd again */
 	}
-	atomic_store(&hs_sync->step[FL_REFILLED], 1);
+	atomic_store(&hchild_sync->step[FL_REFILLED], 1);
 	return 0;
 }
 
@@ -615,7 +623,7 @@ static int flood_ballast(void *arg)
 	for (int i = 0; i < 60000; i++) {
 		void *p = hc_malloc(16 + (size_t)(i % 50) * 16);
 		if (!p)
-			hs_fail("hc_malloc: %s", strerror(errno));
+			hchild_fail("hc_malloc: %s", strerror(errno));
 		if (i % 3)
 			hc_free(p);
 	}
@@ -639,8 +647,8 @@ static int flood_rounds(const int *fds, int kind, int alt, int *rounds)
 	env.sweep = &sw;
 	env.scavenge = &sc;
 	env.check = &ck;
-	atomic_store(&hs_sync->step[FL_GO], 1);
-	for (*rounds = 0; *rounds < FL_MIN_ROUNDS || !atomic_load(&hs_sync->step[FL_REFILLED]);
+	atomic_store(&hchild_sync->step[FL_GO], 1);
+	for (*rounds = 0; *rounds < FL_MIN_ROUNDS || !atomic_load(&hchild_sync->step[FL_REFILLED]);
 	     ++*rounds) {
 		ck_assert_int_lt(*rounds, 1000);
 		for (int i = 0; i < FL_CONNS; i++) {
@@ -670,21 +678,21 @@ START_TEST(test_control_floods)
 {
 	int fds[FL_CONNS], rounds;
 
-	hs_shared_init();
-	hs_daemon_start("64M", NULL);
-	hs_expect_ok(hs_spawn(flood_ballast, NULL), "a client leaving live objects");
+	hchild_sync_init();
+	hd_default_start("64M", NULL);
+	hchild_expect_ok(hchild_spawn(flood_ballast, NULL), "a client leaving live objects");
 	for (int i = 0; i < FL_CONNS; i++) {
-		fds[i] = harness_control(hs_daemon.sock);
+		fds[i] = hctl_open(hd_default.sock);
 		ck_assert_int_ge(fds[i], 0);
 	}
 
 	/* Sweeps (and a scavenge on every fourth connection) at once share cycles. */
-	uint64_t c0 = hs_sweep_cycles();
+	uint64_t c0 = hctl_sweep_cycles(hd_default.sock);
 	ck_assert_uint_ne(c0, UINT64_MAX);
-	pid_t r = hs_spawn(flood_refiller, NULL);
+	pid_t r = hchild_spawn(flood_refiller, NULL);
 	int sent = flood_rounds(fds, HEAPD__ENVELOPE__MSG_SWEEP, HEAPD__ENVELOPE__MSG_SCAVENGE, &rounds);
-	uint64_t c1 = hs_sweep_cycles();
-	hs_expect_ok(r, "a client refilling during the flood of sweeps");
+	uint64_t c1 = hctl_sweep_cycles(hd_default.sock);
+	hchild_expect_ok(r, "a client refilling during the flood of sweeps");
 	int sweeps = sent - sent / 4;
 	ck_assert_msg(c1 - c0 <= (uint64_t)sweeps / 3, "%llu sweep cycles for %d Sweep requests",
 	              (unsigned long long)(c1 - c0), sweeps);
@@ -693,13 +701,13 @@ START_TEST(test_control_floods)
 	 * Checks at once share a run, and runs are at least 100 ms apart: a
 	 * round takes about one interval, never one per request.
 	 */
-	atomic_store(&hs_sync->step[FL_GO], 0);
-	atomic_store(&hs_sync->step[FL_REFILLED], 0);
-	r = hs_spawn(flood_refiller, NULL);
-	uint64_t t0 = hs_now_ms();
+	atomic_store(&hchild_sync->step[FL_GO], 0);
+	atomic_store(&hchild_sync->step[FL_REFILLED], 0);
+	r = hchild_spawn(flood_refiller, NULL);
+	uint64_t t0 = heapd_now_ms();
 	flood_rounds(fds, HEAPD__ENVELOPE__MSG_CHECK, HEAPD__ENVELOPE__MSG_CHECK, &rounds);
-	uint64_t ms = hs_now_ms() - t0;
-	hs_expect_ok(r, "a client refilling during the flood of checks");
+	uint64_t ms = heapd_now_ms() - t0;
+	hchild_expect_ok(r, "a client refilling during the flood of checks");
 	ck_assert_msg(ms >= (uint64_t)(rounds - 1) * 100 - 20,
 	              "%d rounds of checks took %llu ms: runs are not 100 ms apart", rounds,
 	              (unsigned long long)ms);
@@ -708,7 +716,7 @@ START_TEST(test_control_floods)
 	              FL_CONNS, (unsigned long long)ms);
 	for (int i = 0; i < FL_CONNS; i++)
 		close(fds[i]);
-	ck_assert(hs_daemon_alive());
+	ck_assert(hd_alive(&hd_default));
 }
 END_TEST
 
@@ -732,14 +740,14 @@ START_TEST(test_full_arena_refills)
 {
 	static uint32_t spans[2048];
 	Heapd__Envelope *reply;
-	tclient_t c;
+	hraw_t c;
 	int n = 0, code = 0, fatal;
 
-	hs_daemon_start("4M", NULL);
-	ck_assert_int_eq(tc_hello(hs_daemon.sock, &c), 0);
+	hd_default_start("4M", NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
 	/* fill it with one-page spans */
 	while (n < 2048 - 64) {
-		int rc = tc_refill(c.fd, 1, 64, NULL, 0, &reply);
+		int rc = hraw_refill(c.fd, 1, 64, NULL, 0, &reply);
 		code = error_of(rc, reply, &fatal);
 		if (code == 0)
 			for (size_t i = 0; i < reply->refill_reply->n_spans; i++)
@@ -752,28 +760,28 @@ START_TEST(test_full_arena_refills)
 	              fatal);
 	ck_assert_int_gt(n, 0);
 
-	uint64_t c0 = hs_sweep_cycles();
+	uint64_t c0 = hctl_sweep_cycles(hd_default.sock);
 	for (int i = 0; i < FA_FAILS + FA_LARGE_FAILS; i++) {
-		int rc = i < FA_FAILS ? tc_refill(c.fd, 1 + (uint32_t)i % 8, 8, NULL, 0, &reply)
-		                      : tc_large_alloc(c.fd, 100000, 0, 0, &reply);
+		int rc = i < FA_FAILS ? hraw_refill(c.fd, 1 + (uint32_t)i % 8, 8, NULL, 0, &reply)
+		                        : hraw_large_alloc(c.fd, 100000, 0, 0, &reply);
 		code = error_of(rc, reply, &fatal);
 		wire_free(reply);
 		ck_assert_msg(code == ENOMEM && !fatal, "request %d at a full arena: %d (fatal %d)", i,
 		              code, fatal);
 	}
-	uint64_t c1 = hs_sweep_cycles();
+	uint64_t c1 = hctl_sweep_cycles(hd_default.sock);
 	ck_assert_msg(c1 - c0 <= (FA_FAILS + FA_LARGE_FAILS) / 10,
 	              "%llu sweep cycles for %d requests refused at a full arena",
 	              (unsigned long long)(c1 - c0), FA_FAILS + FA_LARGE_FAILS);
 
 	/* The connection is fine and the pages come back when handed back. */
-	int rc = tc_refill(c.fd, 1, 1, spans, (size_t)n, &reply);
+	int rc = hraw_refill(c.fd, 1, 1, spans, (size_t)n, &reply);
 	ck_assert_int_eq(rc, 0);
 	ck_assert_msg(reply->msg_case == HEAPD__ENVELOPE__MSG_REFILL_REPLY, "error %d",
-	              tc_error_code(reply));
+	              hraw_error_code(reply));
 	wire_free(reply);
-	tc_close(&c);
-	ck_assert_int_eq(hs_check(), 0);
+	hraw_close(&c);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 
@@ -785,24 +793,25 @@ static void expect_fatal(int fd, int code, const char *what)
 	Heapd__Envelope *r = NULL;
 	int rc = wire_recv(fd, &r, NULL);
 	if (rc < 0)
-		hs_fail("%s: no Error came: %s", what, strerror(-rc));
+		hchild_fail("%s: no Error came: %s", what, strerror(-rc));
 	if (r->msg_case != HEAPD__ENVELOPE__MSG_ERROR || !r->error->fatal ||
 	    (code && r->error->code != code))
-		hs_fail("%s: reply %d (error %d, fatal %d), want a fatal %s", what, (int)r->msg_case,
-		        r->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? r->error->code : 0,
-		        r->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? r->error->fatal : 0,
-		        code ? strerror(code) : "Error");
+		hchild_fail("%s: reply %d (error %d, fatal %d), want a fatal %s", what,
+		            (int)r->msg_case,
+		            r->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? r->error->code : 0,
+		            r->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? r->error->fatal : 0,
+		            code ? strerror(code) : "Error");
 	wire_free(r);
-	if (!tc_closed(fd, 3000))
-		hs_fail("%s: heapd kept the connection open after a fatal Error", what);
+	if (!hraw_closed(fd, 3000))
+		hchild_fail("%s: heapd kept the connection open after a fatal Error", what);
 	close(fd);
 }
 
 /* fd is closed by heapd (whatever it said first). */
 static void expect_closed(int fd, const char *what)
 {
-	if (!tc_closed(fd, 3000))
-		hs_fail("%s: heapd kept the connection open", what);
+	if (!hraw_closed(fd, 3000))
+		hchild_fail("%s: heapd kept the connection open", what);
 	close(fd);
 }
 
@@ -811,7 +820,7 @@ static uint64_t bad_rng = 0x1234567;
 static void random_bytes(uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)cu_rand(&bad_rng);
+		b[i] = (uint8_t)hutil_rand(&bad_rng);
 }
 
 /* A read that waits longer than this for heapd fails (EAGAIN) rather than hanging the test. */
@@ -823,9 +832,9 @@ static void read_timeout(int fd)
 
 static int connect_or_fail(void)
 {
-	int fd = harness_connect_raw(hs_daemon.sock);
+	int fd = sock_connect(hd_default.sock);
 	if (fd < 0)
-		hs_fail("connect: %s", strerror(-fd));
+		hchild_fail("connect: %s", strerror(-fd));
 	read_timeout(fd);
 	return fd;
 }
@@ -834,15 +843,15 @@ static void send_or_fail(int fd, Heapd__Envelope *env, const char *what)
 {
 	int rc = wire_send(fd, env);
 	if (rc < 0)
-		hs_fail("%s: send: %s", what, strerror(-rc));
+		hchild_fail("%s: send: %s", what, strerror(-rc));
 }
 
 /* A session of the given kind: a client (with a slot) or a control connection. */
 static int session_or_fail(int control)
 {
-	int fd = hs_hello_fds(hs_daemon.sock, control, NULL, NULL, NULL);
+	int fd = hraw_hello_fds(hd_default.sock, control, NULL, NULL, NULL);
 	if (fd < 0)
-		hs_fail("Hello: %s", strerror(-fd));
+		hchild_fail("Hello: %s", strerror(-fd));
 	read_timeout(fd);
 	return fd;
 }
@@ -854,41 +863,41 @@ static int bad_bytes(void *arg)
 	/* random bytes before any Hello */
 	int fd = connect_or_fail();
 	random_bytes(buf, 64 * KIB);
-	hs_send_bytes(fd, buf, 64 * KIB);
+	hraw_send(fd, buf, 64 * KIB);
 	expect_closed(fd, "random bytes");
 	/* a length over the limit */
 	fd = connect_or_fail();
 	memset(buf, 0xff, 4);
-	hs_send_bytes(fd, buf, 4);
+	hraw_send(fd, buf, 4);
 	expect_fatal(fd, EPROTO, "a frame length of 4 GiB");
 	/* a frame of exactly the largest size, all garbage */
 	fd = connect_or_fail();
 	buf[0] = 0, buf[1] = 0, buf[2] = 0x10, buf[3] = 0;
 	random_bytes(buf + 4, HEAPD_MAX_FRAME);
-	hs_send_bytes(fd, buf, 4 + HEAPD_MAX_FRAME);
+	hraw_send(fd, buf, 4 + HEAPD_MAX_FRAME);
 	expect_closed(fd, "1 MiB of garbage in one frame");
 	/* an empty frame */
 	fd = connect_or_fail();
 	memset(buf, 0, 4);
-	hs_send_bytes(fd, buf, 4);
+	hraw_send(fd, buf, 4);
 	expect_fatal(fd, EPROTO, "an empty frame");
 	/* half a frame, then hanging up */
 	fd = connect_or_fail();
 	buf[0] = 0, buf[1] = 0, buf[2] = 0x10, buf[3] = 0;
-	hs_send_bytes(fd, buf, 100 * KIB);
+	hraw_send(fd, buf, 100 * KIB);
 	close(fd);
 	/* frames of random payload after a good Hello, on a control and on a client session */
 	for (int control = 0; control < 2; control++) {
 		for (int i = 0; i < 50; i++) {
 			fd = session_or_fail(control);
-			uint32_t len = 1 + (uint32_t)(cu_rand(&bad_rng) % 300);
+			uint32_t len = 1 + (uint32_t)(hutil_rand(&bad_rng) % 300);
 			buf[0] = (uint8_t)len, buf[1] = (uint8_t)(len >> 8), buf[2] = 0, buf[3] = 0;
 			random_bytes(buf + 4, len);
-			hs_send_bytes(fd, buf, 4 + len);
+			hraw_send(fd, buf, 4 + len);
 			close(fd);
 			/* heapd has seen the close before the next Hello of this process */
-			if (!control && wait_unconnected(getpid()) < 0)
-				hs_fail("heapd still lists a closed connection");
+			if (!control)
+				wait_closed_seen();
 		}
 	}
 	return 0;
@@ -920,7 +929,7 @@ static int bad_hellos(void *arg)
 	}
 	/* a control Hello naming slots and spans: a control connection has none */
 	for (uint32_t i = 0; i < 100000; i++)
-		held[i] = (uint32_t)cu_rand(&bad_rng) % 40000;
+		held[i] = (uint32_t)hutil_rand(&bad_rng) % 40000;
 	h.version = HEAPD_PROTOCOL_VERSION;
 	h.control = 1;
 	h.prev_slot = 1;
@@ -930,7 +939,7 @@ static int bad_hellos(void *arg)
 	send_or_fail(fd, &env, "a control Hello with spans");
 	Heapd__Envelope *r = NULL;
 	if (wire_recv(fd, &r, NULL) < 0 || r->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY)
-		hs_fail("a control Hello listing spans got no HelloReply");
+		hchild_fail("a control Hello listing spans got no HelloReply");
 	wire_free(r);
 	close(fd);
 	/* a client Hello naming slot 1 and 100000 random spans: a new slot, and nobody loses spans */
@@ -939,7 +948,7 @@ static int bad_hellos(void *arg)
 	send_or_fail(fd, &env, "a client Hello with random spans");
 	int fds[WIRE_MAX_FDS] = { -1, -1 };
 	if (wire_recv(fd, &r, fds) < 0)
-		hs_fail("a client Hello listing random spans: no reply");
+		hchild_fail("a client Hello listing random spans: no reply");
 	wire_free(r);
 	for (int i = 0; i < WIRE_MAX_FDS; i++)
 		if (fds[i] >= 0)
@@ -984,8 +993,7 @@ static int bad_requests(void *arg)
 		env.refill = &rf;
 		send_or_fail(fd, &env, "a bad Refill");
 		expect_fatal(fd, EINVAL, "a Refill of a bad class or count");
-		if (wait_unconnected(getpid()) < 0)
-			hs_fail("heapd still lists a closed connection");
+		wait_closed_seen();
 	}
 	const struct { uint64_t size, align; } larges[] = { { 0, 0 }, { 1ULL << 62, 0 }, { 100000, 3 },
 	                                                    { 100000, 1ULL << 40 } };
@@ -997,8 +1005,7 @@ static int bad_requests(void *arg)
 		env.large_alloc = &la;
 		send_or_fail(fd, &env, "a bad LargeAlloc");
 		expect_fatal(fd, EINVAL, "a LargeAlloc of a bad size or alignment");
-		if (wait_unconnected(getpid()) < 0)
-			hs_fail("heapd still lists a closed connection");
+		wait_closed_seen();
 	}
 	/* a span handed back twice in one list */
 	fd = session_or_fail(0);
@@ -1007,8 +1014,9 @@ static int bad_requests(void *arg)
 	rf.n_release = 0;
 	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
 	env.refill = &rf;
-	if (harness_call(fd, &env, &reply) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_REFILL_REPLY)
-		hs_fail("a good Refill was not answered");
+	if (wire_call(fd, &env, &reply,
+	              NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_REFILL_REPLY)
+		hchild_fail("a good Refill was not answered");
 	uint32_t twice[2] = { reply->refill_reply->spans[0]->span, reply->refill_reply->spans[0]->span };
 	wire_free(reply);
 	rf.count = 0;
@@ -1018,14 +1026,13 @@ static int bad_requests(void *arg)
 	expect_fatal(fd, 0, "a span released twice"); /* EINVAL once it is free, or EPERM */
 	rf.release = NULL;
 	rf.n_release = 0;
-	if (wait_unconnected(getpid()) < 0)
-		hs_fail("heapd still lists a closed connection");
+	wait_closed_seen();
 	/* random LargeFrees are ignored: the session goes on */
 	fd = session_or_fail(0);
 	for (int i = 0; i < 200; i++) {
 		Heapd__LargeFree lf = HEAPD__LARGE_FREE__INIT;
-		lf.span = (uint32_t)cu_rand(&bad_rng) % (i % 2 ? 0xffffffffu : 9000);
-		lf.gen = (uint32_t)cu_rand(&bad_rng) % 4;
+		lf.span = (uint32_t)hutil_rand(&bad_rng) % (i % 2 ? 0xffffffffu : 9000);
+		lf.gen = (uint32_t)hutil_rand(&bad_rng) % 4;
 		env.msg_case = HEAPD__ENVELOPE__MSG_LARGE_FREE;
 		env.large_free = &lf;
 		send_or_fail(fd, &env, "LargeFree");
@@ -1033,14 +1040,15 @@ static int bad_requests(void *arg)
 	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
 	env.stats = &st;
 	env.seq = 77;
-	if (harness_call(fd, &env, &reply) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_STATS_REPLY)
-		hs_fail("after random LargeFrees the session does not answer Stats");
+	if (wire_call(fd, &env, &reply,
+	              NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_STATS_REPLY)
+		hchild_fail("after random LargeFrees the session does not answer Stats");
 	wire_free(reply);
 	/* Bye gives the slot up (test_bye_ends_connection: what comes after it) */
 	env.msg_case = HEAPD__ENVELOPE__MSG_BYE;
 	env.bye = &bye;
-	if (harness_call(fd, &env, &reply) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_OK)
-		hs_fail("Bye was not answered with Ok");
+	if (wire_call(fd, &env, &reply, NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_OK)
+		hchild_fail("Bye was not answered with Ok");
 	wire_free(reply);
 	close(fd);
 	/* messages only heapd sends */
@@ -1055,8 +1063,7 @@ static int bad_requests(void *arg)
 		}
 		send_or_fail(fd, &env, "a reply from a client");
 		expect_fatal(fd, EPROTO, "a reply-only message from a client");
-		if (wait_unconnected(getpid()) < 0)
-			hs_fail("heapd still lists a closed connection");
+		wait_closed_seen();
 	}
 	return 0;
 }
@@ -1067,32 +1074,32 @@ enum { BI_HELD = 0, BI_GO };
 static int bad_bystander(void *arg)
 {
 	static void *objs[2000];
-	hs_arena_t a;
+	hview_t a;
 	hc_stats_t st;
 	(void)arg;
-	if (hs_arena(&a) < 0)
-		hs_fail("no arena");
+	if (hview_map(&a) < 0)
+		hchild_fail("no arena");
 	for (int i = 0; i < 2000; i++) {
 		objs[i] = hc_malloc(64);
 		if (!objs[i])
-			hs_fail("hc_malloc: %s", strerror(errno));
-		cu_fill(objs[i], 64, (uint64_t)i);
+			hchild_fail("hc_malloc: %s", strerror(errno));
+		hutil_fill(objs[i], 64, (uint64_t)i);
 	}
 	hc_stats(&st);
-	atomic_store(&hs_sync->step[BI_HELD], 1);
-	if (!hs_wait_at_least(&hs_sync->step[BI_GO], 1, 6 * HS_WAIT_MS))
-		hs_fail("no word to go on");
+	atomic_store(&hchild_sync->step[BI_HELD], 1);
+	if (!hchild_wait_at_least(&hchild_sync->step[BI_GO], 1, 6 * HCHILD_WAIT_MS))
+		hchild_fail("no word to go on");
 	for (int i = 0; i < 2000; i++) {
-		uint32_t s = hs_span_of(&a, objs[i]);
-		if (!cu_verify(objs[i], 64, (uint64_t)i))
-			hs_fail("object %d lost its pattern", i);
+		uint32_t s = hview_span_of(&a, objs[i]);
+		if (!hutil_verify(objs[i], 64, (uint64_t)i))
+			hchild_fail("object %d lost its pattern", i);
 		if (a.spans[s].owner != st.slot + 1)
-			hs_fail("span %u of slot %u is owned by slot %d now", s, st.slot,
-			        (int)a.spans[s].owner - 1);
+			hchild_fail("span %u of slot %u is owned by slot %d now", s, st.slot,
+			            (int)a.spans[s].owner - 1);
 	}
 	hc_stats(&st);
 	if (st.reconnects != 0)
-		hs_fail("the bystander's session was ended");
+		hchild_fail("the bystander's session was ended");
 	for (int i = 0; i < 2000; i++)
 		hc_free(objs[i]);
 	return 0;
@@ -1100,20 +1107,20 @@ static int bad_bystander(void *arg)
 
 START_TEST(test_bad_input)
 {
-	hs_shared_init();
-	hs_daemon_start("64M", NULL);
-	pid_t by = hs_spawn(bad_bystander, NULL);
-	hs_expect_step(&hs_sync->step[BI_HELD], 1, HS_WAIT_MS, by, "the bystander");
-	hs_expect_ok(hs_spawn(bad_bytes, NULL), "malformed frames");
-	ck_assert(hs_daemon_alive());
-	hs_expect_ok(hs_spawn(bad_hellos, NULL), "bad Hellos");
-	ck_assert(hs_daemon_alive());
-	hs_expect_ok(hs_spawn(bad_requests, NULL), "nonsensical requests");
-	ck_assert(hs_daemon_alive());
-	atomic_store(&hs_sync->step[BI_GO], 1);
-	hs_expect_ok(by, "a client holding objects meanwhile");
-	ck_assert(hs_daemon_alive());
-	ck_assert_int_eq(hs_check(), 0);
+	hchild_sync_init();
+	hd_default_start("64M", NULL);
+	pid_t by = hchild_spawn(bad_bystander, NULL);
+	hchild_expect_step(&hchild_sync->step[BI_HELD], 1, HCHILD_WAIT_MS, by, "the bystander");
+	hchild_expect_ok(hchild_spawn(bad_bytes, NULL), "malformed frames");
+	ck_assert(hd_alive(&hd_default));
+	hchild_expect_ok(hchild_spawn(bad_hellos, NULL), "bad Hellos");
+	ck_assert(hd_alive(&hd_default));
+	hchild_expect_ok(hchild_spawn(bad_requests, NULL), "nonsensical requests");
+	ck_assert(hd_alive(&hd_default));
+	atomic_store(&hchild_sync->step[BI_GO], 1);
+	hchild_expect_ok(by, "a client holding objects meanwhile");
+	ck_assert(hd_alive(&hd_default));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
 

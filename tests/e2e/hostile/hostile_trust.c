@@ -21,19 +21,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client_util.h"
+#include "harness/child.h"
+#include "harness/ctl.h"
+#include "harness/heapd.h"
+#include "harness/raw.h"
+#include "harness/util.h"
+#include "harness/view.h"
 #include "heapclient.h"
 #include "hostile_suites.h"
-#include "hostile_util.h"
 
 static void teardown(void)
 {
-	hs_daemon_stop();
-}
-
-static void arena_path(char *buf, size_t len, const char *name)
-{
-	snprintf(buf, len, "%s/%s", hs_daemon.arena, name);
+	hd_default_stop();
 }
 
 /* ---- the metadata ---- */
@@ -47,58 +46,58 @@ static int attack_meta(void *arg)
 	struct stat st;
 	(void)arg;
 
-	if (hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d: %s", HS_NOBODY, strerror(errno));
-	int sock = hs_hello_fds(hs_daemon.sock, 0, &slot, &meta, &data);
+	if (hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d: %s", HCHILD_NOBODY, strerror(errno));
+	int sock = hraw_hello_fds(hd_default.sock, 0, &slot, &meta, &data);
 	if (sock < 0)
-		hs_fail("Hello as uid %d: %s", HS_NOBODY, strerror(-sock));
+		hchild_fail("Hello as uid %d: %s", HCHILD_NOBODY, strerror(-sock));
 	if (meta < 0 || data < 0)
-		hs_fail("the Hello reply passed descriptors %d and %d", meta, data);
+		hchild_fail("the Hello reply passed descriptors %d and %d", meta, data);
 	int acc = fcntl(meta, F_GETFL) & O_ACCMODE;
 	if (acc != O_RDONLY)
-		hs_fail("the meta descriptor has access mode %d, not O_RDONLY", acc);
+		hchild_fail("the meta descriptor has access mode %d, not O_RDONLY", acc);
 	if ((fcntl(data, F_GETFL) & O_ACCMODE) != O_RDWR)
-		hs_fail("the data descriptor is not read-write");
+		hchild_fail("the data descriptor is not read-write");
 	if (fstat(meta, &st) < 0 || st.st_size < (off_t)sizeof(shm_header_t))
-		hs_fail("fstat of the meta descriptor: %s", strerror(errno));
+		hchild_fail("fstat of the meta descriptor: %s", strerror(errno));
 	size_t len = (size_t)st.st_size;
 
 	void *w = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, meta, 0);
 	if (w != MAP_FAILED)
-		hs_fail("mmap(meta, PROT_READ | PROT_WRITE, MAP_SHARED) succeeded");
+		hchild_fail("mmap(meta, PROT_READ | PROT_WRITE, MAP_SHARED) succeeded");
 	uint8_t *r = mmap(NULL, len, PROT_READ, MAP_SHARED, meta, 0);
 	if (r == MAP_FAILED)
-		hs_fail("a read-only mapping of meta: %s", strerror(errno));
+		hchild_fail("a read-only mapping of meta: %s", strerror(errno));
 	if (mprotect(r, len, PROT_READ | PROT_WRITE) == 0)
-		hs_fail("mprotect of a read-only mapping of meta to PROT_WRITE succeeded");
+		hchild_fail("mprotect of a read-only mapping of meta to PROT_WRITE succeeded");
 	if (madvise(r, HEAPD_PAGE_SIZE, MADV_REMOVE) == 0)
-		hs_fail("madvise(MADV_REMOVE) punched meta through a read-only mapping");
+		hchild_fail("madvise(MADV_REMOVE) punched meta through a read-only mapping");
 	if (ftruncate(meta, HEAPD_PAGE_SIZE) == 0)
-		hs_fail("ftruncate of the meta descriptor succeeded");
+		hchild_fail("ftruncate of the meta descriptor succeeded");
 	if (fallocate(meta, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, HEAPD_PAGE_SIZE) == 0)
-		hs_fail("fallocate(PUNCH_HOLE) of the meta descriptor succeeded");
+		hchild_fail("fallocate(PUNCH_HOLE) of the meta descriptor succeeded");
 	if (fallocate(meta, 0, 0, (off_t)len + HEAPD_PAGE_SIZE) == 0)
-		hs_fail("fallocate of the meta descriptor succeeded");
+		hchild_fail("fallocate of the meta descriptor succeeded");
 	uint32_t junk = 0xfffffff0u;
 	if (pwrite(meta, &junk, sizeof(junk), offsetof(shm_header_t, npages_grown)) >= 0)
-		hs_fail("pwrite to the meta descriptor succeeded");
+		hchild_fail("pwrite to the meta descriptor succeeded");
 	if (write(meta, &junk, sizeof(junk)) >= 0)
-		hs_fail("write to the meta descriptor succeeded");
+		hchild_fail("write to the meta descriptor succeeded");
 	if (fchmod(meta, 0666) == 0)
-		hs_fail("fchmod of the meta descriptor succeeded");
+		hchild_fail("fchmod of the meta descriptor succeeded");
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", meta);
 	int fd = open(path, O_RDWR);
 	if (fd >= 0)
-		hs_fail("reopening the meta descriptor read-write through %s succeeded", path);
+		hchild_fail("reopening the meta descriptor read-write through %s succeeded", path);
 	fd = open(path, O_WRONLY);
 	if (fd >= 0)
-		hs_fail("reopening the meta descriptor write-only through %s succeeded", path);
-	arena_path(path, sizeof(path), HEAPD_META_FILE);
-	if ((fd = open(path, O_RDONLY)) >= 0)
-		hs_fail("%s opens by name for uid %d", path, HS_NOBODY);
-	arena_path(path, sizeof(path), HEAPD_DATA_FILE);
-	if ((fd = open(path, O_RDONLY)) >= 0)
-		hs_fail("%s opens by name for uid %d", path, HS_NOBODY);
+		hchild_fail("reopening the meta descriptor write-only through %s succeeded", path);
+	for (int i = 0; i < 2; i++) {
+		const char *file = hd_arena_file(&hd_default,
+		                                 i ? HEAPD_DATA_FILE : HEAPD_META_FILE);
+		if ((fd = open(file, O_RDONLY)) >= 0)
+			hchild_fail("%s opens by name for uid %d", file, HCHILD_NOBODY);
+	}
 	/* A private writable mapping is the process's own copy: write it, nobody else sees it. */
 	shm_header_t *priv = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, meta, 0);
 	if (priv != MAP_FAILED) {
@@ -112,26 +111,27 @@ static int attack_meta(void *arg)
 	close(sock);
 
 	/* The library's own mapping of the metadata, found from an object's address. */
-	hs_arena_t a;
-	if (hs_arena(&a) < 0)
-		hs_fail("no arena through the library: %s", strerror(errno));
+	hview_t a;
+	if (hview_map(&a) < 0)
+		hchild_fail("no arena through the library: %s", strerror(errno));
 	void *base = (void *)(uintptr_t)a.base;
 	if (mprotect(base, a.hdr->meta_size, PROT_READ | PROT_WRITE) == 0)
-		hs_fail("mprotect of the library's metadata mapping to PROT_WRITE succeeded");
+		hchild_fail("mprotect of the library's metadata mapping to PROT_WRITE succeeded");
 	if (mprotect(base, HEAPD_PAGE_SIZE, PROT_READ | PROT_WRITE) == 0)
-		hs_fail("mprotect of the library's header page to PROT_WRITE succeeded");
+		hchild_fail("mprotect of the library's header page to PROT_WRITE succeeded");
 	if (madvise(base, HEAPD_PAGE_SIZE, MADV_REMOVE) == 0)
-		hs_fail("madvise(MADV_REMOVE) of the library's header page succeeded");
+		hchild_fail("madvise(MADV_REMOVE) of the library's header page succeeded");
 	if (a.hdr->npages_grown > a.hdr->npages_max)
-		hs_fail("the header says %u grown pages of %u", a.hdr->npages_grown, a.hdr->npages_max);
+		hchild_fail("the header says %u grown pages of %u", a.hdr->npages_grown,
+		            a.hdr->npages_max);
 
 	/* The data stays writable, and the library works on. */
 	char *p = hc_malloc(1000);
 	if (!p)
-		hs_fail("hc_malloc after the attack: %s", strerror(errno));
-	cu_fill(p, 1000, 7);
-	if (!cu_verify(p, 1000, 7))
-		hs_fail("an object lost its pattern");
+		hchild_fail("hc_malloc after the attack: %s", strerror(errno));
+	hutil_fill(p, 1000, 7);
+	if (!hutil_verify(p, 1000, 7))
+		hchild_fail("an object lost its pattern");
 	hc_free(p);
 	hc_disconnect();
 	return 0;
@@ -140,34 +140,37 @@ static int attack_meta(void *arg)
 START_TEST(test_meta_read_only_for_other_users)
 {
 	shm_header_t before, after;
-	char path[256], out[4096];
 	struct stat st;
 
-	hs_shared_init();
-	hs_daemon_start("64M", "--allow-uid", "65534", NULL);
-	hs_open_up();
-	hs_read_header(&before);
-	hs_expect_ok(hs_spawn(attack_meta, NULL), "a client of uid 65534 attacking the metadata");
+	hchild_sync_init();
+	hd_default_start("64M", "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
+	hview_read_header(hd_default.arena, &before);
+	hchild_expect_ok(hchild_spawn(attack_meta, NULL),
+	                 "a client of uid 65534 attacking the metadata");
 
-	hs_read_header(&after);
+	hview_read_header(hd_default.arena, &after);
 	/* The geometry is fixed at creation; every byte of it must be as it was. */
 	ck_assert_msg(memcmp(&before, &after, offsetof(shm_header_t, npages_grown)) == 0,
 	              "the header's geometry changed");
 	ck_assert_uint_le(after.npages_grown, after.npages_max);
 	ck_assert_uint_eq(after.generation, before.generation);
 	for (int i = 0; i < 2; i++) {
-		arena_path(path, sizeof(path), i ? HEAPD_DATA_FILE : HEAPD_META_FILE);
-		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_int_eq(stat(hd_arena_file(&hd_default,
+		                                    i ? HEAPD_DATA_FILE : HEAPD_META_FILE), &st), 0);
 		ck_assert_uint_eq(st.st_mode & 07777, 0600);
 		ck_assert_uint_eq(st.st_uid, geteuid());
 		ck_assert_uint_eq((uint64_t)st.st_size, i ? after.data_size : after.meta_size);
 	}
-	ck_assert_int_eq(stat(hs_daemon.arena, &st), 0);
+	ck_assert_int_eq(stat(hd_default.arena, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0700);
-	ck_assert(hs_daemon_alive());
-	ck_assert_int_eq(hs_check(), 0);
-	int st2 = hs_heapctl("check", out, sizeof(out));
-	ck_assert_msg(st2 == 0, "heapctl check: status 0x%x: %s", st2, out);
+	ck_assert(hd_alive(&hd_default));
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+	hchild_run_t r;
+	hchild_run_heapctl(&r, HCHILD_WAIT_MS, "--socket", hd_default.sock, "check",
+	                   (const char *)NULL);
+	ck_assert_msg(r.status == 0, "heapctl check: status %d: %s%s", r.status, r.out, r.err);
+	hchild_run_free(&r);
 }
 END_TEST
 
@@ -200,8 +203,8 @@ static void tr_allocate(tr_obj_t *objs, int from, int n)
 		size_t size = i % 97 == 0 ? 40000 + (size_t)(i % 5) * 8192 : 16 + (size_t)(i * 37) % 2000;
 		void *p = hc_malloc(size);
 		if (!p)
-			hs_fail("hc_malloc(%zu) after the cut: %s", size, strerror(errno));
-		cu_fill(p, size, TR_SEEDS + (uint64_t)i);
+			hchild_fail("hc_malloc(%zu) after the cut: %s", size, strerror(errno));
+		hutil_fill(p, size, TR_SEEDS + (uint64_t)i);
 		objs[i].p = p;
 		objs[i].size = size;
 	}
@@ -210,9 +213,9 @@ static void tr_allocate(tr_obj_t *objs, int from, int n)
 static void tr_verify(const tr_obj_t *objs, int from, int to, const char *when)
 {
 	for (int i = from; i < to; i++)
-		if (!cu_verify(objs[i].p, objs[i].size, TR_SEEDS + (uint64_t)i))
-			hs_fail("object %d (%zu bytes at offset %llu), allocated after %s, lost its pattern",
-			        i, objs[i].size, (unsigned long long)hc_ptr_to_off(objs[i].p), when);
+		if (!hutil_verify(objs[i].p, objs[i].size, TR_SEEDS + (uint64_t)i))
+			hchild_fail("object %d (%zu bytes at offset %llu), allocated after %s, lost its "
+			            "pattern", i, objs[i].size, (unsigned long long)hc_ptr_to_off(objs[i].p), when);
 }
 
 /*
@@ -230,24 +233,25 @@ static int tr_worker(void *arg)
 	for (int i = 0; i < 6000; i++) {
 		old[i] = hc_malloc(i % 3 ? 64 : 1024);
 		if (!old[i])
-			hs_fail("hc_malloc: %s", strerror(errno));
+			hchild_fail("hc_malloc: %s", strerror(errno));
 		memset(old[i], 0x11, i % 3 ? 64 : 1024);
 	}
 	for (int i = 0; i < 6000; i += 2)
 		hc_free(old[i]);
 	hc_trim();
-	atomic_store(&hs_sync->step[TR_READY], 1);
-	if (!hs_wait_at_least(&hs_sync->step[TR_GO], 1, HS_WAIT_MS))
-		hs_fail("no word to go on");
+	atomic_store(&hchild_sync->step[TR_READY], 1);
+	if (!hchild_wait_at_least(&hchild_sync->step[TR_GO], 1, HCHILD_WAIT_MS))
+		hchild_fail("no word to go on");
 
 	tr_allocate(objs, 0, TR_OBJECTS / 2);
 	tr_verify(objs, 0, TR_OBJECTS / 2, "the first cut");
-	atomic_store(&hs_sync->step[TR_BUSY], 1);
+	atomic_store(&hchild_sync->step[TR_BUSY], 1);
 	/* write over every object until the second cut is made: the writes meet it */
 	int n = TR_OBJECTS / 2;
-	for (uint64_t end = hs_now_ms() + 3 * HS_WAIT_MS; atomic_load(&hs_sync->step[TR_CUT]) == 0;) {
-		if (hs_now_ms() > end)
-			hs_fail("the second cut did not come");
+	uint64_t end = heapd_now_ms() + 3 * HCHILD_WAIT_MS;
+	while (atomic_load(&hchild_sync->step[TR_CUT]) == 0) {
+		if (heapd_now_ms() > end)
+			hchild_fail("the second cut did not come");
 		for (int i = 0; i < n; i++)
 			memset(objs[i].p, 0x22, objs[i].size);
 	}
@@ -255,10 +259,10 @@ static int tr_worker(void *arg)
 	tr_allocate(objs, n, TR_OBJECTS / 2);
 	n += TR_OBJECTS / 2;
 	tr_verify(objs, after_cut, n, "the second cut");
-	atomic_store(&hs_sync->step[TR_PAUSED], 1);
+	atomic_store(&hchild_sync->step[TR_PAUSED], 1);
 
-	if (!hs_wait_at_least(&hs_sync->step[TR_PUNCHED], 1, HS_WAIT_MS))
-		hs_fail("no word after the hole");
+	if (!hchild_wait_at_least(&hchild_sync->step[TR_PUNCHED], 1, HCHILD_WAIT_MS))
+		hchild_fail("no word after the hole");
 	int after_hole = n;
 	tr_allocate(objs, n, TR_OBJECTS / 4);
 	n += TR_OBJECTS / 4;
@@ -273,31 +277,28 @@ static int tr_cut(void *arg)
 	int punch = arg != NULL;
 	int meta = -1, data = -1;
 
-	if (hs_become_nobody() < 0)
-		hs_fail("cannot become uid %d", HS_NOBODY);
-	int sock = hs_hello_fds(hs_daemon.sock, 0, NULL, &meta, &data);
+	if (hchild_become_nobody() < 0)
+		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
+	int sock = hraw_hello_fds(hd_default.sock, 0, NULL, &meta, &data);
 	if (sock < 0 || data < 0)
-		hs_fail("Hello as uid %d: %s", HS_NOBODY, strerror(-sock));
+		hchild_fail("Hello as uid %d: %s", HCHILD_NOBODY, strerror(-sock));
 	if (punch) {
 		/* bitmaps and pages from 64 KiB on, over 16 MiB */
 		if (fallocate(data, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 64 << 10, 16 << 20) < 0)
-			hs_fail("fallocate(PUNCH_HOLE) of the data descriptor: %s", strerror(errno));
+			hchild_fail("fallocate(PUNCH_HOLE) of the data descriptor: %s",
+			            strerror(errno));
 	} else if (ftruncate(data, HEAPD_PAGE_SIZE) < 0) {
-		hs_fail("ftruncate of the data descriptor: %s", strerror(errno));
+		hchild_fail("ftruncate of the data descriptor: %s", strerror(errno));
 	}
 	return 0;
 }
 
-/* 1 once the data file has its whole size again (bounded wait). */
-static int data_whole(const shm_header_t *h, int timeout_ms)
+/* 1 if the data file has its whole size. */
+static int data_whole(const shm_header_t *h)
 {
-	char path[256];
 	struct stat st;
-	arena_path(path, sizeof(path), HEAPD_DATA_FILE);
-	for (uint64_t end = hs_now_ms() + (uint64_t)timeout_ms; hs_now_ms() <= end; hs_sleep_ms(10))
-		if (stat(path, &st) == 0 && (uint64_t)st.st_size == h->data_size)
-			return 1;
-	return 0;
+	return stat(hd_arena_file(&hd_default, HEAPD_DATA_FILE), &st) == 0 &&
+	       (uint64_t)st.st_size == h->data_size;
 }
 
 static int tr_bystander(void *arg)
@@ -307,10 +308,10 @@ static int tr_bystander(void *arg)
 		size_t size = 1 + (size_t)(i * 131) % 5000;
 		char *p = hc_malloc(size);
 		if (!p)
-			hs_fail("hc_malloc(%zu) after the attacks: %s", size, strerror(errno));
-		cu_fill(p, size, (uint64_t)i);
-		if (!cu_verify(p, size, (uint64_t)i))
-			hs_fail("an object lost its pattern");
+			hchild_fail("hc_malloc(%zu) after the attacks: %s", size, strerror(errno));
+		hutil_fill(p, size, (uint64_t)i);
+		if (!hutil_verify(p, size, (uint64_t)i))
+			hchild_fail("an object lost its pattern");
 		hc_free(p);
 	}
 	return 0;
@@ -320,37 +321,41 @@ START_TEST(test_data_truncation_survived)
 {
 	shm_header_t h;
 
-	hs_shared_init();
-	hs_daemon_start("128M", "--allow-uid", "65534", NULL);
-	hs_open_up();
-	hs_read_header(&h);
-	pid_t worker = hs_spawn(tr_worker, NULL);
-	hs_expect_step(&hs_sync->step[TR_READY], 1, HS_WAIT_MS, worker, "the worker");
+	hchild_sync_init();
+	hd_default_start("128M", "--allow-uid", "65534", NULL);
+	hd_open_up(&hd_default);
+	hview_read_header(hd_default.arena, &h);
+	pid_t worker = hchild_spawn(tr_worker, NULL);
+	hchild_expect_step(&hchild_sync->step[TR_READY], 1, HCHILD_WAIT_MS, worker, "the worker");
 
 	/* Cut while the worker waits: heapd's sweeper is the first to meet the cut. */
-	hs_expect_ok(hs_spawn(tr_cut, NULL), "a client of uid 65534 truncating the data file");
-	ck_assert_msg(harness_wait_log(&hs_daemon, "shrunk and re-extended", 5000),
+	hchild_expect_ok(hchild_spawn(tr_cut, NULL),
+	                 "a client of uid 65534 truncating the data file");
+	ck_assert_msg(hd_wait_log(&hd_default, "shrunk and re-extended", 5000),
 	              "heapd did not say that it re-extended the data file");
-	ck_assert(hs_daemon_alive());
-	ck_assert(data_whole(&h, 1000));
-	atomic_store(&hs_sync->step[TR_GO], 1);
+	ck_assert(hd_alive(&hd_default));
+	ck_assert(hutil_wait_until(data_whole(&h), 1000));
+	atomic_store(&hchild_sync->step[TR_GO], 1);
 
 	/* Cut while the worker allocates: whichever process meets it first mends it. */
-	hs_expect_step(&hs_sync->step[TR_BUSY], 1, 3 * HS_WAIT_MS, worker, "the worker");
-	hs_expect_ok(hs_spawn(tr_cut, NULL), "the second truncation");
-	atomic_store(&hs_sync->step[TR_CUT], 1);
-	hs_expect_step(&hs_sync->step[TR_PAUSED], 1, 3 * HS_WAIT_MS, worker, "the worker");
+	hchild_expect_step(&hchild_sync->step[TR_BUSY], 1, 3 * HCHILD_WAIT_MS, worker,
+	                   "the worker");
+	hchild_expect_ok(hchild_spawn(tr_cut, NULL), "the second truncation");
+	atomic_store(&hchild_sync->step[TR_CUT], 1);
+	hchild_expect_step(&hchild_sync->step[TR_PAUSED], 1, 3 * HCHILD_WAIT_MS, worker,
+	                   "the worker");
 
-	hs_expect_ok(hs_spawn(tr_cut, (void *)1), "a client of uid 65534 punching the data file");
-	atomic_store(&hs_sync->step[TR_PUNCHED], 1);
-	hs_expect_ok(worker, "the client allocating through the cuts");
+	hchild_expect_ok(hchild_spawn(tr_cut, (void *)1),
+	                 "a client of uid 65534 punching the data file");
+	atomic_store(&hchild_sync->step[TR_PUNCHED], 1);
+	hchild_expect_ok(worker, "the client allocating through the cuts");
 
-	ck_assert(hs_daemon_alive());
-	ck_assert(data_whole(&h, 1000));
-	ck_assert_uint_ne(hs_sweep_cycles(), UINT64_MAX);
+	ck_assert(hd_alive(&hd_default));
+	ck_assert(hutil_wait_until(data_whole(&h), 1000));
+	ck_assert_uint_ne(hctl_sweep_cycles(hd_default.sock), UINT64_MAX);
 	/* The cuts took bitmaps with them: check may find what they did, but it must answer. */
-	ck_assert_int_ge(hs_check(), 0);
-	hs_expect_ok(hs_spawn(tr_bystander, NULL), "a client after the attacks");
+	ck_assert_int_ge(hctl_check(hd_default.sock), 0);
+	hchild_expect_ok(hchild_spawn(tr_bystander, NULL), "a client after the attacks");
 }
 END_TEST
 
@@ -425,17 +430,17 @@ static void dir_empty(const char *dir)
 
 START_TEST(test_arena_takeover_refused)
 {
-	char out[8192], other[256], meta[256];
+	char out[8192], other[256];
 
 	for (int k = 0; k < PLANT_COUNT; k++) {
-		hs_daemon_init();
-		const char *arena = hs_daemon.arena;
-		snprintf(other, sizeof(other), "%s/elsewhere", hs_daemon.dir);
-		arena_path(meta, sizeof(meta), HEAPD_META_FILE);
+		hd_default_init();
+		const char *arena = hd_default.arena, *meta = hd_arena_file(&hd_default,
+		                                                            HEAPD_META_FILE);
+		snprintf(other, sizeof(other), "%s/elsewhere", hd_default.dir);
 		switch (k) {
 		case PLANT_DIR_OF_OTHER:
 			ck_assert_int_eq(mkdir(arena, 0777), 0);
-			ck_assert_int_eq(chown(arena, HS_NOBODY, HS_NOBODY), 0);
+			ck_assert_int_eq(chown(arena, HCHILD_NOBODY, HCHILD_NOBODY), 0);
 			ck_assert_int_eq(chmod(arena, 0777), 0);
 			break;
 		case PLANT_DIR_OPEN:
@@ -443,7 +448,8 @@ START_TEST(test_arena_takeover_refused)
 			ck_assert_int_eq(chmod(arena, 0755), 0);
 			break;
 		case PLANT_FILE_OF_OTHER:
-			make_file(arena, "", HS_NOBODY, 0666); /* empty, as another user would leave it */
+			make_file(arena, "", HCHILD_NOBODY,
+			          0666); /* empty, as another user would leave it */
 			break;
 		case PLANT_SYMLINK:
 			ck_assert_int_eq(mkdir(other, 0700), 0);
@@ -455,23 +461,26 @@ START_TEST(test_arena_takeover_refused)
 				make_file(other, PLANTED, geteuid(), 0600);
 				ck_assert_int_eq(symlink(other, meta), 0);
 			} else {
-				make_file(meta, PLANTED, k == PLANT_META_OF_OTHER ? HS_NOBODY : geteuid(),
+				make_file(meta, PLANTED,
+				          k == PLANT_META_OF_OTHER ? HCHILD_NOBODY : geteuid(),
 				          k == PLANT_META_OF_OTHER ? 0600 : 0644);
 			}
 			break;
 		}
-		const char *args[] = { "--socket", hs_daemon.sock, "--arena", arena, "--arena-size", "16M",
+		const char *args[] = { "--socket", hd_default.sock, "--arena", arena,
+		                      "--arena-size", "16M",
 		                       NULL };
-		int st = hs_run_heapd(args, out, sizeof(out), TAKEOVER_RUN_MS);
-		ck_assert_msg(st != -1, "case %d: heapd started on a planted arena path: %s", k, out);
-		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0, "case %d: heapd status 0x%x: %s", k,
-		              st, out);
+		int st = hd_run_heapd(args, out, sizeof(out), TAKEOVER_RUN_MS);
+		ck_assert_msg(st != -ETIMEDOUT,
+		              "case %d: heapd started on a planted arena path: %s", k, out);
+		ck_assert_msg(st > 0 && st < 128, "case %d: heapd status %d: %s", k, st, out);
 		ck_assert_msg(strstr(out, plant_needle[k]) != NULL, "case %d: \"%s\" not in: %s", k,
 		              plant_needle[k], out);
-		ck_assert_msg(access(hs_daemon.sock, F_OK) != 0, "case %d: heapd made its socket", k);
+		ck_assert_msg(access(hd_default.sock, F_OK) != 0, "case %d: heapd made its socket",
+		              k);
 		switch (k) {
 		case PLANT_FILE_OF_OTHER:
-			file_untouched(arena, "", HS_NOBODY, 0666);
+			file_untouched(arena, "", HCHILD_NOBODY, 0666);
 			break;
 		case PLANT_SYMLINK:
 			dir_empty(other);
@@ -480,62 +489,60 @@ START_TEST(test_arena_takeover_refused)
 			file_untouched(other, PLANTED, geteuid(), 0600);
 			break;
 		case PLANT_META_OF_OTHER:
-			file_untouched(meta, PLANTED, HS_NOBODY, 0600);
+			file_untouched(meta, PLANTED, HCHILD_NOBODY, 0600);
 			break;
 		case PLANT_META_OPEN:
 			file_untouched(meta, PLANTED, geteuid(), 0644);
 			break;
 		default: {
 			/* heapd laid nothing out in a directory it refused */
-			char data[256];
-			arena_path(data, sizeof(data), HEAPD_DATA_FILE);
-			ck_assert(access(meta, F_OK) != 0 && access(data, F_OK) != 0);
+			ck_assert(access(meta, F_OK) != 0 &&
+			          access(hd_arena_file(&hd_default, HEAPD_DATA_FILE), F_OK) != 0);
 			break;
 		}
 		}
-		hs_daemon_stop();
+		hd_default_stop();
 	}
 }
 END_TEST
 
 START_TEST(test_socket_path_not_followed)
 {
-	char out[8192], victim[256], meta[256];
+	char out[8192], victim[256];
 	struct stat st;
 
 	for (int k = 0; k < 2; k++) {
-		hs_daemon_init();
-		snprintf(victim, sizeof(victim), "%s/victim", hs_daemon.dir);
-		make_file(victim, PLANTED, HS_NOBODY, 0600);
+		hd_default_init();
+		snprintf(victim, sizeof(victim), "%s/victim", hd_default.dir);
+		make_file(victim, PLANTED, HCHILD_NOBODY, 0600);
 		if (k == 0)
-			ck_assert_int_eq(symlink(victim, hs_daemon.sock), 0);
+			ck_assert_int_eq(symlink(victim, hd_default.sock), 0);
 		else
-			make_file(hs_daemon.sock, PLANTED, HS_NOBODY, 0600);
-		const char *args[] = { "--socket", hs_daemon.sock, "--arena", hs_daemon.arena,
+			make_file(hd_default.sock, PLANTED, HCHILD_NOBODY, 0600);
+		const char *args[] = { "--socket", hd_default.sock, "--arena", hd_default.arena,
 		                       "--arena-size", "16M", NULL };
-		int st2 = hs_run_heapd(args, out, sizeof(out), TAKEOVER_RUN_MS);
-		ck_assert_msg(st2 != -1 && WIFEXITED(st2) && WEXITSTATUS(st2) != 0,
-		              "heapd on a planted socket path: status 0x%x: %s", st2, out);
+		int st2 = hd_run_heapd(args, out, sizeof(out), TAKEOVER_RUN_MS);
+		ck_assert_msg(st2 > 0 && st2 < 128, "heapd on a planted socket path: status %d: %s",
+		              st2, out);
 		ck_assert_msg(strstr(out, "not a socket") != NULL, "%s", out);
-		file_untouched(victim, PLANTED, HS_NOBODY, 0600);
+		file_untouched(victim, PLANTED, HCHILD_NOBODY, 0600);
 		if (k == 1)
-			file_untouched(hs_daemon.sock, PLANTED, HS_NOBODY, 0600);
+			file_untouched(hd_default.sock, PLANTED, HCHILD_NOBODY, 0600);
 		else
-			ck_assert(lstat(hs_daemon.sock, &st) == 0 && S_ISLNK(st.st_mode));
-		hs_daemon_stop();
+			ck_assert(lstat(hd_default.sock, &st) == 0 && S_ISLNK(st.st_mode));
+		hd_default_stop();
 	}
 
 	/* What heapd makes itself: a socket of mode 0660, an arena directory 0700 with files 0600. */
-	hs_daemon_start("16M", NULL);
-	ck_assert_int_eq(lstat(hs_daemon.sock, &st), 0);
+	hd_default_start("16M", NULL);
+	ck_assert_int_eq(lstat(hd_default.sock, &st), 0);
 	ck_assert(S_ISSOCK(st.st_mode));
 	ck_assert_uint_eq(st.st_mode & 07777, 0660);
-	ck_assert_int_eq(lstat(hs_daemon.arena, &st), 0);
+	ck_assert_int_eq(lstat(hd_default.arena, &st), 0);
 	ck_assert(S_ISDIR(st.st_mode));
 	ck_assert_uint_eq(st.st_mode & 07777, 0700);
 	ck_assert_uint_eq(st.st_uid, geteuid());
-	arena_path(meta, sizeof(meta), HEAPD_META_FILE);
-	ck_assert_int_eq(lstat(meta, &st), 0);
+	ck_assert_int_eq(lstat(hd_arena_file(&hd_default, HEAPD_META_FILE), &st), 0);
 	ck_assert(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0600 && st.st_nlink == 1);
 }
 END_TEST

@@ -8,7 +8,7 @@
  */
 #include <stdlib.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 #include "hostile_suites.h"
 
 TEST_SUITES(hostile_trust_suite, hostile_sessions_suite, hostile_limits_suite);

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 
-#include "check_main.h"
+#include "harness/check_main.h"
 
 int main(void)
 {

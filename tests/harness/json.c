@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * ops_json.c - a strict recursive-descent JSON parser for tests (RFC 8259
+ * json.c - a strict recursive-descent JSON parser for tests (RFC 8259
  * grammar; \u escapes outside ASCII are kept as '?', which is all the tests
- * need). See ops_json.h.
+ * need). See json.h.
  */
-#include "ops_json.h"
+#include "harness/json.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OPS_JSON_MAX_DEPTH 64
+#define HJSON_MAX_DEPTH 64
 
 typedef struct parser {
 	const char *p;
@@ -40,22 +40,22 @@ static void skip_ws(parser_t *ps)
 		ps->p++;
 }
 
-static ops_json_t *new_value(int type)
+static hjson_t *new_value(int type)
 {
-	ops_json_t *v = calloc(1, sizeof(*v));
+	hjson_t *v = calloc(1, sizeof(*v));
 	if (v)
 		v->type = type;
 	return v;
 }
 
 /* Append item (and key, for objects) to a container. */
-static int append(ops_json_t *c, ops_json_t *item, char *key)
+static int append(hjson_t *c, hjson_t *item, char *key)
 {
-	ops_json_t **items = realloc(c->items, (c->n + 1) * sizeof(*items));
+	hjson_t **items = realloc(c->items, (c->n + 1) * sizeof(*items));
 	if (!items)
 		return -1;
 	c->items = items;
-	if (c->type == OPS_JSON_OBJECT) {
+	if (c->type == HJSON_OBJECT) {
 		char **keys = realloc(c->keys, (c->n + 1) * sizeof(*keys));
 		if (!keys)
 			return -1;
@@ -165,12 +165,12 @@ static int parse_number(parser_t *ps, double *out)
 	return 0;
 }
 
-static ops_json_t *parse_value(parser_t *ps, int depth)
+static hjson_t *parse_value(parser_t *ps, int depth)
 {
-	ops_json_t *v = NULL;
+	hjson_t *v = NULL;
 
 	skip_ws(ps);
-	if (depth > OPS_JSON_MAX_DEPTH) {
+	if (depth > HJSON_MAX_DEPTH) {
 		perr(ps, "nested too deep");
 		return NULL;
 	}
@@ -179,7 +179,7 @@ static ops_json_t *parse_value(parser_t *ps, int depth)
 	case '[': {
 		int obj = *ps->p == '{';
 		char close = obj ? '}' : ']';
-		v = new_value(obj ? OPS_JSON_OBJECT : OPS_JSON_ARRAY);
+		v = new_value(obj ? HJSON_OBJECT : HJSON_ARRAY);
 		if (!v)
 			break;
 		ps->p++;
@@ -202,9 +202,9 @@ static ops_json_t *parse_value(parser_t *ps, int depth)
 					goto fail;
 				}
 			}
-			ops_json_t *item = parse_value(ps, depth + 1);
+			hjson_t *item = parse_value(ps, depth + 1);
 			if (!item || append(v, item, key) < 0) {
-				ops_json_free(item);
+				hjson_free(item);
 				free(key);
 				goto fail;
 			}
@@ -222,7 +222,7 @@ static ops_json_t *parse_value(parser_t *ps, int depth)
 		}
 	}
 	case '"':
-		v = new_value(OPS_JSON_STRING);
+		v = new_value(HJSON_STRING);
 		if (v && !(v->string = parse_string_raw(ps)))
 			goto fail;
 		return v;
@@ -230,7 +230,7 @@ static ops_json_t *parse_value(parser_t *ps, int depth)
 	case 'f':
 	case 'n': {
 		static const struct { const char *word; int type; double val; } lits[] = {
-			{ "true", OPS_JSON_BOOL, 1 }, { "false", OPS_JSON_BOOL, 0 }, { "null", OPS_JSON_NULL, 0 },
+			{ "true", HJSON_BOOL, 1 }, { "false", HJSON_BOOL, 0 }, { "null", HJSON_NULL, 0 },
 		};
 		for (size_t i = 0; i < 3; i++) {
 			size_t len = strlen(lits[i].word);
@@ -246,7 +246,7 @@ static ops_json_t *parse_value(parser_t *ps, int depth)
 		return NULL;
 	}
 	default:
-		v = new_value(OPS_JSON_NUMBER);
+		v = new_value(HJSON_NUMBER);
 		if (v && parse_number(ps, &v->number) < 0) {
 			perr(ps, "unexpected '%.16s'", ps->p);
 			goto fail;
@@ -255,28 +255,28 @@ static ops_json_t *parse_value(parser_t *ps, int depth)
 	}
 	perr(ps, "out of memory");
 fail:
-	ops_json_free(v);
+	hjson_free(v);
 	return NULL;
 }
 
-ops_json_t *ops_json_parse(const char *text, char *err, size_t errlen)
+hjson_t *hjson_parse(const char *text, char *err, size_t errlen)
 {
 	parser_t ps = { .p = text, .err = err, .errlen = errlen };
-	ops_json_t *v = parse_value(&ps, 0);
+	hjson_t *v = parse_value(&ps, 0);
 	if (!v)
 		return NULL;
 	skip_ws(&ps);
 	if (*ps.p) {
 		perr(&ps, "trailing text after the value: '%.16s'", ps.p);
-		ops_json_free(v);
+		hjson_free(v);
 		return NULL;
 	}
 	return v;
 }
 
-const ops_json_t *ops_json_get(const ops_json_t *obj, const char *key)
+const hjson_t *hjson_get(const hjson_t *obj, const char *key)
 {
-	if (!obj || obj->type != OPS_JSON_OBJECT)
+	if (!obj || obj->type != HJSON_OBJECT)
 		return NULL;
 	for (size_t i = 0; i < obj->n; i++)
 		if (strcmp(obj->keys[i], key) == 0)
@@ -284,12 +284,12 @@ const ops_json_t *ops_json_get(const ops_json_t *obj, const char *key)
 	return NULL;
 }
 
-void ops_json_free(ops_json_t *v)
+void hjson_free(hjson_t *v)
 {
 	if (!v)
 		return;
 	for (size_t i = 0; i < v->n; i++) {
-		ops_json_free(v->items[i]);
+		hjson_free(v->items[i]);
 		if (v->keys)
 			free(v->keys[i]);
 	}

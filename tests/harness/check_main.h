@@ -13,8 +13,8 @@
  * here says why on stderr and returns NULL; if every one does, main exits
  * with TEST_SKIP, which CTest counts as skipped.
  */
-#ifndef HEAPD_TESTS_CHECK_MAIN_H
-#define HEAPD_TESTS_CHECK_MAIN_H
+#ifndef HEAPD_TESTS_HARNESS_CHECK_MAIN_H
+#define HEAPD_TESTS_HARNESS_CHECK_MAIN_H
 
 #include <check.h>
 
