@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "harness/check_main.h"
+#include "harness/util.h"
 #include "bitmap.h"
 #include "daemon.h"
 #include "sizeclass.h"
@@ -81,9 +82,7 @@ static pid_t waiting_child(int go[2], proc_t *p)
 		_exit(0);
 	}
 	uint64_t st;
-	for (int i = 0; i < 1000 && proc_start_time(pid, &st) < 0; i++)
-		usleep(1000);
-	ck_assert_int_eq(proc_start_time(pid, &st), 0);
+	ck_assert(hutil_wait_until(proc_start_time(pid, &st) == 0, 1000));
 	ck_assert_int_eq(proc_open(pid, st, 0, p), 0);
 	return pid;
 }
@@ -382,8 +381,7 @@ START_TEST(test_proc_identity)
 	}
 	ck_assert_int_eq(write(go[1], "x", 1), 1);
 	/* dead before its parent reaps it: the pidfd says so */
-	while (proc_alive(&p))
-		usleep(1000);
+	ck_assert(hutil_wait_until(!proc_alive(&p), 10000));
 	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 	proc_close(&p);
 	close(go[0]);

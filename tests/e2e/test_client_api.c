@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness/check_main.h"
@@ -679,13 +678,16 @@ END_TEST
 
 /*
  * A daemon that dies during a first Hello and comes back: the stand-in
- * accepts one connection and closes it unanswered, goes away, and a real
- * daemon takes the socket 100 ms later. It runs in this thread until the
- * test is done, since a daemon dies with the thread that started it.
+ * takes the first connection and closes it unanswered, then takes the
+ * client's next try (it is waiting for the daemon as a reconnect would)
+ * and closes that too, and goes away; a real daemon takes the socket. It
+ * runs in this thread until the test is done, since a daemon dies with the
+ * thread that started it.
  */
 typedef struct restart_stage {
 	hd_t d;
 	int lfd;
+	int dropped[2];         /* hd_standin_drop's results: the first Hello, the next try */
 	int started;            /* hd_start's result */
 	pthread_barrier_t done; /* the test is over: stop the daemon */
 } restart_stage_t;
@@ -693,10 +695,8 @@ typedef struct restart_stage {
 static void *restart_stage_run(void *arg)
 {
 	restart_stage_t *r = arg;
-	int c = accept(r->lfd, NULL, NULL);
-	if (c >= 0)
-		close(c);
-	usleep(100000);
+	for (int i = 0; i < 2; i++)
+		r->dropped[i] = hd_standin_drop(r->lfd, 10000);
 	close(r->lfd);
 	unlink(r->d.sock);
 	r->started = hd_start(&r->d);
@@ -725,6 +725,8 @@ START_TEST(test_first_hello_survives_restart)
 	pthread_barrier_wait(&r.done);
 	pthread_join(t, NULL);
 	hd_cleanup(&r.d);
+	ck_assert_msg(r.dropped[0] == 0 && r.dropped[1] == 0,
+	              "the stand-in saw no first Hello (%d) or no next try (%d)", r.dropped[0], r.dropped[1]);
 	ck_assert_int_eq(r.started, 0);
 	ck_assert_msg(rc == 0, "hc_connect: %s", strerror(-rc));
 	ck_assert_ptr_nonnull(p);

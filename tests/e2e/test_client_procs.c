@@ -81,7 +81,8 @@ typedef struct pc_result {
 	size_t pattern_max;                     /* pattern at most this many bytes of each object (0: all) */
 	uint64_t produced, consumed, errors;
 	uint64_t requests_warm, requests_end;   /* producer's requests after warmup and at the end */
-	double t_done;                          /* when the consumer finished */
+	_Atomic int window_full;                /* the producer has `window` batches unconsumed */
+	uint64_t done_ms;                       /* heapd_now_ms() when the consumer finished */
 } pc_result_t;
 
 /*
@@ -115,7 +116,8 @@ static void producer(int wfd, int ackfd, int window, uint64_t n, size_t fixed, u
 			}
 			if (hutil_write_full(wfd, buf, sizeof(buf)) < 0)
 				_exit(1);
-			outstanding++;
+			if (++outstanding == window)
+				atomic_store(&res->window_full, 1);
 			k = 0;
 		}
 		if (i + 1 == warmup) {
@@ -141,8 +143,10 @@ static void consumer(int rfd, int ackfd, pc_result_t *res)
 	/* the producer stops reading acknowledgements once it has sent everything */
 	signal(SIGPIPE, SIG_IGN);
 	/* with flow control, let the producer fill its window first: the most it ever has in flight */
-	if (ackfd >= 0)
-		usleep(300000);
+	if (ackfd >= 0 && !hutil_wait_until(atomic_load(&res->window_full), 60000)) {
+		fprintf(stderr, "consumer: the producer never filled its window\n");
+		_exit(2);
+	}
 	for (;;) {
 		ssize_t r = read(rfd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
@@ -159,7 +163,7 @@ static void consumer(int rfd, int ackfd, pc_result_t *res)
 	hc_disconnect();
 	res->consumed = consumed;
 	res->errors = errors;
-	res->t_done = heapd_now_ms() / 1e3;
+	res->done_ms = heapd_now_ms();
 	_exit(errors ? 1 : 0);
 }
 
@@ -169,7 +173,7 @@ static double run_pc(uint64_t n, size_t fixed, int window, uint64_t warmup, pc_r
 	int fds[2], acks[2];
 	ck_assert_int_eq(pipe(fds), 0);
 	ck_assert_int_eq(pipe(acks), 0);
-	double t0 = heapd_now_ms() / 1e3;
+	uint64_t t0 = heapd_now_ms();
 	pid_t prod = fork();
 	ck_assert_int_ge(prod, 0);
 	if (prod == 0) {
@@ -193,7 +197,7 @@ static double run_pc(uint64_t n, size_t fixed, int window, uint64_t warmup, pc_r
 	ck_assert_uint_eq(res->produced, n);
 	ck_assert_uint_eq(res->consumed, n);
 	ck_assert_uint_eq(res->errors, 0);
-	return res->t_done - t0;
+	return (double)(res->done_ms - t0) / 1e3;
 }
 
 START_TEST(test_producer_consumer)
@@ -231,7 +235,7 @@ START_TEST(test_steady_churn_makes_no_requests)
 	pc_result_t *res = hutil_shared(sizeof(*res));
 
 	/* at most 8 batches (4096 objects, 32 spans) in flight */
-	double secs = run_pc(n, 64, 8, 100000, res) - 0.3; /* the consumer's head start */
+	double secs = run_pc(n, 64, 8, 100000, res);
 	printf("steady churn (64 B, 4096 in flight): %.0f objects/s, %llu requests in the first "
 	       "100000 objects, %llu in the next 900000\n", (double)n / secs,
 	       (unsigned long long)res->requests_warm,
@@ -315,7 +319,7 @@ static void ring_consumer(ring_t *r)
 START_TEST(test_ring_makes_no_requests)
 {
 	ring_t *r = hutil_shared(sizeof(*r));
-	double t0 = heapd_now_ms() / 1e3;
+	uint64_t t0 = heapd_now_ms();
 	pid_t prod = fork();
 	ck_assert_int_ge(prod, 0);
 	if (prod == 0)
@@ -326,7 +330,7 @@ START_TEST(test_ring_makes_no_requests)
 		ring_consumer(r);
 	ck_assert_int_eq(hchild_wait(prod), 0);
 	ck_assert_int_eq(hchild_wait(cons), 0);
-	double secs = (heapd_now_ms() / 1e3) - t0;
+	double secs = (double)(heapd_now_ms() - t0) / 1e3;
 	printf("ring of %u (64 B): %.0f objects/s, %llu requests in the first %u objects, "
 	       "%llu in the next %u\n", RING_SLOTS, RING_OBJECTS / secs,
 	       (unsigned long long)r->requests_warm, RING_WARMUP,
@@ -350,7 +354,7 @@ typedef struct rp_shared {
 	_Atomic uint64_t errors;
 	_Atomic uint64_t allocs, frees, sent, received;
 	int inbox[RP_PROCS][2];       /* pipe per process: handles of objects for it to free */
-	double seconds;
+	uint64_t ms;                  /* how long the threads work */
 } rp_shared_t;
 
 typedef struct rp_thread {
@@ -378,9 +382,9 @@ static void *rp_thread_main(void *arg)
 	uint64_t *live = calloc(RP_LIVE, sizeof(*live)), rng = t->seed;
 	uint64_t allocs = 0, frees = 0, sent = 0;
 	size_t nlive = 0;
-	double end = (heapd_now_ms() / 1e3) + sh->seconds;
+	uint64_t end = heapd_now_ms() + sh->ms;
 
-	while (heapd_now_ms() / 1e3 < end) {
+	while (heapd_now_ms() < end) {
 		for (int burst = 0; burst < 256; burst++) {
 			uint64_t r = hutil_rand(&rng) % 100;
 			if (r < 45 && nlive < RP_LIVE) {
@@ -439,8 +443,8 @@ static void rp_process(rp_shared_t *sh, int proc)
 		pthread_join(th[i], NULL);
 	/* once nobody sends any more, whatever is in the inbox is the last of it */
 	atomic_fetch_add(&sh->stopped, 1);
-	while (atomic_load(&sh->stopped) < RP_PROCS)
-		usleep(1000);
+	if (!hutil_wait_until(atomic_load(&sh->stopped) >= RP_PROCS, 60000))
+		_exit(3);
 	uint64_t before;
 	do {
 		before = atomic_load(&sh->received);
@@ -455,7 +459,7 @@ START_TEST(test_random_four_processes)
 	rp_shared_t *sh = hutil_shared(sizeof(*sh));
 	pid_t pids[RP_PROCS];
 
-	sh->seconds = 10.0;
+	sh->ms = 10000;
 	for (int i = 0; i < RP_PROCS; i++) {
 		ck_assert_int_eq(pipe2(sh->inbox[i], O_NONBLOCK), 0);
 	}
@@ -468,7 +472,7 @@ START_TEST(test_random_four_processes)
 	for (int i = 0; i < RP_PROCS; i++)
 		ck_assert_int_eq(hchild_wait(pids[i]), 0);
 	printf("random, %d processes x %d threads, %.0f s: %llu allocations, %llu frees, "
-	       "%llu handed to another process\n", RP_PROCS, RP_THREADS, sh->seconds,
+	       "%llu handed to another process\n", RP_PROCS, RP_THREADS, sh->ms / 1e3,
 	       (unsigned long long)sh->allocs, (unsigned long long)sh->frees,
 	       (unsigned long long)sh->sent);
 	fflush(stdout);
@@ -644,13 +648,8 @@ START_TEST(test_sigkill_client)
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(hchild_wait(pid), 128 + SIGKILL);
 	uint64_t left = UINT64_MAX;
-	for (int waited = 0; waited < 5000; waited += 20) {
-		left = hctl_client_spans(hd_default.sock, 0);
-		if (left == 0)
-			break;
-		usleep(20000);
-	}
-	ck_assert_uint_eq(left, 0);
+	ck_assert_msg(hutil_wait_until((left = hctl_client_spans(hd_default.sock, 0)) == 0, 5000),
+	              "%llu spans still cached by clients", (unsigned long long)left);
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
@@ -687,9 +686,16 @@ START_TEST(test_daemon_restart)
 	ck_assert_ptr_nonnull(p);
 	hc_free(p);
 
-	/* allocations that need the daemon wait for it to come back */
+	/*
+	 * Allocations that need the daemon wait for it to come back: a stand-in
+	 * on the socket takes the thread's reconnect and drops it, so the thread
+	 * is waiting when the daemon starts again.
+	 */
+	int lfd = hd_standin_listen(&hd_default);
 	ck_assert_int_eq(pthread_create(&th, NULL, alloc_while_away, NULL), 0);
-	usleep(300000);
+	ck_assert_msg(hd_standin_drop(lfd, 20000) == 0, "the library did not try to reconnect");
+	close(lfd);
+	unlink(hd_default.sock);
 	/* from this thread: the harness ties the daemon's life to the thread that started it */
 	ck_assert_int_eq(hd_start(&hd_default), 0);
 	pthread_join(th, NULL);
@@ -717,12 +723,12 @@ START_TEST(test_daemon_gone_times_out)
 	void *p = hc_malloc(100);
 	ck_assert_ptr_nonnull(p);
 	hd_stop(&hd_default, SIGKILL);
-	double t0 = heapd_now_ms() / 1e3;
+	uint64_t t0 = heapd_now_ms();
 	errno = 0;
 	ck_assert_ptr_null(hc_malloc(1 << 20));
 	ck_assert_int_eq(errno, ECONNREFUSED);
-	double t = (heapd_now_ms() / 1e3) - t0;
-	ck_assert_msg(t >= 0.25 && t < 5.0, "gave up after %.3f s", t);
+	uint64_t ms = heapd_now_ms() - t0;
+	ck_assert_msg(ms >= 250 && ms < 5000, "gave up after %llu ms", (unsigned long long)ms);
 	hc_free(p); /* small frees need no daemon */
 }
 END_TEST

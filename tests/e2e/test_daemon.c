@@ -738,34 +738,15 @@ END_TEST
 
 START_TEST(test_stuck_client_dropped)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
-	static uint8_t frames[64 * 1024];
+	static hraw_flood_t flood;
 	hd_default_start(NULL, NULL);
 	int fd = hctl_open(hd_default.sock);
 	int small = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	/* Clients is answered at once (Stats waits for its turn, and the connection with it) */
-	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
-	env.clients = &req;
-	size_t n = wire_frame_size(&env), nframes = sizeof(frames) / n;
-	for (size_t i = 0; i < nframes; i++)
-		wire_frame_pack(&env, frames + i * n);
 	/* ask without ever reading the replies, until the daemon gives up on us */
-	size_t total = nframes * n, off = 0;
-	for (int waited = 0; waited < 20000;) {
-		ssize_t w = send(fd, frames + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno != EAGAIN)
-			break;
-		if (w > 0)
-			off = (off + (size_t)w) % total; /* the stream stays whole frames */
-		if (w < 0) {
-			hutil_sleep_us(1000 * (5));
-			waited += 5;
-			if (hd_log_contains(&hd_default, "does not read its replies"))
-				break;
-		}
-	}
+	hraw_flood_init(&flood, 0);
+	ck_assert(hutil_wait_until(hraw_flood(&flood, fd) < 0 ||
+	                           hd_log_contains(&hd_default, "does not read its replies"), 20000));
 	ck_assert(hd_wait_log(&hd_default, "does not read its replies", 5000));
 	close(fd);
 	/* everyone else is served */

@@ -35,12 +35,14 @@
 #include "harness/child.h"
 #include "harness/ctl.h"
 #include "harness/heapd.h"
+#include "harness/raw.h"
 #include "harness/util.h"
 #include "harness/view.h"
 #include "heapclient.h"
 #include "layout.h"
 
 #define STUCK_ANON_BOUND (64u << 20) /* daemon memory growth a stuck client may cause */
+#define STUCK_WAIT_MS 60000          /* bound of each wait in the stuck-client test */
 
 static void teardown(void)
 {
@@ -51,11 +53,6 @@ static void teardown(void)
 static int in_child(int (*fn)(void *))
 {
 	return hchild_wait(hchild_spawn(fn, NULL));
-}
-
-static void sleep_ms(int ms)
-{
-	usleep((useconds_t)ms * 1000);
 }
 
 /* ---- a stuck client ---- */
@@ -122,9 +119,8 @@ static void busy_client(void)
  */
 static void stuck_client(void)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
-	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
-	static uint8_t frames[64 * 1024];
+	static hraw_flood_t flood;
+	hraw_req_t req;
 	uint8_t half[16];
 	int small = 4096;
 
@@ -133,43 +129,34 @@ static void stuck_client(void)
 		_exit(2);
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	/* Clients is answered at once; a Stats would wait its turn and stop the reading meanwhile */
-	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
-	env.clients = &req;
-	size_t n = wire_frame_size(&env), nframes = sizeof(frames) / n;
-	for (size_t i = 0; i < nframes; i++)
-		wire_frame_pack(&env, frames + i * n);
-	if (send(fd, frames, n, MSG_NOSIGNAL) != (ssize_t)n || hutil_read_full(fd, half,
-	                                                                       sizeof(half)) < 0)
+	if (wire_send(fd, hraw_req_clients(&req)) < 0 || hutil_read_full(fd, half, sizeof(half)) < 0)
 		_exit(3);
 	atomic_store(&SS->stuck_phase, 1);
-	while (atomic_load(&SS->stuck_phase) == 1)
-		usleep(1000);
-	/* Whole frames only, so the stream stays well formed. */
-	size_t total = nframes * n, off = 0;
-	for (;;) {
-		ssize_t w = send(fd, frames + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno != EAGAIN && errno != EINTR)
-			break; /* dropped */
-		if (w > 0)
-			off = (off + (size_t)w) % total;
-		else
-			usleep(1000);
-	}
+	if (!hutil_wait_until(atomic_load(&SS->stuck_phase) != 1, STUCK_WAIT_MS))
+		_exit(4);
+	hraw_flood_init(&flood, 0);
+	if (!hutil_wait_until(hraw_flood(&flood, fd) < 0, STUCK_WAIT_MS)) /* until dropped */
+		_exit(5);
 	atomic_store(&SS->stuck_phase, 3);
 	pause();
 	_exit(0);
 }
 
-/* Wait until the busy client has done `more` more rounds (a generous bound); fail on its error. */
+/* 1 once the busy client has made `want` rounds; fails the test on its error. */
+static int busy_at(uint64_t want)
+{
+	ck_assert_msg(!atomic_load(&SS->failed), "busy client: %s", SS->why);
+	return atomic_load(&SS->rounds) >= want;
+}
+
+/* Wait until the busy client has done `more` more rounds (a generous bound). */
 static void busy_progress(uint64_t more)
 {
 	uint64_t want = atomic_load(&SS->rounds) + more;
-	for (int waited = 0; atomic_load(&SS->rounds) < want; waited += 5) {
-		ck_assert_msg(!atomic_load(&SS->failed), "busy client: %s", SS->why);
-		ck_assert_msg(waited < 60000, "the other client made %llu of %llu rounds in 60 s",
-		              (unsigned long long)atomic_load(&SS->rounds), (unsigned long long)want);
-		sleep_ms(5);
-	}
+	ck_assert_msg(hutil_wait_until(busy_at(want), STUCK_WAIT_MS),
+	              "the other client made %llu of %llu rounds in %d s",
+	              (unsigned long long)atomic_load(&SS->rounds), (unsigned long long)want,
+	              STUCK_WAIT_MS / 1000);
 }
 
 START_TEST(test_stuck_client)
@@ -200,20 +187,18 @@ START_TEST(test_stuck_client)
 		stuck_client();
 
 	/* Silent in the middle of a reply: everyone else is served. */
-	for (int waited = 0; atomic_load(&SS->stuck_phase) != 1; waited += 5) {
-		ck_assert_msg(waited < 10000, "the stuck client never got half a reply");
-		sleep_ms(5);
-	}
+	ck_assert_msg(hutil_wait_until(atomic_load(&SS->stuck_phase) == 1, 10000),
+	              "the stuck client never got half a reply");
 	busy_progress(200);
 	/* Flooding without reading: served still, and the daemon drops it at its output cap. */
 	uint64_t before = atomic_load(&SS->rounds);
 	atomic_store(&SS->stuck_phase, 2);
-	for (int waited = 0; !hd_log_contains(&hd_default,
-	                                      "does not read its replies"); waited += 5) {
-		ck_assert_msg(waited < 60000, "the daemon never dropped the stuck client");
+	uint64_t end = heapd_now_ms() + STUCK_WAIT_MS;
+	while (!hd_log_contains(&hd_default, "does not read its replies")) {
+		ck_assert_msg(heapd_now_ms() < end, "the daemon never dropped the stuck client");
 		uint64_t kb = rss_anon_kb(hd_default.pid);
 		peak_kb = kb > peak_kb ? kb : peak_kb;
-		sleep_ms(5);
+		hutil_sleep_us(5000); /* a sample of the daemon's memory every 5 ms */
 	}
 	busy_progress(200);
 	uint64_t during = atomic_load(&SS->rounds) - before;

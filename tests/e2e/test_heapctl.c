@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,21 +323,78 @@ START_TEST(test_check_finds_problems)
 }
 END_TEST
 
+/* heapctl watch on the daemon, sampling every interval seconds, watched as hchild_run_watch does. */
+static void run_watch(hchild_run_t *r, const char *interval, int (*watch)(const hchild_run_t *, void *),
+                      void *arg)
+{
+	const char *argv[] = { heapctl_bin(), "--socket", daemon_.sock, "watch", "--interval", interval,
+		               NULL };
+	int rc = hchild_run_watch(r, RUN_MS, argv, watch, arg);
+	ck_assert_msg(rc == 0, "cannot run %s: %s", argv[0], strerror(-rc));
+}
+
+/* When watch's first and third lines came; stop it at the third. */
+typedef struct samples {
+	uint64_t first_ms, third_ms;
+} samples_t;
+
+static int stop_at_third(const hchild_run_t *r, void *arg)
+{
+	samples_t *t = arg;
+	size_t lines = hchild_count_lines(r->out);
+	if (lines >= 1 && !t->first_ms)
+		t->first_ms = heapd_now_ms();
+	if (lines < 3)
+		return HCHILD_RUN_GO_ON;
+	t->third_ms = heapd_now_ms();
+	return HCHILD_RUN_STOP;
+}
+
 START_TEST(test_watch_lines)
 {
 	hchild_run_t r;
-	/* Not a terminal: one line per sample; SIGTERM ends it cleanly. */
-	hchild_run_heapctl(&r, 1500, "--socket", daemon_.sock, "watch", "--interval", "0.2",
-	                   (const char *)NULL);
+	samples_t t = { 0, 0 };
+	/* Not a terminal: one line per sample, 0.2 s apart; SIGTERM ends it cleanly. */
+	run_watch(&r, "0.2", stop_at_third, &t);
 	ck_assert_int_eq(r.stopped, 1);
 	ck_assert_int_eq(r.status, 0);
 	size_t lines = hchild_count_lines(r.out);
-	ck_assert_msg(lines >= 3, "watch printed %zu lines in 1.5 s:\n%s", lines, r.out);
+	ck_assert_msg(lines >= 3, "watch printed %zu lines in %d ms:\n%s", lines, RUN_MS, r.out);
+	/* the samples keep the interval: two from the first line to the third, less a late read */
+	ck_assert_msg(t.third_ms - t.first_ms >= 200, "the third line came %llu ms after the first",
+	              (unsigned long long)(t.third_ms - t.first_ms));
 	ck_assert_ptr_nonnull(strstr(r.out, "pages_in_use="));
 	ck_assert_ptr_null(strstr(r.out, "\033["));
 	hchild_run_free(&r);
 }
 END_TEST
+
+/* Screens watch has drawn into buf. */
+static int frames_in(const char *buf)
+{
+	int frames = 0;
+	for (const char *p = buf; (p = strstr(p, "\033[H\033[2J")) != NULL; p++)
+		frames++;
+	return frames;
+}
+
+/* Read what the terminal shows into buf (len bytes at most) until watch has drawn `want` screens. */
+static void read_frames(int master, char *buf, size_t len, int want)
+{
+	size_t got = 0;
+	uint64_t end = heapd_now_ms() + RUN_MS;
+	buf[0] = '\0';
+	while (frames_in(buf) < want && got < len - 1 && heapd_now_ms() < end) {
+		struct pollfd p = { .fd = master, .events = POLLIN };
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(master, buf + got, len - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+	}
+}
 
 START_TEST(test_watch_terminal)
 {
@@ -358,46 +416,38 @@ START_TEST(test_watch_terminal)
 		execl(heapctl_bin(), "heapctl", "--socket", daemon_.sock, "watch", "--interval", "0.2", (char *)NULL);
 		_exit(127);
 	}
-	char buf[65536];
-	size_t len = 0;
-	uint64_t end = heapd_now_ms() + 1500;
-	fcntl(master, F_SETFL, O_NONBLOCK);
-	while (heapd_now_ms() < end && len < sizeof(buf) - 1) {
-		ssize_t n = read(master, buf + len, sizeof(buf) - 1 - len);
-		if (n > 0)
-			len += (size_t)n;
-		else
-			hutil_sleep_us(1000 * (20));
-	}
-	buf[len] = '\0';
+	static char buf[65536];
+	read_frames(master, buf, sizeof(buf), 3);
 	kill(pid, SIGINT);
 	int st;
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	close(master);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "watch did not exit cleanly on SIGINT");
 
-	int frames = 0;
-	for (const char *p = buf; (p = strstr(p, "\033[H\033[2J")) != NULL; p++)
-		frames++;
-	ck_assert_msg(frames >= 3, "watch drew %d frames in 1.5 s", frames);
+	int frames = frames_in(buf);
+	ck_assert_msg(frames >= 3, "watch drew %d frames in %d ms", frames, RUN_MS);
 	ck_assert_ptr_nonnull(strstr(buf, "pages"));
 	ck_assert_ptr_nonnull(strstr(buf, "objects"));
 }
 END_TEST
 
+/* Kill the daemon once watch has printed two lines. */
+static int kill_at_second(const hchild_run_t *r, void *arg)
+{
+	int *killed = arg;
+	if (!*killed && hchild_count_lines(r->out) >= 2) {
+		kill(daemon_.pid, SIGKILL);
+		*killed = 1;
+	}
+	return HCHILD_RUN_GO_ON;
+}
+
 START_TEST(test_watch_daemon_dies)
 {
-	pid_t killer = fork();
-	ck_assert_int_ge(killer, 0);
-	if (killer == 0) {
-		hutil_sleep_us(1000 * (600));
-		kill(daemon_.pid, SIGKILL);
-		_exit(0);
-	}
 	hchild_run_t r;
-	hchild_run_heapctl(&r, 10000, "--socket", daemon_.sock, "watch", "--interval", "0.1",
-	                   (const char *)NULL);
-	waitpid(killer, NULL, 0);
+	int killed = 0;
+	run_watch(&r, "0.1", kill_at_second, &killed);
+	ck_assert(killed);
 	ck_assert_int_eq(r.stopped, 0);
 	ck_assert_int_eq(r.status, 3);
 	ck_assert_msg(strstr(r.err, daemon_.sock) != NULL, "stderr does not name the socket: %s", r.err);

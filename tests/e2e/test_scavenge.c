@@ -170,12 +170,9 @@ START_TEST(test_scavenge_background)
 	heapctl("sweep", "swept ");
 
 	/* Free for a second, then the next scavenger pass; allow a generous margin. */
-	uint64_t resident = arena_resident();
-	for (int waited = 0; waited < 20000 && resident > meta + SLACK; waited += 100) {
-		hutil_sleep_us(1000 * (100));
-		resident = arena_resident();
-	}
-	ck_assert_msg(resident <= meta + SLACK, "the background scavenger left %llu MiB in the arena",
+	uint64_t resident;
+	ck_assert_msg(hutil_wait_until((resident = arena_resident()) <= meta + SLACK, 20000),
+	              "the background scavenger left %llu MiB in the arena",
 	              (unsigned long long)(resident / MIB));
 	stats(&pages, &objects, &released);
 	ck_assert_uint_gt(released, 0);

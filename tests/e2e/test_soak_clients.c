@@ -611,7 +611,7 @@ START_TEST(test_killed_clients)
 		check_steady(&sd);
 		if (kills >= target && alive == 0)
 			break;
-		hutil_sleep_us(200);
+		hutil_sleep_us(200); /* the next look at the victims: their deadlines time the kills */
 	}
 	double t_kills = (double)(heapd_now_ms() - t0) / 1e3;
 

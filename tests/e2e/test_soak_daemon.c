@@ -77,6 +77,7 @@
 #define STARTUP_KILL_US 6000         /* one start in six is killed 0-6 ms in: during recovery */
 #define PROGRESS_AFTER 200           /* operations each worker does after the last restart */
 #define START_MS 60000               /* the clients are all at work within this */
+#define RELEASE_MS 600000            /* a stopped worker waits this long for the word to free */
 
 static const int threads_of[CLIENTS] = { 1, 1, 2, 2 };
 
@@ -223,8 +224,8 @@ static void *worker_main(void *arg)
 		atomic_store(&S->last_slot[a->c], st.slot + 1);
 	}
 	atomic_store(&w->stopped, 1);
-	while (!atomic_load(&S->release))
-		hutil_sleep_us(1000);
+	if (!hutil_wait_until(atomic_load(&S->release), RELEASE_MS))
+		worker_fail(w, "pid %d: no word to free everything", (int)getpid());
 	while (book.nlive > 0)
 		if (hbook_free(&book, book.nlive - 1, err, sizeof(err)) < 0)
 			worker_fail(w, "%s", err);

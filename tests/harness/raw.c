@@ -282,3 +282,27 @@ int hraw_send(int fd, const void *buf, size_t n)
 	}
 	return 0;
 }
+
+void hraw_flood_init(hraw_flood_t *f, uint64_t seq)
+{
+	hraw_req_t r;
+	Heapd__Envelope *env = hraw_req_clients(&r);
+	env->seq = seq;
+	size_t one = wire_frame_size(env);
+	for (f->len = 0; f->len + one <= sizeof(f->frames); f->len += one)
+		wire_frame_pack(env, f->frames + f->len);
+	f->off = 0;
+}
+
+int hraw_flood(hraw_flood_t *f, int fd)
+{
+	for (;;) {
+		ssize_t w = send(fd, f->frames + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0)
+			f->off = (f->off + (size_t)w) % f->len;
+		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		else if (w < 0 && errno != EINTR)
+			return -errno;
+	}
+}

@@ -94,4 +94,21 @@ int hraw_closed(int fd, int timeout_ms);
 /* Write n raw bytes on fd (MSG_NOSIGNAL). 0 or -errno. */
 int hraw_send(int fd, const void *buf, size_t n);
 
+/*
+ * A peer that never reads its replies: Clients requests (answered at once,
+ * where a Stats request would wait its turn) written back to back, whole
+ * frames in a stream that stays well formed across partial writes.
+ */
+typedef struct hraw_flood {
+	uint8_t frames[64 * 1024];
+	size_t len;   /* bytes of whole frames in frames[] */
+	size_t off;   /* where the next write starts */
+} hraw_flood_t;
+
+/* Fill f with Clients requests that carry seq. */
+void hraw_flood_init(hraw_flood_t *f, uint64_t seq);
+
+/* Write on fd as long as it takes frames without blocking: 0 once it would block, -errno once it broke. */
+int hraw_flood(hraw_flood_t *f, int fd);
+
 #endif

@@ -418,28 +418,25 @@ static int readable(int fd)
 /* As nobody: open n connections, never say Hello, see which heapd keeps and when it closes them. */
 static int idler(void *arg)
 {
-	int n = (int)(intptr_t)arg, fds[ID_MAX], refused = 0, last = -1;
-	uint64_t stable_since = heapd_now_ms();
+	int n = (int)(intptr_t)arg, fds[ID_MAX + 1], refused = 0;
 
 	if (hchild_become_nobody() < 0)
 		hchild_fail("cannot become uid %d", HCHILD_NOBODY);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i <= n; i++) {
 		fds[i] = sock_connect(hd_default.sock);
 		if (fds[i] < 0)
 			hchild_fail("connection %d: %s", i, strerror(-fds[i]));
 	}
-	/* heapd answers a refused connection at once (an Error, then the close) */
-	for (uint64_t end = heapd_now_ms() + 2000; heapd_now_ms() <= end; hutil_sleep_us(1000 * (10))) {
-		refused = 0;
-		for (int i = 0; i < n; i++)
-			refused += readable(fds[i]);
-		if (refused != last) {
-			last = refused;
-			stable_since = heapd_now_ms();
-		} else if (refused > 0 && heapd_now_ms() - stable_since >= 300) {
-			break;
-		}
-	}
+	/*
+	 * heapd answers a refused connection at once (an Error, then the close),
+	 * and takes connections in the order they came: once the last one, past
+	 * every limit, is answered, heapd has kept or refused each of the n.
+	 */
+	if (!hutil_wait_until(readable(fds[n]), HCHILD_WAIT_MS))
+		hchild_fail("connection %d, past the limit, was not refused", n);
+	for (int i = 0; i < n; i++)
+		refused += readable(fds[i]);
+	close(fds[n]);
 	atomic_store(&hchild_sync->val[ID_ACCEPTED], n - refused);
 	atomic_store(&hchild_sync->val[ID_REFUSED], refused);
 	atomic_store(&hchild_sync->step[ID_SETTLED], 1);

@@ -97,24 +97,12 @@ static int end_second_hello(int sock)
 /* Clients requests, never reading a reply, until heapd drops the connection. */
 static int end_output_cap(int sock)
 {
-	static uint8_t burst[1000 * 16];
-	hraw_req_t r;
-	Heapd__Envelope *env = hraw_req_clients(&r);
-	size_t one, n = 0;
-
-	env->seq = HOSTILE_SEQ;
-	one = wire_frame_size(env);
-	for (; n + one <= sizeof(burst); n += one)
-		wire_frame_pack(env, burst + n);
-	for (uint64_t sent = 0; sent < (256u << 20);) {
-		ssize_t w = send(sock, burst, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return errno == EPIPE || errno == ECONNRESET ? 0 : -errno;
-		sent += (uint64_t)w;
-	}
-	return -EMSGSIZE; /* 256 MiB of requests and still connected */
+	static hraw_flood_t flood;
+	int rc = 0;
+	hraw_flood_init(&flood, HOSTILE_SEQ);
+	if (!hutil_wait_until((rc = hraw_flood(&flood, sock)) < 0, HCHILD_WAIT_MS))
+		return -ETIMEDOUT; /* still connected */
+	return rc == -EPIPE || rc == -ECONNRESET ? 0 : rc;
 }
 
 typedef struct way {
