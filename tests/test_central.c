@@ -29,15 +29,6 @@
 #include "quota.h"
 #include "sizeclass.h"
 
-/* The page heap's counters did not move. */
-static void assert_same_counts(const pageheap_counts_t *a, const pageheap_counts_t *b)
-{
-	ck_assert_uint_eq(a->npages_grown, b->npages_grown);
-	ck_assert_uint_eq(a->pages_inuse, b->pages_inuse);
-	ck_assert_uint_eq(a->pages_free, b->pages_free);
-	ck_assert_uint_eq(a->pages_released, b->pages_released);
-}
-
 typedef struct centralfx {
 	heapfx_t fx;
 	quota_t quota;
@@ -261,7 +252,7 @@ START_TEST(test_carve_until_full)
 	ck_assert_int_eq(central_carve(&x.c, k, &id, &nz), -ENOMEM);
 	ck_assert_int_eq(central_carve(&x.c, class_with(1, 2), &id, &nz), -ENOMEM);
 	pageheap_counts(&x.fx.h, &after);
-	assert_same_counts(&before, &after); /* a refused carve changes nothing */
+	heapfx_assert_same_counts(&before, &after); /* a refused carve changes nothing */
 	ck_assert_int_eq(central_take(&x.c, k, &id, &nz), -ENOMEM); /* and central has none */
 
 	/* a span handed back with room is what a refill gets now */

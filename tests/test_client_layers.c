@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "harness/check_main.h"
+#include "harness/tmpdir.h"
+#include "harness/util.h"
 #include "proc.h"
 #include "request.h"
 #include "segment.h"
@@ -42,28 +44,12 @@ static char rundir[64];
 
 static void rundir_make(void)
 {
-	snprintf(rundir, sizeof(rundir), "/tmp/heapd-layers-XXXXXX");
-	if (!mkdtemp(rundir)) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
+	htmp_make(rundir, sizeof(rundir), "heapd-layers", HTMP_DISK);
 }
 
 static void rundir_remove(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rundir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", rundir);
-}
-
-static int count_fds(void)
-{
-	int n = 0;
-	for (int fd = 0; fd < 1024; fd++)
-		if (fcntl(fd, F_GETFD) >= 0)
-			n++;
-	return n;
+	htmp_remove(rundir);
 }
 
 /* ---- a stand-in cache layer for the process state's hooks ---- */
@@ -271,13 +257,13 @@ START_TEST(test_proc_adopt_arena)
 	proc_lock();
 
 	/* descriptors that are not an arena: refused, consumed, nothing mapped */
-	int before = count_fds();
+	int before = hutil_open_fds();
 	ck_assert_int_eq(pipe(fds), 0);
 	ck_assert_int_lt(proc_adopt_arena_locked(fds, 1), 0);
 	ck_assert_int_eq(fds[0], -1);
 	ck_assert_int_eq(fds[1], -1);
 	ck_assert_int_eq(atomic_load(&proc_g.mapped), 0);
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 
 	fds[0] = dup(seg.client_meta_fd);
 	fds[1] = dup(seg.client_data_fd);
@@ -297,16 +283,16 @@ START_TEST(test_proc_adopt_arena)
 
 	/* mapped already: the same arena is fine, another is -ESTALE; the descriptors go either way */
 	uint8_t *base = proc_g.seg.base;
-	before = count_fds();
+	before = hutil_open_fds();
 	fds[0] = dup(seg.client_meta_fd);
 	fds[1] = dup(seg.client_data_fd);
 	ck_assert_int_eq(proc_adopt_arena_locked(fds, seg.hdr->arena_id), 0);
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 	fds[0] = dup(seg.client_meta_fd);
 	fds[1] = dup(seg.client_data_fd);
 	ck_assert_int_eq(proc_adopt_arena_locked(fds, seg.hdr->arena_id + 1), -ESTALE);
 	ck_assert_int_eq(fds[0], -1);
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 	ck_assert_ptr_eq(proc_g.seg.base, base);
 
 	/* the flags heapd raises in our slot, read without the lock */
@@ -1046,7 +1032,7 @@ START_TEST(test_hello_bad_replies)
 	};
 	request_counts_t before = request_counts;
 	fake_start(sc_bad_hellos);
-	int base = count_fds();
+	int base = hutil_open_fds();
 	for (int v = 0; v < NVARIANTS; v++) {
 		int rc = connect_to(fk.path);
 		ck_assert_msg(rc == want[v], "variant %d: %d, want %d", v, rc, want[v]);
@@ -1058,11 +1044,11 @@ START_TEST(test_hello_bad_replies)
 		if (v == BAD_SLOT) {
 			/* the arena got mapped before the slot was found wrong; the mapping stays */
 			ck_assert_int_eq(atomic_load(&proc_g.mapped), 1);
-			base = count_fds();
+			base = hutil_open_fds();
 		} else if (v < BAD_SLOT) {
 			ck_assert_int_eq(atomic_load(&proc_g.mapped), 0);
 		}
-		ck_assert_msg(count_fds() == base, "variant %d leaked a descriptor", v);
+		ck_assert_msg(hutil_open_fds() == base, "variant %d leaked a descriptor", v);
 	}
 	ck_assert_int_eq(connected(), 1);
 	ck_assert_uint_eq(proc_g.slot, FAKE_SLOT);

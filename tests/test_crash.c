@@ -40,21 +40,23 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness/check_main.h"
 #include "bitmap.h"
 #include "commit.h"
 #include "daemon.h"
+#include "harness/check_main.h"
+#include "harness/inproc.h"
+#include "harness/raw.h"
+#include "harness/tmpdir.h"
 #include "large.h"
-#include "log.h"
 #include "session.h"
 #include "sizeclass.h"
 #include "span.h"
@@ -135,8 +137,8 @@ typedef struct run {
 } run_t;
 
 static world_t W;
-static char dir[96];
-static char arena[160];
+static char dir[PATH_MAX];
+static char arena[PATH_MAX + 16];
 static char where[256];      /* the run under way, for failure messages */
 static int long_run;         /* CRASH_LONG: every N's recovery killed, bigger scenarios */
 static uint32_t scale = 1;
@@ -220,46 +222,21 @@ static size_t pattern_bad(const world_t *w, const obj_t *o)
 
 static int open_arena(daemon_t *d, char *err, size_t errlen)
 {
-	config_t cfg;
-	config_defaults(&cfg);
-	snprintf(cfg.arena, sizeof(cfg.arena), "%s", arena);
-	cfg.arena_size = (long_run ? 64ULL : 16ULL) << 20;
-	cfg.max_clients = 8;
-	return daemon_open(d, &cfg, err, errlen);
+	return hin_open(d, arena, (long_run ? 64ULL : 16ULL) << 20, 8, err, errlen);
 }
 
 static size_t problems(daemon_t *d)
 {
-	static check_report_t r;
-	size_t n = daemon_check(d, &r);
-	for (size_t i = 0; i < n && i < CHECK_MAX_PROBLEMS; i++)
-		fprintf(stderr, "%s: check: %s\n", where, r.problems[i]);
-	return n;
+	return hin_problems(d, where);
 }
 
-/* The free words of in-use span id. */
-static uint64_t *freebits(const daemon_t *d, uint32_t id)
-{
-	const shm_span_t *s = &d->seg.spans[id];
-	return segment_freebits(&d->seg, id, s->state == SPAN_SMALL ? sizeclass_nelems[s->sizeclass] : 1);
-}
-
-static int alloc_bit(const daemon_t *d, uint32_t span, uint32_t idx)
-{
-	return (bitmap_load(&segment_allocbits(&d->seg, span)[idx >> 6]) >> (idx & 63)) & 1;
-}
-
-static int free_bit(const daemon_t *d, uint32_t span, uint32_t idx)
-{
-	return (bitmap_load(&freebits(d, span)[idx >> 6]) >> (idx & 63)) & 1;
-}
 
 /* A large object is live: LARGE span starting there, alloc bit 0 set, free bit 0 clear. */
 static int large_live(const daemon_t *d, uint32_t id)
 {
 	const shm_span_t *s = &d->seg.spans[id];
 	return id < d->seg.hdr->npages_grown && s->state == SPAN_LARGE && s->start == id &&
-	       alloc_bit(d, id, 0) && !free_bit(d, id, 0);
+	       hin_alloc_bit(d, id, 0) && !hin_free_bit(d, id, 0);
 }
 
 /* The in-use spans, on stderr: what a failed leak check found. */
@@ -277,98 +254,12 @@ static void dump_inuse(const daemon_t *d)
 		                "alloc0 %#llx free0 %#llx\n",
 		        where, p, n, s->state, s->sizeclass, s->owner, s->list,
 		        (unsigned long long)bitmap_load(segment_allocbits(&d->seg, p)),
-		        (unsigned long long)bitmap_load(freebits(d, p)));
+		        (unsigned long long)bitmap_load(hin_freebits(d, p)));
 		shown++;
 	}
 }
 
 /* ---- frames ---- */
-
-/* Feed one request to s; its reply decoded, or NULL if none was queued. */
-static Heapd__Envelope *call(session_t *s, const Heapd__Envelope *req)
-{
-	size_t n = wire_frame_size(req);
-	uint8_t *buf = malloc(n);
-	if (!buf)
-		return NULL;
-	wire_frame_pack(req, buf);
-	session_handle_frame(s, buf + HEAPD_FRAME_HEADER, n - HEAPD_FRAME_HEADER);
-	free(buf);
-	size_t len = evbuffer_get_length(s->out);
-	if (len < HEAPD_FRAME_HEADER)
-		return NULL;
-	uint8_t *all = evbuffer_pullup(s->out, (ev_ssize_t)len);
-	uint32_t plen;
-	Heapd__Envelope *env = NULL;
-	if (wire_parse_header(all, &plen) == 0 && len == HEAPD_FRAME_HEADER + plen)
-		env = wire_unpack(all + HEAPD_FRAME_HEADER, plen);
-	evbuffer_drain(s->out, len);
-	return env;
-}
-
-static Heapd__Envelope *req_hello(session_t *s, uint32_t prev_slot, uint32_t *held, size_t nheld,
-                                  uint32_t large_received)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
-	Heapd__Hello h = HEAPD__HELLO__INIT;
-	h.version = HEAPD_PROTOCOL_VERSION;
-	h.prev_slot = prev_slot;
-	h.held_spans = held;
-	h.n_held_spans = nheld;
-	h.large_received = large_received;
-	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	req.hello = &h;
-	return call(s, &req);
-}
-
-static Heapd__Envelope *req_refill(session_t *s, uint32_t k, uint32_t count, uint32_t *rel,
-                                   size_t nrel)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
-	Heapd__Refill rf = HEAPD__REFILL__INIT;
-	rf.sizeclass = k;
-	rf.count = count;
-	rf.release = rel;
-	rf.n_release = nrel;
-	req.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
-	req.refill = &rf;
-	return call(s, &req);
-}
-
-static Heapd__Envelope *req_large(session_t *s, uint64_t size, uint64_t align, uint32_t *rel,
-                                  size_t nrel)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
-	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
-	la.size = size;
-	la.align = align;
-	la.release = rel;
-	la.n_release = nrel;
-	req.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
-	req.large_alloc = &la;
-	return call(s, &req);
-}
-
-/* A LargeFree is never answered: NULL unless something went wrong. */
-static Heapd__Envelope *req_large_free(session_t *s, uint32_t span, uint32_t gen)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
-	Heapd__LargeFree lf = HEAPD__LARGE_FREE__INIT;
-	lf.span = span;
-	lf.gen = gen;
-	req.msg_case = HEAPD__ENVELOPE__MSG_LARGE_FREE;
-	req.large_free = &lf;
-	return call(s, &req);
-}
-
-static Heapd__Envelope *req_bye(session_t *s)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
-	Heapd__Bye b = HEAPD__BYE__INIT;
-	req.msg_case = HEAPD__ENVELOPE__MSG_BYE;
-	req.bye = &b;
-	return call(s, &req);
-}
 
 static const char *reply_text(const Heapd__Envelope *r)
 {
@@ -385,9 +276,11 @@ static const char *reply_text(const Heapd__Envelope *r)
 static session_t *connect_client(world_t *w, uint32_t prev, uint32_t *held, size_t nheld,
                                  uint32_t large_received)
 {
-	session_t *s = session_new(&w->d, -1, getpid(), getuid(), getgid(), evbuffer_new());
+	hraw_req_t req;
+	Heapd__Envelope *r;
+	session_t *s = hin_hello(&w->d, getpid(), hraw_req_hello(&req, 0, prev, held, nheld,
+	                                                         large_received), &r);
 	CHECK(s != NULL, "session_new");
-	Heapd__Envelope *r = req_hello(s, prev, held, nheld, large_received);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_HELLO_REPLY, "Hello: %s", reply_text(r));
 	if (prev)
 		CHECK(r->hello_reply->slot == prev - 1, "reconnect to slot %u got slot %u", prev - 1,
@@ -396,22 +289,14 @@ static session_t *connect_client(world_t *w, uint32_t prev, uint32_t *held, size
 	return s;
 }
 
-/* The daemon dies under a session: this process's view of it goes, the slot stays. */
-static void lose(session_t *s)
-{
-	struct evbuffer *out = s->out;
-	s->slot = HEAPD_NIL; /* no detach: the daemon that held the slot is gone */
-	session_free(s);
-	evbuffer_free(out);
-}
-
 /* The client gives its slot up with a Bye frame, and goes. */
 static void bye(session_t *s)
 {
-	Heapd__Envelope *r = req_bye(s);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(s, hraw_req_empty(&req, HEAPD__ENVELOPE__MSG_BYE), NULL);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_OK, "Bye: %s", reply_text(r));
 	wire_free(r);
-	lose(s);
+	hin_lose(s);
 }
 
 static void held_add(world_t *w, uint32_t id)
@@ -433,7 +318,8 @@ static void held_del(world_t *w, uint32_t id)
 /* A Refill of count spans of class k; they are held, and in ids in address order. */
 static void take(world_t *w, uint32_t k, uint32_t count, uint32_t *ids)
 {
-	Heapd__Envelope *r = req_refill(w->s, k, count, NULL, 0);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_refill(&req, k, count, NULL, 0), NULL);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_REFILL_REPLY, "refill: %s", reply_text(r));
 	CHECK(r->refill_reply->n_spans == count, "refill of %u got %zu", count,
 	      r->refill_reply->n_spans);
@@ -456,7 +342,8 @@ static void contiguous(const world_t *w, const uint32_t *ids, size_t n)
 /* Hand spans back (a Refill's release list). */
 static void give_back(world_t *w, uint32_t *ids, size_t n)
 {
-	Heapd__Envelope *r = req_refill(w->s, 0, 0, ids, n);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_refill(&req, 0, 0, ids, n), NULL);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_REFILL_REPLY, "release: %s", reply_text(r));
 	wire_free(r);
 	for (size_t i = 0; i < n; i++)
@@ -497,7 +384,7 @@ static void free_objs(world_t *w, uint32_t id, uint32_t from, uint32_t to)
 	for (size_t i = 0; i < w->nobjs;) {
 		obj_t *o = &w->objs[i];
 		if (o->k && o->span == id && o->idx >= from && o->idx < to) {
-			CHECK(bitmap_mark_free(segment_allocbits(&w->d.seg, id), freebits(&w->d, id),
+			CHECK(bitmap_mark_free(segment_allocbits(&w->d.seg, id), hin_freebits(&w->d, id),
 			                       o->idx) == BITMAP_FREED, "free of object %u of span %u", o->idx, id);
 			*o = w->objs[--w->nobjs];
 		} else {
@@ -509,7 +396,9 @@ static void free_objs(world_t *w, uint32_t id, uint32_t from, uint32_t to)
 /* A LargeAlloc; the object is written and known. Returns its span. */
 static uint32_t large_obj(world_t *w, uint64_t size, uint64_t align)
 {
-	Heapd__Envelope *r = req_large(w->s, size, align, NULL, 0);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_large_alloc(&req, size, align, 0, NULL, 0),
+	                              NULL);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, "large alloc: %s",
 	      reply_text(r));
 	obj_t *o = obj_add(w->objs, &w->nobjs);
@@ -537,11 +426,12 @@ static uint32_t free_large(world_t *w, uint32_t span, int send)
 {
 	obj_t *o = find_large(w, span);
 	uint32_t gen = o->gen;
-	CHECK(bitmap_mark_free(segment_allocbits(&w->d.seg, span), freebits(&w->d, span), 0) ==
+	CHECK(bitmap_mark_free(segment_allocbits(&w->d.seg, span), hin_freebits(&w->d, span), 0) ==
 	      BITMAP_FREED, "free of the large object at span %u", span);
 	*o = w->objs[--w->nobjs];
 	if (send) {
-		Heapd__Envelope *r = req_large_free(w->s, span, gen);
+		hraw_req_t req;
+		Heapd__Envelope *r = hin_call(w->s, hraw_req_large_free(&req, span, gen), NULL);
 		CHECK(r == NULL, "LargeFree answered: %s", reply_text(r));
 	}
 	return gen;
@@ -635,16 +525,16 @@ static void check_obj(world_t *w, const obj_t *o)
 		CHECK(s->state == SPAN_SMALL && s->start == o->span && s->sizeclass == o->k,
 		      "object %u of span %u (class %u) lost its span: state %u, start %u, class %u",
 		      o->idx, o->span, o->k, s->state, s->start, s->sizeclass);
-		CHECK(alloc_bit(d, o->span, o->idx), "object %u of span %u: alloc bit clear", o->idx,
+		CHECK(hin_alloc_bit(d, o->span, o->idx), "object %u of span %u: alloc bit clear", o->idx,
 		      o->span);
-		CHECK(!free_bit(d, o->span, o->idx), "object %u of span %u: free bit set", o->idx, o->span);
+		CHECK(!hin_free_bit(d, o->span, o->idx), "object %u of span %u: free bit set", o->idx, o->span);
 	} else {
 		CHECK(s->state == SPAN_LARGE && s->start == o->span && s->npages == o->npages,
 		      "large object at span %u (%u pages) lost its span: state %u, start %u, %u pages",
 		      o->span, o->npages, s->state, s->start, s->npages);
-		CHECK(alloc_bit(d, o->span, 0) && !free_bit(d, o->span, 0),
+		CHECK(hin_alloc_bit(d, o->span, 0) && !hin_free_bit(d, o->span, 0),
 		      "large object at span %u: alloc bit %d, free bit %d", o->span,
-		      alloc_bit(d, o->span, 0), free_bit(d, o->span, 0));
+		      hin_alloc_bit(d, o->span, 0), hin_free_bit(d, o->span, 0));
 	}
 	size_t bad = pattern_bad(w, o);
 	CHECK(bad == SIZE_MAX, "object %u of span %u (class %u) overwritten at byte %zu", o->idx,
@@ -717,7 +607,7 @@ static void check_fresh(world_t *w, uint32_t id, uint32_t k)
 		CHECK(k != 0 && o->k == k && o->span == id,
 		      "%s at span %u (%u pages) overlaps the live object %u of span %u (class %u)",
 		      k ? "a granted span" : "a new large object", id, np, o->idx, o->span, o->k);
-		CHECK(alloc_bit(&w->d, id, o->idx), "span %u was granted with live object %u free", id,
+		CHECK(hin_alloc_bit(&w->d, id, o->idx), "span %u was granted with live object %u free", id,
 		      o->idx);
 	}
 }
@@ -730,7 +620,7 @@ static void fill_span(world_t *w, uint32_t id, uint32_t k)
 		uint64_t bit = 1ULL << (i & 63);
 		if (bitmap_load(&a[i >> 6]) & bit)
 			continue;
-		CHECK(!free_bit(&w->d, id, i), "granted span %u: slot %u has a free bit", id, i);
+		CHECK(!hin_free_bit(&w->d, id, i), "granted span %u: slot %u has a free bit", id, i);
 		bitmap_store(&a[i >> 6], bitmap_load(&a[i >> 6]) | bit);
 		obj_t *o = obj_add(w->extra, &w->nextra);
 		o->span = id;
@@ -752,7 +642,8 @@ static void check_handouts(world_t *w, session_t *s, const uint32_t *held, size_
 			classes[nk++] = w->objs[i].k;
 	for (uint32_t c = 0; c < nk; c++) {
 		uint32_t k = classes[c];
-		Heapd__Envelope *r = req_refill(s, k, 3, NULL, 0);
+		hraw_req_t req;
+		Heapd__Envelope *r = hin_call(s, hraw_req_refill(&req, k, 3, NULL, 0), NULL);
 		CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_REFILL_REPLY &&
 		      r->refill_reply->n_spans > 0, "refill of class %u after recovery: %s", k,
 		      reply_text(r));
@@ -770,7 +661,9 @@ static void check_handouts(world_t *w, session_t *s, const uint32_t *held, size_
 	}
 	const uint64_t sizes[2][2] = { { 3 * HEAPD_PAGE_SIZE, 0 }, { 65536, 65536 } };
 	for (int i = 0; i < 2; i++) {
-		Heapd__Envelope *r = req_large(s, sizes[i][0], sizes[i][1], NULL, 0);
+		hraw_req_t req;
+		Heapd__Envelope *r = hin_call(s, hraw_req_large_alloc(&req, sizes[i][0], sizes[i][1], 0,
+		                                                      NULL, 0), NULL);
 		CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY,
 		      "large alloc after recovery: %s", reply_text(r));
 		uint32_t id = r->large_alloc_reply->span;
@@ -794,7 +687,7 @@ static void check_no_leak(world_t *w, session_t *s)
 		obj_t *a = pass ? w->extra : w->objs;
 		size_t n = pass ? w->nextra : w->nobjs;
 		for (size_t i = 0; i < n; i++)
-			CHECK(bitmap_mark_free(segment_allocbits(&d->seg, a[i].span), freebits(d, a[i].span),
+			CHECK(bitmap_mark_free(segment_allocbits(&d->seg, a[i].span), hin_freebits(d, a[i].span),
 			                       a[i].k ? a[i].idx : 0) == BITMAP_FREED,
 			      "object %u of span %u could not be freed", a[i].idx, a[i].span);
 	}
@@ -916,7 +809,7 @@ static void one_run(const scenario_t *sc, run_t *r)
 	r->op_killed = run_child(r->op_at, child_op, sc, &r->out, "the operation");
 	/* this process's view of the daemon is stale now: drop it without a write */
 	if (w->s)
-		lose(w->s);
+		hin_lose(w->s);
 	w->s = NULL;
 	daemon_close(&w->d, 0);
 
@@ -1035,7 +928,8 @@ static void run_scenario(const scenario_t *sc)
 static int op_refill(world_t *w, outcome_t *o, uint32_t k, uint32_t count, uint32_t *rel,
                      size_t nrel)
 {
-	Heapd__Envelope *r = req_refill(w->s, k, count, rel, nrel);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_refill(&req, k, count, rel, nrel), NULL);
 	if (!r || r->msg_case != HEAPD__ENVELOPE__MSG_REFILL_REPLY)
 		return child_failed(o, r, "refill");
 	o->nspans = (uint32_t)r->refill_reply->n_spans;
@@ -1048,7 +942,8 @@ static int op_refill(world_t *w, outcome_t *o, uint32_t k, uint32_t count, uint3
 static int op_large(world_t *w, outcome_t *o, uint64_t size, uint64_t align, uint32_t *rel,
                     size_t nrel)
 {
-	Heapd__Envelope *r = req_large(w->s, size, align, rel, nrel);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_large_alloc(&req, size, align, 0, rel, nrel), NULL);
 	if (!r || r->msg_case != HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY)
 		return child_failed(o, r, "large alloc");
 	o->large = r->large_alloc_reply->span + 1;
@@ -1216,7 +1111,8 @@ static void setup_bye(world_t *w)
 
 static int op_bye(world_t *w, outcome_t *o)
 {
-	Heapd__Envelope *r = req_bye(w->s);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_empty(&req, HEAPD__ENVELOPE__MSG_BYE), NULL);
 	if (!r || r->msg_case != HEAPD__ENVELOPE__MSG_OK)
 		return child_failed(o, r, "Bye");
 	wire_free(r);
@@ -1238,12 +1134,14 @@ static void setup_reconnect(world_t *w)
 	alloc_objs(w, p[2], 0, 40);
 	alloc_objs(w, p[4], 0, 2);
 	large_obj(w, 2 * HEAPD_PAGE_SIZE, 0);
-	Heapd__Envelope *r = req_large(w->s, 3 * HEAPD_PAGE_SIZE, 0, NULL, 0);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_large_alloc(&req, 3 * HEAPD_PAGE_SIZE, 0, 0, NULL, 0),
+	                              NULL);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, "large alloc: %s",
 	      reply_text(r));
 	w->target = r->large_alloc_reply->span; /* B: this reply never reaches the client */
 	wire_free(r);
-	lose(w->s);
+	hin_lose(w->s);
 	w->s = NULL;
 	daemon_close(&w->d, 0);
 	CHECK(open_arena(&w->d, err, sizeof(err)) == 0, "restart: %s", err);
@@ -1261,10 +1159,12 @@ static int op_reconnect(world_t *w, outcome_t *o)
 	for (size_t i = 0; i < w->nheld; i++)
 		if (!contains(w->gone, w->ngone, w->held[i]))
 			held[n++] = w->held[i];
-	w->s = session_new(&w->d, -1, w->client, getuid(), getgid(), evbuffer_new());
+	hraw_req_t req;
+	Heapd__Envelope *r;
+	w->s = hin_hello(&w->d, w->client, hraw_req_hello(&req, 0, w->slot + 1, held, n,
+	                                                  w->large_received), &r);
 	if (!w->s)
 		return child_failed(o, NULL, "session_new");
-	Heapd__Envelope *r = req_hello(w->s, w->slot + 1, held, n, w->large_received);
 	if (!r || r->msg_case != HEAPD__ENVELOPE__MSG_HELLO_REPLY || r->hello_reply->slot != w->slot)
 		return child_failed(o, r, "reconnect");
 	wire_free(r);
@@ -1350,7 +1250,8 @@ static void setup_large_free(world_t *w)
 
 static int op_large_free(world_t *w, outcome_t *o)
 {
-	Heapd__Envelope *r = req_large_free(w->s, w->target, w->target_gen);
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_large_free(&req, w->target, w->target_gen), NULL);
 	if (r)
 		return child_failed(o, r, "LargeFree");
 	return 0;
@@ -1479,23 +1380,6 @@ static int op_carve_released(world_t *w, outcome_t *o)
 }
 
 /* f. A process dies: daemon_reap gives its spans back (its objects stay live). */
-static pid_t waiting_child(int go[2], proc_t *p)
-{
-	ck_assert_int_eq(pipe(go), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char c;
-		close(go[1]);
-		_exit(read(go[0], &c, 1) < 0);
-	}
-	close(go[0]);
-	uint64_t st;
-	ck_assert_int_eq(proc_start_time(pid, &st), 0); /* its /proc entry exists once fork returns */
-	ck_assert_int_eq(proc_open(pid, st, 0, p), 0);
-	return pid;
-}
-
 static void setup_reap(world_t *w)
 {
 	uint32_t mine[2], theirs[HEAPD_MAX_REFILL_SPANS], n, count = 4 * scale;
@@ -1505,7 +1389,7 @@ static void setup_reap(world_t *w)
 
 	take(w, k_one, 2, mine);
 	alloc_objs(w, mine[0], 0, 12);
-	w->dead_pid = waiting_child(go, &p);
+	w->dead_pid = hin_waiting_child(go, &p);
 	ck_assert_int_eq(clients_alloc(&w->d.clients, &p, getuid(), &w->dead_slot), 0);
 	ck_assert_int_eq(daemon_grant_spans(&w->d, w->dead_slot, 9, count, theirs, nz, &n, why,
 	                                    sizeof(why)), 0);
@@ -1649,11 +1533,7 @@ static uint32_t class_with_pages(uint32_t npages)
 
 static void setup(void)
 {
-	struct stat st;
-	log_set_quiet(1);
-	const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
-	snprintf(dir, sizeof(dir), "%s/heapd-crash-XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	htmp_make(dir, sizeof(dir), "heapd-crash", HTMP_MEMORY);
 	snprintf(arena, sizeof(arena), "%s/arena", dir);
 	k_one = 5;
 	ck_assert_uint_eq(sizeclass_npages[k_one], 1);
@@ -1662,8 +1542,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	segment_remove(arena);
-	rmdir(dir);
+	htmp_remove(dir);
 }
 
 static Suite *crash_suite(void)

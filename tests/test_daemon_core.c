@@ -9,55 +9,46 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness/check_main.h"
-#include "harness/util.h"
 #include "bitmap.h"
 #include "daemon.h"
-#include "sizeclass.h"
+#include "harness/check_main.h"
+#include "harness/inproc.h"
+#include "harness/raw.h"
+#include "harness/tmpdir.h"
+#include "harness/util.h"
 #include "large.h"
-#include "log.h"
 #include "session.h"
+#include "sizeclass.h"
 #include "wire.h"
 
-static char dir[64];
-static char arena[128];
+#define MIB (1024ull * 1024)
 
-static void open_daemon(daemon_t *d, const char *size)
+static char dir[PATH_MAX];
+static char arena[PATH_MAX + 16];
+
+static void open_daemon(daemon_t *d, uint64_t arena_bytes)
 {
-	config_t cfg;
 	char err[512];
-	config_defaults(&cfg);
-	snprintf(cfg.arena, sizeof(cfg.arena), "%s", arena);
-	ck_assert_int_eq(config_parse_size(size, &cfg.arena_size), 0);
-	int rc = daemon_open(d, &cfg, err, sizeof(err));
+	int rc = hin_open(d, arena, arena_bytes, 0, err, sizeof(err));
 	ck_assert_msg(rc == 0, "daemon_open: %s", err);
 }
 
 static void setup(void)
 {
-	log_set_quiet(1);
-	snprintf(dir, sizeof(dir), "/tmp/heapd-core-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	htmp_make(dir, sizeof(dir), "heapd-core", HTMP_DISK);
 	snprintf(arena, sizeof(arena), "%s/arena", dir);
 }
 
 static void teardown(void)
 {
-	segment_remove(arena);
-	rmdir(dir);
-}
-
-/* The free words of in-use span id. */
-static uint64_t *freebits(daemon_t *d, uint32_t id)
-{
-	const shm_span_t *s = &d->seg.spans[id];
-	return segment_freebits(&d->seg, id, s->state == SPAN_SMALL ? sizeclass_nelems[s->sizeclass] : 1);
+	htmp_remove(dir);
 }
 
 /* A swept span of class k for the daemon itself (owner 0, on no list). */
@@ -70,103 +61,66 @@ static uint32_t get_span(daemon_t *d, uint32_t k)
 	return id;
 }
 
-/* A process that waits for a byte on *go before it exits; its proc_t in *p. */
-static pid_t waiting_child(int go[2], proc_t *p)
+/* Feed req to s, which must take it; its reply (NULL if none). */
+static Heapd__Envelope *call(session_t *s, const Heapd__Envelope *req)
 {
-	ck_assert_int_eq(pipe(go), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		char c;
-		if (read(go[0], &c, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	uint64_t st;
-	ck_assert(hutil_wait_until(proc_start_time(pid, &st) == 0, 1000));
-	ck_assert_int_eq(proc_open(pid, st, 0, p), 0);
-	return pid;
-}
-
-/* Feed one request; return the reply decoded (NULL if none was queued). */
-static Heapd__Envelope *call(session_t *s, const Heapd__Envelope *req, int *rc)
-{
-	size_t n = wire_frame_size(req);
-	uint8_t *buf = malloc(n);
-	wire_frame_pack(req, buf);
-	*rc = session_handle_frame(s, buf + HEAPD_FRAME_HEADER, n - HEAPD_FRAME_HEADER);
-	free(buf);
-	size_t len = evbuffer_get_length(s->out);
-	if (len < HEAPD_FRAME_HEADER)
-		return NULL;
-	uint8_t *all = evbuffer_pullup(s->out, (ev_ssize_t)len);
-	uint32_t plen;
-	ck_assert_int_eq(wire_parse_header(all, &plen), 0);
-	ck_assert_uint_eq(len, HEAPD_FRAME_HEADER + plen);
-	Heapd__Envelope *env = wire_unpack(all + HEAPD_FRAME_HEADER, plen);
-	evbuffer_drain(s->out, len);
-	return env;
-}
-
-static session_t *client(daemon_t *d, int control)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
-	Heapd__Hello h = HEAPD__HELLO__INIT;
 	int rc;
-	session_t *s = session_new(d, -1, getpid(), getuid(), getgid(), evbuffer_new());
-	h.version = HEAPD_PROTOCOL_VERSION;
-	h.control = control;
-	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	req.hello = &h;
-	r = call(s, &req, &rc);
+	Heapd__Envelope *r = hin_call(s, req, &rc);
 	ck_assert_int_eq(rc, 0);
-	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_HELLO_REPLY);
+	return r;
+}
+
+/* A session of this process after its Hello: a client, naming prev_slot1 and large_received, or control. */
+static session_t *hello(daemon_t *d, int control, uint32_t prev_slot1, uint32_t large_received)
+{
+	hraw_req_t req;
+	Heapd__Envelope *r;
+	session_t *s = hin_hello(d, getpid(), hraw_req_hello(&req, control, prev_slot1, NULL, 0,
+	                                                     large_received), &r);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_msg(r && r->msg_case == HEAPD__ENVELOPE__MSG_HELLO_REPLY, "Hello: %s",
+	              r ? "an Error" : "no reply");
+	if (prev_slot1)
+		ck_assert_uint_eq(r->hello_reply->slot, prev_slot1 - 1);
 	wire_free(r);
 	return s;
 }
 
-/* The client gives its slot up (Bye) and goes. */
-static void end(session_t *s)
+static session_t *client(daemon_t *d, int control)
 {
-	struct evbuffer *out = s->out;
-	if (s->slot != HEAPD_NIL) {
-		sweep_result_t res = { 0 };
-		daemon_bye(s->d, s->slot, &res);
-		s->slot = HEAPD_NIL;
-	}
-	session_free(s);
-	evbuffer_free(out);
+	return hello(d, control, 0, 0);
 }
 
-static Heapd__Envelope *refill(session_t *s, uint32_t k, uint32_t count, uint32_t *rel, size_t nrel,
-                               int *rc)
+/* Reconnect after a restart with prev_slot and large_received; the new session. */
+static session_t *reconnect(daemon_t *d, uint32_t slot, uint32_t large_received)
 {
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT;
-	Heapd__Refill rf = HEAPD__REFILL__INIT;
-	rf.sizeclass = k;
-	rf.count = count;
-	rf.release = rel;
-	rf.n_release = nrel;
-	req.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
-	req.refill = &rf;
-	return call(s, &req, rc);
+	return hello(d, 0, slot + 1, large_received);
 }
 
-static size_t problems(daemon_t *d)
+static Heapd__Envelope *refill(session_t *s, uint32_t k, uint32_t count, uint32_t *rel, size_t nrel)
 {
-	static check_report_t r;
-	size_t n = daemon_check(d, &r);
-	for (size_t i = 0; i < n && i < CHECK_MAX_PROBLEMS; i++)
-		fprintf(stderr, "check: %s\n", r.problems[i]);
-	return n;
+	hraw_req_t req;
+	Heapd__Envelope *r = hin_call(s, hraw_req_refill(&req, k, count, rel, nrel), NULL);
+	ck_assert_ptr_nonnull(r);
+	return r;
+}
+
+static uint32_t large(session_t *s, uint64_t size)
+{
+	hraw_req_t req;
+	Heapd__Envelope *r = call(s, hraw_req_large_alloc(&req, size, 0, 0, NULL, 0));
+	ck_assert_msg(r && r->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, "LargeAlloc");
+	uint32_t id = r->large_alloc_reply->span;
+	wire_free(r);
+	return id;
 }
 
 START_TEST(test_sweepgen_cycle)
 {
 	static daemon_t d;
-	int rc;
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	session_t *s = client(&d, 0);
-	Heapd__Envelope *r = refill(s, 2, 4, NULL, 0, &rc);
+	Heapd__Envelope *r = refill(s, 2, 4, NULL, 0);
 	ck_assert_uint_eq(r->refill_reply->n_spans, 4);
 	uint32_t ids[4];
 	for (int i = 0; i < 4; i++) {
@@ -174,7 +128,7 @@ START_TEST(test_sweepgen_cycle)
 		bitmap_store(segment_allocbits(&d.seg, ids[i]), 0x3); /* two objects each */
 	}
 	wire_free(r);
-	r = refill(s, 0, 0, ids, 4, &rc);
+	r = refill(s, 0, 0, ids, 4);
 	wire_free(r);
 
 	uint32_t sg = atomic_load(&d.seg.hdr->sweepgen);
@@ -184,7 +138,7 @@ START_TEST(test_sweepgen_cycle)
 	}
 	/* free one object of each from "another process": the next cycle sees it */
 	for (int i = 0; i < 4; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), freebits(&d, ids[i]), 0);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), hin_freebits(&d, ids[i]), 0);
 	sweep_result_t res;
 	ck_assert_uint_eq(sweeper_cycle(&d.sweeper, &res), 4);
 	ck_assert_uint_eq(res.objects, 4);
@@ -192,16 +146,16 @@ START_TEST(test_sweepgen_cycle)
 	for (int i = 0; i < 4; i++) {
 		ck_assert_uint_eq(atomic_load(&d.seg.spans[ids[i]].sweepgen), sg + 2);
 		ck_assert_uint_eq(d.seg.spans[ids[i]].allocount, 1);
-		ck_assert_uint_eq(bitmap_load(freebits(&d, ids[i])), 0);
+		ck_assert_uint_eq(bitmap_load(hin_freebits(&d, ids[i])), 0);
 	}
 	/* the rest freed: the spans go back to the page heap */
 	for (int i = 0; i < 4; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), freebits(&d, ids[i]), 1);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), hin_freebits(&d, ids[i]), 1);
 	sweeper_cycle(&d.sweeper, &res);
 	ck_assert_uint_eq(res.spans_freed, 4);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
-	ck_assert_uint_eq(problems(&d), 0);
-	end(s);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
+	hin_end(s);
 	daemon_close(&d, 1);
 }
 END_TEST
@@ -209,14 +163,13 @@ END_TEST
 START_TEST(test_reclaim_before_growth)
 {
 	static daemon_t d;
-	int rc;
 	uint32_t *ids = malloc(sizeof(uint32_t) * 65536);
 	size_t n = 0;
-	open_daemon(&d, "16M");
+	open_daemon(&d, 16 * MIB);
 	session_t *s = client(&d, 0);
 	/* fill the arena with one-object spans of class 1, handed back to central */
 	for (;;) {
-		Heapd__Envelope *r = refill(s, 1, 64, NULL, 0, &rc);
+		Heapd__Envelope *r = refill(s, 1, 64, NULL, 0);
 		if (r->msg_case == HEAPD__ENVELOPE__MSG_ERROR) {
 			ck_assert_int_eq(r->error->code, ENOMEM);
 			wire_free(r);
@@ -232,21 +185,21 @@ START_TEST(test_reclaim_before_growth)
 	ck_assert_uint_gt(n, 100);
 	for (size_t i = 0; i < n; i += 64) {
 		size_t k = n - i < 64 ? n - i : 64;
-		wire_free(refill(s, 0, 0, ids + i, k, &rc));
+		wire_free(refill(s, 0, 0, ids + i, k));
 	}
 	ck_assert_uint_eq(d.seg.hdr->pages_free, 0);
 	uint32_t grown = d.seg.hdr->npages_grown;
 	/* other processes free every object, but nobody sweeps yet */
 	for (size_t i = 0; i < n; i++)
-		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), freebits(&d, ids[i]), 0);
+		bitmap_mark_free(segment_allocbits(&d.seg, ids[i]), hin_freebits(&d, ids[i]), 0);
 	/* a refill of another class must reclaim them rather than fail */
-	Heapd__Envelope *r = refill(s, 20, 4, NULL, 0, &rc);
+	Heapd__Envelope *r = refill(s, 20, 4, NULL, 0);
 	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_eq(r->refill_reply->n_spans, 4);
 	wire_free(r);
 	ck_assert_uint_eq(d.seg.hdr->npages_grown, grown);
-	ck_assert_uint_eq(problems(&d), 0);
-	end(s);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
+	hin_end(s);
 	free(ids);
 	daemon_close(&d, 1);
 }
@@ -256,15 +209,14 @@ START_TEST(test_recovery_repairs)
 {
 	static daemon_t d;
 	uint32_t a, b, small, owned;
-	int rc;
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	/* a large allocation cut short: LARGE span, alloc bit 0 never set */
 	ck_assert_int_eq(pageheap_alloc(&d.heap, 3, 1, &a), 0);
 	/* a freed large object whose LargeFree was lost */
 	int zeroed;
 	uint32_t gen;
 	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 0, 7, 1, 0, &b, &zeroed, &gen), 0);
-	bitmap_mark_free(segment_allocbits(&d.seg, b), freebits(&d, b), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, b), hin_freebits(&d, b), 0);
 	/* a small span in central with one object */
 	small = get_span(&d, 4);
 	bitmap_store(segment_allocbits(&d.seg, small), 1);
@@ -272,7 +224,7 @@ START_TEST(test_recovery_repairs)
 	/* a small span owned by a process that is gone */
 	int go[2];
 	proc_t p;
-	pid_t pid = waiting_child(go, &p);
+	pid_t pid = hin_waiting_child(go, &p);
 	uint32_t slot;
 	ck_assert_int_eq(clients_alloc(&d.clients, &p, 0, &slot), 0);
 	owned = get_span(&d, 6);
@@ -282,7 +234,7 @@ START_TEST(test_recovery_repairs)
 	waitpid(pid, NULL, 0);
 	daemon_close(&d, 0); /* as if killed: no clean shutdown */
 
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	ck_assert_uint_eq(d.seg.hdr->clean_shutdown, 0);
 	ck_assert(d.seg.spans[a].state != SPAN_LARGE || d.seg.spans[a].start != a);
 	ck_assert(d.seg.spans[b].state != SPAN_LARGE || d.seg.spans[b].start != b);
@@ -291,13 +243,13 @@ START_TEST(test_recovery_repairs)
 	ck_assert_uint_eq(d.seg.spans[owned].owner, 0);
 	ck_assert_uint_eq(d.seg.clients[slot].pid, 0);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, d.seg.spans[small].npages + d.seg.spans[owned].npages);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	/* a half-carved small span (still LARGE, alloc bit clear) is recovered the same way */
 	session_t *s = client(&d, 0);
-	Heapd__Envelope *r = refill(s, 6, 1, NULL, 0, &rc);
+	Heapd__Envelope *r = refill(s, 6, 1, NULL, 0);
 	ck_assert_uint_eq(r->refill_reply->spans[0]->span, owned); /* the partial span comes first */
 	wire_free(r);
-	end(s);
+	hin_end(s);
 	daemon_close(&d, 1);
 }
 END_TEST
@@ -307,7 +259,7 @@ START_TEST(test_recovery_quarantines)
 {
 	static daemon_t d;
 	uint32_t bad, empty;
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	bad = get_span(&d, 4);
 	bitmap_store(segment_allocbits(&d.seg, bad), 0x6);
 	central_put(&d.central, bad, NULL);
@@ -317,7 +269,7 @@ START_TEST(test_recovery_quarantines)
 	d.seg.spans[empty].sizeclass = 0;             /* a small span of no class, and no object */
 	daemon_close(&d, 0);
 
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	const shm_span_t *q = &d.seg.spans[bad];
 	ck_assert_uint_eq(q->state, SPAN_LARGE);
 	ck_assert_uint_eq(q->npages, npages);
@@ -328,7 +280,7 @@ START_TEST(test_recovery_quarantines)
 	ck_assert_uint_eq(bitmap_load(segment_allocbits(&d.seg, bad)), 1);
 	for (uint32_t i = 0; i < npages; i++)
 		ck_assert_uint_eq(d.seg.pagemap[bad + i], heapd_pagemap_entry(bad, 0));
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	daemon_close(&d, 1);
 }
 END_TEST
@@ -338,10 +290,10 @@ START_TEST(test_lost_large_free)
 	static daemon_t d;
 	uint32_t id, gen;
 	int zeroed;
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	ck_assert_int_eq(large_alloc(&d.central, &d.clients, HEAPD_NIL, 0, 13, 1, 1, &id, &zeroed, &gen), 0);
 	ck_assert(zeroed);
-	bitmap_mark_free(segment_allocbits(&d.seg, id), freebits(&d, id), 0);
+	bitmap_mark_free(segment_allocbits(&d.seg, id), hin_freebits(&d, id), 0);
 	/* its LargeFree may still be on the way: the first cycle leaves it */
 	sweeper_cycle(&d.sweeper, NULL);
 	ck_assert_uint_eq(d.seg.spans[id].state, SPAN_LARGE);
@@ -351,7 +303,7 @@ START_TEST(test_lost_large_free)
 	sweeper_cycle(&d.sweeper, &res);
 	ck_assert_uint_eq(res.spans_freed, 1);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	daemon_close(&d, 1);
 }
 END_TEST
@@ -365,7 +317,7 @@ START_TEST(test_proc_identity)
 {
 	int go[2];
 	proc_t p, q;
-	pid_t pid = waiting_child(go, &p);
+	pid_t pid = hin_waiting_child(go, &p);
 
 	ck_assert(proc_alive(&p));
 	ck_assert(proc_is(&p, (uint32_t)pid, p.start_time, p.id));
@@ -384,7 +336,6 @@ START_TEST(test_proc_identity)
 	ck_assert(hutil_wait_until(!proc_alive(&p), 10000));
 	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 	proc_close(&p);
-	close(go[0]);
 	close(go[1]);
 }
 END_TEST
@@ -395,19 +346,19 @@ START_TEST(test_held_slot_reaped)
 	uint32_t span, slot;
 	int go[2];
 	proc_t p;
-	open_daemon(&d, "64M");
-	pid_t pid = waiting_child(go, &p);
+	open_daemon(&d, 64 * MIB);
+	pid_t pid = hin_waiting_child(go, &p);
 	ck_assert_int_eq(clients_alloc(&d.clients, &p, 0, &slot), 0);
 	span = get_span(&d, 3);
 	clients_own(&d.clients, slot, span);
 	daemon_close(&d, 0);
 
 	/* the owner is alive at restart: its slot and span are held for it */
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	ck_assert_uint_eq(d.seg.clients[slot].pid, (uint32_t)pid);
 	ck_assert_uint_eq(d.seg.spans[span].owner, slot + 1);
 	ck_assert_uint_eq(daemon_reap(&d, HEAPD_NIL), 0);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	/* it dies without reconnecting: the next reap takes the span back */
 	ck_assert_int_eq(write(go[1], "x", 1), 1);
 	waitpid(pid, NULL, 0);
@@ -416,54 +367,10 @@ START_TEST(test_held_slot_reaped)
 	ck_assert_uint_eq(d.clients.inuse, 0);
 	ck_assert(d.seg.spans[span].state != SPAN_SMALL || d.seg.spans[span].owner == 0);
 	ck_assert_uint_eq(d.seg.hdr->pages_inuse, 0);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	daemon_close(&d, 1);
 }
 END_TEST
-
-static uint32_t large(session_t *s, uint64_t size)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
-	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
-	int rc;
-	la.size = size;
-	req.msg_case = HEAPD__ENVELOPE__MSG_LARGE_ALLOC;
-	req.large_alloc = &la;
-	r = call(s, &req, &rc);
-	ck_assert_int_eq(rc, 0);
-	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
-	uint32_t id = r->large_alloc_reply->span;
-	wire_free(r);
-	return id;
-}
-
-/* The daemon dies under a session: the slot stays for the next daemon. */
-static void lose(session_t *s)
-{
-	struct evbuffer *out = s->out;
-	session_free(s);
-	evbuffer_free(out);
-}
-
-/* Reconnect after a restart with prev_slot and large_received; the new session. */
-static session_t *reconnect(daemon_t *d, uint32_t slot, uint32_t large_received)
-{
-	Heapd__Envelope req = HEAPD__ENVELOPE__INIT, *r;
-	Heapd__Hello h = HEAPD__HELLO__INIT;
-	int rc;
-	session_t *s = session_new(d, -1, getpid(), getuid(), getgid(), evbuffer_new());
-	h.version = HEAPD_PROTOCOL_VERSION;
-	h.prev_slot = slot + 1;
-	h.large_received = large_received;
-	req.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	req.hello = &h;
-	r = call(s, &req, &rc);
-	ck_assert_int_eq(rc, 0);
-	ck_assert_int_eq(r->msg_case, HEAPD__ENVELOPE__MSG_HELLO_REPLY);
-	ck_assert_uint_eq(r->hello_reply->slot, slot);
-	wire_free(r);
-	return s;
-}
 
 /*
  * A LargeAlloc whose reply is lost with the daemon: the client never got the
@@ -473,7 +380,7 @@ static session_t *reconnect(daemon_t *d, uint32_t slot, uint32_t large_received)
 START_TEST(test_lost_large_reply)
 {
 	static daemon_t d;
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	session_t *s = client(&d, 0);
 	uint32_t slot = s->slot;
 
@@ -482,26 +389,26 @@ START_TEST(test_lost_large_reply)
 	uint32_t b = large(s, 200000); /* the frame proves a's reply arrived */
 	ck_assert_uint_eq(d.seg.spans[a].owner, 0);
 	ck_assert_uint_eq(d.seg.spans[b].owner, slot + 1);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	/* killed: the session's connection dies with it, its slot stays in the arena */
-	lose(s);
+	hin_lose(s);
 	daemon_close(&d, 0);
 
 	/* b's reply never arrived: the client names a, the last one it got */
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	ck_assert_uint_eq(d.clients.slots[slot].pending_large, b + 1);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	s = reconnect(&d, slot, a + 1);
 	ck_assert_uint_eq(d.seg.spans[a].state, SPAN_LARGE);
 	ck_assert(d.seg.spans[b].state != SPAN_LARGE || d.seg.spans[b].start != b);
 	ck_assert_uint_eq(d.clients.slots[slot].pending_large, 0);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 
 	/* the resent request's reply arrives, then the daemon dies: it is kept */
 	uint32_t c = large(s, 300000);
-	lose(s);
+	hin_lose(s);
 	daemon_close(&d, 0);
-	open_daemon(&d, "64M");
+	open_daemon(&d, 64 * MIB);
 	s = reconnect(&d, slot, c + 1);
 	ck_assert_uint_eq(d.seg.spans[c].state, SPAN_LARGE);
 	ck_assert_uint_eq(d.seg.spans[c].owner, 0);
@@ -509,10 +416,10 @@ START_TEST(test_lost_large_reply)
 
 	/* a client that leaves keeps what it got: the pending object stays allocated */
 	uint32_t e = large(s, 50000);
-	end(s);
+	hin_end(s);
 	ck_assert_uint_eq(d.seg.spans[e].state, SPAN_LARGE);
 	ck_assert_uint_eq(d.seg.spans[e].owner, 0);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	daemon_close(&d, 1);
 }
 END_TEST
@@ -522,11 +429,10 @@ START_TEST(test_random_frames)
 	static daemon_t d;
 	uint64_t seed = 0x9e3779b97f4a7c15ULL;
 	uint8_t buf[512];
-	int rc;
-	open_daemon(&d, "32M");
+	open_daemon(&d, 32 * MIB);
 	for (int round = 0; round < 3000; round++) {
 		session_t *s = client(&d, round % 7 == 0);
-		Heapd__Envelope *r = refill(s, 1 + round % 60, 3, NULL, 0, &rc);
+		Heapd__Envelope *r = refill(s, 1 + round % 60, 3, NULL, 0);
 		wire_free(r);
 		for (int i = 0; i < 8 && !s->failed; i++) {
 			seed ^= seed << 13;
@@ -547,11 +453,11 @@ START_TEST(test_random_frames)
 			session_handle_frame(s, buf, len);
 			evbuffer_drain(s->out, evbuffer_get_length(s->out));
 		}
-		end(s);
+		hin_end(s);
 	}
 	ck_assert_uint_eq(d.nsessions, 0);
 	ck_assert_uint_eq(d.clients.inuse, 0);
-	ck_assert_uint_eq(problems(&d), 0);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
 	daemon_close(&d, 1);
 }
 END_TEST

@@ -27,15 +27,6 @@
 #include "quota.h"
 #include "sizeclass.h"
 
-/* The page heap's counters did not move. */
-static void assert_same_counts(const pageheap_counts_t *a, const pageheap_counts_t *b)
-{
-	ck_assert_uint_eq(a->npages_grown, b->npages_grown);
-	ck_assert_uint_eq(a->pages_inuse, b->pages_inuse);
-	ck_assert_uint_eq(a->pages_free, b->pages_free);
-	ck_assert_uint_eq(a->pages_released, b->pages_released);
-}
-
 typedef struct largefx {
 	heapfx_t fx;
 	quota_t quota;
@@ -225,7 +216,7 @@ START_TEST(test_alloc_full)
 	pageheap_counts(&x.fx.h, &before);
 	ck_assert_int_eq(large_alloc(&x.c, &x.cl, 2, UID, 4, 1, 0, &id, &zeroed, &gen), -ENOMEM);
 	pageheap_counts(&x.fx.h, &after);
-	assert_same_counts(&before, &after);
+	heapfx_assert_same_counts(&before, &after);
 	ck_assert_uint_eq(x.cl.slots[2].pending_large, 0); /* nothing pending, nothing charged */
 	ck_assert_uint_eq(quota_slot_pages(&x.quota, 2), 0);
 	ck_assert_uint_eq(quota_uid_pages(&x.quota, UID), 0);

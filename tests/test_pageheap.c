@@ -167,28 +167,51 @@ static void carve_row(heapfx_t *fx, const uint32_t *lens, uint32_t n, uint32_t *
 	}
 }
 
+/* Carve a row of eight spans of lens[] into id[], then free the four that order[] names, in that order. */
+static void row_with_holes(heapfx_t *fx, const uint32_t lens[8], const int order[4], uint32_t id[8])
+{
+	carve_row(fx, lens, 8, id);
+	for (int i = 0; i < 4; i++)
+		free_span(fx, id[order[i]]);
+	heapfx_assert_clean(fx);
+}
+
+/* An allocation of npages that must land offset pages into the hole left by span id[hole]. */
+typedef struct fit {
+	uint32_t npages;
+	int hole;
+	uint32_t offset;
+} fit_t;
+
+static void expect_fits(heapfx_t *fx, const uint32_t id[8], const fit_t *fits, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t got = heapfx_alloc(fx, fits[i].npages);
+		ck_assert_msg(got == id[fits[i].hole] + fits[i].offset, "%u pages went to page %u, not %u",
+		              fits[i].npages, got, id[fits[i].hole] + fits[i].offset);
+	}
+	heapfx_assert_clean(fx);
+}
+
 START_TEST(test_best_fit)
 {
 	heapfx_t fx;
 	heapfx_open(&fx, 64 * MIB, 2048);
 	/* free 400 at a low address, 250 above it, a big tail above both */
 	const uint32_t lens[] = { 400, 1, 250, 1, 5, 1, 3, 1 };
+	const int holes[] = { 0, 2, 4, 6 };
+	const fit_t fits[] = {
+		{ 200, 2, 0 }, /* 250 beats 400 and the tail */
+		{ 300, 0, 0 }, /* 400 beats the tail */
+		{ 2, 6, 0 },   /* 3 beats 5 */
+		{ 4, 4, 0 },
+		/* leftovers: 50 after id[2], 100 after id[0], 1 after id[6], 1 after id[4] */
+		{ 60, 0, 300 },
+		{ 50, 2, 200 },
+	};
 	uint32_t id[8];
-	carve_row(&fx, lens, 8, id);
-	free_span(&fx, id[0]);
-	free_span(&fx, id[2]);
-	free_span(&fx, id[4]);
-	free_span(&fx, id[6]);
-	heapfx_assert_clean(&fx);
-
-	ck_assert_uint_eq(heapfx_alloc(&fx, 200), id[2]); /* 250 beats 400 and the tail */
-	ck_assert_uint_eq(heapfx_alloc(&fx, 300), id[0]); /* 400 beats the tail */
-	ck_assert_uint_eq(heapfx_alloc(&fx, 2), id[6]);   /* 3 beats 5 */
-	ck_assert_uint_eq(heapfx_alloc(&fx, 4), id[4]);
-	/* leftovers: 50 after id[2], 100 after id[0], 1 after id[6], 1 after id[4] */
-	ck_assert_uint_eq(heapfx_alloc(&fx, 60), id[0] + 300);
-	ck_assert_uint_eq(heapfx_alloc(&fx, 50), id[2] + 200);
-	heapfx_assert_clean(&fx);
+	row_with_holes(&fx, lens, holes, id);
+	expect_fits(&fx, id, fits, sizeof(fits) / sizeof(fits[0]));
 	heapfx_close(&fx);
 }
 END_TEST
@@ -198,19 +221,12 @@ START_TEST(test_lowest_address_among_equals)
 	heapfx_t fx;
 	heapfx_open(&fx, 64 * MIB, 4096);
 	const uint32_t lens[] = { 200, 1, 200, 1, 200, 1, 200, 1 };
+	/* freed in an order that is neither ascending nor descending */
+	const int holes[] = { 4, 0, 6, 2 };
+	const fit_t fits[] = { { 150, 0, 0 }, { 150, 2, 0 }, { 200, 4, 0 }, { 128, 6, 0 } };
 	uint32_t id[8];
-	carve_row(&fx, lens, 8, id);
-	/* free in an order that is neither ascending nor descending */
-	free_span(&fx, id[4]);
-	free_span(&fx, id[0]);
-	free_span(&fx, id[6]);
-	free_span(&fx, id[2]);
-	heapfx_assert_clean(&fx);
-	ck_assert_uint_eq(heapfx_alloc(&fx, 150), id[0]);
-	ck_assert_uint_eq(heapfx_alloc(&fx, 150), id[2]);
-	ck_assert_uint_eq(heapfx_alloc(&fx, 200), id[4]);
-	ck_assert_uint_eq(heapfx_alloc(&fx, 128), id[6]);
-	heapfx_assert_clean(&fx);
+	row_with_holes(&fx, lens, holes, id);
+	expect_fits(&fx, id, fits, sizeof(fits) / sizeof(fits[0]));
 	heapfx_close(&fx);
 }
 END_TEST

@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include "harness/check_main.h"
+#include "harness/tmpdir.h"
+#include "harness/util.h"
 #include "sock.h"
 #include "wire.h"
 
@@ -35,15 +37,6 @@ static void pair(int sv[2])
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 }
 
-/* Descriptors open in this process. */
-static int count_fds(void)
-{
-	int n = 0;
-	for (int fd = 0; fd < 1024; fd++)
-		if (fcntl(fd, F_GETFD) >= 0)
-			n++;
-	return n;
-}
 
 /* The whole frame for env, malloc'd; *len its size. */
 static uint8_t *frame_of(const Heapd__Envelope *env, size_t *len)
@@ -819,7 +812,7 @@ START_TEST(test_recv_fds)
 	pair(sv);
 	ck_assert_int_eq(pipe(pipes[0]), 0);
 	ck_assert_int_eq(pipe(pipes[1]), 0);
-	int before = count_fds();
+	int before = hutil_open_fds();
 
 	int two[2] = { pipes[0][0], pipes[1][1] };
 	send_with_fds(sv[0], ok_env(&env, &ok, 5, 5), two, 2);
@@ -834,14 +827,14 @@ START_TEST(test_recv_fds)
 		ck_assert_int_eq(fcntl(fds[i], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
 		close(fds[i]);
 	}
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 
 	/* more than a frame carries: the extra ones are closed, not leaked */
 	int four[4] = { pipes[0][0], pipes[0][1], pipes[1][0], pipes[1][1] };
 	send_with_fds(sv[0], ok_env(&env, &ok, 6, 6), four, 4);
 	ck_assert_int_eq(wire_recv(sv[1], &got, fds), 0);
 	wire_free(got);
-	ck_assert_int_eq(count_fds(), before + 2);
+	ck_assert_int_eq(hutil_open_fds(), before + 2);
 	close(fds[0]);
 	close(fds[1]);
 
@@ -857,13 +850,13 @@ START_TEST(test_recv_fds)
 	ck_assert_int_eq(wire_recv(sv[1], &got, fds), -EPROTO);
 	ck_assert_int_eq(fds[0], -1);
 	ck_assert_int_eq(fds[1], -1);
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 
 	/* descriptors sent to a reader that takes none are not left open either */
 	send_with_fds(sv[0], ok_env(&env, &ok, 7, 7), two, 2);
 	ck_assert_int_eq(wire_recv(sv[1], &got, NULL), 0);
 	wire_free(got);
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 	close(sv[0]);
 	close(sv[1]);
 	for (int i = 0; i < 2; i++) {
@@ -1212,7 +1205,7 @@ START_TEST(test_call)
 
 	pair(sv);
 	ck_assert_int_eq(pipe(pipes), 0);
-	int before = count_fds();
+	int before = hutil_open_fds();
 
 	/* the reply is waiting already: the socket buffer holds the whole exchange */
 	ck_assert_int_eq(wire_send(sv[1], ok_env(&rep, &okr, 31, 310)), 0);
@@ -1229,7 +1222,7 @@ START_TEST(test_call)
 	ck_assert_ptr_null(got);
 	ck_assert_int_eq(fds[0], -1);
 	ck_assert_int_eq(fds[1], -1);
-	ck_assert_int_eq(count_fds(), before);
+	ck_assert_int_eq(hutil_open_fds(), before);
 	ck_assert_int_eq(wire_recv(sv[1], &sent, NULL), 0);
 	wire_free(sent);
 
@@ -1272,16 +1265,12 @@ static char sockdir[64];
 
 static void sockdir_make(void)
 {
-	snprintf(sockdir, sizeof(sockdir), "/tmp/heapd-wire-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(sockdir));
+	htmp_make(sockdir, sizeof(sockdir), "heapd-wire", HTMP_DISK);
 }
 
 static void sockdir_remove(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sockdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", sockdir);
+	htmp_remove(sockdir);
 }
 
 /* Accept one connection on a non-blocking listener. */

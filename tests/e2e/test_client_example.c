@@ -44,12 +44,7 @@ END_TEST
 
 static Suite *client_example_suite(void)
 {
-	Suite *s = suite_create("client_example");
-	TCase *tc = tcase_create("example");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_example);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("client_example", "example", 60, NULL, NULL, test_example, NULL);
 }
 
 TEST_SUITES(client_example_suite);

@@ -28,6 +28,16 @@
 
 #define K 5 /* a size class to refill */
 
+/* Start the default heapd, say Hello as c, and ask for count spans of class K: the reply. */
+static Heapd__Envelope *start_and_refill(hraw_t *c, uint32_t count)
+{
+	Heapd__Envelope *reply;
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, c), 0);
+	ck_assert_int_eq(hraw_refill(c->fd, K, count, NULL, 0, &reply), 0);
+	return reply;
+}
+
 /* The daemon still answers and its invariants hold. */
 static void assert_healthy(void)
 {
@@ -52,22 +62,27 @@ START_TEST(test_hello_maps_arena)
 }
 END_TEST
 
-START_TEST(test_wrong_version)
+/* req, the first frame of a new connection, is refused: an EPROTO Error, then heapd closes it. */
+static void first_frame_refused(const Heapd__Envelope *req)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__Hello hello = HEAPD__HELLO__INIT;
-	hd_default_start(NULL, NULL);
+	Heapd__Envelope *reply = NULL;
 	int fd = sock_connect(hd_default.sock);
 	ck_assert_int_ge(fd, 0);
-	hello.version = HEAPD_PROTOCOL_VERSION + 7;
-	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO;
-	env.hello = &hello;
-	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
+	ck_assert_int_eq(wire_call(fd, req, &reply, NULL), 0);
 	ck_assert_int_eq(hraw_error_code(reply), EPROTO);
 	wire_free(reply);
 	ck_assert(hraw_closed(fd, 2000));
-	ck_assert(hd_wait_log(&hd_default, "protocol version", 1000));
 	close(fd);
+}
+
+START_TEST(test_wrong_version)
+{
+	hraw_req_t req;
+	hd_default_start(NULL, NULL);
+	Heapd__Envelope *hello = hraw_req_hello(&req, 0, 0, NULL, 0, 0);
+	req.m.hello.version = HEAPD_PROTOCOL_VERSION + 7;
+	first_frame_refused(hello);
+	ck_assert(hd_wait_log(&hd_default, "protocol version", 1000));
 	assert_healthy();
 	hd_default_stop();
 }
@@ -75,17 +90,9 @@ END_TEST
 
 START_TEST(test_request_before_hello)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
-	Heapd__StatsRequest req = HEAPD__STATS_REQUEST__INIT;
+	hraw_req_t req;
 	hd_default_start(NULL, NULL);
-	int fd = sock_connect(hd_default.sock);
-	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
-	env.stats = &req;
-	ck_assert_int_eq(wire_call(fd, &env, &reply, NULL), 0);
-	ck_assert_int_eq(hraw_error_code(reply), EPROTO);
-	wire_free(reply);
-	ck_assert(hraw_closed(fd, 2000));
-	close(fd);
+	first_frame_refused(hraw_req_empty(&req, HEAPD__ENVELOPE__MSG_STATS));
 	hd_default_stop();
 }
 END_TEST
@@ -95,9 +102,7 @@ START_TEST(test_refill_and_release)
 	hraw_t c;
 	Heapd__Envelope *reply;
 	uint32_t spans[8];
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
-	ck_assert_int_eq(hraw_refill(c.fd, K, 8, NULL, 0, &reply), 0);
+	reply = start_and_refill(&c, 8);
 	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 8);
 	for (int i = 0; i < 8; i++) {
@@ -163,10 +168,7 @@ static int release_foreign(hraw_t *b, void *arg)
 START_TEST(test_refill_someone_elses_span)
 {
 	hraw_t a;
-	Heapd__Envelope *reply;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &a), 0);
-	ck_assert_int_eq(hraw_refill(a.fd, K, 1, NULL, 0, &reply), 0);
+	Heapd__Envelope *reply = start_and_refill(&a, 1);
 	uint32_t as = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
 
@@ -208,9 +210,7 @@ START_TEST(test_large_alloc_releases)
 	hraw_t a;
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply;
 	Heapd__LargeAlloc la = HEAPD__LARGE_ALLOC__INIT;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &a), 0);
-	ck_assert_int_eq(hraw_refill(a.fd, K, 2, NULL, 0, &reply), 0);
+	reply = start_and_refill(&a, 2);
 	ck_assert_uint_eq(reply->refill_reply->n_spans, 2);
 	uint32_t s0 = reply->refill_reply->spans[0]->span, s1 = reply->refill_reply->spans[1]->span;
 	wire_free(reply);
@@ -275,10 +275,7 @@ END_TEST
 START_TEST(test_refill_count_huge)
 {
 	hraw_t c;
-	Heapd__Envelope *reply;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
-	ck_assert_int_eq(hraw_refill(c.fd, K, 1000000, NULL, 0, &reply), 0);
+	Heapd__Envelope *reply = start_and_refill(&c, 1000000);
 	ck_assert_int_eq(hraw_error_code(reply), EINVAL);
 	wire_free(reply);
 	ck_assert(hraw_closed(c.fd, 2000));
@@ -516,21 +513,16 @@ START_TEST(test_arena_full_is_enomem)
 }
 END_TEST
 
-/* In a child: a client that allocates 900 KiB in one large object; exit 0 if it got it. */
-static int other_client_allocates(void)
+/* As another client: allocate 900 KiB in one large object; 0 if it came. */
+static int allocates_900k(hraw_t *b, void *arg)
 {
-	pid_t pid = fork();
-	if (pid == 0) {
-		Heapd__Envelope *reply;
-		hraw_t b;
-		if (hraw_hello(hd_default.sock, &b) < 0 || hraw_large_alloc(b.fd, 900 << 10, 0, 0,
-		                                                            &reply) < 0)
-			_exit(2);
-		_exit(reply->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY ? 0 : 1);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	Heapd__Envelope *reply;
+	(void)arg;
+	if (hraw_large_alloc(b->fd, 900 << 10, 0, 0, &reply) < 0)
+		return 2;
+	int got = reply->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY;
+	wire_free(reply);
+	return got ? 0 : 1;
 }
 
 START_TEST(test_quota)
@@ -566,7 +558,7 @@ START_TEST(test_quota)
 	ck_assert_int_eq(hraw_error_code(reply), EDQUOT);
 	wire_free(reply);
 	/* another client is unaffected */
-	ck_assert_int_eq(other_client_allocates(), 0);
+	ck_assert_int_eq(hraw_in_child(hd_default.sock, allocates_900k, NULL), 0);
 	hraw_close(&a);
 	assert_healthy();
 	hd_default_stop();
@@ -577,9 +569,7 @@ START_TEST(test_stats_keys)
 {
 	Heapd__Envelope *owner, *reply;
 	hraw_t c;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
-	ck_assert_int_eq(hraw_refill(c.fd, K, 2, NULL, 0, &reply), 0);
+	reply = start_and_refill(&c, 2);
 	wire_free(reply);
 	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
 	ck_assert_ptr_nonnull(st);
@@ -632,9 +622,7 @@ START_TEST(test_sweep_frees_objects)
 {
 	Heapd__Envelope *owner, *reply;
 	hraw_t c;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
-	ck_assert_int_eq(hraw_refill(c.fd, K, 1, NULL, 0, &reply), 0);
+	reply = start_and_refill(&c, 1);
 	uint32_t id = reply->refill_reply->spans[0]->span;
 	wire_free(reply);
 	uint64_t *alloc = segment_allocbits(&c.seg, id);
@@ -755,27 +743,21 @@ START_TEST(test_stuck_client_dropped)
 }
 END_TEST
 
-/* In a child: a Hello naming slot+1 as its own; writes the slot it got to fd. */
-static void hello_naming(uint32_t slot1, int fd)
+/* As another process: a Hello naming slot *arg (+ 1) as its own; the slot it got goes to *arg. */
+static int hello_naming(void *arg)
 {
-	pid_t pid = fork();
-	if (pid == 0) {
-		hraw_t c;
-		uint32_t got = HEAPD_NIL;
-		if (hraw_hello_again(hd_default.sock, &c, slot1, NULL, 0) == 0)
-			got = c.slot;
-		_exit(write(fd, &got, sizeof(got)) == sizeof(got) ? 0 : 1);
-	}
-	waitpid(pid, NULL, 0);
+	uint32_t *slot = arg;
+	hraw_t c;
+	int rc = hraw_hello_again(hd_default.sock, &c, *slot + 1, NULL, 0);
+	*slot = rc == 0 ? c.slot : HEAPD_NIL;
+	return 0;
 }
 
 START_TEST(test_readopt_after_restart)
 {
 	Heapd__Envelope *reply;
 	hraw_t c, c2;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
-	ck_assert_int_eq(hraw_refill(c.fd, K, 2, NULL, 0, &reply), 0);
+	reply = start_and_refill(&c, 2);
 	uint32_t keep = reply->refill_reply->spans[0]->span;
 	uint32_t drop = reply->refill_reply->spans[1]->span;
 	wire_free(reply);
@@ -794,16 +776,12 @@ START_TEST(test_readopt_after_restart)
 	assert_healthy();
 
 	/* another process naming our slot gets one of its own and takes nothing over */
-	int p[2];
-	uint32_t got;
-	ck_assert_int_eq(pipe(p), 0);
-	hello_naming(c.slot + 1, p[1]);
-	ck_assert_int_eq(read(p[0], &got, sizeof(got)), (ssize_t)sizeof(got));
-	ck_assert_uint_ne(got, HEAPD_NIL);
-	ck_assert_uint_ne(got, c.slot);
+	uint32_t *got = hutil_shared(sizeof(*got));
+	*got = c.slot;
+	ck_assert_int_eq(hchild_wait(hchild_spawn(hello_naming, got)), 0);
+	ck_assert_uint_ne(*got, HEAPD_NIL);
+	ck_assert_uint_ne(*got, c.slot);
 	ck_assert_uint_eq(c2.seg.spans[keep].owner, c.slot + 1);
-	close(p[0]);
-	close(p[1]);
 	hraw_close(&c2);
 	hraw_close(&c);
 	assert_healthy();
@@ -816,9 +794,7 @@ START_TEST(test_ended_session_keeps_slot)
 	static const uint8_t garbage[] = { 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	Heapd__Envelope *reply;
 	hraw_t c, c2;
-	hd_default_start(NULL, NULL);
-	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
-	ck_assert_int_eq(hraw_refill(c.fd, K, 3, NULL, 0, &reply), 0);
+	reply = start_and_refill(&c, 3);
 	uint32_t spans[3];
 	for (int i = 0; i < 3; i++)
 		spans[i] = reply->refill_reply->spans[i]->span;
@@ -858,77 +834,69 @@ START_TEST(test_ended_session_keeps_slot)
 }
 END_TEST
 
-/* In a child running as uid/gid 65534: 0 if a control Hello is answered, 1 if refused. */
-static int hello_as_nobody(void)
+/* As uid/gid 65534: 0 if a control Hello is answered, 1 if refused. */
+static int hello_as_nobody(void *arg)
 {
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (hchild_become_nobody() < 0)
-			_exit(3);
-		ctl_t c;
-		char why[256] = "";
-		int rc = ctl_open(&c, hd_default.sock, 0, why, sizeof(why));
-		/* refused by the daemon (1), not by the file system's modes (4) */
-		_exit(rc == 0 ? 0 : strstr(why, "refused") ? 1 : 4);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	(void)arg;
+	if (hchild_become_nobody() < 0)
+		return 3;
+	ctl_t c;
+	char why[256] = "";
+	int rc = ctl_open(&c, hd_default.sock, 0, why, sizeof(why));
+	/* refused by the daemon (1), not by the file system's modes (4) */
+	return rc == 0 ? 0 : strstr(why, "refused") ? 1 : 4;
 }
 
 START_TEST(test_peer_not_allowed)
 {
 	hd_default_start(NULL, NULL);
 	hd_open_up(&hd_default);
-	ck_assert_int_eq(hello_as_nobody(), 1);
+	ck_assert_int_eq(hchild_wait(hchild_spawn(hello_as_nobody, NULL)), 1);
 	ck_assert(hd_wait_log(&hd_default, "refused connection from", 2000));
 	assert_healthy();
 	hd_default_stop();
 
 	hd_default_start(NULL, "--allow-uid", "65534", NULL);
 	hd_open_up(&hd_default);
-	ck_assert_int_eq(hello_as_nobody(), 0);
+	ck_assert_int_eq(hchild_wait(hchild_spawn(hello_as_nobody, NULL)), 0);
 	hd_default_stop();
 
 	hd_default_start(NULL, "--allow-gid", "65534", NULL);
 	hd_open_up(&hd_default);
-	ck_assert_int_eq(hello_as_nobody(), 0);
+	ck_assert_int_eq(hchild_wait(hchild_spawn(hello_as_nobody, NULL)), 0);
 	hd_default_stop();
 }
 END_TEST
 
 Suite *daemon_suite(void)
 {
-	Suite *s = suite_create("daemon");
-	TCase *tc = tcase_create("protocol");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_hello_maps_arena);
-	tcase_add_test(tc, test_wrong_version);
-	tcase_add_test(tc, test_request_before_hello);
-	tcase_add_test(tc, test_refill_and_release);
-	tcase_add_test(tc, test_refill_someone_elses_span);
-	tcase_add_test(tc, test_large_alloc_releases);
-	tcase_add_test(tc, test_bad_span_ids);
-	tcase_add_test(tc, test_refill_count_huge);
-	tcase_add_test(tc, test_garbage_frame);
-	tcase_add_test(tc, test_unknown_message);
-	tcase_add_test(tc, test_oversized_frame);
-	tcase_add_test(tc, test_truncated_frame);
-	tcase_add_test(tc, test_control_cannot_allocate);
-	tcase_add_test(tc, test_large_alloc_free);
-	tcase_add_test(tc, test_large_alloc_bad_sizes);
-	tcase_add_test(tc, test_arena_full_is_enomem);
-	tcase_add_test(tc, test_quota);
-	tcase_add_test(tc, test_stats_keys);
-	tcase_add_test(tc, test_sweep_frees_objects);
-	tcase_add_test(tc, test_killed_client);
-	tcase_add_test(tc, test_thousand_connections);
-	tcase_add_test(tc, test_stuck_client_dropped);
-	tcase_add_test(tc, test_readopt_after_restart);
-	tcase_add_test(tc, test_ended_session_keeps_slot);
-	tcase_add_test(tc, test_peer_not_allowed);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("daemon", "protocol", 60, NULL, NULL,
+	                         test_hello_maps_arena,
+	                         test_wrong_version,
+	                         test_request_before_hello,
+	                         test_refill_and_release,
+	                         test_refill_someone_elses_span,
+	                         test_large_alloc_releases,
+	                         test_bad_span_ids,
+	                         test_refill_count_huge,
+	                         test_garbage_frame,
+	                         test_unknown_message,
+	                         test_oversized_frame,
+	                         test_truncated_frame,
+	                         test_control_cannot_allocate,
+	                         test_large_alloc_free,
+	                         test_large_alloc_bad_sizes,
+	                         test_arena_full_is_enomem,
+	                         test_quota,
+	                         test_stats_keys,
+	                         test_sweep_frees_objects,
+	                         test_killed_client,
+	                         test_thousand_connections,
+	                         test_stuck_client_dropped,
+	                         test_readopt_after_restart,
+	                         test_ended_session_keeps_slot,
+	                         test_peer_not_allowed,
+	                         NULL);
 }
 
 TEST_SUITES(daemon_suite);

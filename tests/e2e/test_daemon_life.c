@@ -318,21 +318,18 @@ END_TEST
 
 Suite *daemon_life_suite(void)
 {
-	Suite *s = suite_create("daemon-life");
-	TCase *tc = tcase_create("life");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_help_version);
-	tcase_add_test(tc, test_usage_errors);
-	tcase_add_test(tc, test_config_errors_name_the_line);
-	tcase_add_test(tc, test_config_file_and_override);
-	tcase_add_test(tc, test_sigterm_clean);
-	tcase_add_test(tc, test_second_daemon_refused);
-	tcase_add_test(tc, test_stale_socket);
-	tcase_add_test(tc, test_not_a_socket_refused);
-	tcase_add_test(tc, test_restart_keeps_objects);
-	tcase_add_test(tc, test_unusable_arena);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("daemon-life", "life", 60, NULL, NULL,
+	                         test_help_version,
+	                         test_usage_errors,
+	                         test_config_errors_name_the_line,
+	                         test_config_file_and_override,
+	                         test_sigterm_clean,
+	                         test_second_daemon_refused,
+	                         test_stale_socket,
+	                         test_not_a_socket_refused,
+	                         test_restart_keeps_objects,
+	                         test_unusable_arena,
+	                         NULL);
 }
 
 TEST_SUITES(daemon_life_suite);

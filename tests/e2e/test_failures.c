@@ -44,15 +44,10 @@
 #define STUCK_ANON_BOUND (64u << 20) /* daemon memory growth a stuck client may cause */
 #define STUCK_WAIT_MS 60000          /* bound of each wait in the stuck-client test */
 
-static void teardown(void)
+/* Run fn(arg) in a child: its exit status, or 128 + the signal that ended it. */
+static int in_child(int (*fn)(void *), void *arg)
 {
-	hd_default_stop();
-}
-
-/* Run fn in a child: its exit status, or 128 + the signal that ended it. */
-static int in_child(int (*fn)(void *))
-{
-	return hchild_wait(hchild_spawn(fn, NULL));
+	return hchild_wait(hchild_spawn(fn, arg));
 }
 
 /* ---- a stuck client ---- */
@@ -129,7 +124,8 @@ static void stuck_client(void)
 		_exit(2);
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	/* Clients is answered at once; a Stats would wait its turn and stop the reading meanwhile */
-	if (wire_send(fd, hraw_req_clients(&req)) < 0 || hutil_read_full(fd, half, sizeof(half)) < 0)
+	if (wire_send(fd, hraw_req_empty(&req, HEAPD__ENVELOPE__MSG_CLIENTS)) < 0 ||
+	    hutil_read_full(fd, half, sizeof(half)) < 0)
 		_exit(3);
 	atomic_store(&SS->stuck_phase, 1);
 	if (!hutil_wait_until(atomic_load(&SS->stuck_phase) != 1, STUCK_WAIT_MS))
@@ -286,7 +282,7 @@ START_TEST(test_arena_only_by_descriptor)
 	ck_assert_uint_eq(sb.st_uid, geteuid());
 	ck_assert_int_eq(stat(hd_arena_file(&hd_default, HEAPD_META_FILE), &sb), 0);
 	ck_assert_uint_eq(sb.st_mode & 0777, 0600);
-	int st = in_child(allowed_nobody);
+	int st = in_child(allowed_nobody, NULL);
 	ck_assert_msg(st == 0, "status %d", st);
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
@@ -318,35 +314,28 @@ static void poke(uintptr_t addr)
 	*(volatile uint32_t *)addr = v;
 }
 
-static int write_pagemap(void *arg)
-{
-	(void)arg;
-	const shm_header_t *h = client_arena();
-	poke((uintptr_t)h + h->pagemap_off);
-	return 0;
-}
+/* The parts of the metadata a client tries to write. */
+enum { META_PAGEMAP, META_SPANS, META_HEADER, META_CLIENTS };
 
-static int write_spans(void *arg)
+/* Poke a word of the part of the metadata *arg names. */
+static int write_meta(void *arg)
 {
-	(void)arg;
 	const shm_header_t *h = client_arena();
-	poke((uintptr_t)h + h->spans_off + offsetof(shm_span_t, owner));
-	return 0;
-}
-
-static int write_header(void *arg)
-{
-	(void)arg;
-	const shm_header_t *h = client_arena();
-	poke((uintptr_t)&h->npages_grown);
-	return 0;
-}
-
-static int write_client_table(void *arg)
-{
-	(void)arg;
-	const shm_header_t *h = client_arena();
-	poke((uintptr_t)h + h->clients_off);
+	uintptr_t base = (uintptr_t)h;
+	switch (*(const int *)arg) {
+	case META_PAGEMAP:
+		poke(base + h->pagemap_off);
+		break;
+	case META_SPANS:
+		poke(base + h->spans_off + offsetof(shm_span_t, owner));
+		break;
+	case META_HEADER:
+		poke((uintptr_t)&h->npages_grown);
+		break;
+	default:
+		poke(base + h->clients_off);
+		break;
+	}
 	return 0;
 }
 
@@ -371,20 +360,20 @@ START_TEST(test_client_cannot_write_metadata)
 {
 	static const struct {
 		const char *what;
-		int (*fn)(void *);
+		int part;
 	} writers[] = {
-		{ "page map", write_pagemap },
-		{ "span table", write_spans },
-		{ "header", write_header },
-		{ "client table", write_client_table },
+		{ "page map", META_PAGEMAP },
+		{ "span table", META_SPANS },
+		{ "header", META_HEADER },
+		{ "client table", META_CLIENTS },
 	};
 	hd_default_start(NULL, NULL);
 	for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
-		int st = in_child(writers[i].fn);
+		int st = in_child(write_meta, (void *)&writers[i].part);
 		ck_assert_msg(st == 128 + SIGSEGV, "a client writing the %s: status %d",
 		              writers[i].what, st);
 	}
-	int st = in_child(write_objects);
+	int st = in_child(write_objects, NULL);
 	ck_assert_msg(st == 0, "a client writing its objects: status %d", st);
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
@@ -456,7 +445,7 @@ START_TEST(test_quota)
 	ck_assert_msg(report[1], "the large allocation past the quota did not fail with ENOMEM");
 	ck_assert_msg(report[2], "small allocations past the quota did not fail with ENOMEM");
 	/* another client is unaffected */
-	int st = in_child(other_client);
+	int st = in_child(other_client, NULL);
 	ck_assert_msg(st == 0, "the other client: status %d", st);
 	ck_assert(hd_log_contains(&hd_default, "quota"));
 	/* freeing makes room */
@@ -513,18 +502,14 @@ END_TEST
 
 static Suite *failures_suite(void)
 {
-	Suite *s = suite_create("failures");
-	TCase *tc = tcase_create("failures");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 180);
-	tcase_add_test(tc, test_stuck_client);
-	tcase_add_test(tc, test_peer_refused);
-	tcase_add_test(tc, test_arena_only_by_descriptor);
-	tcase_add_test(tc, test_client_cannot_write_metadata);
-	tcase_add_test(tc, test_quota);
-	tcase_add_test(tc, test_unusable_arenas);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("failures", "failures", 180, NULL, hd_default_stop,
+	                         test_stuck_client,
+	                         test_peer_refused,
+	                         test_arena_only_by_descriptor,
+	                         test_client_cannot_write_metadata,
+	                         test_quota,
+	                         test_unusable_arenas,
+	                         NULL);
 }
 
 TEST_SUITES(failures_suite);

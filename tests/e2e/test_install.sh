@@ -23,25 +23,12 @@ libdir=${HEAPD_LIBDIR:-lib}
 cc=${CC:-cc}
 cflags=${HEAPD_TEST_CFLAGS:-}
 
-tmp=$(mktemp -d /tmp/heapd-install-XXXXXX)
+. "$(dirname "$0")/../harness/shell.sh"
+hsh_init install
 prefix=$tmp/prefix
-daemon_pid=
-cleanup() {
-	if [ -n "$daemon_pid" ]; then
-		kill "$daemon_pid" 2>/dev/null || true
-		wait "$daemon_pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "test_install: FAIL: $*" >&2
-	exit 1
-}
 
 echo "== install into $prefix"
-"${CMAKE:-cmake}" --install "$build" --prefix "$prefix" >"$tmp/install.log" || { cat "$tmp/install.log" >&2; fail "cmake --install"; }
+hsh_install "$prefix"
 
 for f in bin/heapctl sbin/heapd \
 	"$libdir/libheapclient.so" "$libdir/libheapclient.a" include/heapclient.h \
@@ -52,19 +39,19 @@ for f in bin/heapctl sbin/heapd \
 	lib/systemd/system/heapd.service lib/systemd/system/heapd.socket \
 	lib/sysusers.d/heapd.conf lib/tmpfiles.d/heapd.conf etc/heapd/heapd.conf.example \
 	share/man/man8/heapd.8 share/man/man1/heapctl.1 share/man/man3/libheapclient.3; do
-	[ -e "$prefix/$f" ] || fail "not installed: $f"
+	[ -e "$prefix/$f" ] || hsh_fail "not installed: $f"
 done
 for f in bin/heapctl sbin/heapd; do
-	[ -x "$prefix/$f" ] || fail "$f is not executable"
+	[ -x "$prefix/$f" ] || hsh_fail "$f is not executable"
 done
 grep -q "^ExecStart=$prefix/sbin/heapd\$" "$prefix/lib/systemd/system/heapd.service" ||
-	fail "heapd.service does not run $prefix/sbin/heapd"
-"$prefix/bin/heapctl" --version | grep -q '^heapctl ' || fail "installed heapctl --version"
+	hsh_fail "heapd.service does not run $prefix/sbin/heapd"
+"$prefix/bin/heapctl" --version | grep -q '^heapctl ' || hsh_fail "installed heapctl --version"
 # Only the public API leaves the shared library.
 if nm -D --defined-only "$prefix/$libdir/libheapclient.so" | awk '$2 ~ /^[TDBVW]$/ {print $3}' |
 	grep -v '^hc_' | grep -v '^_' | grep -q .; then
 	nm -D --defined-only "$prefix/$libdir/libheapclient.so" >&2
-	fail "libheapclient.so exports symbols outside hc_*"
+	hsh_fail "libheapclient.so exports symbols outside hc_*"
 fi
 
 echo "== install with prefix /usr into a DESTDIR"
@@ -72,13 +59,13 @@ echo "== install with prefix /usr into a DESTDIR"
 # beside the /etc/heapd/heapd.conf that heapd reads, not to /usr/etc.
 destdir=$tmp/destdir
 DESTDIR=$destdir "${CMAKE:-cmake}" --install "$build" --prefix /usr >"$tmp/install-usr.log" ||
-	{ cat "$tmp/install-usr.log" >&2; fail "cmake --install --prefix /usr with DESTDIR"; }
-[ -f "$destdir/etc/heapd/heapd.conf.example" ] || fail "--prefix /usr: heapd.conf.example is not in DESTDIR/etc/heapd"
-[ ! -e "$destdir/usr/etc" ] || fail "--prefix /usr installed into /usr/etc: $(find "$destdir/usr/etc")"
+	{ cat "$tmp/install-usr.log" >&2; hsh_fail "cmake --install --prefix /usr with DESTDIR"; }
+[ -f "$destdir/etc/heapd/heapd.conf.example" ] || hsh_fail "--prefix /usr: heapd.conf.example is not in DESTDIR/etc/heapd"
+[ ! -e "$destdir/usr/etc" ] || hsh_fail "--prefix /usr installed into /usr/etc: $(find "$destdir/usr/etc")"
 grep -q '^ExecStart=/usr/sbin/heapd$' "$destdir/usr/lib/systemd/system/heapd.service" ||
-	fail "--prefix /usr: heapd.service does not run /usr/sbin/heapd"
+	hsh_fail "--prefix /usr: heapd.service does not run /usr/sbin/heapd"
 if find "$destdir" -mindepth 1 -maxdepth 1 ! -name usr ! -name etc | grep -q .; then
-	fail "--prefix /usr installed outside /usr and /etc: $(find "$destdir" -mindepth 1 -maxdepth 1)"
+	hsh_fail "--prefix /usr installed outside /usr and /etc: $(find "$destdir" -mindepth 1 -maxdepth 1)"
 fi
 
 consumer_src=$src/tests/e2e/install-consumer
@@ -101,19 +88,19 @@ for kind in shared static; do
 	[ "$kind" = static ] && static=ON
 	"${CMAKE:-cmake}" -S "$consumer_src" -B "$tmp/cmake-$kind" -DCMAKE_PREFIX_PATH="$prefix" -DCONSUMER_STATIC=$static \
 		-DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="$cflags" \
-		>"$tmp/cmake-$kind.log" 2>&1 || { cat "$tmp/cmake-$kind.log" >&2; fail "configuring the consumer ($kind)"; }
+		>"$tmp/cmake-$kind.log" 2>&1 || { cat "$tmp/cmake-$kind.log" >&2; hsh_fail "configuring the consumer ($kind)"; }
 	"${CMAKE:-cmake}" --build "$tmp/cmake-$kind" >>"$tmp/cmake-$kind.log" 2>&1 ||
-		{ cat "$tmp/cmake-$kind.log" >&2; fail "building the consumer ($kind)"; }
+		{ cat "$tmp/cmake-$kind.log" >&2; hsh_fail "building the consumer ($kind)"; }
 	cp "$tmp/cmake-$kind/consumer" "$tmp/consumer-cmake-$kind"
 done
 
 for exe in consumer-pc-static consumer-cmake-static; do
 	if readelf -d "$tmp/$exe" | grep -q 'NEEDED.*libheapclient'; then
-		fail "$exe links libheapclient.so, want the static library"
+		hsh_fail "$exe links libheapclient.so, want the static library"
 	fi
 done
 for exe in consumer-pc consumer-cmake-shared; do
-	readelf -d "$tmp/$exe" | grep -q 'NEEDED.*libheapclient\.so' || fail "$exe does not link libheapclient.so"
+	readelf -d "$tmp/$exe" | grep -q 'NEEDED.*libheapclient\.so' || hsh_fail "$exe does not link libheapclient.so"
 done
 
 consumers="consumer-pc consumer-pc-static consumer-cmake-shared consumer-cmake-static"
@@ -123,24 +110,18 @@ echo "== no daemon"
 for exe in $consumers; do
 	rc=0
 	"$tmp/$exe" "$sock" >"$tmp/out" 2>"$tmp/err" || rc=$?
-	[ "$rc" -eq 3 ] || { cat "$tmp/err" >&2; fail "$exe without a daemon: exit $rc, want 3"; }
-	grep -q "$sock" "$tmp/err" || fail "$exe does not name the socket: $(cat "$tmp/err")"
+	[ "$rc" -eq 3 ] || { cat "$tmp/err" >&2; hsh_fail "$exe without a daemon: exit $rc, want 3"; }
+	grep -q "$sock" "$tmp/err" || hsh_fail "$exe does not name the socket: $(cat "$tmp/err")"
 done
 
 echo "== installed heapd"
 "$prefix/sbin/heapd" --socket "$sock" --arena "$tmp/arena" --arena-size 64M 2>"$tmp/heapd.log" &
 daemon_pid=$!
-i=0
-until "$prefix/bin/heapctl" --socket "$sock" stats >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || { cat "$tmp/heapd.log" >&2; fail "installed heapd did not start serving"; }
-	kill -0 "$daemon_pid" 2>/dev/null || { cat "$tmp/heapd.log" >&2; fail "installed heapd exited"; }
-	sleep 0.1
-done
+hsh_serving "$prefix" "$sock" "installed heapd"
 for exe in $consumers; do
-	out=$("$tmp/$exe" "$sock") || fail "$exe against heapd: exit $?"
-	[ "$out" = "consumer: ok" ] || fail "$exe said: $out"
+	out=$("$tmp/$exe" "$sock") || hsh_fail "$exe against heapd: exit $?"
+	[ "$out" = "consumer: ok" ] || hsh_fail "$exe said: $out"
 done
-"$prefix/bin/heapctl" --socket "$sock" check >/dev/null || fail "heapctl check after the consumers"
+"$prefix/bin/heapctl" --socket "$sock" check >/dev/null || hsh_fail "heapctl check after the consumers"
 
 echo "test_install: ok"

@@ -54,7 +54,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,22 +148,6 @@ static void daemon_up(void)
 	hclaims_init(&claims, hd_default.arena);
 }
 
-static void daemon_down(void)
-{
-	hd_default_stop();
-}
-
-/* Record why a child failed and end it. */
-static _Noreturn void child_fail(char *why, _Atomic int *failed, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, 256, fmt, ap);
-	va_end(ap);
-	atomic_store(failed, 1);
-	_exit(1);
-}
-
 /* ---- victims ---- */
 
 typedef struct vstate {
@@ -174,7 +157,7 @@ typedef struct vstate {
 	uint64_t classes_used[(SIZECLASS_COUNT + 63) / 64]; /* since the last trim */
 } vstate_t;
 
-#define VFAIL(st, ...) child_fail((st)->v->why, &(st)->v->failed, __VA_ARGS__)
+#define VFAIL(st, ...) hchild_fail_into((st)->v->why, sizeof((st)->v->why), &(st)->v->failed, __VA_ARGS__)
 
 static size_t small_size(uint64_t *rng)
 {
@@ -296,7 +279,7 @@ static void victim_main(victim_t *v, uint64_t seed)
 
 /* ---- bystanders and zombie-leader clients ---- */
 
-#define WFAIL(w, ...) child_fail((w)->why, &(w)->failed, __VA_ARGS__)
+#define WFAIL(w, ...) hchild_fail_into((w)->why, sizeof((w)->why), &(w)->failed, __VA_ARGS__)
 
 /*
  * Allocate, check and free until told to stop, pausing pause_us after each
@@ -384,13 +367,13 @@ static void zombie_main(zombie_t *z, uint64_t seed)
 		size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + hutil_rand(&rng) % (64u << 10)
 		                          : small_size(&rng);
 		if (!hbook_alloc(&book, size, err, sizeof(err)))
-			child_fail(z->why, &z->failed, "zombie-leader main: %s", err);
+			hchild_fail_into(z->why, sizeof(z->why), &z->failed, "zombie-leader main: %s", err);
 	}
 	for (int t = 0; t < ZOMBIE_THREADS; t++) {
 		args[t] = (zarg_t){ .z = z, .t = t, .seed = seed + (uint64_t)(t + 1) * 0x9e3779b9ULL,
 		                    .left = &left };
 		if (pthread_create(&th, NULL, zombie_worker, &args[t]) != 0)
-			child_fail(z->why, &z->failed, "zombie-leader main: pthread_create failed");
+			hchild_fail_into(z->why, sizeof(z->why), &z->failed, "zombie-leader main: pthread_create failed");
 		pthread_detach(th);
 	}
 	atomic_store(&z->main_done, 1);
@@ -720,13 +703,8 @@ END_TEST
 
 static Suite *soak_clients_suite(void)
 {
-	Suite *s = suite_create("soak_clients");
-	TCase *tc = tcase_create("kills");
-	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
-	tcase_set_timeout(tc, (double)hutil_env("SOAK_TIMEOUT", 240));
-	tcase_add_test(tc, test_killed_clients);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("soak_clients", "kills", (double)hutil_env("SOAK_TIMEOUT", 240),
+	                         daemon_up, hd_default_stop, test_killed_clients, NULL);
 }
 
 TEST_SUITES(soak_clients_suite);

@@ -42,7 +42,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,22 +114,10 @@ static void daemon_up(void)
 	hclaims_init(&claims, hd_default.arena);
 }
 
-static void daemon_down(void)
-{
-	hd_default_stop();
-}
-
 /* ---- clients ---- */
 
-static _Noreturn void worker_fail(worker_t *w, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(w->why, sizeof(w->why), fmt, ap);
-	va_end(ap);
-	atomic_store(&w->failed, 1);
-	_exit(1); /* the whole client: its other thread stops too */
-}
+/* A worker's failure, recorded; the whole client exits: its other thread stops too. */
+#define worker_fail(w, ...) hchild_fail_into((w)->why, sizeof((w)->why), &(w)->failed, __VA_ARGS__)
 
 typedef struct warg {
 	int c, t;
@@ -250,11 +237,9 @@ static void client_main(int c, uint64_t seed)
 		for (int i = 0; i < MAIN_OBJS; i++) {
 			size_t size = i % 16 == 0 ? HEAPD_MAX_SMALL + 1 + hutil_rand(&rng) % (64u << 10)
 			                          : small_size(&rng);
-			if (!hbook_alloc(&book, size, err, sizeof(err))) {
-				snprintf(S->main_why, sizeof(S->main_why), "zombie-leader main: %s", err);
-				atomic_store(&S->main_failed, 1);
-				_exit(1);
-			}
+			if (!hbook_alloc(&book, size, err, sizeof(err)))
+				hchild_fail_into(S->main_why, sizeof(S->main_why), &S->main_failed,
+				                 "zombie-leader main: %s", err);
 		}
 	}
 	atomic_store(&zombie_left, (unsigned)threads_of[c]);
@@ -473,13 +458,8 @@ END_TEST
 
 static Suite *soak_daemon_suite(void)
 {
-	Suite *s = suite_create("soak_daemon");
-	TCase *tc = tcase_create("restarts");
-	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
-	tcase_set_timeout(tc, (double)hutil_env("SOAK_TIMEOUT", 300));
-	tcase_add_test(tc, test_daemon_restarts);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("soak_daemon", "restarts", (double)hutil_env("SOAK_TIMEOUT", 300),
+	                         daemon_up, hd_default_stop, test_daemon_restarts, NULL);
 }
 
 TEST_SUITES(soak_daemon_suite);

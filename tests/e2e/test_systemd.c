@@ -189,12 +189,8 @@ static Suite *systemd_suite(void)
 		fprintf(stderr, "systemd-socket-activate not found ($SOCKET_ACTIVATE_BIN); skipping\n");
 		return NULL;
 	}
-	Suite *s = suite_create("systemd");
-	TCase *tc = tcase_create("activation");
-	tcase_set_timeout(tc, 90);
-	tcase_add_test(tc, test_socket_activation);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("systemd", "activation", 90, NULL, NULL,
+	                         test_socket_activation, NULL);
 }
 
 TEST_SUITES(systemd_suite);

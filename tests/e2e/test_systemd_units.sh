@@ -17,28 +17,15 @@ set -eu
 build=${HEAPD_BUILD_DIR:?}
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze not found; skipping" >&2; exit 77; }
 
-tmp=$(mktemp -d /tmp/heapd-units-XXXXXX)
+. "$(dirname "$0")/../harness/shell.sh"
+hsh_init units
 prefix=$tmp/prefix
-daemon_pid=
-cleanup() {
-	if [ -n "$daemon_pid" ]; then
-		kill "$daemon_pid" 2>/dev/null || true
-		wait "$daemon_pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
 
-fail() {
-	echo "test_systemd_units: FAIL: $*" >&2
-	exit 1
-}
-
-"${CMAKE:-cmake}" --install "$build" --prefix "$prefix" >"$tmp/install.log" || { cat "$tmp/install.log" >&2; fail "cmake --install"; }
+hsh_install "$prefix"
 units=$prefix/lib/systemd/system
 
 echo "== systemd-analyze verify"
-grep -q "^ExecStart=$prefix/sbin/heapd\$" "$units/heapd.service" || fail "ExecStart is not the installed heapd"
+grep -q "^ExecStart=$prefix/sbin/heapd\$" "$units/heapd.service" || hsh_fail "ExecStart is not the installed heapd"
 man_check=--man=yes
 command -v man >/dev/null || man_check=--man=no # Documentation= is checked only where man exists
 rc=0
@@ -49,7 +36,7 @@ MANPATH=$prefix/share/man systemd-analyze verify $man_check --generators=no \
 # their complaints, which name other units, are only shown.
 if grep -q heapd "$tmp/verify.log"; then
 	cat "$tmp/verify.log" >&2
-	fail "systemd-analyze verify (exit $rc)"
+	hsh_fail "systemd-analyze verify (exit $rc)"
 fi
 if [ -s "$tmp/verify.log" ] || [ "$rc" -ne 0 ]; then
 	echo "systemd-analyze verify exited $rc over units other than heapd's:" >&2
@@ -62,31 +49,25 @@ mkdir -p "$root/etc"
 : >"$root/etc/passwd"
 : >"$root/etc/group"
 systemd-sysusers --root="$root" - <"$prefix/lib/sysusers.d/heapd.conf" >"$tmp/sysusers.log" 2>&1 ||
-	{ cat "$tmp/sysusers.log" >&2; fail "systemd-sysusers"; }
-grep -q '^heapd:' "$root/etc/passwd" || fail "sysusers entry made no heapd user"
-grep -q '^heapd:' "$root/etc/group" || fail "sysusers entry made no heapd group"
+	{ cat "$tmp/sysusers.log" >&2; hsh_fail "systemd-sysusers"; }
+grep -q '^heapd:' "$root/etc/passwd" || hsh_fail "sysusers entry made no heapd user"
+grep -q '^heapd:' "$root/etc/group" || hsh_fail "sysusers entry made no heapd group"
 systemd-tmpfiles --root="$root" --create - <"$prefix/lib/tmpfiles.d/heapd.conf" >"$tmp/tmpfiles.log" 2>&1 ||
-	{ cat "$tmp/tmpfiles.log" >&2; fail "systemd-tmpfiles"; }
-[ -d "$root/etc/heapd" ] || fail "tmpfiles entry made no /etc/heapd"
+	{ cat "$tmp/tmpfiles.log" >&2; hsh_fail "systemd-tmpfiles"; }
+[ -d "$root/etc/heapd" ] || hsh_fail "tmpfiles entry made no /etc/heapd"
 # The arena directory: heapd's alone, as heapd itself requires of it.
 heapd_uid=$(awk -F: '$1 == "heapd" {print $3}' "$root/etc/passwd")
 heapd_gid=$(awk -F: '$1 == "heapd" {print $3}' "$root/etc/group")
-arena_dir=$(stat -c '%F %a %u %g' "$root/dev/shm/heapd" 2>/dev/null) || fail "tmpfiles entry made no /dev/shm/heapd"
+arena_dir=$(stat -c '%F %a %u %g' "$root/dev/shm/heapd" 2>/dev/null) || hsh_fail "tmpfiles entry made no /dev/shm/heapd"
 [ "$arena_dir" = "directory 700 $heapd_uid $heapd_gid" ] ||
-	fail "/dev/shm/heapd is '$arena_dir', want 'directory 700 $heapd_uid $heapd_gid'"
+	hsh_fail "/dev/shm/heapd is '$arena_dir', want 'directory 700 $heapd_uid $heapd_gid'"
 
 echo "== heapd.conf.example"
 sed -n 's/^#\([a-z-]* = .*\)/\1/p' "$prefix/etc/heapd/heapd.conf.example" >"$tmp/heapd.conf"
-[ "$(wc -l <"$tmp/heapd.conf")" -ge 7 ] || fail "the example does not show every setting: $(cat "$tmp/heapd.conf")"
+[ "$(wc -l <"$tmp/heapd.conf")" -ge 7 ] || hsh_fail "the example does not show every setting: $(cat "$tmp/heapd.conf")"
 "$prefix/sbin/heapd" --config "$tmp/heapd.conf" --socket "$tmp/heapd.sock" --arena "$tmp/arena" \
 	--arena-size 64M 2>"$tmp/heapd.log" &
 daemon_pid=$!
-i=0
-until "$prefix/bin/heapctl" --socket "$tmp/heapd.sock" stats >/dev/null 2>&1; do
-	i=$((i + 1))
-	kill -0 "$daemon_pid" 2>/dev/null || { cat "$tmp/heapd.log" >&2; fail "heapd refused the example config"; }
-	[ $i -lt 100 ] || { cat "$tmp/heapd.log" >&2; fail "heapd did not serve with the example config"; }
-	sleep 0.1
-done
+hsh_serving "$prefix" "$tmp/heapd.sock" "heapd with the example config"
 
 echo "test_systemd_units: ok"

@@ -2,11 +2,30 @@
 /*
  * check_main.c - main for every Check test program: run the suites the
  * program lists (check_main.h), exit 1 if any test failed, TEST_SKIP if
- * none could run here.
+ * none could run here; and the one-call suite of one test case.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 
 #include "harness/check_main.h"
+
+Suite *test_suite_single(const char *name, const char *tcase, double timeout, SFun setup,
+                         SFun teardown, ...)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(tcase);
+	va_list ap;
+
+	if (setup || teardown)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout);
+	va_start(ap, teardown);
+	for (const TTest *t; (t = va_arg(ap, const TTest *)) != NULL;)
+		tcase_add_test(tc, t);
+	va_end(ap);
+	suite_add_tcase(s, tc);
+	return s;
+}
 
 int main(void)
 {

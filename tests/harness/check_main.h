@@ -7,7 +7,8 @@
  *     TEST_SUITES(pageheap_suite);
  *
  * and main runs them all (CK_RUN_SUITE and CK_RUN_CASE pick some, as Check
- * does), exiting 1 if any test failed. A program that needs to set itself
+ * does), exiting 1 if any test failed. test_suite_single builds a suite of
+ * one test case in one call. A program that needs to set itself
  * up first (from its environment, say) does it in its suite function, which
  * runs before any test. A suite function that finds its tests cannot run
  * here says why on stderr and returns NULL; if every one does, main exits
@@ -26,5 +27,13 @@ typedef Suite *(*test_suite_fn)(void);
 extern const test_suite_fn test_suites[];
 
 #define TEST_SUITES(...) const test_suite_fn test_suites[] = { __VA_ARGS__, NULL }
+
+/*
+ * A suite of one test case, for the programs that need no more: the tests
+ * that follow, up to a NULL, each run with setup and teardown as a checked
+ * fixture (NULL: none) and timeout seconds at most.
+ */
+Suite *test_suite_single(const char *name, const char *tcase, double timeout, SFun setup,
+                         SFun teardown, ...);
 
 #endif

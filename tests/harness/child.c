@@ -33,19 +33,37 @@ void hchild_sync_init(void)
 	memset(hchild_sync, 0, sizeof(*hchild_sync));
 }
 
+/* Record msg into why and *failed unless a failure is there already; print it; _exit(1). */
+static _Noreturn void record_failure(char *why, size_t len, _Atomic int *failed, const char *msg)
+{
+	fprintf(stderr, "%s\n", msg);
+	if (atomic_exchange(failed, 1) == 0)
+		snprintf(why, len, "%s", msg);
+	_exit(1);
+}
+
 void hchild_fail(const char *fmt, ...)
 {
-	char msg[sizeof(hchild_sync->why)];
+	static hchild_sync_t unshared; /* before hchild_sync_init: printed, not recorded */
+	hchild_sync_t *sync = hchild_sync ? hchild_sync : &unshared;
+	char msg[sizeof(sync->why)];
 	va_list ap;
 	int n = snprintf(msg, sizeof(msg), "pid %d: ", (int)getpid());
 
 	va_start(ap, fmt);
 	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s\n", msg);
-	if (hchild_sync && atomic_exchange(&hchild_sync->failed, 1) == 0)
-		memcpy(hchild_sync->why, msg, sizeof(msg));
-	_exit(1);
+	record_failure(sync->why, sizeof(sync->why), &sync->failed, msg);
+}
+
+void hchild_fail_into(char *why, size_t len, _Atomic int *failed, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	record_failure(why, len, failed, msg);
 }
 
 pid_t hchild_spawn(int (*fn)(void *), void *arg)

@@ -39,6 +39,14 @@ void hchild_sync_init(void);
 /* In a child: record why (the first failure wins), print it and _exit(1). */
 void hchild_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/*
+ * The same into a record of the caller's in shared memory: why[0..len)
+ * and *failed, for tests that keep a failure per worker. Not prefixed
+ * with the pid.
+ */
+void hchild_fail_into(char *why, size_t len, _Atomic int *failed, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5), noreturn));
+
 /* Fork; the child runs fn(arg) and exits with its return value. The pid. Asserts. */
 pid_t hchild_spawn(int (*fn)(void *), void *arg);
 

@@ -93,6 +93,14 @@ void heapfx_print(const check_report_t *rep)
 		fprintf(stderr, "  check: %s\n", rep->problems[i]);
 }
 
+void heapfx_assert_same_counts(const pageheap_counts_t *a, const pageheap_counts_t *b)
+{
+	ck_assert_uint_eq(a->npages_grown, b->npages_grown);
+	ck_assert_uint_eq(a->pages_inuse, b->pages_inuse);
+	ck_assert_uint_eq(a->pages_free, b->pages_free);
+	ck_assert_uint_eq(a->pages_released, b->pages_released);
+}
+
 uint32_t heapfx_alloc(heapfx_t *fx, uint32_t npages)
 {
 	uint32_t span = HEAPD_NIL;

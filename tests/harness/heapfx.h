@@ -65,6 +65,9 @@ void heapfx_print(const check_report_t *rep);
 		ck_assert_msg(n_ == 0, "check_segment found %zu problems", n_);           \
 	} while (0)
 
+/* The page heap's counters did not move from a to b. */
+void heapfx_assert_same_counts(const pageheap_counts_t *a, const pageheap_counts_t *b);
+
 /* A span of npages from the page heap. Asserts. */
 uint32_t heapfx_alloc(heapfx_t *fx, uint32_t npages);
 

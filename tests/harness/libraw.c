@@ -122,6 +122,38 @@ static int round_trip(hlibraw_t *r, hbook_t *b, char *err, size_t errlen)
 	return hbook_alloc(b, size, err, errlen) ? 0 : -1;
 }
 
+/*
+ * Write LargeFree{span, gens[i]} for each i: 1 if written. 0 if there was
+ * no connection to write on, counted as unsent; in a strict run, where
+ * heapd stays up, that fails: -1 with err.
+ */
+static int write_frees(hlibraw_t *r, uint32_t span, const uint32_t *gens, int n,
+                       const hc_stats_t *st0, char *err, size_t errlen)
+{
+	int rc = send_large_frees(r->sock, span, gens, n);
+	if (rc == 0)
+		return 1;
+	if (r->strict)
+		return raw_fail(err, errlen, "no LargeFree written (connected %d): %s", st0->connected,
+		                strerror(-rc));
+	atomic_fetch_add(&r->counts->unsent, 1);
+	return 0;
+}
+
+/* After frames (what) that must end nothing: a request is served on the same connection. 0 or -1. */
+static int session_kept(hlibraw_t *r, hbook_t *b, const hc_stats_t *st0, const char *what,
+                        char *err, size_t errlen)
+{
+	hc_stats_t st1;
+	if (round_trip(r, b, err, errlen) < 0)
+		return -1;
+	hc_stats(&st1);
+	if (st1.reconnects != st0->reconnects || !st1.connected)
+		return raw_fail(err, errlen, "%s ended the session (reconnects %llu -> %llu)", what,
+		                (unsigned long long)st0->reconnects, (unsigned long long)st1.reconnects);
+	return 0;
+}
+
 /* Does span still hold the large object of generation gen? */
 static int still_large(const hlibraw_t *r, uint32_t span, uint32_t gen)
 {
@@ -183,7 +215,7 @@ static int end_session(hlibraw_t *r, hbook_t *b, char *err, size_t errlen)
  */
 static int hold_back(hlibraw_t *r, hbook_t *b, char *err, size_t errlen)
 {
-	hc_stats_t st0, st1;
+	hc_stats_t st0;
 	uint32_t span, gen, k;
 
 	if (make_room(r, b, 2, err, errlen) < 0)
@@ -209,24 +241,14 @@ static int hold_back(hlibraw_t *r, hbook_t *b, char *err, size_t errlen)
 
 	/* Two generations this object is not: heapd ignores both. */
 	const uint32_t wrong[] = { gen + 1, gen - 1 };
-	int rc = send_large_frees(r->sock, span, wrong, 2);
-	if (rc < 0) {
-		if (r->strict)
-			return raw_fail(err, errlen, "no LargeFree written (connected %d): %s", st0.connected,
-			                strerror(-rc));
-		atomic_fetch_add(&r->counts->unsent, 1);
-		return 0;
-	}
+	int sent = write_frees(r, span, wrong, 2, &st0, err, errlen);
+	if (sent <= 0)
+		return sent;
 	atomic_fetch_add(&r->counts->stale, 2);
 	if (!r->strict)
 		return 0;
-	if (round_trip(r, b, err, errlen) < 0)
+	if (session_kept(r, b, &st0, "LargeFrees of a wrong generation", err, errlen) < 0)
 		return -1;
-	hc_stats(&st1);
-	if (st1.reconnects != st0.reconnects || !st1.connected)
-		return raw_fail(err, errlen, "LargeFrees of a wrong generation ended the session "
-		                "(reconnects %llu -> %llu)", (unsigned long long)st0.reconnects,
-		                (unsigned long long)st1.reconnects);
 	if (!still_large(r, span, gen))
 		return raw_fail(err, errlen, "a LargeFree of a wrong generation freed large span %u "
 		                "(generation %u, within the grace)", span, gen);
@@ -236,7 +258,7 @@ static int hold_back(hlibraw_t *r, hbook_t *b, char *err, size_t errlen)
 /* Send the i-th held-back LargeFree, twice: the second is stale whatever the first did. */
 static int send_late(hlibraw_t *r, hbook_t *b, uint32_t i, char *err, size_t errlen)
 {
-	hc_stats_t st0, st1;
+	hc_stats_t st0;
 	uint32_t span = r->late[i].span, gen = r->late[i].gen;
 	int late = heapd_now_ms() - r->late[i].since > GRACE_MS;
 	int swept = !still_large(r, span, gen);
@@ -244,26 +266,18 @@ static int send_late(hlibraw_t *r, hbook_t *b, uint32_t i, char *err, size_t err
 	r->late[i] = r->late[--r->nlate];
 	hc_stats(&st0);
 	const uint32_t gens[] = { gen, gen };
-	int rc = send_large_frees(r->sock, span, gens, 2);
-	if (rc < 0) {
-		if (r->strict)
-			return raw_fail(err, errlen, "no LargeFree written (connected %d): %s", st0.connected,
-			                strerror(-rc));
-		atomic_fetch_add(&r->counts->unsent, 1); /* lost, as with a broken connection: swept */
-		return 0;
-	}
+	int sent = write_frees(r, span, gens, 2, &st0, err, errlen); /* unsent: lost, and swept */
+	if (sent <= 0)
+		return sent;
 	atomic_fetch_add(late ? &r->counts->late : &r->counts->at_end, 1);
 	atomic_fetch_add(&r->counts->late_swept, (uint64_t)(late && swept));
 	atomic_fetch_add(&r->counts->stale, 1);
 	if (!r->strict)
 		return 0;
-	if (round_trip(r, b, err, errlen) < 0)
+	char what[64];
+	snprintf(what, sizeof(what), "a %sLargeFree of large span %u", late ? "late " : "", span);
+	if (session_kept(r, b, &st0, what, err, errlen) < 0)
 		return -1;
-	hc_stats(&st1);
-	if (st1.reconnects != st0.reconnects || !st1.connected)
-		return raw_fail(err, errlen, "a %sLargeFree of large span %u ended the session "
-		                "(reconnects %llu -> %llu)", late ? "late " : "", span,
-		                (unsigned long long)st0.reconnects, (unsigned long long)st1.reconnects);
 	if (still_large(r, span, gen))
 		return raw_fail(err, errlen, "large span %u (generation %u) is still allocated after its "
 		                "LargeFree", span, gen);

@@ -5,6 +5,7 @@
  */
 #include "harness/raw.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -78,27 +79,24 @@ Heapd__Envelope *hraw_req_large_free(hraw_req_t *r, uint32_t span, uint32_t gen)
 	return env;
 }
 
-Heapd__Envelope *hraw_req_bye(hraw_req_t *r)
+Heapd__Envelope *hraw_req_empty(hraw_req_t *r, Heapd__Envelope__MsgCase msg)
 {
-	Heapd__Envelope *env = envelope(r, HEAPD__ENVELOPE__MSG_BYE);
-	heapd__bye__init(&r->m.bye);
-	env->bye = &r->m.bye;
-	return env;
-}
-
-Heapd__Envelope *hraw_req_clients(hraw_req_t *r)
-{
-	Heapd__Envelope *env = envelope(r, HEAPD__ENVELOPE__MSG_CLIENTS);
-	heapd__clients_request__init(&r->m.clients);
-	env->clients = &r->m.clients;
-	return env;
-}
-
-Heapd__Envelope *hraw_req_stats(hraw_req_t *r)
-{
-	Heapd__Envelope *env = envelope(r, HEAPD__ENVELOPE__MSG_STATS);
-	heapd__stats_request__init(&r->m.stats);
-	env->stats = &r->m.stats;
+	Heapd__Envelope *env = envelope(r, msg);
+	switch (msg) {
+	case HEAPD__ENVELOPE__MSG_BYE:
+		heapd__bye__init(&r->m.bye);
+		env->bye = &r->m.bye;
+		break;
+	case HEAPD__ENVELOPE__MSG_CLIENTS:
+		heapd__clients_request__init(&r->m.clients);
+		env->clients = &r->m.clients;
+		break;
+	default:
+		assert(msg == HEAPD__ENVELOPE__MSG_STATS);
+		heapd__stats_request__init(&r->m.stats);
+		env->stats = &r->m.stats;
+		break;
+	}
 	return env;
 }
 
@@ -286,7 +284,7 @@ int hraw_send(int fd, const void *buf, size_t n)
 void hraw_flood_init(hraw_flood_t *f, uint64_t seq)
 {
 	hraw_req_t r;
-	Heapd__Envelope *env = hraw_req_clients(&r);
+	Heapd__Envelope *env = hraw_req_empty(&r, HEAPD__ENVELOPE__MSG_CLIENTS);
 	env->seq = seq;
 	size_t one = wire_frame_size(env);
 	for (f->len = 0; f->len + one <= sizeof(f->frames); f->len += one)

@@ -21,12 +21,12 @@
 typedef struct hraw_req {
 	Heapd__Envelope env;
 	union {
-		Heapd__Hello hello;
-		Heapd__Refill refill;
-		Heapd__LargeAlloc large_alloc;
-		Heapd__LargeFree large_free;
 		Heapd__Bye bye;
 		Heapd__ClientsRequest clients;
+		Heapd__Hello hello;
+		Heapd__LargeAlloc large_alloc;
+		Heapd__LargeFree large_free;
+		Heapd__Refill refill;
 		Heapd__StatsRequest stats;
 	} m;
 } hraw_req_t;
@@ -45,9 +45,8 @@ Heapd__Envelope *hraw_req_refill(hraw_req_t *r, uint32_t k, uint32_t count, cons
 Heapd__Envelope *hraw_req_large_alloc(hraw_req_t *r, uint64_t size, uint64_t align, int zero,
                                       const uint32_t *release, size_t nrelease);
 Heapd__Envelope *hraw_req_large_free(hraw_req_t *r, uint32_t span, uint32_t gen);
-Heapd__Envelope *hraw_req_bye(hraw_req_t *r);
-Heapd__Envelope *hraw_req_clients(hraw_req_t *r);
-Heapd__Envelope *hraw_req_stats(hraw_req_t *r);
+/* A request whose message has no fields: msg is Bye, Clients or Stats. */
+Heapd__Envelope *hraw_req_empty(hraw_req_t *r, Heapd__Envelope__MsgCase msg);
 
 /* A client connection that said Hello, with the arena mapped. */
 typedef struct hraw {

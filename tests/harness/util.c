@@ -6,6 +6,7 @@
 #include "harness/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,15 @@ size_t hutil_read_all(int fd, char *buf, size_t len)
 		n += (size_t)r;
 	}
 	buf[n] = '\0';
+	return n;
+}
+
+int hutil_open_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
 	return n;
 }
 

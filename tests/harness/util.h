@@ -32,6 +32,9 @@ int hutil_read_full(int fd, void *buf, size_t n);
 /* Read fd to its end (len - 1 bytes at most) into buf, NUL-terminated. The length read. */
 size_t hutil_read_all(int fd, char *buf, size_t len);
 
+/* Descriptors open in this process (of the first 1024): what a leak check counts. */
+int hutil_open_fds(void);
+
 /* size bytes of zeroed memory shared with every child forked afterwards. Aborts on failure. */
 void *hutil_shared(size_t size);
 

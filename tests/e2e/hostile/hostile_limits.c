@@ -41,11 +41,6 @@
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 
-static void teardown(void)
-{
-	hd_default_stop();
-}
-
 /* ---- quotas ---- */
 
 /*
@@ -1123,20 +1118,16 @@ END_TEST
 
 Suite *hostile_limits_suite(void)
 {
-	Suite *s = suite_create("limits");
-	TCase *tc = tcase_create("limits");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, HOSTILE_TIMEOUT_S);
-	tcase_add_test(tc, test_client_quota_with_trim);
-	tcase_add_test(tc, test_uid_quota_across_processes);
-	tcase_add_test(tc, test_second_hello_busy);
-	tcase_add_test(tc, test_slots_per_uid);
-	tcase_add_test(tc, test_held_slots_do_not_pile_up);
-	tcase_add_test(tc, test_idle_connections);
-	tcase_add_test(tc, test_bye_ends_connection);
-	tcase_add_test(tc, test_control_floods);
-	tcase_add_test(tc, test_full_arena_refills);
-	tcase_add_test(tc, test_bad_input);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("limits", "limits", HOSTILE_TIMEOUT_S, NULL, hd_default_stop,
+	                         test_client_quota_with_trim,
+	                         test_uid_quota_across_processes,
+	                         test_second_hello_busy,
+	                         test_slots_per_uid,
+	                         test_held_slots_do_not_pile_up,
+	                         test_idle_connections,
+	                         test_bye_ends_connection,
+	                         test_control_floods,
+	                         test_full_arena_refills,
+	                         test_bad_input,
+	                         NULL);
 }

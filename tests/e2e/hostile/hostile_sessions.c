@@ -50,11 +50,6 @@
 
 static hclaims_t claims;
 
-static void teardown(void)
-{
-	hd_default_stop();
-}
-
 static uint64_t env_rounds(uint64_t def, uint64_t long_def)
 {
 	return hutil_env("HOSTILE_LONG", 0) ? long_def : def;
@@ -926,17 +921,14 @@ END_TEST
 
 Suite *hostile_sessions_suite(void)
 {
-	Suite *s = suite_create("sessions");
-	TCase *tc = tcase_create("sessions");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, hutil_env("HOSTILE_LONG", 0) ? 1800 : HOSTILE_TIMEOUT_S);
-	tcase_add_test(tc, test_ended_session_keeps_spans);
-	tcase_add_test(tc, test_first_request_after_close);
-	tcase_add_test(tc, test_stale_large_free_ignored);
-	tcase_add_test(tc, test_session_end_churn);
-	tcase_add_test(tc, test_zombie_leader);
-	tcase_add_test(tc, test_readopt_needs_same_process);
-	tcase_add_test(tc, test_readopt_pid_reuse);
-	suite_add_tcase(s, tc);
-	return s;
+	double timeout = hutil_env("HOSTILE_LONG", 0) ? 1800 : HOSTILE_TIMEOUT_S;
+	return test_suite_single("sessions", "sessions", timeout, NULL, hd_default_stop,
+	                         test_ended_session_keeps_spans,
+	                         test_first_request_after_close,
+	                         test_stale_large_free_ignored,
+	                         test_session_end_churn,
+	                         test_zombie_leader,
+	                         test_readopt_needs_same_process,
+	                         test_readopt_pid_reuse,
+	                         NULL);
 }

@@ -12,7 +12,7 @@
 #ifndef HEAPD_TESTS_HOSTILE_SUITES_H
 #define HEAPD_TESTS_HOSTILE_SUITES_H
 
-#include <check.h>
+#include "harness/check_main.h"
 
 #define HOSTILE_TIMEOUT_S 120 /* per test */
 

@@ -30,11 +30,6 @@
 #include "heapclient.h"
 #include "hostile_suites.h"
 
-static void teardown(void)
-{
-	hd_default_stop();
-}
-
 /* ---- the metadata ---- */
 
 /* Every way a client could write the metadata must fail. Runs as nobody. */
@@ -549,14 +544,10 @@ END_TEST
 
 Suite *hostile_trust_suite(void)
 {
-	Suite *s = suite_create("trust");
-	TCase *tc = tcase_create("trust");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, HOSTILE_TIMEOUT_S);
-	tcase_add_test(tc, test_meta_read_only_for_other_users);
-	tcase_add_test(tc, test_data_truncation_survived);
-	tcase_add_test(tc, test_arena_takeover_refused);
-	tcase_add_test(tc, test_socket_path_not_followed);
-	suite_add_tcase(s, tc);
-	return s;
+	return test_suite_single("trust", "trust", HOSTILE_TIMEOUT_S, NULL, hd_default_stop,
+	                         test_meta_read_only_for_other_users,
+	                         test_data_truncation_survived,
+	                         test_arena_takeover_refused,
+	                         test_socket_path_not_followed,
+	                         NULL);
 }
