@@ -9,7 +9,6 @@
  * Every arena lives in a temporary directory made for the run, removed at
  * the end.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include "harness/check_main.h"
+#include "harness/tmpdir.h"
 #include "segment.h"
 #include "sizeclass.h"
 
@@ -36,44 +36,12 @@ static char tmpdir[PATH_MAX];
 
 static void make_tmpdir(void)
 {
-	const char *base = getenv("TMPDIR");
-	snprintf(tmpdir, sizeof(tmpdir), "%s/heapd-segment-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		exit(1);
-	}
-}
-
-/* Remove path: a file, or a directory of files. */
-static void remove_path(const char *path)
-{
-	DIR *d = opendir(path);
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	for (struct dirent *e; (e = readdir(d));) {
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(dirfd(d), e->d_name, 0);
-	}
-	closedir(d);
-	rmdir(path);
+	htmp_make(tmpdir, sizeof(tmpdir), "heapd-segment", HTMP_DISK);
 }
 
 static void remove_tmpdir(void)
 {
-	DIR *d = opendir(tmpdir);
-	if (!d)
-		return;
-	for (struct dirent *e; (e = readdir(d));) {
-		char sub[PATH_MAX + 300];
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", tmpdir, e->d_name);
-		remove_path(sub);
-	}
-	closedir(d);
-	rmdir(tmpdir);
+	htmp_remove(tmpdir);
 }
 
 /* A file of the arena at path (in one of a few rotating buffers, so two can be used at once). */
@@ -466,7 +434,7 @@ START_TEST(test_corrupt_headers)
 		ck_assert_ptr_null(cli.base);
 		ck_assert_int_eq(fcntl(mfd, F_GETFD), -1);
 		ck_assert_int_eq(fcntl(dfd, F_GETFD), -1);
-		remove_path(path);
+		htmp_remove(path);
 	}
 }
 END_TEST
@@ -490,7 +458,7 @@ START_TEST(test_short_files)
 	ck_assert_int_eq(truncate(in_arena(path, HEAPD_META_FILE), 100), 0);
 	expect_refused(path, 0, -EINVAL, "too short");
 	ck_assert_int_eq(file_size(in_arena(path, HEAPD_META_FILE)), 100);
-	remove_path(path);
+	htmp_remove(path);
 
 	/* a shorter data file was shrunk by a client: re-extended, the cut range reads as zero */
 	create_arena(path, &small_params, &seg);
