@@ -397,8 +397,7 @@ static void free_objs(world_t *w, uint32_t id, uint32_t from, uint32_t to)
 static uint32_t large_obj(world_t *w, uint64_t size, uint64_t align)
 {
 	hraw_req_t req;
-	Heapd__Envelope *r = hin_call(w->s, hraw_req_large_alloc(&req, size, align, 0, NULL, 0),
-	                              NULL);
+	Heapd__Envelope *r = hin_call(w->s, hraw_req_large_alloc(&req, size, align, 0, NULL, 0), NULL);
 	CHECK(r && r->msg_case == HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY, "large alloc: %s",
 	      reply_text(r));
 	obj_t *o = obj_add(w->objs, &w->nobjs);

@@ -303,8 +303,7 @@ static void *worker(void *arg)
 			hutil_fill(objs[i], sizes[i] < 64 ? sizes[i] : 64, (uintptr_t)objs[i]);
 		}
 		for (int i = 0; i < N; i++) {
-			if (!hutil_verify(objs[i], sizes[i] < 64 ? sizes[i] : 64,
-			                  (uintptr_t)objs[i]))
+			if (!hutil_verify(objs[i], sizes[i] < 64 ? sizes[i] : 64, (uintptr_t)objs[i]))
 				ret = (void *)2;
 			hc_free(objs[i]);
 		}

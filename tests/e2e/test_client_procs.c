@@ -473,8 +473,7 @@ START_TEST(test_random_four_processes)
 		ck_assert_int_eq(hchild_wait(pids[i]), 0);
 	printf("random, %d processes x %d threads, %.0f s: %llu allocations, %llu frees, "
 	       "%llu handed to another process\n", RP_PROCS, RP_THREADS, sh->ms / 1e3,
-	       (unsigned long long)sh->allocs, (unsigned long long)sh->frees,
-	       (unsigned long long)sh->sent);
+	       (unsigned long long)sh->allocs, (unsigned long long)sh->frees, (unsigned long long)sh->sent);
 	fflush(stdout);
 	ck_assert_uint_eq(sh->errors, 0);
 	ck_assert_uint_eq(sh->allocs, sh->frees);

@@ -131,8 +131,7 @@ START_TEST(test_refill_and_release)
 	ck_assert_uint_eq(c.seg.spans[spans[0]].state, SPAN_SMALL);
 	ck_assert_uint_eq(c.seg.spans[spans[0]].owner, 0);
 	for (int i = 1; i < 8; i++)
-		ck_assert(c.seg.spans[spans[i]].state != SPAN_SMALL ||
-		          c.seg.spans[spans[i]].owner == 0);
+		ck_assert(c.seg.spans[spans[i]].state != SPAN_SMALL || c.seg.spans[spans[i]].owner == 0);
 
 	Heapd__Envelope *owner;
 	Heapd__StatsReply *st = hctl_stats(hd_default.sock, &owner);
@@ -422,12 +421,10 @@ START_TEST(test_large_alloc_free)
 
 	/* free both: the free bit, then LargeFree with the generation */
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id),
-	                                  segment_freebits(&c.seg, id, 1), 0),
-	                 BITMAP_FREED);
+	                                  segment_freebits(&c.seg, id, 1), 0), BITMAP_FREED);
 	ck_assert_int_eq(hraw_large_free(c.fd, id, gen), 0);
 	ck_assert_int_eq(bitmap_mark_free(segment_allocbits(&c.seg, id2),
-	                                  segment_freebits(&c.seg, id2, 1), 0),
-	                 BITMAP_FREED);
+	                                  segment_freebits(&c.seg, id2, 1), 0), BITMAP_FREED);
 	ck_assert_int_eq(hraw_large_free(c.fd, id2, c.seg.spans[id2].gen), 0);
 	/* the same LargeFree again, late: ignored */
 	ck_assert_int_eq(hraw_large_free(c.fd, id, gen), 0);
@@ -665,8 +662,7 @@ START_TEST(test_killed_client)
 	if (pid == 0) {
 		hraw_t c;
 		Heapd__Envelope *reply;
-		if (hraw_hello(hd_default.sock, &c) < 0 || hraw_refill(c.fd, K, 16, NULL, 0,
-		                                                       &reply) < 0)
+		if (hraw_hello(hd_default.sock, &c) < 0 || hraw_refill(c.fd, K, 16, NULL, 0, &reply) < 0)
 			_exit(1);
 		uint32_t id = reply->refill_reply->spans[0]->span;
 		bitmap_store(segment_allocbits(&c.seg, id), 0xf);

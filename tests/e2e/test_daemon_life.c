@@ -247,8 +247,7 @@ START_TEST(test_restart_keeps_objects)
 	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_uint_eq(c.seg.spans[large[i]].state, SPAN_LARGE);
-		ck_assert(hutil_verify(segment_page_addr(&c.seg, large[i]), 100000 + i * 50000,
-		                       large[i]));
+		ck_assert(hutil_verify(segment_page_addr(&c.seg, large[i]), 100000 + i * 50000, large[i]));
 	}
 	ck_assert(hutil_verify(segment_page_addr(&c.seg, small), HEAPD_PAGE_SIZE, 99));
 	ck_assert_uint_eq(c.seg.spans[small].state, SPAN_SMALL);

@@ -237,8 +237,7 @@ START_TEST(test_peer_refused)
 	pid_t pid = hchild_spawn(connect_as_nobody, NULL);
 	int st = hchild_wait(pid);
 	ck_assert_msg(st == 0, "the child as uid %d: status %d", HCHILD_NOBODY, st);
-	snprintf(needle, sizeof(needle), "refused connection from pid %d uid %d", (int)pid,
-	         HCHILD_NOBODY);
+	snprintf(needle, sizeof(needle), "refused connection from pid %d uid %d", (int)pid, HCHILD_NOBODY);
 	ck_assert(hd_wait_log(&hd_default, needle, 2000));
 	/* refused before any message: no session was ever made for it */
 	snprintf(needle, sizeof(needle), "(pid %d uid", (int)pid);
@@ -370,8 +369,7 @@ START_TEST(test_client_cannot_write_metadata)
 	hd_default_start(NULL, NULL);
 	for (size_t i = 0; i < sizeof(writers) / sizeof(writers[0]); i++) {
 		int st = in_child(write_meta, (void *)&writers[i].part);
-		ck_assert_msg(st == 128 + SIGSEGV, "a client writing the %s: status %d",
-		              writers[i].what, st);
+		ck_assert_msg(st == 128 + SIGSEGV, "a client writing the %s: status %d", writers[i].what, st);
 	}
 	int st = in_child(write_objects, NULL);
 	ck_assert_msg(st == 0, "a client writing its objects: status %d", st);
@@ -402,8 +400,7 @@ static void quota_hog(int ready, int go)
 		;
 	int small_why = errno;
 	char report[3] = { (char)n, (char)(why == ENOMEM), (char)(small == NULL && small_why == ENOMEM) };
-	if (hutil_write_full(ready, report, sizeof(report)) < 0 || hutil_read_full(go, report,
-	                                                                           1) < 0)
+	if (hutil_write_full(ready, report, sizeof(report)) < 0 || hutil_read_full(go, report, 1) < 0)
 		_exit(2);
 	for (int i = 0; i < n; i++)
 		hc_free(v[i]);

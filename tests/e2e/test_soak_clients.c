@@ -510,8 +510,7 @@ static uint64_t settle_objects(uint64_t max, uint64_t timeout_ms, uint64_t *larg
 
 START_TEST(test_killed_clients)
 {
-	uint64_t target = hutil_env("SOAK_KILLS",
-	                            1000), kills = 0, early = 0, reaped = 0, interrupted = 0;
+	uint64_t target = hutil_env("SOAK_KILLS", 1000), kills = 0, early = 0, reaped = 0, interrupted = 0;
 	uint64_t ended_victims = 0, readopted_victims = 0;
 	uint64_t by_phase[PH_COUNT] = { 0 }, rng = 0x50a4c11e475ULL ^ (uint64_t)getpid();
 	vslot_t vs[VICTIMS] = { 0 };
@@ -612,8 +611,7 @@ START_TEST(test_killed_clients)
 			listed |= cl[i].pid == (uint32_t)zpid[z];
 		ck_assert_msg(listed, "the daemon does not list zombie-leader client %d", (int)zpid[z]);
 		ck_assert_msg(hchild_state(zpid[z]) == 'Z', "zombie-leader client %d: state %c",
-		              (int)zpid[z],
-		              hchild_state(zpid[z]));
+		              (int)zpid[z], hchild_state(zpid[z]));
 	}
 	/* Every span a dead victim cached is back: none is owned by a slot that is not a live client. */
 	ck_assert_uint_eq(hview_foreign_spans(live, BYSTANDERS + ZOMBIES + 1), 0);
@@ -644,16 +642,14 @@ START_TEST(test_killed_clients)
 		}
 		ck_assert_msg(rc == 0, "zombie-leader client %d: status %d", (int)zpid[z], rc);
 		/* its main thread's objects, left behind long ago, checked and freed here */
-		int64_t n = hbook_recs_check(zz->main_recs, MAIN_OBJS, &claims, 1, err,
-		                             sizeof(err));
+		int64_t n = hbook_recs_check(zz->main_recs, MAIN_OBJS, &claims, 1, err, sizeof(err));
 		ck_assert_msg(n == MAIN_OBJS, "zombie-leader client %d's main thread: %s", (int)zpid[z],
 		              n < 0 ? err : "objects missing");
 		main_objs += (uint64_t)n;
 	}
 	hc_disconnect();
 	/* The zombie-leaders said no Bye: the daemon saw their whole processes exit. */
-	ck_assert_msg(wait_only(NULL, 0, SEEN_DEAD_MS) == 0,
-	              "clients remain after everyone disconnected");
+	ck_assert_msg(wait_only(NULL, 0, SEEN_DEAD_MS) == 0, "clients remain after everyone disconnected");
 
 	uint64_t large_left;
 	uint64_t leaked = settle_objects(interrupted, LEAK_SETTLE_MS, &large_left);
@@ -661,8 +657,7 @@ START_TEST(test_killed_clients)
 		hview_dump_in_use(20);
 	ck_assert_msg(leaked <= interrupted,
 	              "%llu objects in use after %llu kills, %llu of them inside an allocation or a free",
-	              (unsigned long long)leaked, (unsigned long long)kills,
-	              (unsigned long long)interrupted);
+	              (unsigned long long)leaked, (unsigned long long)kills, (unsigned long long)interrupted);
 	ck_assert_uint_eq(hview_foreign_spans(NULL, 0), 0); /* no span is owned by any client */
 	hc_disconnect();
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
@@ -696,8 +691,7 @@ START_TEST(test_killed_clients)
 	        (unsigned long long)rc->at_end);
 	fprintf(stderr, "soak_clients: %llu objects (%llu large) left allocated by the %llu kills "
 	                "inside an allocation or a free, at most one each\n",
-	        (unsigned long long)leaked, (unsigned long long)large_left,
-	        (unsigned long long)interrupted);
+	        (unsigned long long)leaked, (unsigned long long)large_left, (unsigned long long)interrupted);
 }
 END_TEST
 

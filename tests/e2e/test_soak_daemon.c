@@ -293,8 +293,7 @@ static int cmp_ref(const void *a, const void *b)
 
 START_TEST(test_daemon_restarts)
 {
-	uint64_t restarts = hutil_env("SOAK_RESTARTS",
-	                              60), rng = 0xdead5eedULL ^ (uint64_t)getpid();
+	uint64_t restarts = hutil_env("SOAK_RESTARTS", 60), rng = 0xdead5eedULL ^ (uint64_t)getpid();
 	uint64_t at_last[CLIENTS][MAX_THREADS], startup_kills = 0;
 	pid_t pids[CLIENTS];
 	uint64_t t0 = heapd_now_ms();
@@ -369,8 +368,7 @@ START_TEST(test_daemon_restarts)
 	uint64_t allocs = 0, ops = 0;
 	char err[200];
 	ck_assert_msg(hbook_recs_check(S->main_recs, MAIN_OBJS, &claims, 0, err,
-	                               sizeof(err)) == MAIN_OBJS,
-	              "the zombie-leader's main thread: %s", err);
+	                               sizeof(err)) == MAIN_OBJS, "the zombie-leader's main thread: %s", err);
 	for (uint32_t i = 0; i < MAIN_OBJS; i++) {
 		refs[nrefs].off = atomic_load(&S->main_recs[i].off);
 		refs[nrefs].size = S->main_recs[i].size;
@@ -417,8 +415,7 @@ START_TEST(test_daemon_restarts)
 	}
 	/* The zombie-leader's main thread's objects, left behind long ago, are freed here. */
 	ck_assert_msg(hbook_recs_check(S->main_recs, MAIN_OBJS, &claims, 1, err,
-	                               sizeof(err)) == MAIN_OBJS,
-	              "the zombie-leader's main thread: %s", err);
+	                               sizeof(err)) == MAIN_OBJS, "the zombie-leader's main thread: %s", err);
 	hc_disconnect();
 	int settled = hctl_settle(hd_default.sock, 200);
 	if (!settled)

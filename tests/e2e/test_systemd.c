@@ -189,8 +189,7 @@ static Suite *systemd_suite(void)
 		fprintf(stderr, "systemd-socket-activate not found ($SOCKET_ACTIVATE_BIN); skipping\n");
 		return NULL;
 	}
-	return test_suite_single("systemd", "activation", 90, NULL, NULL,
-	                         test_socket_activation, NULL);
+	return test_suite_single("systemd", "activation", 90, NULL, NULL, test_socket_activation, NULL);
 }
 
 TEST_SUITES(systemd_suite);

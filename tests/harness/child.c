@@ -159,8 +159,7 @@ void hchild_expect_step(_Atomic int64_t *v, int64_t want, int timeout_ms, pid_t 
 {
 	siginfo_t info;
 	int gone = 0;
-	int reached = hutil_wait_until(atomic_load(v) >= want || (gone = ended(pid, &info)),
-	                               timeout_ms);
+	int reached = hutil_wait_until(atomic_load(v) >= want || (gone = ended(pid, &info)), timeout_ms);
 	if (gone && atomic_load(v) < want)
 		ck_abort_msg("%s: %s %d before it got there; %s", what,
 		             info.si_code == CLD_EXITED ? "exit status" : "killed by signal",
@@ -189,10 +188,8 @@ void hchild_expect_abort(void (*fn)(void *), void *arg, const char *needle)
 	hutil_read_all(fds[0], buf, sizeof(buf));
 	close(fds[0]);
 	int st = hchild_wait(pid);
-	ck_assert_msg(st == 128 + SIGABRT, "child ended with status %d, not SIGABRT; stderr: %s",
-	              st, buf);
-	ck_assert_msg(strstr(buf, needle) != NULL, "stderr \"%s\" does not contain \"%s\"", buf,
-	              needle);
+	ck_assert_msg(st == 128 + SIGABRT, "child ended with status %d, not SIGABRT; stderr: %s", st, buf);
+	ck_assert_msg(strstr(buf, needle) != NULL, "stderr \"%s\" does not contain \"%s\"", buf, needle);
 }
 
 char hchild_state(pid_t pid)

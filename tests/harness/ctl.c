@@ -79,8 +79,7 @@ int hctl_clients(const char *sock, hctl_client_t *out, int max)
 {
 	Heapd__Envelope *reply;
 	int n = 0;
-	int rc = simple(sock, HEAPD__ENVELOPE__MSG_CLIENTS, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY,
-	                &reply);
+	int rc = simple(sock, HEAPD__ENVELOPE__MSG_CLIENTS, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY, &reply);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < reply->clients_reply->n_clients; i++) {

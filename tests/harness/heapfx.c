@@ -34,8 +34,7 @@ void heapfx_open(heapfx_t *fx, uint64_t arena_bytes, uint32_t grow_pages)
 	segment_params_t params = { .arena_bytes = arena_bytes, .max_clients = 16 };
 	char err[256] = "";
 	int created = 0;
-	int rc = segment_open(fx->path, &params, SEGMENT_CREATE, &fx->seg, &created, err,
-	                      sizeof(err));
+	int rc = segment_open(fx->path, &params, SEGMENT_CREATE, &fx->seg, &created, err, sizeof(err));
 	ck_assert_msg(rc == 0 && created, "create %s: %d %s", fx->path, rc, err);
 	ck_assert_int_eq(pageheap_init(&fx->h, &fx->seg), 0);
 	if (grow_pages)

@@ -89,16 +89,14 @@ size_t hin_problems(daemon_t *d, const char *where)
 	static check_report_t r;
 	size_t n = daemon_check(d, &r);
 	for (size_t i = 0; i < n && i < CHECK_MAX_PROBLEMS; i++)
-		fprintf(stderr, "%s%scheck: %s\n", where ? where : "", where ? ": " : "",
-		        r.problems[i]);
+		fprintf(stderr, "%s%scheck: %s\n", where ? where : "", where ? ": " : "", r.problems[i]);
 	return n;
 }
 
 uint64_t *hin_freebits(const daemon_t *d, uint32_t id)
 {
 	const shm_span_t *s = &d->seg.spans[id];
-	return segment_freebits(&d->seg, id,
-	                        s->state == SPAN_SMALL ? sizeclass_nelems[s->sizeclass] : 1);
+	return segment_freebits(&d->seg, id, s->state == SPAN_SMALL ? sizeclass_nelems[s->sizeclass] : 1);
 }
 
 int hin_alloc_bit(const daemon_t *d, uint32_t id, uint32_t idx)

@@ -102,8 +102,7 @@ static int quota_trimmer(void *arg)
 	if (!quota_refused(err))
 		hchild_fail("hc_malloc past the quota failed with %s, not EDQUOT", strerror(err));
 	if (live >= QT_BOUND || live < MIB / 2)
-		hchild_fail("%zu KiB live at the first refusal under a 1 MiB client quota",
-		            live / KIB);
+		hchild_fail("%zu KiB live at the first refusal under a 1 MiB client quota", live / KIB);
 	atomic_store(&hchild_sync->val[QT_LIVE], (int64_t)live);
 	atomic_store(&hchild_sync->step[QT_HELD], 1);
 	if (!hchild_wait_at_least(&hchild_sync->step[QT_GO], 1, HCHILD_WAIT_MS))
@@ -114,8 +113,7 @@ static int quota_trimmer(void *arg)
 		hc_free(objs[i]);
 	hc_trim();
 	if (!hutil_wait_until(malloc_or_sweep(512 * KIB) != NULL, HCHILD_WAIT_MS))
-		hchild_fail("after freeing everything, hc_malloc(512 KiB) still fails: %s",
-		            strerror(errno));
+		hchild_fail("after freeing everything, hc_malloc(512 KiB) still fails: %s", strerror(errno));
 	return 0;
 }
 
@@ -214,8 +212,7 @@ START_TEST(test_uid_quota_across_processes)
 	              (long long)(third >= 0 ? third : -third - 1) / KIB);
 	/* another user is not charged for them */
 	int64_t other = uq_run(MIB, 1, 3);
-	ck_assert_msg(other < 0, "uid %d was refused at %lld KiB", HCHILD_NOBODY,
-	              (long long)other / KIB);
+	ck_assert_msg(other < 0, "uid %d was refused at %lld KiB", HCHILD_NOBODY, (long long)other / KIB);
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
@@ -270,8 +267,7 @@ START_TEST(test_second_hello_busy)
 {
 	hchild_sync_init();
 	hd_default_start("64M", "--max-clients", "8", NULL);
-	hchild_expect_ok(hchild_spawn(second_hello, NULL),
-	                 "a process saying Hello on several connections");
+	hchild_expect_ok(hchild_spawn(second_hello, NULL), "a process saying Hello on several connections");
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST
@@ -381,8 +377,7 @@ START_TEST(test_held_slots_do_not_pile_up)
 	hd_default_start("64M", "--max-clients", "4", "--allow-uid", "65534", NULL);
 	hd_open_up(&hd_default);
 	pid_t p = hchild_spawn(reconnect_without_slot, (void *)(intptr_t)4);
-	hchild_expect_step(&hchild_sync->step[0], 1, 2 * HCHILD_WAIT_MS, p,
-	                   "the reconnecting process");
+	hchild_expect_step(&hchild_sync->step[0], 1, 2 * HCHILD_WAIT_MS, p, "the reconnecting process");
 	int64_t held = atomic_load(&hchild_sync->val[0]);
 	/* another user's process still gets one of the 4 slots */
 	pid_t n = hchild_spawn(nobody_hello, NULL);
@@ -469,10 +464,8 @@ static int root_client(void *arg)
 static void root_gets_in(const char *limit)
 {
 	hchild_run_t r;
-	ck_assert_msg(hctl_check(hd_default.sock) >= 0, "root's control connection with %s filled",
-	              limit);
-	hchild_run_heapctl(&r, HCHILD_WAIT_MS, "--socket", hd_default.sock, "stats",
-	                   (const char *)NULL);
+	ck_assert_msg(hctl_check(hd_default.sock) >= 0, "root's control connection with %s filled", limit);
+	hchild_run_heapctl(&r, HCHILD_WAIT_MS, "--socket", hd_default.sock, "stats", (const char *)NULL);
 	ck_assert_msg(r.status == 0, "heapctl stats with %s filled: status %d: %s%s", limit,
 	              r.status,
 	              r.out, r.err);
@@ -488,14 +481,12 @@ START_TEST(test_idle_connections)
 	                 "--hello-timeout", "3", "--allow-uid", "65534", NULL);
 	hd_open_up(&hd_default);
 	pid_t p = hchild_spawn(idler, (void *)(intptr_t)100);
-	hchild_expect_step(&hchild_sync->step[ID_SETTLED], 1, HCHILD_WAIT_MS, p,
-	                   "the idle connections");
+	hchild_expect_step(&hchild_sync->step[ID_SETTLED], 1, HCHILD_WAIT_MS, p, "the idle connections");
 	int64_t accepted = atomic_load(&hchild_sync->val[ID_ACCEPTED]);
 	ck_assert_msg(accepted >= 4 && accepted < 100, "%lld of 100 idle connections kept",
 	              (long long)accepted);
 	root_gets_in("the connection table");
-	hchild_expect_step(&hchild_sync->step[ID_CLOSED], 1, 2 * HCHILD_WAIT_MS, p,
-	                   "the idle connections");
+	hchild_expect_step(&hchild_sync->step[ID_CLOSED], 1, 2 * HCHILD_WAIT_MS, p, "the idle connections");
 	hchild_expect_ok(p, "a user's idle connections");
 	ck_assert(hd_log_contains(&hd_default, "sent no Hello"));
 	hd_default_stop();
@@ -506,12 +497,10 @@ START_TEST(test_idle_connections)
 	                 "--allow-uid", "65534", NULL);
 	hd_open_up(&hd_default);
 	p = hchild_spawn(idler, (void *)(intptr_t)20);
-	hchild_expect_step(&hchild_sync->step[ID_SETTLED], 1, HCHILD_WAIT_MS, p,
-	                   "the idle connections");
+	hchild_expect_step(&hchild_sync->step[ID_SETTLED], 1, HCHILD_WAIT_MS, p, "the idle connections");
 	ck_assert_int_eq(atomic_load(&hchild_sync->val[ID_ACCEPTED]), 8);
 	root_gets_in("uid 65534's connections");
-	hchild_expect_step(&hchild_sync->step[ID_CLOSED], 1, 2 * HCHILD_WAIT_MS, p,
-	                   "the idle connections");
+	hchild_expect_step(&hchild_sync->step[ID_CLOSED], 1, 2 * HCHILD_WAIT_MS, p, "the idle connections");
 	ck_assert_int_le(atomic_load(&hchild_sync->val[ID_CLOSE_MS]), 2000 + 3000);
 	hchild_expect_ok(p, "a user's idle connections");
 }
@@ -528,12 +517,10 @@ static int bye_cycles(void *arg)
 	for (int i = 0; i < n; i++) {
 		int rc = hc_connect(NULL);
 		if (rc < 0)
-			hchild_fail("hc_connect after %d hc_disconnect calls: %s", i,
-			            strerror(-rc));
+			hchild_fail("hc_connect after %d hc_disconnect calls: %s", i, strerror(-rc));
 		void *p = hc_malloc(100);
 		if (!p)
-			hchild_fail("hc_malloc after %d hc_disconnect calls: %s", i,
-			            strerror(errno));
+			hchild_fail("hc_malloc after %d hc_disconnect calls: %s", i, strerror(errno));
 		hc_free(p);
 		hc_disconnect();
 	}
@@ -748,8 +735,7 @@ START_TEST(test_full_arena_refills)
 		if (code)
 			break;
 	}
-	ck_assert_msg(code == ENOMEM && !fatal, "filling the arena ended with %d (fatal %d)", code,
-	              fatal);
+	ck_assert_msg(code == ENOMEM && !fatal, "filling the arena ended with %d (fatal %d)", code, fatal);
 	ck_assert_int_gt(n, 0);
 
 	uint64_t c0 = hctl_sweep_cycles(hd_default.sock);
@@ -786,8 +772,7 @@ static void expect_fatal(int fd, int code, const char *what)
 	int rc = wire_recv(fd, &r, NULL);
 	if (rc < 0)
 		hchild_fail("%s: no Error came: %s", what, strerror(-rc));
-	if (r->msg_case != HEAPD__ENVELOPE__MSG_ERROR || !r->error->fatal ||
-	    (code && r->error->code != code))
+	if (r->msg_case != HEAPD__ENVELOPE__MSG_ERROR || !r->error->fatal || (code && r->error->code != code))
 		hchild_fail("%s: reply %d (error %d, fatal %d), want a fatal %s", what,
 		            (int)r->msg_case,
 		            r->msg_case == HEAPD__ENVELOPE__MSG_ERROR ? r->error->code : 0,
@@ -1006,8 +991,7 @@ static int bad_requests(void *arg)
 	rf.n_release = 0;
 	env.msg_case = HEAPD__ENVELOPE__MSG_REFILL;
 	env.refill = &rf;
-	if (wire_call(fd, &env, &reply,
-	              NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_REFILL_REPLY)
+	if (wire_call(fd, &env, &reply, NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_REFILL_REPLY)
 		hchild_fail("a good Refill was not answered");
 	uint32_t twice[2] = { reply->refill_reply->spans[0]->span, reply->refill_reply->spans[0]->span };
 	wire_free(reply);
@@ -1032,8 +1016,7 @@ static int bad_requests(void *arg)
 	env.msg_case = HEAPD__ENVELOPE__MSG_STATS;
 	env.stats = &st;
 	env.seq = 77;
-	if (wire_call(fd, &env, &reply,
-	              NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_STATS_REPLY)
+	if (wire_call(fd, &env, &reply, NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_STATS_REPLY)
 		hchild_fail("after random LargeFrees the session does not answer Stats");
 	wire_free(reply);
 	/* Bye gives the slot up (test_bye_ends_connection: what comes after it) */

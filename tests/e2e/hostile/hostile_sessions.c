@@ -218,11 +218,9 @@ static int es_victim(void *arg)
 		            strerror(errno));
 	hc_stats(&st1);
 	if (st1.slot != st0.slot)
-		hchild_fail("after %s the process has slot %u, not its own %u", w->name, st1.slot,
-		            st0.slot);
+		hchild_fail("after %s the process has slot %u, not its own %u", w->name, st1.slot, st0.slot);
 	if (st1.reconnects < st0.reconnects + 1)
-		hchild_fail("after %s: %llu reconnects", w->name,
-		            (unsigned long long)st1.reconnects);
+		hchild_fail("after %s: %llu reconnects", w->name, (unsigned long long)st1.reconnects);
 	book_alloc(&b, ES_A2, OBJ, "after the reconnect");
 	book_check(ES->a, ES_CAP, "the victim");
 	owns_all(&a, &b, st0.slot, "after the session ended");
@@ -301,8 +299,7 @@ static int first_request(void *arg)
 	}
 	if (st.reconnects < st0.reconnects + rounds)
 		hchild_fail("%llu reconnects for %llu ended sessions",
-		            (unsigned long long)st.reconnects,
-		            (unsigned long long)rounds);
+		            (unsigned long long)st.reconnects, (unsigned long long)rounds);
 	hc_free(p);
 	return 0;
 }
@@ -355,8 +352,7 @@ static int lf_victim(void *arg)
 	 * after the sweeper has freed the object (the thread was descheduled).
 	 */
 	atomic_fetch_or((_Atomic uint64_t *)&a.bits[(uint64_t)span * HEAPD_BITS_WORDS_PER_PAGE +
-	                                             heapd_freebits_delta(1)],
-	                1);
+	                                             heapd_freebits_delta(1)], 1);
 	if (!hutil_wait_until(a.spans[span].state != SPAN_LARGE || a.spans[span].gen != gen,
 	                      3 * HCHILD_WAIT_MS / 2))
 		hchild_fail("the sweeper did not free large span %u, whose free bit is set", span);
@@ -418,8 +414,7 @@ static int lf_other(void *arg)
 	atomic_store(&hchild_sync->step[LF_B_DONE], 1);
 	wait_or_fail(LF_A_DONE, 1, 2 * HCHILD_WAIT_MS, "the victim");
 	if (a.spans[span].state != SPAN_LARGE || a.spans[span].gen != gen)
-		hchild_fail("a LargeFree of another process freed our large object (span %u)",
-		            span);
+		hchild_fail("a LargeFree of another process freed our large object (span %u)", span);
 	if (!hutil_verify(big, 100000, 99))
 		hchild_fail("our large object lost its pattern");
 	book_check(ES->b, ES_CAP, "the other process");
@@ -464,8 +459,7 @@ static void churn(int id, int check_owner)
 		for (int i = 0; i < CH_BATCH; i++) {
 			objs[i] = hc_malloc(size);
 			if (!objs[i])
-				hchild_fail("worker %d: hc_malloc(%zu): %s", id, size,
-				            strerror(errno));
+				hchild_fail("worker %d: hc_malloc(%zu): %s", id, size, strerror(errno));
 			uint64_t off = hc_ptr_to_off(objs[i]);
 			if (check_owner) {
 				uint32_t s = hview_span_of(&ch_arena, objs[i]);
@@ -522,13 +516,11 @@ static int ch_victim(void *arg)
 		void *big = hc_malloc(100000);
 		if (!big)
 			hchild_fail("round %llu: hc_malloc(100000) after %s: %s",
-			            (unsigned long long)r, w->name,
-			            strerror(errno));
+			            (unsigned long long)r, w->name, strerror(errno));
 		hc_free(big);
 		hc_stats(&st);
 		if (st.slot != st0.slot)
-			hchild_fail("round %llu: slot %u, not %u", (unsigned long long)r, st.slot,
-			            st0.slot);
+			hchild_fail("round %llu: slot %u, not %u", (unsigned long long)r, st.slot, st0.slot);
 	}
 	atomic_store(&hchild_sync->step[CH_STOP], 1);
 	for (int i = 0; i < CH_WORKERS; i++)
@@ -597,8 +589,7 @@ static void *zl_worker(void *arg)
 		hc_stats(&st);
 		if (st.slot != slot)
 			hchild_fail("after restart %lld the process has slot %u, not its own %u",
-			            (long long)r,
-			            st.slot, slot);
+			            (long long)r, st.slot, slot);
 		owns_all(&a, &b, slot, "after a restart");
 		atomic_store(&hchild_sync->step[ZL_DONE], r);
 	}
@@ -641,8 +632,7 @@ START_TEST(test_zombie_leader)
 	ck_assert_int_le(ES_A1 + rounds * ZL_PER_ROUND, ES_CAP);
 	atomic_store(&hchild_sync->val[ZL_ROUNDS], rounds);
 	pid_t z = hchild_spawn(zl_process, NULL);
-	hchild_expect_step(&hchild_sync->step[ZL_READY], 1, 2 * HCHILD_WAIT_MS, z,
-	                   "the zombie-led process");
+	hchild_expect_step(&hchild_sync->step[ZL_READY], 1, 2 * HCHILD_WAIT_MS, z, "the zombie-led process");
 	int slot = (int)atomic_load(&hchild_sync->val[ZL_SLOT]);
 	ck_assert_int_eq(hctl_slot_of(hd_default.sock, z, &connected), slot);
 	ck_assert(connected);
@@ -767,8 +757,7 @@ static int ra_impostor(void *arg)
 		hchild_fail("a Hello naming slot %u: %s", slot, strerror(-rc));
 	if (c.slot == slot)
 		hchild_fail("a Hello of pid %d naming slot %u, another process's, got that slot",
-		            (int)getpid(),
-		            slot);
+		            (int)getpid(), slot);
 	spans_still_owned(&c, slot, spans, n, "a Hello listing them");
 	if (as_nobody) {
 		hraw_close(&c);
@@ -812,8 +801,7 @@ START_TEST(test_readopt_needs_same_process)
 	pid_t a = hchild_spawn(ra_owner, NULL);
 	hchild_expect_step(&hchild_sync->step[RA_READY], 1, HCHILD_WAIT_MS, a, "the owner");
 	int slot = (int)atomic_load(&hchild_sync->val[RA_SLOT]);
-	hchild_expect_ok(hchild_spawn(ra_impostor, NULL),
-	                 "a process of the same uid naming another's slot");
+	hchild_expect_ok(hchild_spawn(ra_impostor, NULL), "a process of the same uid naming another's slot");
 	hchild_expect_ok(hchild_spawn(ra_impostor, (void *)1),
 	                 "a process of uid 65534 naming another's slot");
 	ck_assert_int_eq(hctl_slot_of(hd_default.sock, a, &connected), slot);

@@ -88,8 +88,7 @@ static int attack_meta(void *arg)
 	if (fd >= 0)
 		hchild_fail("reopening the meta descriptor write-only through %s succeeded", path);
 	for (int i = 0; i < 2; i++) {
-		const char *file = hd_arena_file(&hd_default,
-		                                 i ? HEAPD_DATA_FILE : HEAPD_META_FILE);
+		const char *file = hd_arena_file(&hd_default, i ? HEAPD_DATA_FILE : HEAPD_META_FILE);
 		if ((fd = open(file, O_RDONLY)) >= 0)
 			hchild_fail("%s opens by name for uid %d", file, HCHILD_NOBODY);
 	}
@@ -117,8 +116,7 @@ static int attack_meta(void *arg)
 	if (madvise(base, HEAPD_PAGE_SIZE, MADV_REMOVE) == 0)
 		hchild_fail("madvise(MADV_REMOVE) of the library's header page succeeded");
 	if (a.hdr->npages_grown > a.hdr->npages_max)
-		hchild_fail("the header says %u grown pages of %u", a.hdr->npages_grown,
-		            a.hdr->npages_max);
+		hchild_fail("the header says %u grown pages of %u", a.hdr->npages_grown, a.hdr->npages_max);
 
 	/* The data stays writable, and the library works on. */
 	char *p = hc_malloc(1000);
@@ -141,8 +139,7 @@ START_TEST(test_meta_read_only_for_other_users)
 	hd_default_start("64M", "--allow-uid", "65534", NULL);
 	hd_open_up(&hd_default);
 	hview_read_header(hd_default.arena, &before);
-	hchild_expect_ok(hchild_spawn(attack_meta, NULL),
-	                 "a client of uid 65534 attacking the metadata");
+	hchild_expect_ok(hchild_spawn(attack_meta, NULL), "a client of uid 65534 attacking the metadata");
 
 	hview_read_header(hd_default.arena, &after);
 	/* The geometry is fixed at creation; every byte of it must be as it was. */
@@ -162,8 +159,7 @@ START_TEST(test_meta_read_only_for_other_users)
 	ck_assert(hd_alive(&hd_default));
 	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
 	hchild_run_t r;
-	hchild_run_heapctl(&r, HCHILD_WAIT_MS, "--socket", hd_default.sock, "check",
-	                   (const char *)NULL);
+	hchild_run_heapctl(&r, HCHILD_WAIT_MS, "--socket", hd_default.sock, "check", (const char *)NULL);
 	ck_assert_msg(r.status == 0, "heapctl check: status %d: %s%s", r.status, r.out, r.err);
 	hchild_run_free(&r);
 }
@@ -280,8 +276,7 @@ static int tr_cut(void *arg)
 	if (punch) {
 		/* bitmaps and pages from 64 KiB on, over 16 MiB */
 		if (fallocate(data, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 64 << 10, 16 << 20) < 0)
-			hchild_fail("fallocate(PUNCH_HOLE) of the data descriptor: %s",
-			            strerror(errno));
+			hchild_fail("fallocate(PUNCH_HOLE) of the data descriptor: %s", strerror(errno));
 	} else if (ftruncate(data, HEAPD_PAGE_SIZE) < 0) {
 		hchild_fail("ftruncate of the data descriptor: %s", strerror(errno));
 	}
@@ -324,8 +319,7 @@ START_TEST(test_data_truncation_survived)
 	hchild_expect_step(&hchild_sync->step[TR_READY], 1, HCHILD_WAIT_MS, worker, "the worker");
 
 	/* Cut while the worker waits: heapd's sweeper is the first to meet the cut. */
-	hchild_expect_ok(hchild_spawn(tr_cut, NULL),
-	                 "a client of uid 65534 truncating the data file");
+	hchild_expect_ok(hchild_spawn(tr_cut, NULL), "a client of uid 65534 truncating the data file");
 	ck_assert_msg(hd_wait_log(&hd_default, "shrunk and re-extended", 5000),
 	              "heapd did not say that it re-extended the data file");
 	ck_assert(hd_alive(&hd_default));
@@ -333,15 +327,12 @@ START_TEST(test_data_truncation_survived)
 	atomic_store(&hchild_sync->step[TR_GO], 1);
 
 	/* Cut while the worker allocates: whichever process meets it first mends it. */
-	hchild_expect_step(&hchild_sync->step[TR_BUSY], 1, 3 * HCHILD_WAIT_MS, worker,
-	                   "the worker");
+	hchild_expect_step(&hchild_sync->step[TR_BUSY], 1, 3 * HCHILD_WAIT_MS, worker, "the worker");
 	hchild_expect_ok(hchild_spawn(tr_cut, NULL), "the second truncation");
 	atomic_store(&hchild_sync->step[TR_CUT], 1);
-	hchild_expect_step(&hchild_sync->step[TR_PAUSED], 1, 3 * HCHILD_WAIT_MS, worker,
-	                   "the worker");
+	hchild_expect_step(&hchild_sync->step[TR_PAUSED], 1, 3 * HCHILD_WAIT_MS, worker, "the worker");
 
-	hchild_expect_ok(hchild_spawn(tr_cut, (void *)1),
-	                 "a client of uid 65534 punching the data file");
+	hchild_expect_ok(hchild_spawn(tr_cut, (void *)1), "a client of uid 65534 punching the data file");
 	atomic_store(&hchild_sync->step[TR_PUNCHED], 1);
 	hchild_expect_ok(worker, "the client allocating through the cuts");
 
@@ -429,8 +420,7 @@ START_TEST(test_arena_takeover_refused)
 
 	for (int k = 0; k < PLANT_COUNT; k++) {
 		hd_default_init();
-		const char *arena = hd_default.arena, *meta = hd_arena_file(&hd_default,
-		                                                            HEAPD_META_FILE);
+		const char *arena = hd_default.arena, *meta = hd_arena_file(&hd_default, HEAPD_META_FILE);
 		snprintf(other, sizeof(other), "%s/elsewhere", hd_default.dir);
 		switch (k) {
 		case PLANT_DIR_OF_OTHER:
@@ -466,13 +456,11 @@ START_TEST(test_arena_takeover_refused)
 		                      "--arena-size", "16M",
 		                       NULL };
 		int st = hd_run_heapd(args, out, sizeof(out), TAKEOVER_RUN_MS);
-		ck_assert_msg(st != -ETIMEDOUT,
-		              "case %d: heapd started on a planted arena path: %s", k, out);
+		ck_assert_msg(st != -ETIMEDOUT, "case %d: heapd started on a planted arena path: %s", k, out);
 		ck_assert_msg(st > 0 && st < 128, "case %d: heapd status %d: %s", k, st, out);
 		ck_assert_msg(strstr(out, plant_needle[k]) != NULL, "case %d: \"%s\" not in: %s", k,
 		              plant_needle[k], out);
-		ck_assert_msg(access(hd_default.sock, F_OK) != 0, "case %d: heapd made its socket",
-		              k);
+		ck_assert_msg(access(hd_default.sock, F_OK) != 0, "case %d: heapd made its socket", k);
 		switch (k) {
 		case PLANT_FILE_OF_OTHER:
 			file_untouched(arena, "", HCHILD_NOBODY, 0666);
