@@ -38,7 +38,8 @@ static int unusable(int rc, const char *err)
 
 int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 {
-	segment_params_t params = { .arena_bytes = cfg->arena_size, .max_clients = cfg->max_clients };
+	segment_params_t params = { .arena_bytes = cfg->arena_size, .max_clients = cfg->max_clients,
+	                            .profile_records = cfg->profile_records };
 	recovery_stats_t rs;
 	int rc;
 
