@@ -59,6 +59,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "profile.h"
 #include "request.h"
 #include "transport.h"
 
@@ -133,6 +134,7 @@ static void reset_class(mcache_t *mc, uint32_t c)
 	mc->lists[c].cachebase = 0;
 	mc->lists[c].batch = 1;
 	mc->lists[c].retain = 2 * batch_max(c);
+	mc->lists[c].prof_hold = 0; /* part of the window; a sample due stays due (prof_skip 0) */
 }
 
 /* Spans were unlinked: the hand-back pass starts its class again from the head. */
@@ -325,7 +327,49 @@ static uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
 
 	if (folded)
 		mark_reused(mc, s); /* reused slots hold old data */
+	if (s->sampled) /* sampled objects freed by the fold or by this thread's direct frees */
+		prof_reap_word(profile_view(), prof_sampled_words(&proc_g.seg, s->span), w, a,
+		               s->base_off, s->elemsize);
 	return ~a & bitmap_valid_mask(w, s->nelems);
+}
+
+/* The lowest n set bits of x (n < popcount(x)). */
+static uint64_t lowest_bits(uint64_t x, uint64_t n)
+{
+	uint64_t out = 0;
+	for (; n; n--) {
+		out |= x & -x;
+		x &= x - 1;
+	}
+	return out;
+}
+
+/*
+ * Heap profiling: count the new window of class c against its countdown,
+ * and when the sampled slot is in it, keep it and the slots after it back
+ * in prof_hold. The countdown is redrawn when the rate has changed.
+ */
+static void clip(mcache_t *mc, uint32_t c)
+{
+	mc_class_t *cl = &mc->cls[c];
+	mc_list_t *l = &mc->lists[c];
+	uint32_t gen = profile_gen();
+
+	if (__builtin_expect(l->prof_gen != gen, 0)) {
+		l->prof_gen = gen;
+		l->prof_skip = profile_draw_skip(sizeclass_size[c]);
+	}
+	if (l->prof_skip == PROFILE_SKIP_OFF)
+		return;
+	uint64_t k = (uint64_t)__builtin_popcountll(cl->cache);
+	if (l->prof_skip >= k) {
+		l->prof_skip -= k;
+		return;
+	}
+	uint64_t shown = lowest_bits(cl->cache, l->prof_skip);
+	l->prof_hold |= cl->cache & ~shown;
+	cl->cache = shown;
+	l->prof_skip = 0;
 }
 
 /*
@@ -347,6 +391,7 @@ static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 		cl->needzero = s->needzero;
 		mc->lists[c].cur = s;
 		mc->lists[c].cachebase = w * 64;
+		clip(mc, c);
 		return 1;
 	}
 	return 0;
@@ -488,6 +533,11 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	s->base = segment_page_addr(seg, g->span);
 	s->alloc = segment_allocbits(seg, g->span);
 	s->freeb = segment_freebits(seg, g->span, s->nelems);
+	s->base_off = (uint64_t)(s->base - seg->base);
+	s->elemsize = sizeclass_size[c];
+	/* live sampled objects of earlier owners: their frees are reaped here from now on */
+	s->sampled = prof_sampleable(s->nelems) && profile_view()->recs &&
+	             prof_any_sampled(prof_sampled_words(seg, g->span), s->nwords);
 	s->next = NULL;
 	return s;
 }
@@ -618,7 +668,85 @@ static void *take(mcache_t *mc, uint32_t c, int *needzero)
 	return cl->wordbase + (size_t)bit * cl->elemsize;
 }
 
-void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
+/* Make sure class c has a window with a free slot, shown or held back. 0 or -errno. */
+static int ensure_window(mcache_t *mc, uint32_t c, int pressure)
+{
+	int rc;
+
+	if (mc->cls[c].cache | mc->lists[c].prof_hold)
+		return 0;
+	if (find_local(mc, c))
+		return 0;
+	proc_lock();
+	rc = refill_locked(mc, c, pressure);
+	proc_unlock();
+	return rc;
+}
+
+/* Take class c's next slot even if it is held back, leaving the class's countdown as it is. */
+static void *take_held(mcache_t *mc, uint32_t c, int *needzero)
+{
+	mc_class_t *cl = &mc->cls[c];
+	mc_list_t *l = &mc->lists[c];
+
+	if (cl->cache)
+		return take(mc, c, needzero);
+	cl->cache = l->prof_hold;
+	l->prof_hold = 0;
+	void *p = take(mc, c, needzero);
+	l->prof_hold = cl->cache; /* the countdown is still at 0: the rest stays held */
+	cl->cache = 0;
+	return p;
+}
+
+/* An object of class c, unsampled whatever the countdown says; NULL with errno set. */
+static void *take_plain(mcache_t *mc, uint32_t c, int *needzero)
+{
+	int rc = ensure_window(mc, c, 0);
+	if (rc < 0) {
+		errno = rc == -EDQUOT ? ENOMEM : -rc;
+		return NULL;
+	}
+	return take_held(mc, c, needzero);
+}
+
+/*
+ * The slot held back for class c is the sampled one: take it, record the
+ * sample, draw the next countdown and clip the rest of the window by it.
+ * The 8-byte class has no sampled bits (shm/profrec.h): its sampled
+ * allocation is served from the next class.
+ */
+static void *take_sampled(mcache_t *mc, uint32_t c, int *needzero, const void *ra)
+{
+	mc_class_t *cl = &mc->cls[c];
+	mc_list_t *l = &mc->lists[c];
+	uint32_t k = c;
+	void *p;
+
+	cl->cache = l->prof_hold;
+	l->prof_hold = 0;
+	l->prof_skip = profile_draw_skip(sizeclass_size[c]);
+	if (!prof_sampleable(sizeclass_nelems[c])) {
+		k = c + 1;
+		if (k >= SIZECLASS_COUNT || ensure_window(mc, k, 0) < 0) {
+			/* no room in the next class: this allocation goes unsampled */
+			p = take_plain(mc, c, needzero);
+			clip(mc, c);
+			return p;
+		}
+	}
+	p = take_held(mc, k, needzero);
+	mc_span_t *s = mc->lists[k].cur;
+	uint32_t idx = sizeclass_div((uint32_t)((uint8_t *)p - s->base), sizeclass_info[k].divmul);
+	if (profile_sample(s->base_off + (uint64_t)idx * s->elemsize, s->elemsize,
+	                   prof_sampled_words(&proc_g.seg, s->span) + (idx >> 6), 1ULL << (idx & 63),
+	                   ra))
+		s->sampled = 1;
+	clip(mc, c); /* what is left of the window, against the new countdown */
+	return p;
+}
+
+void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero, const void *ra)
 {
 	int pressure, rc;
 
@@ -643,16 +771,23 @@ void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
 		proc_unlock();
 		free(rel);
 	}
-	if (find_local(mc, c))
-		return take(mc, c, needzero);
-	proc_lock();
-	rc = refill_locked(mc, c, pressure);
-	proc_unlock();
+	rc = ensure_window(mc, c, pressure);
 	if (rc < 0) {
 		errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
 		return NULL;
 	}
-	return take(mc, c, needzero);
+	if (mc->cls[c].cache)
+		return take(mc, c, needzero);
+	mc_list_t *l = &mc->lists[c];
+	if (l->prof_gen != profile_gen()) {
+		/* the rate changed since the slot was held back for a sample: count anew */
+		mc->cls[c].cache = l->prof_hold;
+		l->prof_hold = 0;
+		clip(mc, c);
+		if (mc->cls[c].cache)
+			return take(mc, c, needzero);
+	}
+	return take_sampled(mc, c, needzero, ra);
 }
 
 int mcache_trim(void)

@@ -12,6 +12,10 @@
  * wordbase + i * elemsize: no lock, no system call, no atomic
  * read-modify-write.
  *
+ * With heap profiling on, a class's window ends before the slot whose
+ * allocation is to be sampled (mc_list_t.prof_hold), so that the fast path
+ * costs the same either way.
+ *
  * Slow path (mcache_alloc_slow), in order:
  *   1. the next word of the current span with a free slot;
  *   2. a local sweep of the class's own spans (free bits set by any process
@@ -56,6 +60,9 @@ typedef struct mc_span {
 	uint8_t *base;          /* first object */
 	uint64_t *alloc;        /* alloc bits (we write them) */
 	uint64_t *freeb;        /* free bits (any process sets them) */
+	uint64_t base_off;      /* arena offset of the first object */
+	uint32_t elemsize;
+	uint32_t sampled;       /* its sampled bits may be set: folds reap them (shm/profrec.h) */
 	struct mc_span *next;   /* in the class list; proc_g.lock */
 } mc_span_t;
 
@@ -76,6 +83,17 @@ typedef struct mc_list {
 	uint32_t nspans;        /* proc_g.lock */
 	uint32_t batch;         /* spans the next Refill asks for */
 	uint32_t retain;        /* spans kept before full ones are handed back */
+	/*
+	 * Heap-profile sampling (client/profile.h): prof_skip allocations of the
+	 * class go unsampled before the next sampled one (PROFILE_SKIP_OFF:
+	 * none is), drawn under profile generation prof_gen. When the sampled
+	 * slot falls inside the hot window, the window shows only the slots
+	 * before it and prof_hold keeps the rest, so that the fast path runs out
+	 * right there and the slow path samples (mcache.c, clip).
+	 */
+	uint64_t prof_skip;
+	uint64_t prof_hold;
+	uint32_t prof_gen;
 } mc_list_t;
 
 /* Slots of the table of spans a thread may free into directly (a power of two). */
@@ -117,11 +135,18 @@ typedef struct mcache {
  */
 extern __thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec")));
 
-/* The slow path: returns an object of class c, or NULL with errno set. */
-void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero);
+/*
+ * The slow path: returns an object of class c, or NULL with errno set. ra
+ * is the return address of the API function allocating (a sample's site).
+ */
+void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero, const void *ra);
 
-/* An object of class c. *needzero (if not NULL) says whether it may hold old data. */
-static inline void *mcache_alloc(uint32_t c, int *needzero)
+/*
+ * An object of class c. *needzero (if not NULL) says whether it may hold
+ * old data. Always inlined, so that the return address it passes down is
+ * that of the API function it is in.
+ */
+static inline __attribute__((always_inline)) void *mcache_alloc(uint32_t c, int *needzero)
 {
 	mcache_t *mc = mcache_tls;
 	mc_class_t *cl = &mc->cls[c];
@@ -135,7 +160,7 @@ static inline void *mcache_alloc(uint32_t c, int *needzero)
 			*needzero = (int)cl->needzero;
 		return cl->wordbase + bit * cl->elemsize;
 	}
-	return mcache_alloc_slow(mc, c, needzero);
+	return mcache_alloc_slow(mc, c, needzero, __builtin_return_address(0));
 }
 
 /* Whether the calling thread may clear span's alloc bits itself (see mcache_t.own). */

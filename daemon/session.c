@@ -179,6 +179,7 @@ static int handle_hello(session_t *s, const Heapd__Hello *h)
 	r.base_hint = hdr->base_hint;
 	r.generation = hdr->generation;
 	r.page_size = hdr->page_size;
+	r.profile_rate = d->cfg.profile_rate;
 	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO_REPLY;
 	env.hello_reply = &r;
 

@@ -4,3 +4,5 @@
 #   ctest -L profile
 heapd_check_test(test_profile_shm SOURCES test_profile_shm.c LIBS heappages LABELS "shm;profile"
   TIMEOUT 120)
+heapd_check_test(test_profile_client SOURCES test_profile_client.c
+  LIBS heapclient_static heapd_client_util heapshm LABELS "client;profile" TIMEOUT 300)
