@@ -394,9 +394,13 @@ static void check_profile(checker_t *c)
 	uint32_t st, bad = 0, first = 0;
 	const char *first_why = "";
 
+	prof_walk_t w;
+	uint32_t i;
+
 	if (prof_view(c->seg, &v) < 0)
 		return;
-	for (uint32_t i = 0; i < v.nrecs; i++) {
+	prof_walk_start(&w, c->seg, &v);
+	while ((i = prof_walk_next(&w)) < v.nrecs) {
 		if (prof_read_rec(&v, i, &rec, &st, &why) == -EINVAL && bad++ == 0) {
 			first = i;
 			first_why = why;
@@ -411,7 +415,7 @@ static void check_profile(checker_t *c)
 		return;
 	}
 	bad = 0;
-	for (uint32_t i = 0; i < v.nmapsets; i++) {
+	for (i = 0; i < v.nmapsets; i++) {
 		if (prof_read_mapset(&v, i, set, &st, &why) == -EINVAL && bad++ == 0) {
 			first = i;
 			first_why = why;

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROF_CLAIM_TRIES 4
 #define PID_LIMIT 4194304u /* the kernel's PID_MAX_LIMIT */
@@ -308,6 +309,39 @@ void prof_mapset_publish(const prof_view_t *v, uint32_t i)
 }
 
 /* ---- readers ---- */
+
+uint32_t prof_walk_next(prof_walk_t *w)
+{
+	const prof_view_t *v = w->v;
+	const uint64_t size = sizeof(prof_rec_t);
+
+	while (w->next < v->nrecs) {
+		if (w->next < w->end)
+			return w->next++;
+		int fd = w->seg->data_fd;
+		/* file offset of record 0 */
+		uint64_t base = (uint64_t)((const uint8_t *)v->recs - w->seg->base) - w->seg->meta_size;
+		uint64_t at = base + (uint64_t)w->next * size;
+		off_t d = fd < 0 ? -1 : lseek(fd, (off_t)at, SEEK_DATA);
+		if (d < 0) {
+			if (fd >= 0 && errno == ENXIO)
+				break; /* only a hole follows */
+			w->end = v->nrecs;
+			continue;
+		}
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		uint64_t stop = h < 0 ? UINT64_MAX : (uint64_t)h;
+		/* a record is held if its first bytes (the state word) are */
+		uint64_t first = (uint64_t)d <= at ? w->next : ((uint64_t)d - base + size - 1) / size;
+		uint64_t end = stop == UINT64_MAX ? v->nrecs : (stop - base + size - 1) / size;
+		w->next = first < v->nrecs ? (uint32_t)first : v->nrecs;
+		w->end = end < v->nrecs ? (uint32_t)end : v->nrecs;
+		if (w->end <= w->next)
+			w->end = w->next + 1; /* progress, whatever the file system said */
+	}
+	w->next = v->nrecs;
+	return v->nrecs;
+}
 
 int prof_read_rec(const prof_view_t *v, uint32_t i, prof_rec_t *out, uint32_t *state,
                   const char **why)

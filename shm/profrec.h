@@ -256,6 +256,30 @@ void prof_mapset_publish(const prof_view_t *v, uint32_t i);
 /* ---- readers: copy out, then check everything ---- */
 
 /*
+ * The walk of the records the data file holds: every index whose record
+ * may be in use, in order, jumping over holes (on tmpfs, reading a hole
+ * through the mapping would allocate it). Without a descriptor, or where
+ * the file system cannot say, every record counts as held.
+ */
+typedef struct prof_walk {
+	const segment_t *seg;
+	const prof_view_t *v;
+	uint32_t next;           /* the record to yield next */
+	uint32_t end;            /* records before it are known to be held */
+} prof_walk_t;
+
+static inline void prof_walk_start(prof_walk_t *w, const segment_t *seg, const prof_view_t *v)
+{
+	w->seg = seg;
+	w->v = v;
+	w->next = 0;
+	w->end = 0;
+}
+
+/* The next record index, or v->nrecs at the end. */
+uint32_t prof_walk_next(prof_walk_t *w);
+
+/*
  * Copy record i into *out with its state in *state, and check it: a LIVE
  * or FREED record whose fields are all in range and which sits in the
  * window of its offset. 0; -EAGAIN for an EMPTY or BUSY record, or one
