@@ -62,6 +62,7 @@ static int sites(long n)
 		printf("%" PRIu64 "\n", hc_ptr_to_off(a[i]));
 	printf("ready\n");
 	fflush(stdout);
+	free(a);
 	char buf[64];
 	while (fgets(buf, sizeof(buf), stdin))
 		;
