@@ -25,3 +25,18 @@ add_dependencies(test_profile profile_prog heapctl)
 add_test(NAME test_profile_long COMMAND test_profile)
 set_tests_properties(test_profile_long PROPERTIES LABELS "profile;long" TIMEOUT 3600
   ENVIRONMENT "HEAPD_BIN=$<TARGET_FILE:heapd>;HEAPCTL_BIN=$<TARGET_FILE:heapctl>;PROFILE_PROG=$<TARGET_FILE:profile_prog>;PROFILE_KILLS=1000")
+
+# Not a test: the cost of walking a sample's stack by frame pointers and by
+# backtrace(), or by libunwind where the build finds it (a binary apart:
+# linking libunwind replaces glibc's backtrace with its own). Run
+# build/tests/bench_unwind*; client/profile.h says which the sampler uses.
+add_executable(bench_unwind bench/bench_unwind.c)
+target_compile_options(bench_unwind PRIVATE -fno-omit-frame-pointer)
+target_link_libraries(bench_unwind PRIVATE Threads::Threads)
+pkg_check_modules(BENCH_LIBUNWIND IMPORTED_TARGET libunwind)
+if(BENCH_LIBUNWIND_FOUND)
+  add_executable(bench_unwind_libunwind bench/bench_unwind.c)
+  target_compile_options(bench_unwind_libunwind PRIVATE -fno-omit-frame-pointer)
+  target_compile_definitions(bench_unwind_libunwind PRIVATE BENCH_LIBUNWIND=1)
+  target_link_libraries(bench_unwind_libunwind PRIVATE Threads::Threads PkgConfig::BENCH_LIBUNWIND)
+endif()
