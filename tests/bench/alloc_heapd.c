@@ -8,9 +8,10 @@
  * teardown() stops it and removes the arena. Each worker connects with
  * hc_connect and leaves with hc_disconnect.
  *
- * Resident memory is the arena file's allocated bytes (st_blocks * 512):
- * every region, metadata included, after a sweep and a scavenge requested
- * over a control connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
+ * Resident memory is the allocated bytes (st_blocks * 512) of the arena's
+ * two files (it is a directory, shm/layout.h): every region, metadata
+ * included, after a sweep and a scavenge requested over a control
+ * connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
  * 4G by default; the daemon is $HEAPD_BIN, else the one this driver was
  * built with.
  */
@@ -24,6 +25,7 @@
 
 #include "harness.h"
 #include "heapclient.h"
+#include "segment.h"
 
 #define REFILL_ROUNDS 40      /* reconnections when measuring refills from outside */
 #define REFILL_CLASSES 128    /* more than there are size classes */
@@ -47,7 +49,7 @@ static int heapd_setup(void)
 	harness_init(&daemon_);
 	daemon_.size = size ? size : "4G";
 	snprintf(daemon_.arena, sizeof(daemon_.arena), "/dev/shm/heapd-bench-%d", (int)getpid());
-	unlink(daemon_.arena);
+	segment_remove(daemon_.arena);
 	int rc = harness_start(&daemon_);
 	if (rc < 0) {
 		char line[256];
@@ -58,7 +60,7 @@ static int heapd_setup(void)
 		if (log)
 			fclose(log);
 		harness_cleanup(&daemon_);
-		unlink(daemon_.arena);
+		segment_remove(daemon_.arena);
 		return rc;
 	}
 	started = 1;
@@ -71,7 +73,7 @@ static void heapd_teardown(void)
 		return;
 	started = 0;
 	harness_cleanup(&daemon_);
-	unlink(daemon_.arena);
+	segment_remove(daemon_.arena);
 }
 
 static int heapd_attach(void)
@@ -101,6 +103,24 @@ static int control_ok(int fd, Heapd__Envelope *env)
 	return rc;
 }
 
+/* The allocated bytes of the arena's files. */
+static int arena_bytes(uint64_t *bytes)
+{
+	static const char *const files[] = { HEAPD_META_FILE, HEAPD_DATA_FILE };
+	char path[sizeof(daemon_.arena) + 16];
+
+	*bytes = 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		uint64_t b;
+		snprintf(path, sizeof(path), "%s/%s", daemon_.arena, files[i]);
+		int rc = bench_file_bytes(path, &b);
+		if (rc < 0)
+			return rc;
+		*bytes += b;
+	}
+	return 0;
+}
+
 static int heapd_resident(uint64_t baseline, uint64_t *bytes)
 {
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
@@ -121,7 +141,7 @@ static int heapd_resident(uint64_t baseline, uint64_t *bytes)
 		bench_note("sweep and scavenge: %s", strerror(-rc));
 		return rc;
 	}
-	return bench_file_bytes(daemon_.arena, bytes);
+	return arena_bytes(bytes);
 }
 
 static int heapd_refills(uint64_t *n)
