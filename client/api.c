@@ -44,6 +44,17 @@
 #include "request.h"
 #include "transport.h"
 
+/*
+ * Functions with a frame of their own on the way to a heap-profile sample
+ * keep the frame pointer, which the sampler's walk goes up (profile.h).
+ * hc_malloc and hc_free do not: their fast paths stay as they were.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#define HC_FRAME __attribute__((optimize("no-omit-frame-pointer")))
+#else
+#define HC_FRAME /* clang has no per-function switch: build with -fno-omit-frame-pointer */
+#endif
+
 #define HC_ALLOC_FILL 0xa5 /* HEAPD_DEBUG: fresh objects */
 #define HC_FREE_FILL 0xdf  /* HEAPD_DEBUG: freed objects */
 
@@ -214,7 +225,8 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
  * A large object from the daemon: size bytes aligned to align (0: a page).
  * ra: the return address of the API function (a sample's site).
  */
-static void *large_alloc(size_t size, int zero, size_t align, int *zeroed, const void *ra)
+static HC_FRAME __attribute__((noinline)) void *large_alloc(size_t size, int zero, size_t align,
+                                                             int *zeroed, const void *ra)
 {
 	Heapd__Envelope *reply = NULL;
 	const segment_t *seg = &proc_g.seg;
@@ -317,7 +329,7 @@ HC_API void *hc_malloc(size_t size)
 	return malloc_impl(size);
 }
 
-HC_API void *hc_calloc(size_t nmemb, size_t size)
+HC_API HC_FRAME void *hc_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
 	int needzero = 1;
@@ -339,7 +351,7 @@ HC_API void *hc_calloc(size_t nmemb, size_t size)
 	return p;
 }
 
-HC_API void *hc_realloc(void *ptr, size_t size)
+HC_API HC_FRAME void *hc_realloc(void *ptr, size_t size)
 {
 	size_t usable;
 	obj_t o;
@@ -372,7 +384,7 @@ HC_API void *hc_realloc(void *ptr, size_t size)
 	return p;
 }
 
-HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
+HC_API HC_FRAME void *hc_aligned_alloc(size_t alignment, size_t size)
 {
 	void *p = NULL;
 

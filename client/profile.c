@@ -57,26 +57,29 @@ typedef struct procmaps {
 	range_t r[PROF_MAPS];     /* sorted by lo */
 } procmaps_t;
 
+_Atomic uint32_t profile_gen_g = 1;
+prof_view_t profile_view_g;
+_Atomic(const prof_view_t *) profile_view_p = &profile_view_g; /* records NULL until the Hello */
+static _Atomic int have_view;
+
 static struct {
-	_Atomic uint32_t gen;      /* bumped at every change of the rate in force */
 	_Atomic uint64_t own;      /* hc_profile_rate's, + 1 (0: never called) */
 	_Atomic uint64_t env;      /* $HEAPD_PROFILE_RATE's, + 1 (0: unset or unreadable) */
 	_Atomic uint64_t daemon;   /* heapd's */
 	pthread_once_t env_once;
-	_Atomic int have_view;     /* view is set (after the first Hello) */
-	prof_view_t view;
 	pthread_mutex_t lock;      /* builds maps */
 	_Atomic(procmaps_t *) maps;
 	_Atomic uint64_t next_refresh; /* CLOCK_MONOTONIC ns before which the loader is not asked */
 } pf = {
-	.gen = 1,
 	.env_once = PTHREAD_ONCE_INIT,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
+__thread profile_pending_t profile_pending_tls __attribute__((tls_model("initial-exec")));
+
 static __thread uint64_t rng;              /* xorshift64* state, 0 until seeded */
 static __thread uint64_t large_left;       /* bytes of large objects before the next sample */
-static __thread uint32_t large_gen;        /* pf.gen large_left was drawn under */
+static __thread uint32_t large_gen;        /* profile_gen_g large_left was drawn under */
 static __thread uintptr_t stack_hi;        /* this thread's stack top, 0: unknown */
 static __thread int stack_known;           /* stack_hi was looked up */
 
@@ -124,34 +127,26 @@ uint64_t profile_rate(void)
 	return atomic_load_explicit(&pf.daemon, memory_order_relaxed);
 }
 
-uint32_t profile_gen(void)
-{
-	return atomic_load_explicit(&pf.gen, memory_order_relaxed);
-}
-
 uint64_t profile_set_rate(uint64_t bytes)
 {
 	uint64_t before = profile_rate();
 	atomic_store(&pf.own, bytes + 1);
-	atomic_fetch_add(&pf.gen, 1);
+	atomic_fetch_add(&profile_gen_g, 1);
 	return before;
 }
 
 void profile_connected_locked(uint64_t daemon_rate)
 {
 	proc_at_fork_child(fork_child);
-	if (!atomic_load(&pf.have_view)) {
-		prof_view(&proc_g.seg, &pf.view); /* no region: a view without records */
-		atomic_store_explicit(&pf.have_view, 1, memory_order_release);
+	if (!atomic_load(&have_view)) {
+		prof_view_t v;
+		prof_view(&proc_g.seg, &v); /* no region: a view without records */
+		profile_view_g = v;
+		atomic_store(&have_view, 1);
+		atomic_store_explicit(&profile_view_p, &profile_view_g, memory_order_release);
 	}
 	if (atomic_exchange(&pf.daemon, daemon_rate) != daemon_rate)
-		atomic_fetch_add(&pf.gen, 1);
-}
-
-const prof_view_t *profile_view(void)
-{
-	static const prof_view_t none;
-	return atomic_load_explicit(&pf.have_view, memory_order_acquire) ? &pf.view : &none;
+		atomic_fetch_add(&profile_gen_g, 1);
 }
 
 /* ---- the draws ---- */
@@ -171,7 +166,11 @@ static uint64_t next_random(void)
 	return rng * 0x2545f4914f6cdd1dULL;
 }
 
-/* -ln(u) for u in (0, 1], from u's exponent and a series for its mantissa (error < 1e-6). */
+/*
+ * -ln(u) for u in (0, 1]: u's exponent times ln 2, plus ln of its mantissa
+ * m in [1, 2) from a least-squares polynomial in m - 1 (absolute error
+ * under 4e-6; no division, no libm).
+ */
 static double neg_log(double u)
 {
 	union {
@@ -180,8 +179,11 @@ static double neg_log(double u)
 	} x = { .d = u };
 	int e = (int)((x.i >> 52) & 0x7ff) - 1023;
 	x.i = (x.i & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL; /* the mantissa, in [1, 2) */
-	double t = (x.d - 1) / (x.d + 1), t2 = t * t;
-	double ln_m = 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9)))));
+	double t = x.d - 1;
+	double ln_m = t * (0.9998765639 +
+	                   t * (-0.4976084744 +
+	                        t * (0.3166910856 +
+	                             t * (-0.1922463918 + t * (0.0844960312 + t * -0.0180646593)))));
 	return -((double)e * 0.6931471805599453 + ln_m);
 }
 
@@ -473,7 +475,8 @@ static __attribute__((noinline)) uint32_t walk(uint64_t *out, const void *ra, pr
 	return n;
 }
 
-int profile_sample(uint64_t off, uint64_t size, uint64_t *sampled, uint64_t bit, const void *ra)
+__attribute__((noinline)) int profile_sample(uint64_t off, uint64_t size, uint64_t *sampled,
+                                             uint64_t bit, const void *ra)
 {
 	const prof_view_t *v = profile_view();
 	uint64_t frames[PROF_FRAMES], rate = profile_rate();
@@ -506,4 +509,14 @@ int profile_sample(uint64_t off, uint64_t size, uint64_t *sampled, uint64_t bit,
 		return 0;
 	bitmap_store(sampled, bitmap_load(sampled) | bit);
 	return 1;
+}
+
+void *profile_finish(void *p, const void *ra)
+{
+	profile_pending_t w = profile_pending_tls;
+
+	profile_pending_tls.sampled = NULL;
+	if (w.sampled && profile_sample(w.off, w.size, w.sampled, w.bit, ra))
+		*w.flag = 1;
+	return p;
 }
