@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define PROF_CLAIM_TRIES 4
+#define PROF_PREFER_EMPTY 4 /* records a claim looks at for an empty one before it takes a freed one */
 #define PID_LIMIT 4194304u /* the kernel's PID_MAX_LIMIT */
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -182,6 +183,14 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 				pick = i;
 				seen = st;
 			}
+			/*
+			 * An empty record keeps freed samples for the alloc view, but
+			 * each record looked at is a cache miss: past PROF_PREFER_EMPTY
+			 * of them the first freed one is taken (once the table is full
+			 * of freed samples, the most recent ones stay).
+			 */
+			if (pick != UINT32_MAX && j + 1 >= PROF_PREFER_EMPTY)
+				break;
 		}
 		if (pick == UINT32_MAX)
 			break;

@@ -33,9 +33,11 @@
  *
  * Life of a sample (client/profile.c, the one writer of records):
  *   1. the owner of the span allocates the object (its alloc bit);
- *   2. prof_record claims a record of the window (the first EMPTY one, else
- *      the first FREED one; a LIVE record of the same offset is a stale one
- *      and is marked FREED), writes every field, then publishes it LIVE;
+ *   2. prof_record claims the first EMPTY record of the window, or the
+ *      first FREED one if there is no EMPTY one among the first few (a LIVE
+ *      record of the same offset on the way is a stale one and is marked
+ *      FREED), writes every field, then publishes it LIVE; so a table full
+ *      of freed samples keeps the most recent ones;
  *   3. the owner sets the object's sampled bit (below).
  * Killed between 2 and 3, the record stays LIVE for an object that is
  * indeed allocated and that nobody will ever free: a leak, reported as one.

@@ -154,11 +154,17 @@ START_TEST(test_record_and_free)
 
 	/* a record left LIVE for an earlier object at the same offset is freed by the next sample */
 	int a = record(&f, off + 128, 64, 1);
-	int b = record(&f, off + 128, 64, 1);
-	ck_assert_int_ne(a, b);
-	ck_assert_uint_eq(kind_of(&f, a), PROF_FREED);
-	ck_assert_uint_eq(kind_of(&f, b), PROF_LIVE);
+	uint64_t reaped = atomic_load(&f.v.counters->reaped);
+	int b = record(&f, off + 128, 96, 2);
+	ck_assert_uint_eq(atomic_load(&f.v.counters->reaped), reaped + 1);
 	ck_assert_uint_eq(atomic_load(&f.v.counters->samples), 3);
+	ck_assert_uint_eq(kind_of(&f, b), PROF_LIVE);
+	if (a == b) /* it took the stale record over */
+		ck_assert_uint_eq(atomic_load(&f.v.counters->recycled), 1);
+	else
+		ck_assert_uint_eq(kind_of(&f, a), PROF_FREED);
+	ck_assert_int_eq(prof_mark_freed(&f.v, off + 128), 1); /* the new one, once */
+	ck_assert_int_eq(prof_mark_freed(&f.v, off + 128), 0);
 	fx_close(&f);
 }
 END_TEST
