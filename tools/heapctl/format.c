@@ -316,10 +316,11 @@ void format_clients(FILE *out, const Heapd__ClientsReply *c)
 {
 	char a[32], b[32], e[32];
 
-	fputs("live large: exact (each large object is charged to the client that allocated it); "
-	      "live small: exact count of the objects live in the small spans charged to the client "
-	      "(a span is charged to the last client it was granted to); sampled: estimate from "
-	      "its live heap-profile samples, - without samples\n", out);
+	fputs("live bytes each client allocated:\n"
+	      "  live large  exact: each large object counts for the client that allocated it\n"
+	      "  live small  exact: the objects live in the small spans charged to the client\n"
+	      "              (to the last client each span was granted to)\n"
+	      "  sampled     estimate from its live heap-profile samples (- without samples)\n", out);
 	fprintf(out, "%5s %8s %8s %8s %10s %10s %12s %12s %12s %12s\n", "slot", "kind", "pid", "uid",
 	        "spans", "pages", "requests", "live large", "live small", "sampled");
 	for (size_t i = 0; i < c->n_clients; i++) {

@@ -354,6 +354,20 @@ static void add_sample(pprof_t *p, const uint64_t *locs, uint32_t nlocs, const H
 	}
 }
 
+/* Processes of hp, by pid and start time (heapd sends one entry per mapping set of each). */
+static size_t process_count(const heapprof_t *hp)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < hp->nprocs; i++) {
+		size_t j = 0;
+		while (j < i && (hp->procs[j]->pid != hp->procs[i]->pid ||
+		                 hp->procs[j]->start_time != hp->procs[i]->start_time))
+			j++;
+		n += j == i;
+	}
+	return n;
+}
+
 /* Assemble the Profile message from the tables. */
 static int assemble(pprof_t *p, const heapprof_t *hp, uint64_t period)
 {
@@ -386,9 +400,9 @@ static int assemble(pprof_t *p, const heapprof_t *hp, uint64_t period)
 	pr->default_sample_type = str(p, p->view == PPROF_ALLOC ? "alloc_space" : "inuse_space");
 
 	snprintf(comment, sizeof(comment),
-	         "heapd heap profile: %" PRIu64 " samples in the snapshot (%" PRIu64 " live), %" PRIu64
-	         " processes", hp->summary->live + hp->summary->freed, hp->summary->live,
-	         hp->summary->processes);
+	         "heapd heap profile: %" PRIu64 " samples in the snapshot (%" PRIu64 " live), from %zu "
+	         "process%s", hp->summary->live + hp->summary->freed, hp->summary->live,
+	         process_count(hp), process_count(hp) == 1 ? "" : "es");
 	int64_t c1 = str(p, comment);
 	snprintf(comment, sizeof(comment),
 	         "%" PRIu64 " samples dropped (no room for their record), %" PRIu64
@@ -600,12 +614,18 @@ void pprof_top(const pprof_t *p, const heapprof_t *hp, size_t n, FILE *out)
 	size_t nsites = 0, exited = 0;
 	int key = p->view == PPROF_ALLOC ? 1 : 3;
 
-	for (size_t i = 0; i < hp->nprocs; i++)
-		exited += hp->procs[i]->exited;
+	size_t nprocs = process_count(hp);
+	for (size_t i = 0; i < hp->nprocs; i++) {
+		size_t j = 0;
+		while (j < i && (hp->procs[j]->pid != hp->procs[i]->pid ||
+		                 hp->procs[j]->start_time != hp->procs[i]->start_time))
+			j++;
+		exited += j == i && hp->procs[i]->exited;
+	}
 	fprintf(out, "heap profile: %" PRIu64 " samples (%" PRIu64 " live) from %zu process%s (%zu "
 	             "exited); %" PRIu64 " dropped, %" PRIu64 " recycled, %" PRIu64 " garbage\n",
-	        hp->summary->live + hp->summary->freed, hp->summary->live, hp->nprocs,
-	        hp->nprocs == 1 ? "" : "es", exited, hp->summary->dropped, hp->summary->recycled,
+	        hp->summary->live + hp->summary->freed, hp->summary->live, nprocs,
+	        nprocs == 1 ? "" : "es", exited, hp->summary->dropped, hp->summary->recycled,
 	        hp->summary->garbage);
 	if (!sites)
 		return;
