@@ -12,7 +12,11 @@
  *     and the hooks the process state calls (proc.h): listing a cache's
  *     spans for a reconnect, dropping them all (hc_disconnect), and fork;
  *   - heapclient_debug_refill_ns: the last MC_REFILL_RING Refill round
- *     trips, timed around the request (kept across reconnects).
+ *     trips, timed around the request (kept across reconnects);
+ *   - heap profiling (profile.h): each class's countdown to its next
+ *     sample, counted a window at a time and cut short at the sampled slot
+ *     (clip, take_sampled), and the reaping of sampled objects whose alloc
+ *     bit a fold or a direct free cleared (word_room, reap).
  *
  * Policy, per class, with S = span bytes:
  *   - batch: a Refill asks for `batch` spans, starting at 1 and doubling to
@@ -137,7 +141,7 @@ static void reset_class(mcache_t *mc, uint32_t c)
 	mc->lists[c].cachebase = 0;
 	mc->lists[c].batch = 1;
 	mc->lists[c].retain = 2 * batch_max(c);
-	mc->lists[c].prof_hold = 0; /* part of the window; a sample due stays due (prof_skip 0) */
+	mc->lists[c].prof_hold = 0; /* part of the window; a sample due stays due (prof_skip is 0) */
 }
 
 /* Spans were unlinked: the hand-back pass starts its class again from the head. */
@@ -766,12 +770,14 @@ static void *take_plain(mcache_t *mc, uint32_t c, int *needzero)
 }
 
 /*
- * The slot held back for class c is the sampled one: take it, leave its
- * sample for profile_finish, draw the next countdown and clip the rest of
- * the window by it. The 8-byte class has no sampled bits (shm/profrec.h):
- * its sampled allocation is served from the next class.
+ * The window of class c shows no slot because its next one is to be
+ * sampled (the slow path's part for heap profiling, out of its way): take
+ * that slot, leave its sample for profile_finish, draw the next countdown
+ * and clip the rest of the window by it. The 8-byte class has no sampled
+ * bits (shm/profrec.h): its sampled allocation is served from the next
+ * class.
  */
-static void *take_sampled(mcache_t *mc, uint32_t c, int *needzero)
+static __attribute__((noinline)) void *take_sampled(mcache_t *mc, uint32_t c, int *needzero)
 {
 	mc_class_t *cl = &mc->cls[c];
 	mc_list_t *l = &mc->lists[c];
@@ -799,17 +805,6 @@ static void *take_sampled(mcache_t *mc, uint32_t c, int *needzero)
 	              &s->sampled);
 	clip(mc, c); /* what is left of the window, against the new countdown */
 	return p;
-}
-
-/*
- * The slow path's part for heap profiling, out of its way: the window of
- * class c shows no slot, because (after the window moved, or right away)
- * the next is the one to sample. If the rate has changed meanwhile, the
- * countdown is drawn again first.
- */
-static __attribute__((noinline)) void *profiled(mcache_t *mc, uint32_t c, int *needzero)
-{
-	return take_sampled(mc, c, needzero);
 }
 
 /*
@@ -865,7 +860,7 @@ void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero, const void *ra)
 			return take(mc, c, needzero);
 	}
 	/* heap profiling: the window's next slot is the sampled one */
-	void *p = profiled(mc, c, needzero);
+	void *p = take_sampled(mc, c, needzero);
 	if (profile_pending_tls.sampled)
 		return profile_finish(p, ra); /* a tail call: see mcache_alloc_slow in mcache.h */
 	return p;
