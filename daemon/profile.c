@@ -321,7 +321,6 @@ profile_snap_t *profile_snapshot(daemon_t *d)
 	if (!v->recs)
 		return s;
 	s->summary.records = v->nrecs;
-	s->summary.samples = atomic_load(&v->counters->samples);
 	s->summary.dropped = atomic_load(&v->counters->dropped);
 	s->summary.recycled = atomic_load(&v->counters->recycled);
 	s->summary.mapsets_full = atomic_load(&v->counters->mapsets_full);

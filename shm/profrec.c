@@ -140,10 +140,8 @@ int prof_mark_freed(const prof_view_t *v, uint64_t off)
 				return 0; /* a claim takes the first empty record: it is not further on */
 			if (prof_kind(st) != PROF_LIVE || live_off(r, st) != off)
 				break;
-			if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED)) {
-				count(&v->counters->reaped);
+			if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED))
 				return 1;
-			}
 			/* it changed under us: look at it again */
 		}
 	}
@@ -169,7 +167,6 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			if (kind == PROF_LIVE && live_off(r, st) == s->off) {
 				/* A sample of an earlier object at this offset whose free was never reaped. */
 				if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED)) {
-					count(&v->counters->reaped);
 					st = (st & ~3u) | PROF_FREED;
 					kind = PROF_FREED;
 				}
@@ -213,7 +210,6 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 		memcpy(r->frames, s->frames, nframes * sizeof(uint64_t));
 		atomic_store_explicit(&r->state, (prof_claimed(seen) & ~3u) | PROF_LIVE,
 		                      memory_order_release);
-		count(&v->counters->samples);
 		return (int)pick;
 	}
 	count(&v->counters->dropped);

@@ -21,10 +21,12 @@
  *     bias, its path and GNU build ID, which symbolization needs after the
  *     process has gone. Its state word sits in a compact array apart, so
  *     that a search for a free set reads a few lines, not a page per set.
- *   - The counters: samples recorded, samples dropped because every record
- *     of their window held a live sample, freed samples whose record a new
- *     sample took over (the alloc view forgets those), and processes that
- *     found no free mapping set.
+ *   - The counters, of the events a profile should admit to: samples
+ *     dropped because every record of their window held a live sample,
+ *     freed samples whose record a new sample took over (the alloc view
+ *     forgets those), and processes that found no free mapping set. (No
+ *     counter moves on every sample: a shared line written at each one
+ *     would cost each sample a cache miss of its own.)
  *
  * A state word is seq << 2 | kind: EMPTY (never used, or cleared by heapd),
  * BUSY (being written by whoever moved it there), LIVE (a sampled object
@@ -150,11 +152,9 @@ _Static_assert(sizeof(prof_mapset_t) == 64 + PROF_MAPS * 256, "a mapping set is 
 
 /* The counters at the start of the region. Any process adds to them. */
 typedef struct prof_counters {
-	_Atomic uint64_t samples;       /* records written */
 	_Atomic uint64_t dropped;       /* samples not recorded: their window held only live ones */
 	_Atomic uint64_t recycled;      /* freed samples whose record a new sample took */
 	_Atomic uint64_t mapsets_full;  /* processes that found no free mapping set */
-	_Atomic uint64_t reaped;        /* records marked freed */
 } prof_counters_t;
 
 #define PROF_COUNTERS_SIZE 4096u
