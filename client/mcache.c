@@ -410,12 +410,14 @@ static void clip(mcache_t *mc, uint32_t c)
 	l->prof_hold |= cl->cache & ~shown;
 	cl->cache = shown;
 	l->prof_skip = 0;
-	/* the sample's record is written in a few allocations: fetch its line meanwhile */
+	/* the sample's record is written in a few allocations: fetch its fields and first frames */
 	const prof_view_t *v = profile_view();
 	if (v->recs && l->cur) {
 		uint64_t slot = l->cachebase + (uint64_t)__builtin_ctzll(l->prof_hold);
 		uint64_t off = (uint64_t)(l->cur->base - proc_g.seg.base) + slot * sizeclass_size[c];
-		__builtin_prefetch(&v->recs[prof_home(off, v->nrecs)], 1);
+		const prof_rec_t *r = &v->recs[prof_home(off, v->nrecs)];
+		__builtin_prefetch(r, 1);
+		__builtin_prefetch(r->frames, 1);
 	}
 }
 

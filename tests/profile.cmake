@@ -40,3 +40,15 @@ if(BENCH_LIBUNWIND_FOUND)
   target_compile_definitions(bench_unwind_libunwind PRIVATE BENCH_LIBUNWIND=1)
   target_link_libraries(bench_unwind_libunwind PRIVATE Threads::Threads PkgConfig::BENCH_LIBUNWIND)
 endif()
+
+# Not a test either: sampling's cost to the loops of workloads 1 and 2, by
+# phases off and on alternating in one process (see the file). Run
+# build-bench/tests/bench_profile in a Release build.
+if(TARGET heapclient_static AND TARGET heapd)
+  add_executable(bench_profile bench/bench_profile.c)
+  target_link_libraries(bench_profile PRIVATE heapclient_static heapd_harness)
+  target_include_directories(bench_profile PRIVATE ${PROJECT_SOURCE_DIR}/client)
+  target_compile_options(bench_profile PRIVATE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
+  target_compile_definitions(bench_profile PRIVATE BENCH_HEAPD_BIN="$<TARGET_FILE:heapd>")
+  add_dependencies(bench_profile heapd)
+endif()
