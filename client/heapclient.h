@@ -133,7 +133,7 @@ HC_API int hc_trim(void);
  * process; `heapctl profile` turns the records into a pprof profile. The
  * rate set here wins over $HEAPD_PROFILE_RATE, which wins over heapd's
  * profile-rate setting; without any of them sampling is off and costs
- * nothing. Threads take a new rate at their next refill of each size
+ * nothing. Threads take a new rate within 64 allocations of each size
  * class. Returns the rate in force before the call.
  */
 HC_API size_t hc_profile_rate(size_t bytes);
