@@ -40,8 +40,20 @@
 
 #include "mcache.h"
 #include "proc.h"
+#include "profile.h"
 #include "request.h"
 #include "transport.h"
+
+/*
+ * Functions with a frame of their own on the way to a heap-profile sample
+ * keep the frame pointer, which the sampler's walk goes up (profile.h).
+ * hc_malloc and hc_free do not: their fast paths stay as they were.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#define HC_FRAME __attribute__((optimize("no-omit-frame-pointer")))
+#else
+#define HC_FRAME /* clang has no per-function switch: build with -fno-omit-frame-pointer */
+#endif
 
 #define HC_ALLOC_FILL 0xa5 /* HEAPD_DEBUG: fresh objects */
 #define HC_FREE_FILL 0xdf  /* HEAPD_DEBUG: freed objects */
@@ -211,8 +223,12 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 	}
 }
 
-/* A large object from the daemon: size bytes aligned to align (0: a page). */
-static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
+/*
+ * A large object from the daemon: size bytes aligned to align (0: a page).
+ * ra: the return address of the API function (a sample's site).
+ */
+static HC_FRAME __attribute__((noinline)) void *large_alloc(size_t size, int zero, size_t align,
+                                                             int *zeroed, const void *ra)
 {
 	Heapd__Envelope *reply = NULL;
 	const segment_t *seg = &proc_g.seg;
@@ -258,6 +274,9 @@ static void *large_alloc(size_t size, int zero, size_t align, int *zeroed)
 	}
 	if (zeroed)
 		*zeroed = z;
+	uint64_t bytes = (uint64_t)seg->spans[span].npages << HEAPD_PAGE_SHIFT;
+	if (profile_large_due(bytes))
+		profile_sample((uint64_t)((uint8_t *)p - seg->base), bytes, prof_sampled_words(seg, span), 1, ra);
 	return p;
 fail:
 	errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
@@ -288,14 +307,18 @@ HC_API void hc_disconnect(void)
 	proc_unlock();
 }
 
-HC_API void *hc_malloc(size_t size)
+/*
+ * hc_malloc's body, inlined into every API function that allocates, so
+ * that the return address a sample records is the caller's.
+ */
+static inline __attribute__((always_inline)) void *malloc_impl(size_t size)
 {
 	void *p;
 
 	if (__builtin_expect(size <= HEAPD_MAX_SMALL, 1))
 		p = mcache_alloc(sizeclass_of(size), NULL);
 	else
-		p = large_alloc(size, 0, 0, NULL);
+		p = large_alloc(size, 0, 0, NULL, __builtin_return_address(0));
 #ifdef HEAPD_DEBUG
 	if (p)
 		memset(p, HC_ALLOC_FILL, size);
@@ -303,7 +326,12 @@ HC_API void *hc_malloc(size_t size)
 	return p;
 }
 
-HC_API void *hc_calloc(size_t nmemb, size_t size)
+HC_API void *hc_malloc(size_t size)
+{
+	return malloc_impl(size);
+}
+
+HC_API HC_FRAME void *hc_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
 	int needzero = 1;
@@ -317,7 +345,7 @@ HC_API void *hc_calloc(size_t nmemb, size_t size)
 		p = mcache_alloc(sizeclass_of(n), &needzero);
 	} else {
 		int zeroed = 0;
-		p = large_alloc(n, 1, 0, &zeroed);
+		p = large_alloc(n, 1, 0, &zeroed, __builtin_return_address(0));
 		needzero = !zeroed;
 	}
 	if (p && needzero)
@@ -325,14 +353,14 @@ HC_API void *hc_calloc(size_t nmemb, size_t size)
 	return p;
 }
 
-HC_API void *hc_realloc(void *ptr, size_t size)
+HC_API HC_FRAME void *hc_realloc(void *ptr, size_t size)
 {
 	size_t usable;
 	obj_t o;
 	void *p;
 
 	if (!ptr)
-		return hc_malloc(size);
+		return malloc_impl(size);
 	if (size == 0) {
 		hc_free(ptr);
 		return NULL;
@@ -350,7 +378,7 @@ HC_API void *hc_realloc(void *ptr, size_t size)
 		if (size >= usable / 2)
 			return ptr;
 	}
-	p = hc_malloc(size);
+	p = malloc_impl(size);
 	if (!p)
 		return NULL;
 	memcpy(p, ptr, size < usable ? size : usable);
@@ -358,7 +386,7 @@ HC_API void *hc_realloc(void *ptr, size_t size)
 	return p;
 }
 
-HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
+HC_API HC_FRAME void *hc_aligned_alloc(size_t alignment, size_t size)
 {
 	void *p = NULL;
 
@@ -367,7 +395,7 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
 		return NULL;
 	}
 	if (alignment <= 8)
-		return hc_malloc(size);
+		return malloc_impl(size);
 	int rc = ensure_mapped();
 	if (rc < 0) {
 		errno = -rc;
@@ -391,7 +419,7 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
 		 */
 		errno = ENOMEM;
 	} else {
-		p = large_alloc(size ? size : 1, 0, alignment, NULL);
+		p = large_alloc(size ? size : 1, 0, alignment, NULL, __builtin_return_address(0));
 	}
 #ifdef HEAPD_DEBUG
 	if (p)
@@ -491,6 +519,11 @@ HC_API void *hc_off_to_ptr(uint64_t off)
 		return NULL;
 	}
 	return seg->base + off;
+}
+
+HC_API size_t hc_profile_rate(size_t bytes)
+{
+	return (size_t)profile_set_rate(bytes);
 }
 
 HC_API int hc_trim(void)

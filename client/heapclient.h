@@ -125,6 +125,21 @@ HC_API void *hc_off_to_ptr(uint64_t off);
  */
 HC_API int hc_trim(void);
 
+/*
+ * Heap profiling: sample one allocation per `bytes` bytes allocated, on
+ * average (an exponential distribution, as Go's runtime.MemProfileRate;
+ * 1 samples every allocation, 0 turns sampling off). A sample records the
+ * allocation's stack (up to 32 frames, by frame pointers: build with
+ * -fno-omit-frame-pointer for stacks deeper than the allocating function),
+ * its size, this process and the time, in the arena, where it outlives the
+ * process; `heapctl profile` turns the records into a pprof profile. The
+ * rate set here wins over $HEAPD_PROFILE_RATE, which wins over heapd's
+ * profile-rate setting; without any of them sampling is off and costs
+ * nothing. Threads take a new rate within 64 allocations of each size
+ * class. Returns the rate in force before the call.
+ */
+HC_API size_t hc_profile_rate(size_t bytes);
+
 /* What this process's library has done, for tests and monitoring. */
 typedef struct hc_stats {
 	uint64_t requests;       /* requests sent to heapd */

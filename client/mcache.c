@@ -12,7 +12,11 @@
  *     and the hooks the process state calls (proc.h): listing a cache's
  *     spans for a reconnect, dropping them all (hc_disconnect), and fork;
  *   - heapclient_debug_refill_ns: the last MC_REFILL_RING Refill round
- *     trips, timed around the request (kept across reconnects).
+ *     trips, timed around the request (kept across reconnects);
+ *   - heap profiling (profile.h): each class's countdown to its next
+ *     sample, counted a window at a time and cut short at the sampled slot
+ *     (clip, take_sampled), and the reaping of sampled objects whose alloc
+ *     bit a fold or a direct free cleared (word_room, reap).
  *
  * Policy, per class, with S = span bytes:
  *   - batch: a Refill asks for `batch` spans, starting at 1 and doubling to
@@ -59,6 +63,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "profile.h"
 #include "request.h"
 #include "transport.h"
 
@@ -86,6 +91,9 @@ static uint64_t refill_ns[MC_REFILL_RING]; /* recent Refill round trips, ns; pro
 static uint64_t refill_count;         /* round trips timed so far; proc_g.lock */
 static pthread_key_t mcache_key;      /* destructor: mcache_thread_exit */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+#if defined(__x86_64__) && !defined(__POPCNT__)
+static int have_popcnt;               /* the CPU has POPCNT; set once (key_init) */
+#endif
 
 static uint32_t span_bytes(uint32_t c)
 {
@@ -133,6 +141,7 @@ static void reset_class(mcache_t *mc, uint32_t c)
 	mc->lists[c].cachebase = 0;
 	mc->lists[c].batch = 1;
 	mc->lists[c].retain = 2 * batch_max(c);
+	mc->lists[c].prof_hold = 0; /* part of the window; a sample due stays due (prof_skip is 0) */
 }
 
 /* Spans were unlinked: the hand-back pass starts its class again from the head. */
@@ -287,6 +296,10 @@ static void fork_child(void)
 
 static void key_init(void)
 {
+#if defined(__x86_64__) && !defined(__POPCNT__)
+	__builtin_cpu_init();
+	have_popcnt = __builtin_cpu_supports("popcnt");
+#endif
 	pthread_key_create(&mcache_key, mcache_thread_exit);
 	proc_set_cache_hooks(&hooks);
 	proc_at_fork_child(fork_child);
@@ -318,14 +331,94 @@ static mcache_t *mcache_create(void)
  * alloc bits (bitmap_fold_word): the owner's sweep, one word at a time, so
  * that each word is read once on its way to the window.
  */
-static uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
+/*
+ * Heap profiles: word w of s, alloc word a, may hold sampled objects just
+ * freed. Once the span has none left, its folds stop looking.
+ */
+static __attribute__((noinline)) void reap(mc_span_t *s, uint32_t w, uint64_t a)
+{
+	uint64_t *sampled = prof_sampled_words(&proc_g.seg, s->span);
+	prof_reap_word(profile_view(), sampled, w, a, (uint64_t)(s->base - proc_g.seg.base), s->elemsize);
+	if (!bitmap_load(&sampled[w]) && !prof_any_sampled(sampled, s->nwords))
+		s->sampled = 0;
+}
+
+static inline __attribute__((always_inline)) uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
 {
 	uint64_t folded;
 	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, w, &folded);
 
 	if (folded)
 		mark_reused(mc, s); /* reused slots hold old data */
+	if (__builtin_expect(s->sampled, 0))
+		reap(s, w, a); /* sampled objects freed by the fold or by this thread's direct frees */
 	return ~a & bitmap_valid_mask(w, s->nelems);
+}
+
+/*
+ * Bits set in x: the CPU's instruction where it has one, else arithmetic,
+ * never the library call __builtin_popcountll makes on a baseline x86-64.
+ */
+static inline uint64_t bits_set(uint64_t x)
+{
+#if defined(__POPCNT__) || !defined(__x86_64__)
+	return (uint64_t)__builtin_popcountll(x);
+#else
+	if (__builtin_expect(have_popcnt, 1)) {
+		uint64_t n;
+		__asm__("popcnt %1, %0" : "=r"(n) : "r"(x));
+		return n;
+	}
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (x * 0x0101010101010101ULL) >> 56;
+#endif
+}
+
+/* The lowest n set bits of x (n < bits_set(x)). */
+static uint64_t lowest_bits(uint64_t x, uint64_t n)
+{
+	uint64_t out = 0;
+	for (; n; n--) {
+		out |= x & -x;
+		x &= x - 1;
+	}
+	return out;
+}
+
+/*
+ * Heap profiling: count the new window of class c against its countdown,
+ * and when the sampled slot is in it, keep it and the slots after it back
+ * in prof_hold. A countdown to redraw is drawn first.
+ */
+static void clip(mcache_t *mc, uint32_t c)
+{
+	mc_class_t *cl = &mc->cls[c];
+	mc_list_t *l = &mc->lists[c];
+
+	if (l->prof_skip == MC_SKIP_REDRAW)
+		l->prof_skip = profile_draw_skip(sizeclass_size[c]);
+	if (l->prof_skip == PROFILE_SKIP_OFF)
+		return; /* sampling is off */
+	uint64_t k = bits_set(cl->cache);
+	if (l->prof_skip >= k) {
+		l->prof_skip -= k;
+		return;
+	}
+	uint64_t shown = lowest_bits(cl->cache, l->prof_skip);
+	l->prof_hold |= cl->cache & ~shown;
+	cl->cache = shown;
+	l->prof_skip = 0;
+	/* the sample's record is written in a few allocations: fetch its fields and first frames */
+	const prof_view_t *v = profile_view();
+	if (v->recs && l->cur) {
+		uint64_t slot = l->cachebase + (uint64_t)__builtin_ctzll(l->prof_hold);
+		uint64_t off = (uint64_t)(l->cur->base - proc_g.seg.base) + slot * sizeclass_size[c];
+		const prof_rec_t *r = &v->recs[prof_home(off, v->nrecs)];
+		__builtin_prefetch(r, 1);
+		__builtin_prefetch(r->frames, 1);
+	}
 }
 
 /*
@@ -347,6 +440,16 @@ static int window_from(mcache_t *mc, uint32_t c, mc_span_t *s, uint32_t w)
 		cl->needzero = s->needzero;
 		mc->lists[c].cur = s;
 		mc->lists[c].cachebase = w * 64;
+		mc_list_t *l = &mc->lists[c];
+		uint64_t skip = l->prof_skip;
+		if (__builtin_expect(skip != PROFILE_SKIP_OFF, 0)) {
+			/* sampling is on: count the window, or clip it if the sample is in it */
+			uint64_t k = bits_set(free_slots);
+			if (__builtin_expect(skip >= k && skip < MC_SKIP_REDRAW, 1))
+				l->prof_skip = skip - k;
+			else
+				clip(mc, c);
+		}
 		return 1;
 	}
 	return 0;
@@ -482,12 +585,16 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	if (!s)
 		return NULL;
 	s->span = g->span;
-	s->nelems = sizeclass_nelems[c];
-	s->nwords = bitmap_words(s->nelems);
+	s->nelems = (uint16_t)sizeclass_nelems[c];
+	s->nwords = (uint8_t)bitmap_words(s->nelems);
 	s->needzero = g->needzero;
 	s->base = segment_page_addr(seg, g->span);
 	s->alloc = segment_allocbits(seg, g->span);
 	s->freeb = segment_freebits(seg, g->span, s->nelems);
+	s->elemsize = sizeclass_size[c];
+	/* live sampled objects of earlier owners: their frees are reaped here from now on */
+	s->sampled = prof_sampleable(s->nelems) && profile_view()->recs &&
+	             prof_any_sampled(prof_sampled_words(seg, g->span), s->nwords);
 	s->next = NULL;
 	return s;
 }
@@ -618,7 +725,106 @@ static void *take(mcache_t *mc, uint32_t c, int *needzero)
 	return cl->wordbase + (size_t)bit * cl->elemsize;
 }
 
-void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
+/* Ask the daemon for spans of class c (refill_locked). 0 or -errno. */
+static int refill(mcache_t *mc, uint32_t c, int pressure)
+{
+	proc_lock();
+	int rc = refill_locked(mc, c, pressure);
+	proc_unlock();
+	return rc;
+}
+
+/* Make sure class c has a window with a free slot, shown or held back. 0 or -errno. */
+static int ensure_window(mcache_t *mc, uint32_t c, int pressure)
+{
+	if (mc->cls[c].cache | mc->lists[c].prof_hold)
+		return 0;
+	if (find_local(mc, c))
+		return 0;
+	return refill(mc, c, pressure);
+}
+
+/* Take class c's next slot even if it is held back, leaving the class's countdown as it is. */
+static void *take_held(mcache_t *mc, uint32_t c, int *needzero)
+{
+	mc_class_t *cl = &mc->cls[c];
+	mc_list_t *l = &mc->lists[c];
+
+	if (cl->cache)
+		return take(mc, c, needzero);
+	cl->cache = l->prof_hold;
+	l->prof_hold = 0;
+	void *p = take(mc, c, needzero);
+	l->prof_hold = cl->cache; /* the countdown is still at 0: the rest stays held */
+	cl->cache = 0;
+	return p;
+}
+
+/* An object of class c, unsampled whatever the countdown says; NULL with errno set. */
+static void *take_plain(mcache_t *mc, uint32_t c, int *needzero)
+{
+	int rc = ensure_window(mc, c, 0);
+	if (rc < 0) {
+		errno = rc == -EDQUOT ? ENOMEM : -rc;
+		return NULL;
+	}
+	return take_held(mc, c, needzero);
+}
+
+/*
+ * The window of class c shows no slot because its next one is to be
+ * sampled (the slow path's part for heap profiling, out of its way): take
+ * that slot, leave its sample for profile_finish, draw the next countdown
+ * and clip the rest of the window by it. The 8-byte class has no sampled
+ * bits (shm/profrec.h): its sampled allocation is served from the next
+ * class.
+ */
+static __attribute__((noinline)) void *take_sampled(mcache_t *mc, uint32_t c, int *needzero)
+{
+	mc_class_t *cl = &mc->cls[c];
+	mc_list_t *l = &mc->lists[c];
+	uint32_t k = c;
+	void *p;
+
+	cl->cache = l->prof_hold;
+	l->prof_hold = 0;
+	l->prof_skip = profile_draw_skip(sizeclass_size[c]);
+	if (!prof_sampleable(sizeclass_nelems[c])) {
+		k = c + 1;
+		if (k >= SIZECLASS_COUNT || ensure_window(mc, k, 0) < 0) {
+			/* no room in the next class: this allocation goes unsampled */
+			p = take_plain(mc, c, needzero);
+			clip(mc, c);
+			return p;
+		}
+	}
+	p = take_held(mc, k, needzero);
+	mc_span_t *s = mc->lists[k].cur;
+	uint32_t idx = sizeclass_div((uint32_t)((uint8_t *)p - s->base), sizeclass_info[k].divmul);
+	/* recorded on the way out (profile_finish) */
+	profile_defer((uint64_t)(s->base - proc_g.seg.base) + (uint64_t)idx * s->elemsize, s->elemsize,
+	              prof_sampled_words(&proc_g.seg, s->span) + (idx >> 6), 1ULL << (idx & 63),
+	              &s->sampled);
+	clip(mc, c); /* what is left of the window, against the new countdown */
+	return p;
+}
+
+/*
+ * The rate in force has changed (profile_gen): every class draws its
+ * countdown again at its next window, and a slot held back for a sample
+ * is shown again (the rest of that window goes unsampled).
+ */
+static __attribute__((noinline)) void profile_resync(mcache_t *mc)
+{
+	mc->prof_gen = profile_gen();
+	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
+		mc->cls[c].cache |= mc->lists[c].prof_hold;
+		mc->lists[c].prof_hold = 0;
+		mc->lists[c].prof_skip = MC_SKIP_REDRAW;
+	}
+}
+
+void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero, const void *ra)
 {
 	int pressure, rc;
 
@@ -632,6 +838,8 @@ void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
 		mc->reg.epoch = atomic_load(&proc_g.epoch);
 		proc_unlock();
 	}
+	if (__builtin_expect(mc->prof_gen != profile_gen(), 0))
+		profile_resync(mc);
 	pressure = (proc_slot_flags() & HEAPD_CLIENT_FLUSH) != 0;
 	if (pressure) {
 		/* Memory pressure: keep only each class's current span. */
@@ -643,16 +851,21 @@ void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero)
 		proc_unlock();
 		free(rel);
 	}
-	if (find_local(mc, c))
-		return take(mc, c, needzero);
-	proc_lock();
-	rc = refill_locked(mc, c, pressure);
-	proc_unlock();
-	if (rc < 0) {
-		errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
-		return NULL;
+	/* the common case first: the window is empty, and no slot is held back for a sample */
+	if (__builtin_expect(mc->lists[c].prof_hold == 0, 1)) {
+		rc = find_local(mc, c) ? 0 : refill(mc, c, pressure);
+		if (rc < 0) {
+			errno = rc == -EDQUOT ? ENOMEM : -rc; /* a quota reached is out of memory, as for malloc */
+			return NULL;
+		}
+		if (__builtin_expect(mc->cls[c].cache != 0, 1))
+			return take(mc, c, needzero);
 	}
-	return take(mc, c, needzero);
+	/* heap profiling: the window's next slot is the sampled one */
+	void *p = take_sampled(mc, c, needzero);
+	if (profile_pending_tls.sampled)
+		return profile_finish(p, ra); /* a tail call: see mcache_alloc_slow in mcache.h */
+	return p;
 }
 
 int mcache_trim(void)

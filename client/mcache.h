@@ -12,6 +12,10 @@
  * wordbase + i * elemsize: no lock, no system call, no atomic
  * read-modify-write.
  *
+ * With heap profiling on, a class's window ends before the slot whose
+ * allocation is to be sampled (mc_list_t.prof_hold), so that the fast path
+ * costs the same either way.
+ *
  * Slow path (mcache_alloc_slow), in order:
  *   1. the next word of the current span with a free slot;
  *   2. a local sweep of the class's own spans (free bits set by any process
@@ -45,14 +49,17 @@
 
 #include "bitmap.h"
 #include "proc.h"
+#include "profile.h"
 #include "sizeclass.h"
 
-/* One span the cache owns. */
+/* One span the cache owns. 48 bytes: the local sweep visits hundreds of them. */
 typedef struct mc_span {
 	uint32_t span;          /* span id (start page) */
-	uint32_t nelems;
-	uint32_t nwords;        /* bitmap words */
-	uint32_t needzero;      /* its free slots may hold old data */
+	uint16_t nelems;
+	uint8_t nwords;         /* bitmap words */
+	uint8_t needzero;       /* its free slots may hold old data */
+	uint32_t elemsize;
+	uint32_t sampled;       /* its sampled bits may be set: folds reap them (shm/profrec.h) */
 	uint8_t *base;          /* first object */
 	uint64_t *alloc;        /* alloc bits (we write them) */
 	uint64_t *freeb;        /* free bits (any process sets them) */
@@ -68,7 +75,7 @@ typedef struct mc_class {
 	uint32_t needzero;      /* the current span's free slots may hold old data */
 } mc_class_t;
 
-/* The slow path's view of a class. */
+/* The slow path's view of a class: one cache line. */
 typedef struct mc_list {
 	mc_span_t *cur;         /* span the hot window is on, NULL if none */
 	mc_span_t *spans;       /* every span of the class, cur included; proc_g.lock */
@@ -76,7 +83,19 @@ typedef struct mc_list {
 	uint32_t nspans;        /* proc_g.lock */
 	uint32_t batch;         /* spans the next Refill asks for */
 	uint32_t retain;        /* spans kept before full ones are handed back */
-} mc_list_t;
+	/*
+	 * Heap-profile sampling (client/profile.h): prof_skip allocations of the
+	 * class go unsampled before the next sampled one (PROFILE_SKIP_OFF:
+	 * none is; MC_SKIP_REDRAW: draw it at the next window). When the
+	 * sampled slot falls inside the hot window, the window shows only the
+	 * slots before it and prof_hold keeps the rest, so that the fast path
+	 * runs out right there and the slow path samples (mcache.c, clip).
+	 */
+	uint64_t prof_skip;
+	uint64_t prof_hold;
+} __attribute__((aligned(64))) mc_list_t;
+
+#define MC_SKIP_REDRAW (PROFILE_SKIP_OFF - 1)
 
 /* Slots of the table of spans a thread may free into directly (a power of two). */
 #define MC_OWN_SLOTS 1024u
@@ -99,6 +118,7 @@ typedef struct mcache {
 	uint32_t own[MC_OWN_SLOTS];
 	proc_cache_t reg;                  /* registry entry; reg.epoch is the epoch its spans
 	                                    * belong to (proc_g.lock) */
+	uint32_t prof_gen;                 /* the profile generation (profile.h) its countdowns follow */
 	uint32_t nspans;                   /* proc_g.lock */
 	/*
 	 * Where the hand-back pass resumes: after pass_prev (NULL: at the head)
@@ -117,11 +137,21 @@ typedef struct mcache {
  */
 extern __thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec")));
 
-/* The slow path: returns an object of class c, or NULL with errno set. */
-void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero);
+/*
+ * The slow path: returns an object of class c, or NULL with errno set. ra
+ * is the return address of the API function allocating: when the object is
+ * to be sampled, the slow path ends in a tail call of profile_finish, so
+ * that the walk of the stack goes from the sampler to that function's
+ * frame with no frame of the cache in between (profile.h).
+ */
+void *mcache_alloc_slow(mcache_t *mc, uint32_t c, int *needzero, const void *ra);
 
-/* An object of class c. *needzero (if not NULL) says whether it may hold old data. */
-static inline void *mcache_alloc(uint32_t c, int *needzero)
+/*
+ * An object of class c. *needzero (if not NULL) says whether it may hold
+ * old data. Always inlined, so that the return address it passes down is
+ * that of the API function it is in.
+ */
+static inline __attribute__((always_inline)) void *mcache_alloc(uint32_t c, int *needzero)
 {
 	mcache_t *mc = mcache_tls;
 	mc_class_t *cl = &mc->cls[c];
@@ -135,7 +165,7 @@ static inline void *mcache_alloc(uint32_t c, int *needzero)
 			*needzero = (int)cl->needzero;
 		return cl->wordbase + bit * cl->elemsize;
 	}
-	return mcache_alloc_slow(mc, c, needzero);
+	return mcache_alloc_slow(mc, c, needzero, __builtin_return_address(0));
 }
 
 /* Whether the calling thread may clear span's alloc bits itself (see mcache_t.own). */

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "proc.h"
+#include "profile.h"
 #include "sock.h"
 
 /* The connection; proc_g.lock. */
@@ -126,6 +127,7 @@ static int hello(int *reached)
 		goto fail;
 	}
 	proc_set_slot_locked(hr->slot);
+	profile_connected_locked(hr->profile_rate);
 	tp.sock = fd;
 	atomic_store(&tp.connected, 1);
 	wire_free(reply);

@@ -21,6 +21,7 @@
 
 #include "bitmap.h"
 #include "lock.h"
+#include "profrec.h"
 #include "report.h"
 
 /* How many full unswept spans a refill sweeps looking for room before carving. */
@@ -83,6 +84,7 @@ static uint32_t sweep_span(central_t *c, uint32_t id)
 	uint32_t nelems = nelems_of(&c->seg->spans[id]);
 	uint64_t *alloc = segment_allocbits(c->seg, id);
 	uint32_t freed = bitmap_sweep(alloc, segment_freebits(c->seg, id, nelems), nelems);
+	prof_reap_span(c->seg, id); /* records of sampled objects just freed (shm/profrec.h) */
 	span_set_allocount(c->seg, id, bitmap_count_alloc(alloc, nelems));
 	return freed;
 }

@@ -12,8 +12,10 @@
  * (compare-and-swap) is its only sweeper.
  *
  * Sweeping a span the daemon owns folds its free bits into its alloc bits
- * (bitmap_sweep) and recounts allocount from the bitmap; an empty span goes
- * back to the page heap, one with room to partial, a full one to full.
+ * (bitmap_sweep), marks the heap-profile records of the sampled objects
+ * among them freed (prof_reap_span, shm/profrec.h) and recounts allocount
+ * from the bitmap; an empty span goes back to the page heap, one with room
+ * to partial, a full one to full.
  *
  * Locks: a class lock guards its lists and the list links of its spans.
  * Lock order: class locks in ascending class order, then the heap lock, then

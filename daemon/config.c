@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "profrec.h"
 #include "wire.h"
 
 static int seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -44,6 +45,7 @@ void config_defaults(config_t *cfg)
 	cfg->max_clients_per_uid = CONFIG_DEFAULT_CLIENTS_PER_UID;
 	cfg->max_connections_per_uid = CONFIG_DEFAULT_CONNECTIONS_PER_UID;
 	cfg->hello_timeout = CONFIG_DEFAULT_HELLO_TIMEOUT;
+	cfg->profile_records = PROF_DEFAULT_RECORDS;
 }
 
 void config_usage(void *out)
@@ -66,6 +68,9 @@ void config_usage(void *out)
 	        "  --max-clients-per-uid N      slots one user may hold (default %u)\n"
 	        "  --max-connections-per-uid N  connections one user may open (default %u)\n"
 	        "  --hello-timeout SECS   close a connection silent this long after connecting (default %u)\n"
+	        "  --profile-rate SIZE    clients sample one allocation per SIZE bytes for heap\n"
+	        "                         profiles, unless they set their own rate (default 0: off)\n"
+	        "  --profile-records N    heap-profile records a new arena keeps, 0 for none (default %u)\n"
 	        "  --reset                lay out an unusable arena anew (destroys its contents)\n"
 	        "  --help                 show this help\n"
 	        "  --version              show the version\n"
@@ -74,7 +79,7 @@ void config_usage(void *out)
 	        "Root, the daemon's own user and the members of its group may always connect.\n",
 	        HEAPD_DEFAULT_SOCKET, HEAPD_DEFAULT_ARENA, CONFIG_DEFAULT_FILE,
 	        HEAPD_DEFAULT_MAX_CLIENTS, CONFIG_DEFAULT_CLIENTS_PER_UID,
-	        CONFIG_DEFAULT_CONNECTIONS_PER_UID, CONFIG_DEFAULT_HELLO_TIMEOUT);
+	        CONFIG_DEFAULT_CONNECTIONS_PER_UID, CONFIG_DEFAULT_HELLO_TIMEOUT, PROF_DEFAULT_RECORDS);
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -177,7 +182,7 @@ static int copy_str(char *dst, size_t dstlen, const char *src)
 static const char *const value_keys[] = {
 	"socket", "arena", "arena-size", "allow-uid", "allow-gid", "scavenge-delay",
 	"sweep-interval", "client-quota", "uid-quota", "max-clients", "max-clients-per-uid",
-	"max-connections-per-uid", "hello-timeout", NULL,
+	"max-connections-per-uid", "hello-timeout", "profile-rate", "profile-records", NULL,
 };
 
 static int is_value_key(const char *key)
@@ -238,6 +243,20 @@ static int config_set(config_t *cfg, const char *key, const char *val, const cha
 		if (parse_u64(val, 3600, &v) < 0 || v == 0)
 			return -EINVAL;
 		cfg->hello_timeout = v;
+		return 0;
+	}
+	if (strcmp(key, "profile-rate") == 0) {
+		*why = "want a size such as 512K, or 0 for off";
+		if (config_parse_size(val, &v) < 0)
+			return -EINVAL;
+		cfg->profile_rate = v;
+		return 0;
+	}
+	if (strcmp(key, "profile-records") == 0) {
+		*why = "want a number from 0 to 16777216";
+		if (parse_u64(val, PROF_MAX_RECORDS, &v) < 0)
+			return -EINVAL;
+		cfg->profile_records = (uint32_t)v;
 		return 0;
 	}
 	if (strcmp(key, "scavenge-delay") == 0) {

@@ -38,6 +38,8 @@ typedef struct config {
 	uint32_t max_clients_per_uid;     /* slots one uid may hold at once */
 	uint32_t max_connections_per_uid; /* connections one uid may have open at once */
 	uint64_t hello_timeout;   /* seconds a connection may go without its Hello */
+	uint32_t profile_records; /* heap-profile records of a new arena (shm/profrec.h), 0: none */
+	uint64_t profile_rate;    /* sampling rate, bytes, clients use unless they set their own; 0: off */
 	int reset;                /* lay an unusable arena out anew */
 } config_t;
 

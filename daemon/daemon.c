@@ -38,7 +38,8 @@ static int unusable(int rc, const char *err)
 
 int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 {
-	segment_params_t params = { .arena_bytes = cfg->arena_size, .max_clients = cfg->max_clients };
+	segment_params_t params = { .arena_bytes = cfg->arena_size, .max_clients = cfg->max_clients,
+	                            .profile_records = cfg->profile_records };
 	recovery_stats_t rs;
 	int rc;
 
@@ -104,10 +105,15 @@ int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot recover the arena: %s", strerror(-rc));
 		goto fail_clients;
 	}
+	rc = profile_open(&d->profile, d);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot set up heap profiles: %s", strerror(-rc));
+		goto fail_clients;
+	}
 	if (d->created) {
-		log_msg("arena %s created: %llu MiB, %u client slots", cfg->arena,
+		log_msg("arena %s created: %llu MiB, %u client slots, %u heap-profile records", cfg->arena,
 		        (unsigned long long)(((uint64_t)hdr->npages_max << HEAPD_PAGE_SHIFT) >> 20),
-		        hdr->max_clients);
+		        hdr->max_clients, hdr->prof_records);
 	} else {
 		log_msg("arena %s reopened (generation %u, %s shutdown): %llu large objects, "
 		        "%llu small spans in central, %llu kept for %u live clients, %llu taken back, "
@@ -142,6 +148,7 @@ void daemon_close(daemon_t *d, int clean)
 	if (!d->opened)
 		return;
 	sweeper_destroy(&d->sweeper);
+	profile_close(&d->profile);
 	if (clean)
 		d->seg.hdr->clean_shutdown = 1;
 	clients_destroy(&d->clients);

@@ -33,6 +33,7 @@
 #include "config.h"
 #include "pageheap.h"
 #include "proc.h"
+#include "profile.h"
 #include "quota.h"
 #include "segment.h"
 #include "sweeper.h"
@@ -47,6 +48,7 @@ typedef struct daemon {
 	central_t central;
 	clients_t clients;
 	sweeper_t sweeper;
+	profile_t profile;           /* heap-profile snapshots (event-loop thread) */
 	uint64_t start_ns;           /* CLOCK_MONOTONIC at start, for uptime */
 	int created;                 /* the arena was laid out by this start */
 	int opened;                  /* daemon_open succeeded */
@@ -57,6 +59,8 @@ typedef struct daemon {
 	uint32_t next_session_id;
 	uint64_t last_check_ns;      /* when the last Check ran (session.c rate limit) */
 	uint64_t last_stats_ns;      /* and the last Stats */
+	uint64_t last_profile_ns;    /* and the last Profile snapshot */
+	uint64_t last_clients_ns;    /* and the last Clients (it counts live bytes) */
 	/* The server's hooks: watch a slot's process, and stop watching (NULL: none). */
 	void *(*watch_proc)(void *arg, uint32_t slot, int pidfd);
 	void (*unwatch_proc)(void *arg, void *watch);

@@ -74,6 +74,7 @@ void session_free(session_t *s)
 	} else {
 		log_msg("client %u (pid %d) disconnected", s->id, (int)s->pid);
 	}
+	profile_snap_put(s->prof);
 	free(s);
 }
 
@@ -180,6 +181,7 @@ static int handle_hello(session_t *s, const Heapd__Hello *h)
 	r.base_hint = hdr->base_hint;
 	r.generation = hdr->generation;
 	r.page_size = hdr->page_size;
+	r.profile_rate = d->cfg.profile_rate;
 	env.msg_case = HEAPD__ENVELOPE__MSG_HELLO_REPLY;
 	env.hello_reply = &r;
 
@@ -344,7 +346,25 @@ static int reply_stats(session_t *s, const stats_t *st)
 	return 0;
 }
 
-static void client_info(daemon_t *d, Heapd__ClientInfo *ci, uint32_t slot, const session_t *s)
+/* The live bytes of the process in slot (attribution counted by profile_attribute). */
+static void client_bytes(daemon_t *d, Heapd__ClientInfo *ci, uint32_t slot, const profile_attr_t *a)
+{
+	const shm_client_t *c = &d->seg.clients[slot];
+	if (!a || slot >= a->nslots || c->pid == 0)
+		return;
+	ci->live_large_bytes = a->large_bytes[slot];
+	ci->live_small_bytes = a->small_bytes[slot];
+	ci->start_time = c->start_time;
+	const profile_attr_proc_t *e = profile_attr_find(a, c->pid, c->start_time);
+	if (e) {
+		ci->profiled = 1;
+		ci->sampled_live_bytes = (uint64_t)(e->bytes + 0.5);
+		ci->sampled_live_objects = (uint64_t)(e->objects + 0.5);
+	}
+}
+
+static void client_info(daemon_t *d, Heapd__ClientInfo *ci, uint32_t slot, const session_t *s,
+                        const profile_attr_t *a)
 {
 	heapd__client_info__init(ci);
 	if (s) {
@@ -361,15 +381,30 @@ static void client_info(daemon_t *d, Heapd__ClientInfo *ci, uint32_t slot, const
 	if (slot != HEAPD_NIL) {
 		ci->spans_cached = d->clients.slots[slot].spans.count;
 		ci->pages_held = quota_slot_pages(&d->quota, slot);
+		client_bytes(d, ci, slot, a);
 	}
 }
 
-static int handle_clients(session_t *s)
+/* An exited process that still has live samples: its estimate is all there is. */
+static void exited_info(Heapd__ClientInfo *ci, const profile_attr_proc_t *e)
+{
+	heapd__client_info__init(ci);
+	ci->pid = e->pid;
+	ci->uid = e->uid;
+	ci->slot = e->slot;
+	ci->start_time = e->start_time;
+	ci->exited = 1;
+	ci->profiled = 1;
+	ci->sampled_live_bytes = (uint64_t)(e->bytes + 0.5);
+	ci->sampled_live_objects = (uint64_t)(e->objects + 0.5);
+}
+
+static int handle_clients(session_t *s, const profile_attr_t *a)
 {
 	daemon_t *d = s->d;
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__ClientsReply r = HEAPD__CLIENTS_REPLY__INIT;
-	size_t max = d->nsessions + d->clients.inuse, n = 0;
+	size_t max = d->nsessions + d->clients.inuse + (a ? a->nprocs : 0), n = 0;
 	Heapd__ClientInfo *info = calloc(max ? max : 1, sizeof(*info));
 	Heapd__ClientInfo **ptrs = calloc(max ? max : 1, sizeof(*ptrs));
 	int rc = 0;
@@ -381,7 +416,7 @@ static int handle_clients(session_t *s)
 	for (const session_t *o = d->sessions; o && n < max; o = o->next) {
 		if (!o->hello || o->failed)
 			continue; /* not a client until it says Hello */
-		client_info(d, &info[n], o->slot, o);
+		client_info(d, &info[n], o->slot, o, a);
 		ptrs[n] = &info[n];
 		n++;
 	}
@@ -389,7 +424,15 @@ static int handle_clients(session_t *s)
 	for (uint32_t i = 0; i < d->clients.nslots && n < max; i++) {
 		if (d->seg.clients[i].pid == 0 || d->clients.slots[i].session)
 			continue;
-		client_info(d, &info[n], i, NULL);
+		client_info(d, &info[n], i, NULL, a);
+		ptrs[n] = &info[n];
+		n++;
+	}
+	/* Processes gone that left live samples behind. */
+	for (size_t k = 0; a && k < a->nprocs && n < max; k++) {
+		if (!a->procs[k].exited)
+			continue;
+		exited_info(&info[n], &a->procs[k]);
 		ptrs[n] = &info[n];
 		n++;
 	}
@@ -423,6 +466,36 @@ static int reply_check(session_t *s, const check_report_t *rep)
 	return 0;
 }
 
+/* The page of the connection's heap-profile snapshot that starts at cursor. */
+static int reply_profile(session_t *s, uint32_t cursor)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__ProfileReply r;
+	void *storage = NULL;
+	int rc;
+
+	if (!s->prof)
+		return session_fail(s, EINVAL, "profile cursor %u without a snapshot on this connection",
+		                    cursor);
+	rc = profile_page(s->prof, cursor, &r, &storage);
+	if (rc == -EINVAL)
+		rc = session_fail(s, EINVAL, "profile cursor %u is past the snapshot's end", cursor);
+	else if (rc < 0)
+		rc = session_fail(s, ENOMEM, "out of memory for a profile page");
+	else {
+		env.msg_case = HEAPD__ENVELOPE__MSG_PROFILE_REPLY;
+		env.profile_reply = &r;
+		if (reply(s, &env) < 0)
+			rc = session_fail(s, ENOMEM, "out of memory for the reply");
+	}
+	profile_page_free(storage);
+	if (r.next == 0 || rc < 0) {
+		profile_snap_put(s->prof); /* all sent: the snapshot goes */
+		s->prof = NULL;
+	}
+	return rc;
+}
+
 /* ---- requests whose reply comes later ---- */
 
 /* Park the request being handled until session_poll_waiting can answer it. */
@@ -440,8 +513,18 @@ typedef struct poll_pass {
 	uint64_t now;
 	check_report_t *check;
 	stats_t *stats;
+	profile_snap_t *profile;
+	profile_attr_t *attr;
 	int check_failed, stats_failed;
 } poll_pass_t;
+
+static void poll_pass_done(poll_pass_t *pp)
+{
+	free(pp->check);
+	free(pp->stats);
+	profile_snap_put(pp->profile);
+	profile_attr_free(pp->attr);
+}
 
 static int interval_passed(uint64_t now, uint64_t last)
 {
@@ -500,6 +583,32 @@ static int try_answer(session_t *s, poll_pass_t *pp, int from_poll)
 		rc = pp->stats ? reply_stats(s, pp->stats)
 		               : session_fail(s, ENOMEM, "out of memory for stats");
 		break;
+	case SESSION_WAIT_PROFILE:
+		if (!pp->profile) {
+			if (!interval_passed(pp->now, d->last_profile_ns) && s->resume)
+				return 0;
+			pp->profile = profile_snapshot(d);
+			d->last_profile_ns = heapd_now_ns();
+		}
+		if (pp->profile) {
+			profile_snap_put(s->prof);
+			s->prof = pp->profile;
+			s->prof->refs++;
+			rc = reply_profile(s, 0);
+		} else {
+			rc = session_fail(s, ENOMEM, "out of memory for a profile snapshot");
+		}
+		break;
+	case SESSION_WAIT_CLIENTS:
+		if (!pp->attr) {
+			if (!interval_passed(pp->now, d->last_clients_ns) && s->resume)
+				return 0;
+			pp->attr = profile_attribute(d);
+			d->last_clients_ns = heapd_now_ns();
+		}
+		/* without memory for the counts, the list goes without them */
+		rc = handle_clients(s, pp->attr);
+		break;
 	default:
 		return 1;
 	}
@@ -523,8 +632,7 @@ uint32_t session_poll_waiting(daemon_t *d)
 		if (!try_answer(s, &pp, 1))
 			waiting++;
 	}
-	free(pp.check);
-	free(pp.stats);
+	poll_pass_done(&pp);
 	return waiting;
 }
 
@@ -542,8 +650,7 @@ static int handle_control(session_t *s, int kind)
 	wait_for(s, kind, ticket);
 	/* Without a server to call back (tests, fuzzing) everything is answered at once. */
 	try_answer(s, &pp, 0);
-	free(pp.check);
-	free(pp.stats);
+	poll_pass_done(&pp);
 	return s->failed ? -1 : 0;
 }
 
@@ -609,7 +716,16 @@ int session_handle_frame(session_t *s, const uint8_t *payload, size_t len)
 		rc = handle_control(s, SESSION_WAIT_STATS);
 		break;
 	case HEAPD__ENVELOPE__MSG_CLIENTS:
-		rc = handle_clients(s);
+		if (env->clients->bytes)
+			rc = handle_control(s, SESSION_WAIT_CLIENTS);
+		else
+			rc = handle_clients(s, NULL);
+		break;
+	case HEAPD__ENVELOPE__MSG_PROFILE:
+		if (env->profile->cursor == 0)
+			rc = handle_control(s, SESSION_WAIT_PROFILE);
+		else
+			rc = reply_profile(s, env->profile->cursor);
 		break;
 	case HEAPD__ENVELOPE__MSG_SWEEP:
 		rc = handle_control(s, SESSION_WAIT_SWEEP);

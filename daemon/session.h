@@ -19,8 +19,10 @@
  * for the process (daemon.h).
  *
  * Control requests that cost the loop wait for their reply: Sweep and
- * Scavenge run on the sweeper thread, Check and Stats at most once per
- * SESSION_CONTROL_INTERVAL_NS; requests that wait together share one run.
+ * Scavenge run on the sweeper thread; Check, Stats, Clients that counts
+ * live bytes per client, and a new Profile snapshot at most once per
+ * SESSION_CONTROL_INTERVAL_NS each; requests that wait together share one
+ * run. The further pages of a profile come from the connection's snapshot.
  * While a request waits, the session reads nothing further.
  *
  * Threads: event-loop thread only.
@@ -32,7 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SESSION_CONTROL_INTERVAL_NS 100000000ULL /* 100 ms between Check runs, and Stats runs */
+#define SESSION_CONTROL_INTERVAL_NS 100000000ULL /* 100 ms between runs of each expensive request */
 
 struct daemon;
 struct evbuffer;
@@ -44,6 +46,8 @@ enum {
 	SESSION_WAIT_SCAVENGE,
 	SESSION_WAIT_CHECK,
 	SESSION_WAIT_STATS,
+	SESSION_WAIT_PROFILE,   /* a new heap-profile snapshot */
+	SESSION_WAIT_CLIENTS,   /* the client list with the live bytes each allocated */
 };
 
 typedef struct session {
@@ -66,6 +70,7 @@ typedef struct session {
 	uint64_t wait_ticket;
 	uint64_t wait_seq;
 	struct evbuffer *out;         /* reply frames go here */
+	struct profile_snap *prof;    /* the heap-profile snapshot being paged out, NULL if none */
 	/* Send frame with fds[0..n) as SCM_RIGHTS ahead of anything queued later. 0 or -errno. */
 	int (*send_fds)(void *io, const uint8_t *frame, size_t len, const int *fds, int n);
 	void (*resume)(void *io);     /* a reply that waited is queued: send it and read on */

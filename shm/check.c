@@ -20,17 +20,23 @@
  *   4. Given the page heap: every list entry and tree node is a free span of
  *      the walk, of the right length, linked consistently, the tree in key
  *      order, and each free span of the walk indexed exactly once.
+ *   5. The heap-profile region (shm/profrec.h), which clients write: every
+ *      published record and mapping set is read through the checked readers
+ *      and counted as a problem if any field or index is out of range; and
+ *      in spans no client holds, no sampled bit lacks its alloc bit.
  * Locks: the caller holds h->lock or knows nobody changes the heap, and
  * that no span the daemon owns is being swept (a client may be sweeping
  * its own).
  */
 #include "check.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "bitmap.h"
+#include "profrec.h"
 #include "sizeclass.h"
 #include "span.h"
 
@@ -156,6 +162,21 @@ static void check_bits(checker_t *c, uint32_t p, uint32_t n, uint32_t nelems, in
 	const uint64_t *alloc = segment_allocbits(c->seg, p), *freeb = segment_freebits(c->seg, p, nelems);
 	if (owned ? verify_owned(alloc, freeb, nelems, &why) : bitmap_verify(alloc, freeb, nelems, &why))
 		data_problem(c, "span %u: bitmaps: %s", p, why);
+	if (!prof_sampleable(nelems) || !c->seg->hdr->prof_size)
+		return;
+	/* A span's owner reaps sampled bits (profrec.h): only in a span nobody holds are they settled. */
+	const uint64_t *sampled = prof_sampled_words(c->seg, p);
+	for (uint32_t w = 0; w < bitmap_words(nelems); w++) {
+		uint64_t sb = bitmap_load(&sampled[w]);
+		if (sb & ~bitmap_valid_mask(w, nelems)) {
+			data_problem(c, "span %u: sampled bit set at or beyond nelems", p);
+			break;
+		}
+		if (!owned && (sb & ~bitmap_load(&alloc[w]))) {
+			data_problem(c, "span %u: sampled bit set without its alloc bit", p);
+			break;
+		}
+	}
 }
 
 static void check_inuse(checker_t *c, const shm_span_t *s, uint32_t p, uint32_t n)
@@ -370,6 +391,49 @@ static void check_index(checker_t *c, const pageheap_t *h)
 			        c->free_starts[i], c->seg->spans[c->free_starts[i]].npages);
 }
 
+/* Step 5: the published records and mapping sets, each through its checked reader. */
+static void check_profile(checker_t *c)
+{
+	prof_view_t v;
+	prof_rec_t rec;
+	prof_mapset_t *set;
+	const char *why;
+	uint32_t st, bad = 0, first = 0;
+	const char *first_why = "";
+
+	prof_walk_t w;
+	uint32_t i;
+
+	if (prof_view(c->seg, &v) < 0)
+		return;
+	prof_walk_start(&w, c->seg, &v);
+	while ((i = prof_walk_next(&w)) < v.nrecs) {
+		if (prof_read_rec(&v, i, &rec, &st, &why) == -EINVAL && bad++ == 0) {
+			first = i;
+			first_why = why;
+		}
+	}
+	if (bad)
+		data_problem(c, "profile: %u records hold garbage; the first, record %u: %s", bad, first,
+		        first_why);
+	set = malloc(sizeof(*set));
+	if (!set) {
+		problem(c, "out of memory: the profile's mapping sets are not checked");
+		return;
+	}
+	bad = 0;
+	for (i = 0; i < v.nmapsets; i++) {
+		if (prof_read_mapset(&v, i, set, &st, &why) == -EINVAL && bad++ == 0) {
+			first = i;
+			first_why = why;
+		}
+	}
+	if (bad)
+		data_problem(c, "profile: %u mapping sets hold garbage; the first, set %u: %s", bad, first,
+		        first_why);
+	free(set);
+}
+
 size_t check_segment(const segment_t *seg, const pageheap_t *h, check_report_t *report)
 {
 	checker_t c = { .seg = seg, .report = report };
@@ -395,6 +459,7 @@ size_t check_segment(const segment_t *seg, const pageheap_t *h, check_report_t *
 		}
 	}
 	check_walk(&c);
+	check_profile(&c);
 	if (h && c.cap) {
 		c.seen = calloc(c.nfree ? c.nfree : 1, 1);
 		if (c.seen)

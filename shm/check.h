@@ -22,7 +22,7 @@
 
 typedef struct check_report {
 	size_t nproblems;                 /* problems found, may exceed what is kept */
-	size_t ndata;                     /* of which in the data (bitmaps), which clients write */
+	size_t ndata;                     /* of which in the data (bitmaps, profile records), which clients write */
 	char problems[CHECK_MAX_PROBLEMS][160]; /* the first CHECK_MAX_PROBLEMS, one line each */
 } check_report_t;
 

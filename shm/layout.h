@@ -7,8 +7,9 @@
  *
  *   meta: [ header + client table ][ page map ][ span table ]
  *         heapd writes; clients get an O_RDONLY descriptor and map it read-only
- *   data: [ bitmaps ][ pages ]
- *         every process writes (alloc and free bits, and the objects)
+ *   data: [ bitmaps ][ profile ][ pages ]
+ *         every process writes (alloc and free bits, heap-profile records
+ *         (shm/profrec.h), and the objects)
  *
  * Offsets ("arena offsets", hc_ptr_to_off) count from the start of meta and
  * run on into data: hdr->bits_off == hdr->meta_size.
@@ -68,7 +69,8 @@
  * reads the alloc bit and sets the free bit in one line. Alloc words are
  * written by the span's owner, free words by any process (bitmap.h). Object
  * i of a span is allocated when its alloc bit is set and its free bit is
- * clear.
+ * clear. Spans of at most 512 objects keep a third bitmap there, their
+ * sampled bits (shm/profrec.h), 8 words after their alloc words.
  */
 #ifndef HEAPD_SHM_LAYOUT_H
 #define HEAPD_SHM_LAYOUT_H
@@ -77,7 +79,7 @@
 #include <stdint.h>
 
 #define HEAPD_MAGIC 0x3144504145484dULL /* "MHEAPD1" little-endian */
-#define HEAPD_LAYOUT_VERSION 3u
+#define HEAPD_LAYOUT_VERSION 4u
 
 #define HEAPD_PAGE_SHIFT 13
 #define HEAPD_PAGE_SIZE (1u << HEAPD_PAGE_SHIFT) /* 8 KiB */
@@ -208,7 +210,13 @@ typedef struct shm_header {
 	uint64_t pages_free;     /* in FREE spans, released ones included */
 	uint64_t pages_released; /* part of pages_free punched out of the file */
 	uint64_t sweep_cycles;
-	uint64_t reserved[16];
+	uint64_t reserved[13];   /* zero */
+
+	/* geometry of the heap-profile region (shm/profrec.h), taken from the end of reserved */
+	uint64_t prof_off;       /* arena offset: in data, between the bitmaps and the pages */
+	uint64_t prof_size;      /* bytes; 0: the arena keeps no profile */
+	uint32_t prof_records;   /* records in it */
+	uint32_t prof_mapsets;   /* mapping sets in it */
 } shm_header_t;
 
 #endif

@@ -31,6 +31,7 @@
 #define _GNU_SOURCE /* MAP_FIXED_NOREPLACE, fallocate; the build defines it too */
 #endif
 #include "segment.h"
+#include "profrec.h"
 #include "sizeclass.h"
 
 #include <errno.h>
@@ -73,8 +74,9 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Fill the geometry part of hdr for npages pages and max_clients slots. */
-static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_clients)
+/* Fill the geometry part of hdr for npages pages, max_clients slots and prof_records records. */
+static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_clients,
+                            uint32_t prof_records)
 {
 	memset(hdr, 0, sizeof(*hdr));
 	hdr->version = HEAPD_LAYOUT_VERSION;
@@ -90,8 +92,12 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 	hdr->meta_size = hdr->spans_off + hdr->spans_size;
 	hdr->bits_off = hdr->meta_size;
 	hdr->bits_size = align_up((uint64_t)npages * HEAPD_BITS_WORDS_PER_PAGE * 8, SEG_ALIGN);
-	hdr->pages_off = hdr->bits_off + hdr->bits_size;
-	hdr->data_size = hdr->bits_size + ((uint64_t)npages << HEAPD_PAGE_SHIFT);
+	hdr->prof_size = prof_region_size(prof_records);
+	hdr->prof_off = hdr->prof_size ? hdr->bits_off + hdr->bits_size : 0;
+	hdr->prof_records = hdr->prof_size ? prof_records : 0;
+	hdr->prof_mapsets = prof_nmapsets(hdr->prof_records);
+	hdr->pages_off = hdr->bits_off + hdr->bits_size + hdr->prof_size;
+	hdr->data_size = hdr->bits_size + hdr->prof_size + ((uint64_t)npages << HEAPD_PAGE_SHIFT);
 	hdr->map_size = hdr->meta_size + hdr->data_size;
 	hdr->sizeclass_sig = sizeclass_signature;
 }
@@ -99,7 +105,7 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 static int params_pages(const segment_params_t *params, uint32_t *npages, uint32_t *max_clients)
 {
 	uint64_t n = align_up(params->arena_bytes, HEAPD_PAGE_SIZE) >> HEAPD_PAGE_SHIFT;
-	if (n == 0 || n > HEAPD_MAX_PAGES)
+	if (n == 0 || n > HEAPD_MAX_PAGES || params->profile_records > PROF_MAX_RECORDS)
 		return -EINVAL;
 	*npages = (uint32_t)n;
 	*max_clients = params->max_clients ? params->max_clients : HEAPD_DEFAULT_MAX_CLIENTS;
@@ -114,7 +120,7 @@ int segment_sizes(const segment_params_t *params, uint64_t *meta_size, uint64_t 
 	uint32_t npages, max_clients;
 	if (params_pages(params, &npages, &max_clients) < 0)
 		return -EINVAL;
-	layout_geometry(&hdr, npages, max_clients);
+	layout_geometry(&hdr, npages, max_clients, params->profile_records);
 	*meta_size = hdr.meta_size;
 	*data_size = hdr.data_size;
 	return 0;
@@ -140,15 +146,17 @@ int segment_validate(const shm_header_t *hdr, uint64_t meta_len, uint64_t data_l
 		return fail(err, errlen, -EINVAL, "arena page size %u, want %u", hdr->page_size,
 		            HEAPD_PAGE_SIZE);
 	if (hdr->npages_max == 0 || hdr->npages_max > HEAPD_MAX_PAGES || hdr->max_clients == 0 ||
-	    hdr->max_clients > 65536)
+	    hdr->max_clients > 65536 || hdr->prof_records > PROF_MAX_RECORDS)
 		return fail(err, errlen, -EINVAL, "arena header has impossible sizes");
-	layout_geometry(&want, hdr->npages_max, hdr->max_clients);
+	layout_geometry(&want, hdr->npages_max, hdr->max_clients, hdr->prof_records);
 	if (hdr->clients_off != want.clients_off || hdr->header_size != want.header_size ||
 	    hdr->pagemap_off != want.pagemap_off || hdr->pagemap_size != want.pagemap_size ||
 	    hdr->spans_off != want.spans_off || hdr->spans_size != want.spans_size ||
 	    hdr->meta_size != want.meta_size || hdr->data_size != want.data_size ||
 	    hdr->bits_off != want.bits_off || hdr->bits_size != want.bits_size ||
-	    hdr->pages_off != want.pages_off || hdr->map_size != want.map_size)
+	    hdr->pages_off != want.pages_off || hdr->map_size != want.map_size ||
+	    hdr->prof_off != want.prof_off || hdr->prof_size != want.prof_size ||
+	    hdr->prof_mapsets != want.prof_mapsets)
 		return fail(err, errlen, -EINVAL, "arena header regions are inconsistent");
 	if (hdr->sizeclass_sig != want.sizeclass_sig)
 		return fail(err, errlen, -EPROTO,
@@ -323,7 +331,7 @@ static int create_files(int dfd, const char *dir, const segment_params_t *params
 	if (params_pages(params, &npages, &max_clients) < 0)
 		return fail(err, errlen, -EINVAL, "arena size %llu is out of range",
 		            (unsigned long long)params->arena_bytes);
-	layout_geometry(&hdr, npages, max_clients);
+	layout_geometry(&hdr, npages, max_clients, params->profile_records);
 	hdr.base_hint = params->base_hint ? params->base_hint : HEAPD_DEFAULT_BASE_HINT;
 	if (getrandom(&hdr.arena_id, sizeof(hdr.arena_id), 0) != sizeof(hdr.arena_id))
 		hdr.arena_id = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;

@@ -49,6 +49,7 @@ typedef struct segment_params {
 	uint64_t arena_bytes;   /* size of the pages region, rounded up to pages */
 	uint32_t max_clients;   /* 0: HEAPD_DEFAULT_MAX_CLIENTS */
 	uint64_t base_hint;     /* 0: HEAPD_DEFAULT_BASE_HINT */
+	uint32_t profile_records; /* heap-profile records (shm/profrec.h); 0: no profile region */
 } segment_params_t;
 
 enum {

@@ -22,8 +22,10 @@
  *     SMALL, so a free never finds a small span's page without its class.
  *   - span_large_object: alloc bit 0 is the commit; before it, the span is
  *     no object and recovery frees it.
- *   - span_make_free: bitmaps first, so a kill leaves an in-use span with no
- *     object, which recovery frees; then the state, and only then are the
+ *   - span_make_free: the records of sampled objects still in it are
+ *     marked freed (shm/profrec.h); then the bitmaps, so a kill leaves an
+ *     in-use span with no object, which recovery frees (a record already
+ *     marked freed is right either way); then the state, and only then are the
  *     class and owner cleared (a small span without its class would look
  *     impossible to recovery); the page map's ends last (the rebuild
  *     rewrites the page map anyway).
@@ -37,6 +39,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "profrec.h"
 
 #define NIL HEAPD_NIL
 
@@ -61,7 +64,7 @@ void shm_commit_arm_from_env(void)
 		atomic_store(&shm_commit_kill_at, (uint64_t)n);
 }
 
-/* Both bitmaps of span id, all of its first page's words. */
+/* Every bitmap of span id (alloc, free, sampled): all of its first page's words. */
 static void clear_bits(segment_t *seg, uint32_t id)
 {
 	uint64_t *w = segment_allocbits(seg, id);
@@ -201,6 +204,7 @@ void span_make_free(segment_t *seg, uint32_t id, uint64_t now)
 	shm_span_t *s = &seg->spans[id];
 	uint32_t n = s->npages;
 
+	prof_span_gone(seg, id); /* sampled objects still marked: their records are freed */
 	clear_bits(seg, id);
 	s->needzero = 1;
 	s->npreleased = 0;

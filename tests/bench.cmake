@@ -56,6 +56,7 @@ if(TARGET heapclient_static AND TARGET heapd)
   heapd_bench(heapd SOURCES ${BENCH_DIR}/alloc_heapd.c LIBS heapclient_static heapd_harness
     DEFS BENCH_HEAPD_BIN="$<TARGET_FILE:heapd>")
   target_include_directories(bench_heapd PRIVATE ${PROJECT_SOURCE_DIR}/client)
+  target_compile_options(bench_heapd PRIVATE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
   add_dependencies(bench_heapd heapd)
 endif()
 

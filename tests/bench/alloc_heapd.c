@@ -8,9 +8,10 @@
  * teardown() stops it and removes the arena. Each worker connects with
  * hc_connect and leaves with hc_disconnect.
  *
- * Resident memory is the arena file's allocated bytes (st_blocks * 512):
- * every region, metadata included, after a sweep and a scavenge requested
- * over a control connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
+ * Resident memory is the allocated bytes (st_blocks * 512) of the arena's
+ * two files (it is a directory, shm/layout.h): every region, metadata
+ * included, after a sweep and a scavenge requested over a control
+ * connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
  * 4G by default; the daemon is $HEAPD_BIN, else the one this driver was
  * built with.
  */
@@ -25,6 +26,7 @@
 #include "harness/heapd.h"
 #include "harness/ctl.h"
 #include "heapclient.h"
+#include "segment.h"
 
 #define REFILL_ROUNDS 40      /* reconnections when measuring refills from outside */
 #define REFILL_CLASSES 128    /* more than there are size classes */
@@ -48,7 +50,7 @@ static int heapd_setup(void)
 	hd_init(&daemon_);
 	daemon_.size = size ? size : "4G";
 	snprintf(daemon_.arena, sizeof(daemon_.arena), "/dev/shm/heapd-bench-%d", (int)getpid());
-	unlink(daemon_.arena);
+	segment_remove(daemon_.arena);
 	int rc = hd_start(&daemon_);
 	if (rc < 0) {
 		char line[256];
@@ -59,7 +61,7 @@ static int heapd_setup(void)
 		if (log)
 			fclose(log);
 		hd_cleanup(&daemon_);
-		unlink(daemon_.arena);
+		segment_remove(daemon_.arena);
 		return rc;
 	}
 	started = 1;
@@ -72,7 +74,7 @@ static void heapd_teardown(void)
 		return;
 	started = 0;
 	hd_cleanup(&daemon_);
-	unlink(daemon_.arena);
+	segment_remove(daemon_.arena);
 }
 
 static int heapd_attach(void)
@@ -91,6 +93,24 @@ static int heapd_resident_base(uint64_t *baseline)
 	return 0;
 }
 
+/* The allocated bytes of the arena's files. */
+static int arena_bytes(uint64_t *bytes)
+{
+	static const char *const files[] = { HEAPD_META_FILE, HEAPD_DATA_FILE };
+	char path[sizeof(daemon_.arena) + 16];
+
+	*bytes = 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		uint64_t b;
+		snprintf(path, sizeof(path), "%s/%s", daemon_.arena, files[i]);
+		int rc = bench_file_bytes(path, &b);
+		if (rc < 0)
+			return rc;
+		*bytes += b;
+	}
+	return 0;
+}
+
 static int heapd_resident(uint64_t baseline, uint64_t *bytes)
 {
 	(void)baseline;
@@ -102,7 +122,7 @@ static int heapd_resident(uint64_t baseline, uint64_t *bytes)
 		bench_note("sweep and scavenge: %s", strerror(-rc));
 		return rc;
 	}
-	return bench_file_bytes(daemon_.arena, bytes);
+	return arena_bytes(bytes);
 }
 
 static int heapd_refills(uint64_t *n)

@@ -314,17 +314,36 @@ void format_stats(FILE *out, const Heapd__StatsReply *s)
 
 void format_clients(FILE *out, const Heapd__ClientsReply *c)
 {
-	fprintf(out, "%5s %8s %8s %8s %10s %10s %12s\n", "slot", "kind", "pid", "uid", "spans", "pages",
-	        "requests");
+	char a[32], b[32], e[32];
+
+	fputs("live bytes each client allocated:\n"
+	      "  live large  exact: each large object counts for the client that allocated it\n"
+	      "  live small  exact: the objects live in the small spans charged to the client\n"
+	      "              (to the last client each span was granted to)\n"
+	      "  sampled     estimate from its live heap-profile samples (- without samples)\n", out);
+	fprintf(out, "%5s %8s %8s %8s %10s %10s %12s %12s %12s %12s\n", "slot", "kind", "pid", "uid",
+	        "spans", "pages", "requests", "live large", "live small", "sampled");
 	for (size_t i = 0; i < c->n_clients; i++) {
 		const Heapd__ClientInfo *ci = c->clients[i];
-		if (ci->control)
+		if (ci->control || ci->exited)
 			fprintf(out, "%5s", "-");
 		else
 			fprintf(out, "%5" PRIu32, ci->slot);
-		fprintf(out, " %8s %8" PRIu32 " %8" PRIu32 " %10" PRIu64 " %10" PRIu64 " %12" PRIu64 "\n",
-		        ci->control ? "control" : "client", ci->pid, ci->uid, ci->spans_cached, ci->pages_held,
-		        ci->requests);
+		const char *kind = ci->control ? "control" : ci->exited ? "exited" : "client";
+		fprintf(out, " %8s %8" PRIu32 " %8" PRIu32, kind, ci->pid, ci->uid);
+		if (ci->control) {
+			fprintf(out, " %10s %10s %12" PRIu64 "\n", "-", "-", ci->requests);
+			continue;
+		}
+		if (ci->exited) {
+			fprintf(out, " %10s %10s %12s %12s %12s %12s\n", "-", "-", "-", "-", "-",
+			        format_bytes(ci->sampled_live_bytes, e, sizeof(e)));
+			continue;
+		}
+		fprintf(out, " %10" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12s %12s %12s\n", ci->spans_cached,
+		        ci->pages_held, ci->requests, format_bytes(ci->live_large_bytes, a, sizeof(a)),
+		        format_bytes(ci->live_small_bytes, b, sizeof(b)),
+		        ci->profiled ? format_bytes(ci->sampled_live_bytes, e, sizeof(e)) : "-");
 	}
 }
 

@@ -3,13 +3,15 @@
  * heapctl.c - the operator's command line for heapd.
  *
  *   heapctl [--socket PATH] stats [--json] | clients [--json] | sweep |
- *           scavenge | check | watch [--interval SECONDS]
+ *           scavenge | check | watch [--interval SECONDS] |
+ *           profile [--live | --alloc] [--exited] [-o FILE] [--top [N]]
  *
  * heapctl is a control client of the protocol in proto/heap.proto, through
  * the control-connection module it shares with the tests (control.h): it
  * connects, sends a Hello with control = true (no client slot, no arena
  * descriptors), then sends one request per sample and prints the reply.
- * Rendering lives in format.c.
+ * Rendering lives in format.c; the pprof profile and its symbols in pprof.c
+ * and elfsym.c.
  *
  * Data goes to stdout, diagnostics to stderr. The exit codes are part of the
  * interface, since scripts test them:
@@ -19,6 +21,7 @@
  *   3  the daemon cannot be reached (connect, Hello, or a lost connection)
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -34,6 +37,7 @@
 #include "clock.h"
 #include "control.h"
 #include "format.h"
+#include "pprof.h"
 
 enum {
 	EXIT_PROBLEMS = 1,
@@ -65,6 +69,13 @@ static const char usage_text[] =
 	"  scavenge                    release every free page to the OS now\n"
 	"  check                       run the daemon's invariant checker\n"
 	"  watch [--interval SECONDS]  live view, redrawn every SECONDS (default 1)\n"
+	"  profile [--live | --alloc] [--exited] [-o FILE] [--top [N]]\n"
+	"                              heap profile of the sampled allocations, gzip'd pprof\n"
+	"                              format to FILE (or to stdout if it is not a terminal);\n"
+	"                              --live (default) and --alloc choose the default sample\n"
+	"                              type (inuse_space or alloc_space); --exited keeps the live\n"
+	"                              samples of processes that have exited (leaks);\n"
+	"                              --top prints the N (default 10) top allocation sites\n"
 	"\n"
 	"Options:\n"
 	"  -s, --socket PATH  daemon socket (default: $HEAPD_SOCKET, else " HEAPD_DEFAULT_SOCKET ")\n"
@@ -139,6 +150,10 @@ static Heapd__Envelope *cli_stats(cli_t *c)
 typedef struct cmd_opts {
 	int json;
 	double interval;
+	int view;              /* profile: PPROF_LIVE or PPROF_ALLOC */
+	int exited;            /* profile: leak view */
+	const char *out;       /* profile: -o FILE, NULL if none */
+	long top;              /* profile: sites to print, 0: none */
 } cmd_opts_t;
 
 static int cmd_stats(cli_t *c, const cmd_opts_t *o)
@@ -154,8 +169,18 @@ static int cmd_stats(cli_t *c, const cmd_opts_t *o)
 
 static int cmd_clients(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope *reply = cli_simple(c, "clients", HEAPD__ENVELOPE__MSG_CLIENTS,
-	                                    HEAPD__ENVELOPE__MSG_CLIENTS_REPLY);
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
+	char why[512];
+
+	req.bytes = 1; /* with the live bytes each allocated */
+	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
+	env.clients = &req;
+	int rc = ctl_call(&c->ctl, &env, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY, &reply, why, sizeof(why));
+	if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
+		die(EXIT_UNREACHABLE, "%s: clients: %s", c->socket, why);
+	if (rc < 0)
+		die(EXIT_PROBLEMS, "clients: %s (%s)", why, strerror(-rc));
 	if (o->json)
 		format_json(stdout, &reply->clients_reply->base);
 	else
@@ -209,6 +234,96 @@ static int cmd_check(cli_t *c, const cmd_opts_t *o)
 	fprintf(stderr, "heapctl: check found %" PRIu64 " problem%s\n", n, n == 1 ? "" : "s");
 	wire_free(reply);
 	return EXIT_PROBLEMS;
+}
+
+/* ---- profile ---- */
+
+/* Every page of a new snapshot; *pages holds the replies (free each with wire_free). */
+static void fetch_profile(cli_t *c, Heapd__Envelope ***pages, size_t *npages, heapprof_t *hp)
+{
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__ProfileRequest req = HEAPD__PROFILE_REQUEST__INIT;
+	size_t cap = 0, pcap = 0, scap = 0;
+	char why[512];
+
+	memset(hp, 0, sizeof(*hp));
+	*pages = NULL;
+	*npages = 0;
+	env.msg_case = HEAPD__ENVELOPE__MSG_PROFILE;
+	env.profile = &req;
+	do {
+		Heapd__Envelope *reply = NULL;
+		int rc = ctl_call(&c->ctl, &env, HEAPD__ENVELOPE__MSG_PROFILE_REPLY, &reply, why, sizeof(why));
+		if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
+			die(EXIT_UNREACHABLE, "%s: profile: %s", c->socket, why);
+		if (rc < 0)
+			die(EXIT_PROBLEMS, "profile: %s (%s)", why, strerror(-rc));
+		const Heapd__ProfileReply *r = reply->profile_reply;
+		if (*npages == cap) {
+			cap = cap ? cap * 2 : 8;
+			*pages = realloc(*pages, cap * sizeof(**pages));
+		}
+		if (hp->nprocs + r->n_processes > pcap) {
+			pcap = (hp->nprocs + r->n_processes) * 2;
+			hp->procs = realloc(hp->procs, pcap * sizeof(*hp->procs));
+		}
+		if (hp->nsamples + r->n_samples > scap) {
+			scap = (hp->nsamples + r->n_samples) * 2;
+			hp->samples = realloc(hp->samples, scap * sizeof(*hp->samples));
+		}
+		if (!*pages || (pcap && !hp->procs) || (scap && !hp->samples))
+			die(EXIT_PROBLEMS, "profile: out of memory");
+		(*pages)[(*npages)++] = reply;
+		if (r->summary)
+			hp->summary = r->summary;
+		for (size_t i = 0; i < r->n_processes; i++)
+			hp->procs[hp->nprocs++] = r->processes[i];
+		for (size_t i = 0; i < r->n_samples; i++)
+			hp->samples[hp->nsamples++] = r->samples[i];
+		req.cursor = r->next;
+	} while (req.cursor != 0);
+	if (!hp->summary)
+		die(EXIT_UNREACHABLE, "%s: profile: the first reply had no summary", c->socket);
+}
+
+static int cmd_profile(cli_t *c, const cmd_opts_t *o)
+{
+	Heapd__Envelope **pages;
+	size_t npages;
+	heapprof_t hp;
+	int fd = -1, rc = 0;
+
+	if (!o->out && !o->top && isatty(STDOUT_FILENO))
+		usage_error("profile: the profile is binary; give -o FILE, or --top for text");
+	if (o->out && strcmp(o->out, "-") != 0) {
+		fd = open(o->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			die(EXIT_PROBLEMS, "cannot write %s: %s", o->out, strerror(errno));
+	} else if (o->out || !o->top) {
+		fd = STDOUT_FILENO;
+	}
+	fetch_profile(c, &pages, &npages, &hp);
+	if (hp.summary->records == 0)
+		fprintf(stderr, "heapctl: the arena keeps no heap profile (heapd's profile-records is 0)\n");
+	pprof_t *p = pprof_build(&hp, o->view, o->exited, stderr);
+	if (!p)
+		die(EXIT_PROBLEMS, "profile: out of memory");
+	if (fd >= 0) {
+		rc = pprof_write(p, fd);
+		if (rc < 0)
+			die(EXIT_PROBLEMS, "cannot write the profile: %s", strerror(-rc));
+		if (fd != STDOUT_FILENO && close(fd) < 0)
+			die(EXIT_PROBLEMS, "cannot write %s: %s", o->out, strerror(errno));
+	}
+	if (o->top)
+		pprof_top(p, &hp, (size_t)o->top, stdout);
+	pprof_free(p);
+	for (size_t i = 0; i < npages; i++)
+		wire_free(pages[i]);
+	free(pages);
+	free(hp.procs);
+	free(hp.samples);
+	return 0;
 }
 
 static void on_stop_signal(int sig)
@@ -292,9 +407,20 @@ static const command_t commands[] = {
 	{ "scavenge", cmd_scavenge, 0, 0 },
 	{ "check", cmd_check, 0, 0 },
 	{ "watch", cmd_watch, 0, 1 },
+	{ "profile", cmd_profile, 0, 0 },
 };
 
-enum { OPT_JSON = 256, OPT_INTERVAL };
+enum { OPT_JSON = 256, OPT_INTERVAL, OPT_LIVE, OPT_ALLOC, OPT_EXITED, OPT_TOP };
+
+static long parse_top(const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 1 || v > 1000000)
+		usage_error("invalid --top count '%s'", s);
+	return v;
+}
 
 static double parse_interval(const char *s)
 {
@@ -319,10 +445,16 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "interval", required_argument, NULL, OPT_INTERVAL },
+		{ "live", no_argument, NULL, OPT_LIVE },
+		{ "alloc", no_argument, NULL, OPT_ALLOC },
+		{ "exited", no_argument, NULL, OPT_EXITED },
+		{ "top", optional_argument, NULL, OPT_TOP },
+		{ "output", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *socket = NULL;
-	cmd_opts_t o = { .interval = 1.0 };
+	cmd_opts_t o = { .interval = 1.0, .view = PPROF_LIVE };
+	int views = 0;
 	const command_t *cmd = NULL;
 	int opt;
 
@@ -356,7 +488,8 @@ int main(int argc, char **argv)
 	int cargc = argc - optind;
 	char **cargv = argv + optind;
 	optind = 1;
-	while ((opt = getopt_long(cargc, cargv, "s:h", cmd_opts, NULL)) != -1) {
+	int profile = cmd->run == cmd_profile;
+	while ((opt = getopt_long(cargc, cargv, profile ? "s:ho:" : "s:h", cmd_opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			if (!*optarg)
@@ -376,10 +509,37 @@ int main(int argc, char **argv)
 				usage_error("%s does not take --interval", cmd->name);
 			o.interval = parse_interval(optarg);
 			break;
+		case OPT_LIVE:
+		case OPT_ALLOC:
+		case OPT_EXITED:
+		case OPT_TOP:
+		case 'o':
+			if (!profile)
+				usage_error("%s does not take that option", cmd->name);
+			if (opt == OPT_LIVE || opt == OPT_ALLOC) {
+				if (views++)
+					usage_error("profile: --live and --alloc exclude each other");
+				o.view = opt == OPT_LIVE ? PPROF_LIVE : PPROF_ALLOC;
+			} else if (opt == OPT_EXITED) {
+				o.exited = 1;
+			} else if (opt == 'o') {
+				if (!*optarg)
+					usage_error("-o needs a file name");
+				o.out = optarg;
+			} else if (optarg) {
+				o.top = parse_top(optarg);
+			} else if (optind < cargc && cargv[optind][0] >= '0' && cargv[optind][0] <= '9') {
+				o.top = parse_top(cargv[optind++]); /* --top N */
+			} else {
+				o.top = 10;
+			}
+			break;
 		default:
 			usage_error(NULL);
 		}
 	}
+	if (o.exited && o.view == PPROF_ALLOC)
+		usage_error("profile: --exited is a view of live samples; it excludes --alloc");
 	if (optind < cargc)
 		usage_error("unexpected argument '%s'", cargv[optind]);
 
