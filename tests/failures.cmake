@@ -15,7 +15,9 @@ function(heapd_soak_long name test timeout)
     ENVIRONMENT "HEAPD_BIN=$<TARGET_FILE:heapd>;${ARGN}")
 endfunction()
 
-heapd_soak_long(test_soak_clients_long test_soak_clients 3600 "SOAK_KILLS=20000;SOAK_TIMEOUT=3000")
+# Kills leave their large objects (test_soak_clients.c): 20000 need more than the default 1G.
+heapd_soak_long(test_soak_clients_long test_soak_clients 3600 "SOAK_KILLS=20000;SOAK_TIMEOUT=3000"
+  "SOAK_ARENA=4G")
 
 heapd_check_test(test_soak_daemon SOURCES e2e/test_soak_daemon.c
   LIBS heapclient_static heapshm Threads::Threads LABELS failures TIMEOUT 400)
