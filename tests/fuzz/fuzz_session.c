@@ -27,6 +27,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "segment.h"
 #include "session.h"
 #include "wire.h"
 
@@ -38,7 +39,7 @@ static void remove_arena(void)
 	char path[128];
 	daemon_close(&daemon_state, 1);
 	snprintf(path, sizeof(path), "%s/arena", arena_dir);
-	unlink(path);
+	segment_remove(path); /* the arena is a directory: meta, data and lock */
 	rmdir(arena_dir);
 }
 
