@@ -406,9 +406,11 @@ HC_API void *hc_aligned_alloc(size_t alignment, size_t size)
  * been marked as holding old data, mcache_owns), the free clears the alloc
  * bit with a plain store instead: only that thread writes those bits while
  * the span is in its cache, and its next sweep of the word finds the slot
- * free. Anything else (NULL, no mapping yet, a large object, misuse) takes
- * free_checked, which finds out which and says so. NULL and an unmapped
- * arena fail the first test: the offset wraps around.
+ * free. Anything else (NULL, no mapping yet, a large object, a span with a
+ * pinned object, whose page-map entry's flag puts its class out of range,
+ * misuse) takes free_checked, which finds out which and says so, and never
+ * clears an alloc bit. NULL and an unmapped arena fail the first test: the
+ * offset wraps around.
  */
 HC_API void hc_free(void *ptr)
 {
@@ -438,6 +440,7 @@ HC_API void hc_free(void *ptr)
 						/* our own span: only we write its alloc bits */
 						if (!(bitmap_load(freeb) & bit)) {
 							bitmap_store(alloc, a & ~bit);
+							mcache_cleared();
 							return;
 						}
 					} else if (!(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,

@@ -60,6 +60,7 @@
 
 #include "clock.h"
 #include "request.h"
+#include "roots.h"
 #include "transport.h"
 
 #define MC_BATCH_BYTES (64u << 10)
@@ -316,15 +317,30 @@ static mcache_t *mcache_create(void)
 /*
  * The free slots of word w of s, after folding the word's free bits into its
  * alloc bits (bitmap_fold_word): the owner's sweep, one word at a time, so
- * that each word is read once on its way to the window.
+ * that each word is read once on its way to the window. A pinned slot is
+ * never room. One whose alloc bit is clear is an object this thread freed
+ * directly (hc_free) while heapd bound it: the pin is seen here, after a
+ * fence that follows the clear, and the object becomes what any other
+ * free of a pinned object leaves, allocated with its free bit set
+ * (roots.h).
  */
 static uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
 {
 	uint64_t folded;
-	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, w, &folded);
+	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, &s->pins, w, &folded);
 
 	if (folded)
 		mark_reused(mc, s); /* reused slots hold old data */
+	if (mc->cleared) {
+		mc->cleared = 0;
+		atomic_thread_fence(memory_order_seq_cst); /* our direct clears before the pins */
+	}
+	uint64_t lost = bitmap_pin_word(&s->pins, w) & ~a & bitmap_valid_mask(w, s->nelems);
+	if (lost) {
+		a |= lost;
+		bitmap_store(&s->alloc[w], a);
+		atomic_fetch_or_explicit((_Atomic uint64_t *)&s->freeb[w], lost, memory_order_release);
+	}
 	return ~a & bitmap_valid_mask(w, s->nelems);
 }
 
@@ -488,6 +504,7 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	s->base = segment_page_addr(seg, g->span);
 	s->alloc = segment_allocbits(seg, g->span);
 	s->freeb = segment_freebits(seg, g->span, s->nelems);
+	s->pins = roots_pins_of(seg, g->span);
 	s->next = NULL;
 	return s;
 }

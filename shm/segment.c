@@ -31,6 +31,7 @@
 #define _GNU_SOURCE /* MAP_FIXED_NOREPLACE, fallocate; the build defines it too */
 #endif
 #include "segment.h"
+#include "roots.h"
 #include "sizeclass.h"
 
 #include <errno.h>
@@ -73,8 +74,18 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Fill the geometry part of hdr for npages pages and max_clients slots. */
-static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_clients)
+/* Index slots for max_roots entries: a power of two, at least twice as many. */
+static uint32_t roots_nslots_for(uint32_t max_roots)
+{
+	uint32_t n = 64;
+	while (n < 2 * max_roots)
+		n *= 2;
+	return n;
+}
+
+/* Fill the geometry part of hdr for npages pages, max_clients slots and max_roots roots. */
+static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_clients,
+                            uint32_t max_roots)
 {
 	memset(hdr, 0, sizeof(*hdr));
 	hdr->version = HEAPD_LAYOUT_VERSION;
@@ -87,7 +98,13 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 	hdr->pagemap_size = align_up((uint64_t)npages * sizeof(uint64_t), SEG_ALIGN);
 	hdr->spans_off = hdr->pagemap_off + hdr->pagemap_size;
 	hdr->spans_size = align_up((uint64_t)npages * sizeof(shm_span_t), SEG_ALIGN);
-	hdr->meta_size = hdr->spans_off + hdr->spans_size;
+	hdr->roots_max = max_roots;
+	hdr->roots_nslots = roots_nslots_for(max_roots);
+	hdr->roots_off = hdr->spans_off + hdr->spans_size;
+	hdr->roots_size = roots_entries_size(hdr) + roots_index_size(hdr) + roots_ops_size(hdr);
+	hdr->pins_off = hdr->roots_off + hdr->roots_size;
+	hdr->pins_size = align_up((uint64_t)npages * HEAPD_PIN_WORDS_PER_PAGE * 8, SEG_ALIGN);
+	hdr->meta_size = hdr->pins_off + hdr->pins_size;
 	hdr->bits_off = hdr->meta_size;
 	hdr->bits_size = align_up((uint64_t)npages * HEAPD_BITS_WORDS_PER_PAGE * 8, SEG_ALIGN);
 	hdr->pages_off = hdr->bits_off + hdr->bits_size;
@@ -96,36 +113,27 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 	hdr->sizeclass_sig = sizeclass_signature;
 }
 
-static int params_pages(const segment_params_t *params, uint32_t *npages, uint32_t *max_clients)
+static int params_geometry(const segment_params_t *params, shm_header_t *hdr)
 {
 	uint64_t n = align_up(params->arena_bytes, HEAPD_PAGE_SIZE) >> HEAPD_PAGE_SHIFT;
-	if (n == 0 || n > HEAPD_MAX_PAGES)
+	uint32_t max_clients = params->max_clients ? params->max_clients : HEAPD_DEFAULT_MAX_CLIENTS;
+	uint32_t max_roots = params->max_roots ? params->max_roots : ROOTS_DEFAULT_MAX;
+	if (n == 0 || n > HEAPD_MAX_PAGES || max_clients > 65536 || max_roots > ROOTS_MAX_LIMIT)
 		return -EINVAL;
-	*npages = (uint32_t)n;
-	*max_clients = params->max_clients ? params->max_clients : HEAPD_DEFAULT_MAX_CLIENTS;
-	if (*max_clients > 65536)
-		return -EINVAL;
+	layout_geometry(hdr, (uint32_t)n, max_clients, max_roots);
 	return 0;
 }
 
 uint64_t segment_meta_size(const segment_params_t *params)
 {
 	shm_header_t hdr;
-	uint32_t npages, max_clients;
-	if (params_pages(params, &npages, &max_clients) < 0)
-		return 0;
-	layout_geometry(&hdr, npages, max_clients);
-	return hdr.meta_size;
+	return params_geometry(params, &hdr) < 0 ? 0 : hdr.meta_size;
 }
 
 uint64_t segment_data_size(const segment_params_t *params)
 {
 	shm_header_t hdr;
-	uint32_t npages, max_clients;
-	if (params_pages(params, &npages, &max_clients) < 0)
-		return 0;
-	layout_geometry(&hdr, npages, max_clients);
-	return hdr.data_size;
+	return params_geometry(params, &hdr) < 0 ? 0 : hdr.data_size;
 }
 
 int segment_validate(const shm_header_t *hdr, uint64_t meta_len, uint64_t data_len, char *err,
@@ -148,15 +156,18 @@ int segment_validate(const shm_header_t *hdr, uint64_t meta_len, uint64_t data_l
 		return fail(err, errlen, -EINVAL, "arena page size %u, want %u", hdr->page_size,
 		            HEAPD_PAGE_SIZE);
 	if (hdr->npages_max == 0 || hdr->npages_max > HEAPD_MAX_PAGES || hdr->max_clients == 0 ||
-	    hdr->max_clients > 65536)
+	    hdr->max_clients > 65536 || hdr->roots_max == 0 || hdr->roots_max > ROOTS_MAX_LIMIT)
 		return fail(err, errlen, -EINVAL, "arena header has impossible sizes");
-	layout_geometry(&want, hdr->npages_max, hdr->max_clients);
+	layout_geometry(&want, hdr->npages_max, hdr->max_clients, hdr->roots_max);
 	if (hdr->clients_off != want.clients_off || hdr->header_size != want.header_size ||
 	    hdr->pagemap_off != want.pagemap_off || hdr->pagemap_size != want.pagemap_size ||
 	    hdr->spans_off != want.spans_off || hdr->spans_size != want.spans_size ||
 	    hdr->meta_size != want.meta_size || hdr->data_size != want.data_size ||
 	    hdr->bits_off != want.bits_off || hdr->bits_size != want.bits_size ||
-	    hdr->pages_off != want.pages_off || hdr->map_size != want.map_size)
+	    hdr->pages_off != want.pages_off || hdr->map_size != want.map_size ||
+	    hdr->roots_off != want.roots_off || hdr->roots_size != want.roots_size ||
+	    hdr->roots_nslots != want.roots_nslots || hdr->pins_off != want.pins_off ||
+	    hdr->pins_size != want.pins_size)
 		return fail(err, errlen, -EINVAL, "arena header regions are inconsistent");
 	if (hdr->sizeclass_sig != want.sizeclass_sig)
 		return fail(err, errlen, -EPROTO,
@@ -182,6 +193,11 @@ static void set_pointers(segment_t *seg)
 	seg->clients = (shm_client_t *)(seg->base + hdr->clients_off);
 	seg->pagemap = (uint64_t *)(seg->base + hdr->pagemap_off);
 	seg->spans = (shm_span_t *)(seg->base + hdr->spans_off);
+	seg->roots = (shm_root_t *)(seg->base + hdr->roots_off);
+	seg->roots_index = (uint64_t *)(seg->base + hdr->roots_off + roots_entries_size(hdr));
+	seg->roots_ops = (shm_root_op_t *)(seg->base + hdr->roots_off + roots_entries_size(hdr) +
+	                                   roots_index_size(hdr));
+	seg->pins = (uint64_t *)(seg->base + hdr->pins_off);
 	seg->bits = (uint64_t *)(seg->base + hdr->bits_off);
 	seg->pages = seg->base + hdr->pages_off;
 	seg->npages_max = hdr->npages_max;
@@ -323,15 +339,13 @@ static int create_files(int dfd, const char *dir, const segment_params_t *params
 {
 	const int oflags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 	shm_header_t hdr;
-	uint32_t npages, max_clients;
 	int mfd = -1, dfd2 = -1, rc;
 
 	if (!params)
 		return fail(err, errlen, -EINVAL, "no arena size given to lay arena %s out", dir);
-	if (params_pages(params, &npages, &max_clients) < 0)
+	if (params_geometry(params, &hdr) < 0)
 		return fail(err, errlen, -EINVAL, "arena size %llu is out of range",
 		            (unsigned long long)params->arena_bytes);
-	layout_geometry(&hdr, npages, max_clients);
 	hdr.base_hint = params->base_hint ? params->base_hint : HEAPD_DEFAULT_BASE_HINT;
 	if (getrandom(&hdr.arena_id, sizeof(hdr.arena_id), 0) != sizeof(hdr.arena_id))
 		hdr.arena_id = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
@@ -705,6 +719,26 @@ uint32_t segment_pagemap_next(const segment_t *seg, uint64_t p)
 		return (uint32_t)p;
 	uint64_t q = ((uint64_t)d - seg->hdr->pagemap_off) / sizeof(uint64_t);
 	return q < seg->npages_max ? (uint32_t)q : seg->npages_max;
+}
+
+uint64_t segment_meta_next_data(const segment_t *seg, uint64_t off, uint64_t *end)
+{
+	off_t d, h;
+
+	*end = seg->meta_size;
+	if (off >= seg->meta_size)
+		return seg->meta_size;
+	if (seg->meta_fd < 0)
+		return off;
+	d = lseek(seg->meta_fd, (off_t)off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? seg->meta_size : off; /* ENXIO: only a hole follows */
+	if ((uint64_t)d >= seg->meta_size)
+		return seg->meta_size;
+	h = lseek(seg->meta_fd, d, SEEK_HOLE);
+	if (h > d && (uint64_t)h < seg->meta_size)
+		*end = (uint64_t)h;
+	return (uint64_t)d;
 }
 
 int segment_punch(segment_t *seg, uint64_t off, uint64_t len)
