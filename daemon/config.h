@@ -38,6 +38,8 @@ typedef struct config {
 	uint32_t max_clients_per_uid;     /* slots one uid may hold at once */
 	uint32_t max_connections_per_uid; /* connections one uid may have open at once */
 	uint64_t hello_timeout;   /* seconds a connection may go without its Hello */
+	uint32_t max_roots;       /* names the directory of a new arena holds; 0: the default */
+	uint32_t uid_max_roots;   /* names one uid's clients may have bound, 0: no limit */
 	int reset;                /* lay an unusable arena out anew */
 } config_t;
 

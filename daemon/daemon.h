@@ -34,6 +34,7 @@
 #include "pageheap.h"
 #include "proc.h"
 #include "quota.h"
+#include "rootdir.h"
 #include "segment.h"
 #include "sweeper.h"
 
@@ -47,6 +48,7 @@ typedef struct daemon {
 	central_t central;
 	clients_t clients;
 	sweeper_t sweeper;
+	rootdir_t roots;             /* the directory of named roots (event-loop thread) */
 	uint64_t start_ns;           /* CLOCK_MONOTONIC at start, for uptime */
 	int created;                 /* the arena was laid out by this start */
 	int opened;                  /* daemon_open succeeded */
