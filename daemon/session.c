@@ -390,7 +390,8 @@ static int handle_roots(session_t *s, const Heapd__RootsRequest *rq)
 			uint64_t word = roots_name_word(en, i);
 			memcpy(name + 8 * i, &word, 8);
 		}
-		if (rq->prefix.len > en->len || memcmp(name, rq->prefix.data, rq->prefix.len) != 0)
+		if (rq->prefix.len > en->len ||
+		    (rq->prefix.len && memcmp(name, rq->prefix.data, rq->prefix.len) != 0))
 			continue;
 		unsigned cur = roots_cur(en);
 		Heapd__RootInfo *ri = &info[r.n_roots];

@@ -491,7 +491,8 @@ static void check_roots(checker_t *c)
 	}
 	if (n != hdr->roots_count)
 		problem(c, "header: roots_count %u, the directory holds %zu bindings", hdr->roots_count, n);
-	qsort(offs, n, sizeof(*offs), cmp_u64);
+	if (n)
+		qsort(offs, n, sizeof(*offs), cmp_u64);
 
 	/* Every slot of the index lookups use leads to a bound entry of its tag. */
 	const _Atomic uint64_t *ix = roots_index(seg, atomic_load(&((shm_header_t *)hdr)->roots_gen));
@@ -534,7 +535,7 @@ static void check_roots(checker_t *c)
 					problem(c, "page %u: pin bit %u where no such object is", pg, idx);
 					continue;
 				}
-				if (!bsearch(&off, offs, n, sizeof(*offs), cmp_u64))
+				if (!n || !bsearch(&off, offs, n, sizeof(*offs), cmp_u64))
 					problem(c, "span %u: object %u (offset %llu) is pinned, but no root names it", pg,
 					        idx, (unsigned long long)off);
 			}

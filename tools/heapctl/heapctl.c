@@ -218,7 +218,8 @@ static int cmp_root_name(const void *a, const void *b)
 {
 	const ProtobufCBinaryData *x = &(*(Heapd__RootInfo *const *)a)->name;
 	const ProtobufCBinaryData *y = &(*(Heapd__RootInfo *const *)b)->name;
-	int c = memcmp(x->data, y->data, x->len < y->len ? x->len : y->len);
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = n ? memcmp(x->data, y->data, n) : 0;
 	return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
