@@ -86,7 +86,8 @@ static uint64_t realtime_ns(void)
 static void entry_write(rootdir_t *d, uint32_t e, const roots_key_t *k, uint64_t off,
                         const shm_root_info_t *info)
 {
-	shm_root_t *r = &d->seg->roots[e];
+	segment_t *seg = d->seg;
+	shm_root_t *r = &seg->roots[e];
 	uint64_t v = atomic_load_explicit(&r->ver, memory_order_relaxed);
 	unsigned next = (unsigned)(v + 1) & 1;
 
@@ -96,11 +97,11 @@ static void entry_write(rootdir_t *d, uint32_t e, const roots_key_t *k, uint64_t
 		atomic_store_explicit((_Atomic uint8_t *)&r->len, (uint8_t)k->len, memory_order_relaxed);
 		r->tag = (uint32_t)(k->hash >> 32);
 		for (uint32_t i = 0; i < ROOTS_NAME_WORDS; i++)
-			atomic_store_explicit((_Atomic uint64_t *)&r->name[i], i < k->nwords ? k->w[i] : 0,
-			                      memory_order_relaxed);
+			atomic_store_explicit((_Atomic uint64_t *)roots_name_at(seg, e, i),
+			                      i < k->nwords ? k->w[i] : 0, memory_order_relaxed);
 	}
 	atomic_store_explicit((_Atomic uint64_t *)&r->off[next], off, memory_order_relaxed);
-	r->info[next] = *info;
+	*roots_info(seg, e, next) = *info;
 	atomic_store_explicit(&r->ver, v + 1, memory_order_release); /* the commit */
 	shm_commit();
 }
@@ -108,8 +109,7 @@ static void entry_write(rootdir_t *d, uint32_t e, const roots_key_t *k, uint64_t
 /* The binding record of entry e now. */
 static const shm_root_info_t *entry_info(const rootdir_t *d, uint32_t e)
 {
-	const shm_root_t *r = &d->seg->roots[e];
-	return &r->info[roots_cur(r)];
+	return roots_info(d->seg, e, roots_cur(&d->seg->roots[e]));
 }
 
 static uint64_t entry_off(const rootdir_t *d, uint32_t e)
@@ -130,12 +130,8 @@ static int entry_key(const rootdir_t *d, uint32_t e, roots_key_t *k)
 {
 	const shm_root_t *r = &d->seg->roots[e];
 	uint8_t bytes[ROOTS_NAME_WORDS * 8];
-	uint32_t len = r->len;
+	uint32_t len = roots_name(d->seg, e, bytes);
 
-	for (uint32_t i = 0; i < ROOTS_NAME_WORDS; i++) {
-		uint64_t w = roots_name_word(r, i);
-		memcpy(bytes + 8 * i, &w, 8);
-	}
 	for (uint32_t i = len; i < sizeof(bytes); i++)
 		if (bytes[i])
 			return -EINVAL;
@@ -166,10 +162,10 @@ static uint64_t index_put(rootdir_t *d, _Atomic uint64_t *ix, const roots_key_t 
 	while ((s = atomic_load_explicit(&ix[i], memory_order_relaxed)) != ROOTS_SLOT_EMPTY &&
 	       s != ROOTS_SLOT_TOMB) {
 		if (dedup && (uint32_t)(s >> 32) == tag) {
-			const shm_root_t *o = &d->seg->roots[roots_slot_entry(s)];
-			int eq = o->len == k->len;
+			uint32_t oe = roots_slot_entry(s);
+			int eq = d->seg->roots[oe].len == k->len;
 			for (uint32_t w = 0; eq && w < k->nwords; w++)
-				eq = roots_name_word(o, w) == k->w[w];
+				eq = roots_name_word(d->seg, oe, w) == k->w[w];
 			if (eq) {
 				*same = roots_slot_entry(s);
 				return s;

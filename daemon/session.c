@@ -386,24 +386,22 @@ static int handle_roots(session_t *s, const Heapd__RootsRequest *rq)
 			break;
 		}
 		uint8_t *name = names[r.n_roots];
-		for (uint32_t i = 0; i < ROOTS_NAME_WORDS; i++) {
-			uint64_t word = roots_name_word(en, i);
-			memcpy(name + 8 * i, &word, 8);
-		}
-		if (rq->prefix.len > en->len ||
+		uint32_t len = roots_name(seg, e, name);
+		if (rq->prefix.len > len ||
 		    (rq->prefix.len && memcmp(name, rq->prefix.data, rq->prefix.len) != 0))
 			continue;
 		unsigned cur = roots_cur(en);
+		const shm_root_info_t *who = roots_info(seg, e, cur);
 		Heapd__RootInfo *ri = &info[r.n_roots];
 		heapd__root_info__init(ri);
 		ri->name.data = name;
-		ri->name.len = en->len;
+		ri->name.len = len;
 		ri->offset = en->off[cur];
-		ri->size = en->info[cur].size;
-		ri->pid = en->info[cur].pid;
-		ri->uid = en->info[cur].uid;
-		ri->slot = en->info[cur].slot;
-		ri->time_ns = en->info[cur].time_ns;
+		ri->size = who->size;
+		ri->pid = who->pid;
+		ri->uid = who->uid;
+		ri->slot = who->slot;
+		ri->time_ns = who->time_ns;
 		ptrs[r.n_roots++] = ri;
 	}
 	r.roots = ptrs;

@@ -374,21 +374,21 @@ static void check_index(checker_t *c, const pageheap_t *h)
 
 /* ---- step 5: roots and pins ---- */
 
-/* Entry r's name for a problem line: printable bytes, others as \xHH, cut short. */
-static const char *root_name(const shm_root_t *r, char *buf, size_t len)
+/* A name for a problem line: printable bytes, others as \xHH, cut short. */
+static const char *root_name(const uint8_t *name, uint32_t nlen, char *buf, size_t len)
 {
 	size_t n = 0;
 	uint32_t i;
 
-	for (i = 0; i < r->len && n + 8 < len; i++) {
-		uint8_t b = ((const uint8_t *)r->name)[i];
+	for (i = 0; i < nlen && n + 8 < len; i++) {
+		uint8_t b = name[i];
 		if (b >= 0x20 && b < 0x7f && b != '\\')
 			buf[n++] = (char)b;
 		else
 			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", b);
 	}
 	buf[n] = '\0';
-	if (i < r->len)
+	if (i < nlen)
 		snprintf(buf + n, len - n, "...");
 	return buf;
 }
@@ -412,17 +412,17 @@ static void check_root(checker_t *c, uint32_t e)
 	char name[48];
 	int alloc, freed;
 
-	memcpy(bytes, r->name, sizeof(bytes));
+	uint32_t len = roots_name(seg, e, bytes);
 	int padded = 1;
-	for (uint32_t i = r->len; i < sizeof(bytes); i++)
+	for (uint32_t i = len; i < sizeof(bytes); i++)
 		padded &= bytes[i] == 0;
-	if (!padded || roots_key(&k, seg->hdr->arena_id, bytes, r->len) < 0 ||
+	if (!padded || roots_key(&k, seg->hdr->arena_id, bytes, len) < 0 ||
 	    r->tag != (uint32_t)(k.hash >> 32)) {
-		problem(c, "root entry %u: its name (%u bytes, \"%s\") is not one a bind writes", e, r->len,
-		        root_name(r, name, sizeof(name)));
+		problem(c, "root entry %u: its name (%u bytes, \"%s\") is not one a bind writes", e, len,
+		        root_name(bytes, len, name, sizeof(name)));
 		return;
 	}
-	root_name(r, name, sizeof(name));
+	root_name(bytes, len, name, sizeof(name));
 	if (roots_object(seg, off, &o) < 0) {
 		problem(c, "root \"%s\": offset %llu is not the start of an object", name,
 		        (unsigned long long)off);

@@ -55,19 +55,30 @@ int roots_key_str(roots_key_t *k, uint64_t seed, const char *name)
 	return roots_key(k, seed, name, len);
 }
 
+uint32_t roots_name(const segment_t *seg, uint32_t e, uint8_t *buf)
+{
+	for (uint32_t i = 0; i < ROOTS_NAME_WORDS; i++) {
+		uint64_t w = roots_name_word(seg, e, i);
+		memcpy(buf + 8 * i, &w, 8);
+	}
+	return atomic_load_explicit((_Atomic uint8_t *)&seg->roots[e].len, memory_order_relaxed);
+}
+
 /*
- * 1 if entry r is bound to k's name now, with the object in *off and the
+ * 1 if entry e is bound to k's name now, with the object in *off and the
  * ver of the binding in *ver; 0 if it is not (another name, or no
  * binding). Reads again while heapd moves ver.
  */
-static int entry_match(const shm_root_t *r, const roots_key_t *k, uint64_t *off, uint64_t *ver)
+static int entry_match(const segment_t *seg, uint32_t e, const roots_key_t *k, uint64_t *off,
+                       uint64_t *ver)
 {
+	const shm_root_t *r = &seg->roots[e];
 	for (;;) {
 		uint64_t v = atomic_load_explicit(&r->ver, memory_order_acquire);
 		uint64_t o = atomic_load_explicit((_Atomic uint64_t *)&r->off[v & 1], memory_order_relaxed);
 		int same = atomic_load_explicit((_Atomic uint8_t *)&r->len, memory_order_relaxed) == k->len;
 		for (uint32_t i = 0; same && i < k->nwords; i++)
-			same = roots_name_word(r, i) == k->w[i];
+			same = roots_name_word(seg, e, i) == k->w[i];
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&r->ver, memory_order_relaxed) != v)
 			continue; /* heapd changed it meanwhile */
@@ -101,7 +112,7 @@ int roots_lookup(const segment_t *seg, const roots_key_t *k, uint64_t *off, uint
 			if ((uint32_t)(s >> 32) != tag || s == ROOTS_SLOT_TOMB)
 				continue;
 			uint32_t e = roots_slot_entry(s);
-			if (e >= max || !entry_match(&seg->roots[e], k, &o, &v))
+			if (e >= max || !entry_match(seg, e, k, &o, &v))
 				continue;
 			if (off)
 				*off = o;
@@ -133,12 +144,12 @@ int roots_walk_next(roots_walk_t *w, uint32_t *entry)
 	uint64_t base = seg->hdr->roots_off, max = seg->hdr->roots_max;
 
 	while (w->next < max) {
-		uint64_t at = base + (uint64_t)w->next * ROOTS_ENTRY_SIZE;
+		uint64_t at = base + (uint64_t)w->next * ROOTS_HEAD_SIZE;
 		if (at >= w->data_end) {
-			/* Where the file holds data next; an entry that starts in a hole is unbound. */
+			/* Where the heads' array holds data next; a head in a hole is unbound. */
 			uint64_t d = segment_meta_next_data(seg, at, &w->data_end);
 			if (d > at) {
-				uint64_t skip = (d - base + ROOTS_ENTRY_SIZE - 1) / ROOTS_ENTRY_SIZE;
+				uint64_t skip = (d - base + ROOTS_HEAD_SIZE - 1) / ROOTS_HEAD_SIZE;
 				w->next = skip < max ? (uint32_t)skip : (uint32_t)max;
 				continue;
 			}

@@ -10,8 +10,12 @@
  * up with no lock and no system call (roots_lookup).
  *
  * The directory (hdr->roots_off; each piece page aligned):
- *   entries  hdr->roots_max records of ROOTS_ENTRY_SIZE bytes (shm_root_t).
- *            An entry holds one name and stays where it is while it does.
+ *   entries  hdr->roots_max of them, each a 64-byte head (shm_root_t: all
+ *            a lookup of a name of up to 32 bytes reads) in one array and a
+ *            tail (shm_root_tail_t: the rest of a longer name, who bound
+ *            it) in another, so that lookups over many names touch a
+ *            sixth of the pages they would with whole entries. An entry
+ *            holds one name and stays where it is while it does.
  *   index    two open-addressed tables of hdr->roots_nslots 64-bit slots;
  *            lookups use index[roots_gen & 1].
  *   ops      one shm_root_op_t per client slot: the last change the slot
@@ -75,9 +79,11 @@
 
 #define ROOTS_NAME_MAX 255u
 #define ROOTS_NAME_WORDS 32u        /* a name's bytes, zero-padded, as 64-bit words */
+#define ROOTS_HEAD_WORDS 4u         /* of which the head holds the first */
 #define ROOTS_DEFAULT_MAX 65536u    /* entries of a new arena unless --max-roots says */
 #define ROOTS_MAX_LIMIT (1u << 22)
-#define ROOTS_ENTRY_SIZE 384u
+#define ROOTS_HEAD_SIZE 64u
+#define ROOTS_TAIL_SIZE 320u
 
 #define ROOTS_SLOT_EMPTY 0u
 #define ROOTS_SLOT_TOMB 1u
@@ -92,22 +98,25 @@ typedef struct shm_root_info {
 	uint32_t pad;
 } shm_root_info_t;
 
-/*
- * An entry. Written by heapd only; the first cache line is all a lookup of
- * a name of up to 32 bytes reads.
- */
+/* An entry's head: one cache line, written by heapd only. */
 typedef struct shm_root {
 	_Atomic uint64_t ver;   /* the binding is record ver & 1; bumping ver is the commit */
 	uint64_t off[2];        /* arena offset of the object of each record; 0: unbound */
 	uint32_t tag;           /* the name's hash >> 32 */
 	uint8_t len;            /* name length, 1..ROOTS_NAME_MAX; 0: never named */
 	uint8_t pad[3];
-	uint64_t name[ROOTS_NAME_WORDS]; /* the name's bytes, then zeros */
-	shm_root_info_t info[2];
-	uint8_t pad2[16];
+	uint64_t name[ROOTS_HEAD_WORDS]; /* the name's first bytes, then zeros */
 } shm_root_t;
 
-_Static_assert(sizeof(shm_root_t) == ROOTS_ENTRY_SIZE, "a root entry is six cache lines");
+/* Its tail, in the same entry's place of the tails' array. */
+typedef struct shm_root_tail {
+	uint64_t name[ROOTS_NAME_WORDS - ROOTS_HEAD_WORDS]; /* the rest of the name, then zeros */
+	shm_root_info_t info[2]; /* who bound record 0 and 1 */
+	uint8_t pad[16];
+} shm_root_tail_t;
+
+_Static_assert(sizeof(shm_root_t) == ROOTS_HEAD_SIZE, "a root's head is one cache line");
+_Static_assert(sizeof(shm_root_tail_t) == ROOTS_TAIL_SIZE, "a root's tail is five cache lines");
 
 /*
  * A client slot's last change: written by heapd before the change's commit
@@ -126,9 +135,14 @@ static inline uint64_t roots_align(uint64_t v)
 }
 
 /* Bytes of each piece of the directory, from the header's geometry. */
+static inline uint64_t roots_heads_size(const shm_header_t *hdr)
+{
+	return roots_align((uint64_t)hdr->roots_max * ROOTS_HEAD_SIZE);
+}
+
 static inline uint64_t roots_entries_size(const shm_header_t *hdr)
 {
-	return roots_align((uint64_t)hdr->roots_max * ROOTS_ENTRY_SIZE);
+	return roots_heads_size(hdr) + roots_align((uint64_t)hdr->roots_max * ROOTS_TAIL_SIZE);
 }
 
 static inline uint64_t roots_index_size(const shm_header_t *hdr)
@@ -180,10 +194,26 @@ int roots_key(roots_key_t *k, uint64_t seed, const void *name, size_t len);
 /* The same from a C string, which need not end within ROOTS_NAME_MAX + 1 bytes. */
 int roots_key_str(roots_key_t *k, uint64_t seed, const char *name);
 
-/* Read word i of entry r's name (relaxed: heapd may be writing it). */
-static inline uint64_t roots_name_word(const shm_root_t *r, uint32_t i)
+/* Where word i of entry e's name is, in its head or its tail. */
+static inline uint64_t *roots_name_at(const segment_t *seg, uint32_t e, uint32_t i)
 {
-	return atomic_load_explicit((_Atomic uint64_t *)&r->name[i], memory_order_relaxed);
+	return i < ROOTS_HEAD_WORDS ? &seg->roots[e].name[i]
+	                            : &seg->roots_tails[e].name[i - ROOTS_HEAD_WORDS];
+}
+
+/* Word i of entry e's name (relaxed: heapd may be writing it). */
+static inline uint64_t roots_name_word(const segment_t *seg, uint32_t e, uint32_t i)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)roots_name_at(seg, e, i), memory_order_relaxed);
+}
+
+/* Entry e's name into buf (ROOTS_NAME_WORDS * 8 bytes, zero-padded); returns its length. */
+uint32_t roots_name(const segment_t *seg, uint32_t e, uint8_t *buf);
+
+/* Who bound record rec (0 or 1) of entry e. */
+static inline shm_root_info_t *roots_info(const segment_t *seg, uint32_t e, unsigned rec)
+{
+	return &seg->roots_tails[e].info[rec & 1];
 }
 
 /*

@@ -194,6 +194,7 @@ static void set_pointers(segment_t *seg)
 	seg->pagemap = (uint64_t *)(seg->base + hdr->pagemap_off);
 	seg->spans = (shm_span_t *)(seg->base + hdr->spans_off);
 	seg->roots = (shm_root_t *)(seg->base + hdr->roots_off);
+	seg->roots_tails = (shm_root_tail_t *)(seg->base + hdr->roots_off + roots_heads_size(hdr));
 	seg->roots_index = (uint64_t *)(seg->base + hdr->roots_off + roots_entries_size(hdr));
 	seg->roots_ops = (shm_root_op_t *)(seg->base + hdr->roots_off + roots_entries_size(hdr) +
 	                                   roots_index_size(hdr));

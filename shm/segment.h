@@ -40,7 +40,8 @@ typedef struct segment {
 	shm_client_t *clients;  /* hdr->max_clients slots */
 	uint64_t *pagemap;      /* page -> heapd_pagemap_entry(span start page, class) */
 	shm_span_t *spans;      /* indexed by start page */
-	struct shm_root *roots; /* the directory's entries, hdr->roots_max (roots.h) */
+	struct shm_root *roots; /* the directory's entries' heads, hdr->roots_max (roots.h) */
+	struct shm_root_tail *roots_tails; /* and their tails */
 	uint64_t *roots_index;  /* its two indexes, hdr->roots_nslots slots each */
 	struct shm_root_op *roots_ops; /* last root change per client slot */
 	uint64_t *pins;         /* pin words: HEAPD_PIN_WORDS_PER_PAGE per page */

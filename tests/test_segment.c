@@ -199,7 +199,7 @@ START_TEST(test_create_layout)
 	ck_assert_uint_eq(h->roots_max, ROOTS_DEFAULT_MAX);
 	ck_assert_uint_ge(h->roots_nslots, 2 * h->roots_max);
 	ck_assert_uint_eq(h->roots_nslots & (h->roots_nslots - 1), 0);
-	ck_assert_uint_ge(h->roots_size, (uint64_t)h->roots_max * sizeof(shm_root_t) +
+	ck_assert_uint_ge(h->roots_size, (uint64_t)h->roots_max * (sizeof(shm_root_t) + sizeof(shm_root_tail_t)) +
 	                                  2ULL * h->roots_nslots * 8 +
 	                                  h->max_clients * sizeof(shm_root_op_t));
 	ck_assert_uint_ge(h->pins_size, (uint64_t)npages * HEAPD_PIN_WORDS_PER_PAGE * 8);

@@ -95,8 +95,8 @@ static void unbind_all(void)
 
 	roots_walk_start(&w, seg, 0);
 	while (roots_walk_next(&w, &e)) {
-		const shm_root_t *r = &seg->roots[e];
-		rootdir_req_t q = { .name = (const uint8_t *)r->name, .len = r->len, .slot = HEAPD_NIL };
+		uint8_t name[ROOTS_NAME_WORDS * 8];
+		rootdir_req_t q = { .name = name, .len = roots_name(seg, e, name), .slot = HEAPD_NIL };
 		uint64_t id;
 		if (rootdir_change(&daemon_state.roots, &q, &id, why, sizeof(why)) < 0) {
 			fprintf(stderr, "fuzz_session: cannot unbind a name: %s\n", why);
