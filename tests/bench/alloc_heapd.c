@@ -39,6 +39,18 @@ extern size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max) __attribute__
 static harness_daemon_t daemon_;   /* main process: the running daemon, if started */
 static int started;
 
+/* Remove the arena: a directory holding meta, data and lock (shm/layout.h). */
+static void remove_arena(void)
+{
+	static const char *const files[] = { "meta", "data", "lock", "meta.new", "data.new" };
+	char path[sizeof(daemon_.arena) + 16];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", daemon_.arena, files[i]);
+		unlink(path);
+	}
+	rmdir(daemon_.arena);
+}
+
 static int heapd_setup(void)
 {
 	const char *size = getenv("BENCH_HEAPD_ARENA_SIZE");
@@ -47,7 +59,7 @@ static int heapd_setup(void)
 	harness_init(&daemon_);
 	daemon_.size = size ? size : "4G";
 	snprintf(daemon_.arena, sizeof(daemon_.arena), "/dev/shm/heapd-bench-%d", (int)getpid());
-	unlink(daemon_.arena);
+	remove_arena();
 	int rc = harness_start(&daemon_);
 	if (rc < 0) {
 		char line[256];
@@ -58,7 +70,7 @@ static int heapd_setup(void)
 		if (log)
 			fclose(log);
 		harness_cleanup(&daemon_);
-		unlink(daemon_.arena);
+		remove_arena();
 		return rc;
 	}
 	started = 1;
@@ -71,7 +83,7 @@ static void heapd_teardown(void)
 		return;
 	started = 0;
 	harness_cleanup(&daemon_);
-	unlink(daemon_.arena);
+	remove_arena();
 }
 
 static int heapd_attach(void)
