@@ -12,7 +12,8 @@
  * every region, metadata included, after a sweep and a scavenge requested
  * over a control connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
  * 4G by default; the daemon is $HEAPD_BIN, else the one this driver was
- * built with.
+ * built with. In bench_roots its root directory holds BENCH_MAX_ROOTS
+ * names, room for workload 8's 100,000.
  */
 #include "bench.h"
 
@@ -27,6 +28,7 @@
 
 #define REFILL_ROUNDS 40      /* reconnections when measuring refills from outside */
 #define REFILL_CLASSES 128    /* more than there are size classes */
+#define BENCH_MAX_ROOTS "131072"
 
 /*
  * Optional client hook: copy the durations (ns) of this process's most
@@ -58,6 +60,10 @@ static int heapd_setup(void)
 	setenv("HEAPD_BIN", BENCH_HEAPD_BIN, 0);
 	harness_init(&daemon_);
 	daemon_.size = size ? size : "4G";
+#ifdef BENCH_ROOTS_DRIVER
+	daemon_.extra[0] = "--max-roots";
+	daemon_.extra[1] = BENCH_MAX_ROOTS;
+#endif
 	snprintf(daemon_.arena, sizeof(daemon_.arena), "/dev/shm/heapd-bench-%d", (int)getpid());
 	remove_arena();
 	int rc = harness_start(&daemon_);
