@@ -203,6 +203,7 @@ int recovery_run(daemon_t *d, recovery_stats_t *st)
 			st->slots_held++;
 		} else {
 			seg->clients[i].pid = 0;
+			rootdir_forget_slot(&d->roots, i);
 			st->slots_freed++;
 		}
 	}

@@ -12,7 +12,8 @@
  *             across a restart of heapd), a process binding and unbinding
  *             as fast as it can while another gets its work done;
  *   limits    100,000 bindings from one client against the capacity, and
- *             against --uid-max-roots;
+ *             against --uid-max-roots; a small directory whose index is
+ *             rebuilt again and again under a reader;
  *   wire      hostile requests on the raw protocol: bad names (NUL, empty,
  *             256 and 100,000 bytes), bad objects, a connection without a
  *             slot, a request sent twice;
@@ -744,6 +745,53 @@ START_TEST(test_uid_cap)
 }
 END_TEST
 
+static void daemon_up_small(void)
+{
+	static const char *const extra[] = { "--max-roots", "64", NULL };
+	start_daemon(extra);
+}
+
+/*
+ * Binds and unbinds of ever new names leave tombstones in the index, which
+ * heapd clears by rebuilding it behind the lookups' backs: a process looking
+ * names up all the while finds each one bound that must be.
+ */
+START_TEST(test_index_rebuilds)
+{
+	watch_t *w = shared_map(sizeof(*w));
+	char name[32], *obj = hc_malloc(16);
+	ck_assert_int_eq(hc_root_set("steady", obj), 0);
+
+	pid_t reader = fork();
+	ck_assert_int_ge(reader, 0);
+	if (reader == 0)
+		_exit(watch_root(w, "steady", obj, 0, 0));
+	for (int i = 0; i < 3000; i++) {
+		snprintf(name, sizeof(name), "churn-%d", i);
+		ck_assert_int_eq(hc_root_set(name, obj), 0);
+		if (i >= 40) { /* keep 40 bound, and the directory nearly full */
+			snprintf(name, sizeof(name), "churn-%d", i - 40);
+			ck_assert_int_eq(hc_root_set(name, NULL), 0);
+		}
+	}
+	atomic_store(&w->stop, 1);
+	ck_assert_int_eq(cu_wait(reader), 0);
+	ck_assert_uint_gt(atomic_load(&w->lookups), 0);
+	for (int i = 2960; i < 3000; i++) {
+		snprintf(name, sizeof(name), "churn-%d", i);
+		ck_assert_ptr_eq(hc_root_get(name), obj);
+	}
+	ck_assert_ptr_null(hc_root_get("churn-2959"));
+	/* 41 bound of 64: 23 more, then the directory is full */
+	for (int i = 0; i < 23; i++) {
+		snprintf(name, sizeof(name), "fill-%d", i);
+		ck_assert_int_eq(hc_root_set(name, obj), 0);
+	}
+	ck_assert_int_eq(hc_root_set("one too many", obj), -ENOSPC);
+	ck_assert_uint_eq(cu_check(), 0);
+}
+END_TEST
+
 /* ---- wire ---- */
 
 /* A RootSet or RootCas on fd; the reply's Error code, 0 for Ok, -1 for anything else. */
@@ -1013,6 +1061,11 @@ int main(void)
 	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_100000_bindings);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("small");
+	tcase_add_checked_fixture(tc, daemon_up_small, daemon_down);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_index_rebuilds);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("uid_cap");
 	tcase_add_checked_fixture(tc, daemon_up_capped, daemon_down);
