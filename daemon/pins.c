@@ -119,6 +119,14 @@ uint32_t pins_count(const pins_t *p, uint64_t off)
 	return p->keys[i] == off ? p->counts[i] : 0;
 }
 
+uint64_t pins_roots(const pins_t *p)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < p->cap; i++)
+		n += p->keys[i] ? p->counts[i] : 0;
+	return n;
+}
+
 /* ---- pin words and flags ---- */
 
 static _Atomic uint64_t *pin_word(const segment_t *seg, uint32_t span, uint32_t idx)

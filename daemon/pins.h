@@ -64,6 +64,9 @@ void pins_unpin(pins_t *p, uint64_t off);
 /* Roots naming the object at off, per the book. */
 uint32_t pins_count(const pins_t *p, uint64_t off);
 
+/* Roots naming any object, per the book (the check). */
+uint64_t pins_roots(const pins_t *p);
+
 /*
  * Recovery, once pins_pin has been called for every root the directory
  * holds: clear the pin bits no root backs (and those at pages that start

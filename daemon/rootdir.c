@@ -461,39 +461,36 @@ void rootdir_check_locked(rootdir_t *d, check_report_t *r)
 	segment_t *seg = d->seg;
 	const shm_header_t *hdr = seg->hdr;
 	roots_walk_t w;
-	uint32_t e, n = 0, pinned = 0;
+	uint32_t e, n = 0, tombs = 0;
+	uint64_t end;
 
+	pageheap_assert_locked(d->pins.central->heap);
 	roots_walk_start(&w, seg, 0);
 	while (roots_walk_next(&w, &e)) {
-		n++;
 		uint64_t off = entry_off(d, e);
-		uint32_t c = pins_count(&d->pins, off);
-		if (c == 0)
+		n++;
+		if (pins_count(&d->pins, off) == 0)
 			report_add(r, "roots: entry %u names offset %llu, which heapd has not pinned", e,
 			           (unsigned long long)off);
-		pinned++;
 	}
 	if (n != hdr->roots_count)
 		report_add(r, "roots: %u names bound, the header says %u", n, hdr->roots_count);
 	if (n + d->nfree != hdr->roots_max)
 		report_add(r, "roots: %u names bound and %u entries free, of %u", n, d->nfree,
 		           hdr->roots_max);
-	uint32_t tombs = 0;
+	if (pins_roots(&d->pins) != n)
+		report_add(r, "roots: heapd's pins count %llu roots, the directory has %u",
+		           (unsigned long long)pins_roots(&d->pins), n);
+
 	const _Atomic uint64_t *ix = roots_index(seg, atomic_load(&((shm_header_t *)hdr)->roots_gen));
-	uint64_t at = (uint64_t)((const uint8_t *)ix - seg->base), end;
+	uint64_t at = (uint64_t)((const uint8_t *)ix - seg->base);
 	for (uint32_t i = 0; i < hdr->roots_nslots;) {
 		/* only what the file holds: reading a hole of it would allocate it */
-		uint64_t d = segment_meta_next_data(seg, at + (uint64_t)i * 8, &end);
-		for (i = d < at ? i : (uint32_t)((d - at) / 8); i < hdr->roots_nslots && at + (uint64_t)i * 8 < end; i++)
+		uint64_t data = segment_meta_next_data(seg, at + (uint64_t)i * 8, &end);
+		for (i = (uint32_t)((data - at) / 8); i < hdr->roots_nslots && at + (uint64_t)i * 8 < end; i++)
 			tombs += atomic_load_explicit(&ix[i], memory_order_relaxed) == ROOTS_SLOT_TOMB;
 	}
 	if (tombs != d->tombs)
 		report_add(r, "roots: the index holds %u tombstones, heapd counts %u", tombs, d->tombs);
-	uint64_t sum = 0;
-	for (uint32_t i = 0; i < d->pins.cap; i++)
-		sum += d->pins.keys[i] ? d->pins.counts[i] : 0;
-	if (sum != pinned)
-		report_add(r, "roots: heapd's pins count %llu roots, the directory has %u",
-		           (unsigned long long)sum, pinned);
 	pins_check_locked(&d->pins, r);
 }

@@ -53,7 +53,6 @@ typedef struct rootdir {
 	uint32_t *free;          /* entries holding no binding, a stack whose top is reused first */
 	uint32_t nfree;
 	uint32_t tombs;          /* tombstones in the index lookups use */
-	uint64_t last_log_ns;    /* rate limit of the refused-change lines */
 } rootdir_t;
 
 /* One change asked for. */
