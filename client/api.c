@@ -126,6 +126,15 @@ static int obj_find(const void *p, obj_t *o)
 	}
 }
 
+#ifdef HEAPD_DEBUG
+/* A name is bound to the object (shm/roots.h): its free is deferred. */
+static int obj_pinned(const obj_t *o)
+{
+	const uint64_t *pins = segment_pins(&proc_g.seg, o->span);
+	return (int)(bitmap_load(&pins[o->idx >> 6]) >> (o->idx & 63) & 1);
+}
+#endif
+
 static uint64_t *obj_freebits(const obj_t *o)
 {
 	return segment_freebits(&proc_g.seg, o->span, o->nelems);
@@ -203,7 +212,8 @@ static __attribute__((noinline)) void free_checked(void *p, const char *fn)
 	if (o.d->state == SPAN_LARGE)
 		proc_large_freeing(o.span);
 #ifdef HEAPD_DEBUG
-	if (obj_live(&o))
+	/* A rooted object keeps its contents until its last name goes (heapclient.h). */
+	if (obj_live(&o) && !obj_pinned(&o))
 		memset(p, HC_FREE_FILL, obj_size(&o));
 #endif
 	switch (bitmap_mark_free(segment_allocbits(&proc_g.seg, o.span), obj_freebits(&o), o.idx)) {
@@ -436,9 +446,11 @@ HC_API HC_FRAME void *hc_aligned_alloc(size_t alignment, size_t size)
  * been marked as holding old data, mcache_owns), the free clears the alloc
  * bit with a plain store instead: only that thread writes those bits while
  * the span is in its cache, and its next sweep of the word finds the slot
- * free. Anything else (NULL, no mapping yet, a large object, misuse) takes
- * free_checked, which finds out which and says so. NULL and an unmapped
- * arena fail the first test: the offset wraps around.
+ * free. Anything else (NULL, no mapping yet, a large object, a span with a
+ * pinned object, whose page-map entry's flag puts its class out of range,
+ * misuse) takes free_checked, which finds out which and says so, and never
+ * clears an alloc bit. NULL and an unmapped arena fail the first test: the
+ * offset wraps around.
  */
 HC_API void hc_free(void *ptr)
 {
@@ -468,6 +480,7 @@ HC_API void hc_free(void *ptr)
 						/* our own span: only we write its alloc bits */
 						if (!(bitmap_load(freeb) & bit)) {
 							bitmap_store(alloc, a & ~bit);
+							mcache_cleared();
 							return;
 						}
 					} else if (!(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,

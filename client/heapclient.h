@@ -140,6 +140,73 @@ HC_API int hc_trim(void);
  */
 HC_API size_t hc_profile_rate(size_t bytes);
 
+/*
+ * Named roots: a directory of names in the arena, so that cooperating
+ * processes find each other's objects without a channel of their own.
+ *
+ *     // process A                             // process B
+ *     struct conf *c = hc_malloc(sizeof(*c));  struct conf *c = hc_root_wait("conf", 1000);
+ *     fill(c);                                 if (c)
+ *     hc_root_set("conf", c);                      use(c);
+ *
+ * A name is 1 to 255 bytes of any value but NUL, compared exactly. A name
+ * is bound to the start of a live object, small or large, allocated by any
+ * process. Bindings live in the arena: they outlive the process that made
+ * them and survive a restart of heapd, and each call sees them as they were
+ * at one moment during the call (they are linearizable).
+ *
+ * No dangling names. A rooted object's free is deferred until its root is
+ * removed: hc_free of an object a name is bound to works as usual for the
+ * caller (the object is freed; freeing it again is a double free), but its
+ * memory keeps its contents and is not handed out again until no name is
+ * bound to it any more, when it is reused as any freed object is. So the
+ * pointer a lookup returns never leads to an object handed out to someone
+ * else since it was bound. One object may be bound to several names.
+ *
+ * Limits: heapd's directory holds --max-roots names (default 65536; -ENOSPC
+ * beyond), and the clients of one user may have --uid-max-roots of them
+ * bound at once (no limit by default; -EDQUOT beyond), a name counting for
+ * the user of whoever bound it last.
+ */
+
+/*
+ * The object bound to name, read from the directory in shared memory: no
+ * lock and no system call (once this process has connected). NULL with
+ * errno ENOENT when the name is not bound, EINVAL for an empty name,
+ * ENAMETOOLONG for one of more than 255 bytes, or the error of connecting.
+ */
+HC_API void *hc_root_get(const char *name);
+
+/*
+ * Bind name to obj, replacing any binding; obj NULL removes the binding (0
+ * also when there was none). One round trip to heapd. 0, or -EINVAL (a bad
+ * name, or obj is not the start of a live object; nothing changes),
+ * -ENAMETOOLONG, -ENOSPC (the directory is full), -EDQUOT (this user's
+ * limit), or the error of reaching heapd.
+ */
+HC_API int hc_root_set(const char *name, const void *obj);
+
+/*
+ * Bind name to desired only if it is bound to expected now (expected NULL:
+ * only if it is unbound; desired NULL: remove the binding). When this
+ * thread's last look at name (hc_root_get, hc_root_wait, or its own bind)
+ * found it bound to expected, that binding must still be in place: the name
+ * bound to something else and then to expected again in between counts as
+ * another binding, so a loop of lookup, compute, cas is free of ABA. 0, or
+ * -EAGAIN when the binding is not expected (nothing changes), or an error
+ * of hc_root_set. A request whose reply was lost with heapd is sent again
+ * to the next heapd and takes effect once.
+ */
+HC_API int hc_root_cas(const char *name, const void *expected, const void *desired);
+
+/*
+ * hc_root_get that waits up to timeout_ms (< 0: without limit, 0: not at
+ * all) for name to be bound. It sleeps on a futex in the shared metadata
+ * that heapd wakes at every bind, holding no lock, and is not disturbed by a
+ * restart of heapd. NULL with errno ETIMEDOUT, or as hc_root_get.
+ */
+HC_API void *hc_root_wait(const char *name, int timeout_ms);
+
 /* What this process's library has done, for tests and monitoring. */
 typedef struct hc_stats {
 	uint64_t requests;       /* requests sent to heapd */

@@ -65,6 +65,7 @@
 #include "clock.h"
 #include "profile.h"
 #include "request.h"
+#include "roots.h"
 #include "transport.h"
 
 #define MC_BATCH_BYTES (64u << 10)
@@ -329,7 +330,12 @@ static mcache_t *mcache_create(void)
 /*
  * The free slots of word w of s, after folding the word's free bits into its
  * alloc bits (bitmap_fold_word): the owner's sweep, one word at a time, so
- * that each word is read once on its way to the window.
+ * that each word is read once on its way to the window. A pinned slot is
+ * never room. One whose alloc bit is clear is an object this thread freed
+ * directly (hc_free) while heapd bound it: the pin is seen here, after a
+ * fence that follows the clear, and the object becomes what any other
+ * free of a pinned object leaves, allocated with its free bit set
+ * (roots.h).
  */
 /*
  * Heap profiles: word w of s, alloc word a, may hold sampled objects just
@@ -346,10 +352,20 @@ static __attribute__((noinline)) void reap(mc_span_t *s, uint32_t w, uint64_t a)
 static inline __attribute__((always_inline)) uint64_t word_room(mcache_t *mc, mc_span_t *s, uint32_t w)
 {
 	uint64_t folded;
-	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, w, &folded);
+	uint64_t a = bitmap_fold_word(s->alloc, s->freeb, &s->pins, w, &folded);
 
 	if (folded)
 		mark_reused(mc, s); /* reused slots hold old data */
+	if (mc->cleared) {
+		mc->cleared = 0;
+		atomic_thread_fence(memory_order_seq_cst); /* our direct clears before the pins */
+	}
+	uint64_t lost = bitmap_pin_word(&s->pins, w) & ~a & bitmap_valid_mask(w, s->nelems);
+	if (lost) {
+		a |= lost;
+		bitmap_store(&s->alloc[w], a);
+		atomic_fetch_or_explicit((_Atomic uint64_t *)&s->freeb[w], lost, memory_order_release);
+	}
 	if (__builtin_expect(s->sampled, 0))
 		reap(s, w, a); /* sampled objects freed by the fold or by this thread's direct frees */
 	return ~a & bitmap_valid_mask(w, s->nelems);
@@ -595,6 +611,7 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	/* live sampled objects of earlier owners: their frees are reaped here from now on */
 	s->sampled = prof_sampleable(s->nelems) && profile_view()->recs &&
 	             prof_any_sampled(prof_sampled_words(seg, g->span), s->nwords);
+	s->pins = roots_pins_of(seg, g->span);
 	s->next = NULL;
 	return s;
 }

@@ -63,6 +63,7 @@ typedef struct mc_span {
 	uint8_t *base;          /* first object */
 	uint64_t *alloc;        /* alloc bits (we write them) */
 	uint64_t *freeb;        /* free bits (any process sets them) */
+	bitmap_pins_t pins;     /* its pins (roots.h): objects a fold must leave alone */
 	struct mc_span *next;   /* in the class list; proc_g.lock */
 } mc_span_t;
 
@@ -116,6 +117,13 @@ typedef struct mcache {
 	 * free bits.
 	 */
 	uint32_t own[MC_OWN_SLOTS];
+	/*
+	 * This thread has cleared an alloc bit directly since its last fence: the
+	 * next window load fences before it reads the pins, so that an object
+	 * bound while we freed it is seen pinned (roots.h, word_room). Only the
+	 * owning thread reads or writes it.
+	 */
+	uint32_t cleared;
 	proc_cache_t reg;                  /* registry entry; reg.epoch is the epoch its spans
 	                                    * belong to (proc_g.lock) */
 	uint32_t prof_gen;                 /* the profile generation (profile.h) its countdowns follow */
@@ -172,6 +180,12 @@ static inline __attribute__((always_inline)) void *mcache_alloc(uint32_t c, int 
 static inline int mcache_owns(uint32_t span)
 {
 	return mcache_tls->own[span & (MC_OWN_SLOTS - 1)] == span + 1;
+}
+
+/* The calling thread has just cleared an alloc bit of a span it owns (see mcache_t.cleared). */
+static inline void mcache_cleared(void)
+{
+	mcache_tls->cleared = 1;
 }
 
 /*

@@ -83,6 +83,31 @@ void request_bye(request_t *r)
 	r->env.bye = &r->u.bye;
 }
 
+void request_root_set(request_t *r, const char *name, size_t len, uint64_t off, uint64_t token)
+{
+	init(r, HEAPD__ENVELOPE__MSG_ROOT_SET, HEAPD__ENVELOPE__MSG_OK);
+	heapd__root_set__init(&r->u.root_set);
+	r->env.root_set = &r->u.root_set;
+	r->u.root_set.name.data = (uint8_t *)name;
+	r->u.root_set.name.len = len;
+	r->u.root_set.off = off;
+	r->u.root_set.token = token;
+}
+
+void request_root_cas(request_t *r, const char *name, size_t len, uint64_t expected,
+                      uint64_t expected_id, uint64_t desired, uint64_t token)
+{
+	init(r, HEAPD__ENVELOPE__MSG_ROOT_CAS, HEAPD__ENVELOPE__MSG_OK);
+	heapd__root_cas__init(&r->u.root_cas);
+	r->env.root_cas = &r->u.root_cas;
+	r->u.root_cas.name.data = (uint8_t *)name;
+	r->u.root_cas.name.len = len;
+	r->u.root_cas.expected = expected;
+	r->u.root_cas.expected_id = expected_id;
+	r->u.root_cas.desired = desired;
+	r->u.root_cas.token = token;
+}
+
 void request_free(request_t *r)
 {
 	free(r->held);

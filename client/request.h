@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * request.h - the requests a client makes of heapd, built and read back:
- * Hello, Refill, LargeAlloc, LargeFree and Bye (proto/heap.proto), the
+ * Hello, Refill, LargeAlloc, LargeFree, Bye, RootSet and RootCas
+ * (proto/heap.proto), the
  * policy for a request that goes out on a new connection, and the counters
  * hc_stats reports.
  *
@@ -27,6 +28,8 @@ typedef struct request {
 		Heapd__LargeAlloc large_alloc;
 		Heapd__LargeFree large_free;
 		Heapd__Bye bye;
+		Heapd__RootSet root_set;
+		Heapd__RootCas root_cas;
 	} u;
 	uint32_t *held;                /* a Hello's held_spans, malloc'd */
 } request_t;
@@ -55,6 +58,20 @@ void request_large_alloc(request_t *r, uint64_t size, int zero, uint64_t align, 
 void request_large_free(request_t *r, uint32_t span, uint32_t gen);
 
 void request_bye(request_t *r);
+
+/*
+ * A RootSet: bind len bytes of name (not copied) to the object at arena
+ * offset off (0: remove the binding). token names the change, the same on
+ * every connection it is sent on.
+ */
+void request_root_set(request_t *r, const char *name, size_t len, uint64_t off, uint64_t token);
+
+/*
+ * A RootCas: the same, only if the name is bound to expected (0: unbound)
+ * now, and (expected_id not 0) by that very binding.
+ */
+void request_root_cas(request_t *r, const char *name, size_t len, uint64_t expected,
+                      uint64_t expected_id, uint64_t desired, uint64_t token);
 
 void request_free(request_t *r);
 

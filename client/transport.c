@@ -239,6 +239,16 @@ int transport_call_locked(request_t *r, Heapd__Envelope **reply, int flags)
 	return rc;
 }
 
+int transport_ensure_mapped(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&proc_g.mapped, memory_order_acquire), 1))
+		return 0;
+	proc_lock();
+	int rc = transport_connect_locked(NULL);
+	proc_unlock();
+	return rc;
+}
+
 void transport_send_locked(request_t *r)
 {
 	assert(proc_held());

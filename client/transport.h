@@ -67,6 +67,12 @@ int transport_connect_locked(const char *path);
  */
 int transport_call_locked(request_t *r, Heapd__Envelope **reply, int flags);
 
+/*
+ * Make sure the arena is mapped, connecting (default socket) if this process
+ * never did. No lock held; takes proc_g.lock only to connect. 0 or -errno.
+ */
+int transport_ensure_mapped(void);
+
 /* Send r, which has no reply, if connected; never connects. */
 void transport_send_locked(request_t *r);
 

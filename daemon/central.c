@@ -23,6 +23,7 @@
 #include "lock.h"
 #include "profrec.h"
 #include "report.h"
+#include "roots.h"
 
 /* How many full unswept spans a refill sweeps looking for room before carving. */
 #define CENTRAL_TAKE_FULL_TRIES 64
@@ -77,13 +78,15 @@ static uint32_t nelems_of(const shm_span_t *s)
 /*
  * Fold a daemon-owned span's free bits into its alloc bits; recount.
  * Objects freed. Clients write the bitmaps, so counts are bounded by nelems
- * and nothing else is trusted.
+ * and nothing else is trusted. Pinned objects stay allocated (bitmap.h), so
+ * a span holding one is never empty.
  */
 static uint32_t sweep_span(central_t *c, uint32_t id)
 {
 	uint32_t nelems = nelems_of(&c->seg->spans[id]);
 	uint64_t *alloc = segment_allocbits(c->seg, id);
-	uint32_t freed = bitmap_sweep(alloc, segment_freebits(c->seg, id, nelems), nelems);
+	bitmap_pins_t pins = roots_pins_of(c->seg, id);
+	uint32_t freed = bitmap_sweep(alloc, segment_freebits(c->seg, id, nelems), &pins, nelems);
 	prof_reap_span(c->seg, id); /* records of sampled objects just freed (shm/profrec.h) */
 	span_set_allocount(c->seg, id, bitmap_count_alloc(alloc, nelems));
 	return freed;

@@ -22,6 +22,7 @@
 
 #include "layout.h"
 #include "profrec.h"
+#include "roots.h"
 #include "wire.h"
 
 static int seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -71,6 +72,8 @@ void config_usage(void *out)
 	        "  --profile-rate SIZE    clients sample one allocation per SIZE bytes for heap\n"
 	        "                         profiles, unless they set their own rate (default 0: off)\n"
 	        "  --profile-records N    heap-profile records a new arena keeps, 0 for none (default %u)\n"
+	        "  --max-roots N          names the root directory of a new arena holds (default %u)\n"
+	        "  --uid-max-roots N      names one user's clients may bind, 0 for no limit (default 0)\n"
 	        "  --reset                lay out an unusable arena anew (destroys its contents)\n"
 	        "  --help                 show this help\n"
 	        "  --version              show the version\n"
@@ -79,7 +82,8 @@ void config_usage(void *out)
 	        "Root, the daemon's own user and the members of its group may always connect.\n",
 	        HEAPD_DEFAULT_SOCKET, HEAPD_DEFAULT_ARENA, CONFIG_DEFAULT_FILE,
 	        HEAPD_DEFAULT_MAX_CLIENTS, CONFIG_DEFAULT_CLIENTS_PER_UID,
-	        CONFIG_DEFAULT_CONNECTIONS_PER_UID, CONFIG_DEFAULT_HELLO_TIMEOUT, PROF_DEFAULT_RECORDS);
+	        CONFIG_DEFAULT_CONNECTIONS_PER_UID, CONFIG_DEFAULT_HELLO_TIMEOUT, PROF_DEFAULT_RECORDS,
+	        ROOTS_DEFAULT_MAX);
 }
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -182,7 +186,8 @@ static int copy_str(char *dst, size_t dstlen, const char *src)
 static const char *const value_keys[] = {
 	"socket", "arena", "arena-size", "allow-uid", "allow-gid", "scavenge-delay",
 	"sweep-interval", "client-quota", "uid-quota", "max-clients", "max-clients-per-uid",
-	"max-connections-per-uid", "hello-timeout", "profile-rate", "profile-records", NULL,
+	"max-connections-per-uid", "hello-timeout", "profile-rate", "profile-records", "max-roots",
+	"uid-max-roots", NULL,
 };
 
 static int is_value_key(const char *key)
@@ -278,6 +283,20 @@ static int config_set(config_t *cfg, const char *key, const char *val, const cha
 		if (parse_u64(val, 65536, &v) < 0 || v == 0)
 			return -EINVAL;
 		cfg->max_clients = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "max-roots") == 0) {
+		*why = "want a number from 1 to 4194304";
+		if (parse_u64(val, ROOTS_MAX_LIMIT, &v) < 0 || v == 0)
+			return -EINVAL;
+		cfg->max_roots = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "uid-max-roots") == 0) {
+		*why = "want a number from 0 (no limit) to 4194304";
+		if (parse_u64(val, ROOTS_MAX_LIMIT, &v) < 0)
+			return -EINVAL;
+		cfg->uid_max_roots = (uint32_t)v;
 		return 0;
 	}
 	if (strcmp(key, "allow-uid") == 0) {

@@ -40,6 +40,8 @@ typedef struct config {
 	uint64_t hello_timeout;   /* seconds a connection may go without its Hello */
 	uint32_t profile_records; /* heap-profile records of a new arena (shm/profrec.h), 0: none */
 	uint64_t profile_rate;    /* sampling rate, bytes, clients use unless they set their own; 0: off */
+	uint32_t max_roots;       /* names the directory of a new arena holds; 0: the default */
+	uint32_t uid_max_roots;   /* names one uid's clients may have bound, 0: no limit */
 	int reset;                /* lay an unusable arena out anew */
 } config_t;
 

@@ -39,7 +39,8 @@ static int unusable(int rc, const char *err)
 int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 {
 	segment_params_t params = { .arena_bytes = cfg->arena_size, .max_clients = cfg->max_clients,
-	                            .profile_records = cfg->profile_records };
+	                            .profile_records = cfg->profile_records,
+	                            .max_roots = cfg->max_roots };
 	recovery_stats_t rs;
 	int rc;
 
@@ -98,12 +99,21 @@ int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the client table: %s", strerror(-rc));
 		goto fail_central;
 	}
+	rc = rootdir_init(&d->roots, &d->seg, &d->central, &d->quota);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot set up the root directory: %s", strerror(-rc));
+		goto fail_clients;
+	}
+	quota_set_root_limit(&d->quota, cfg->uid_max_roots);
+	if (!d->created && cfg->max_roots && cfg->max_roots != hdr->roots_max)
+		log_msg("arena %s holds %u roots; --max-roots %u applies to a new arena only", cfg->arena,
+		        hdr->roots_max, cfg->max_roots);
 	sweeper_init(&d->sweeper, &d->central, cfg->sweep_interval, cfg->scavenge_delay);
 
 	rc = recovery_run(d, &rs);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot recover the arena: %s", strerror(-rc));
-		goto fail_clients;
+		goto fail_roots;
 	}
 	rc = profile_open(&d->profile, d);
 	if (rc < 0) {
@@ -129,8 +139,10 @@ int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 	daemon_debug_check(d, "recovery");
 	return 0;
 
-fail_clients:
+fail_roots:
 	sweeper_destroy(&d->sweeper);
+	rootdir_destroy(&d->roots);
+fail_clients:
 	clients_destroy(&d->clients);
 fail_central:
 	central_destroy(&d->central);
@@ -151,6 +163,7 @@ void daemon_close(daemon_t *d, int clean)
 	profile_close(&d->profile);
 	if (clean)
 		d->seg.hdr->clean_shutdown = 1;
+	rootdir_destroy(&d->roots);
 	clients_destroy(&d->clients);
 	central_destroy(&d->central);
 	quota_destroy(&d->quota);
@@ -344,6 +357,7 @@ static void release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
 	if (quota_slot_pages(&d->quota, slot))
 		pageheap_walk(&d->heap, forget_one, &w);
 	quota_forget_slot(&d->quota, slot);
+	rootdir_forget_slot(&d->roots, slot);
 	unwatch_slot(d, slot);
 	clients_free(&d->clients, slot);
 }
@@ -592,6 +606,7 @@ size_t daemon_check(daemon_t *d, check_report_t *r)
 	if (slot_spans != owned)
 		report_add(r, "client slots list %llu spans, the span table has %llu owned",
 		           (unsigned long long)slot_spans, (unsigned long long)owned);
+	rootdir_check_locked(&d->roots, r);
 	pageheap_leave(&d->heap);
 	central_unlock_all(&d->central);
 	pthread_mutex_unlock(&d->sweeper.cycle_lock);

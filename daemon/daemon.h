@@ -35,6 +35,7 @@
 #include "proc.h"
 #include "profile.h"
 #include "quota.h"
+#include "rootdir.h"
 #include "segment.h"
 #include "sweeper.h"
 
@@ -49,6 +50,7 @@ typedef struct daemon {
 	clients_t clients;
 	sweeper_t sweeper;
 	profile_t profile;           /* heap-profile snapshots (event-loop thread) */
+	rootdir_t roots;             /* the directory of named roots (event-loop thread) */
 	uint64_t start_ns;           /* CLOCK_MONOTONIC at start, for uptime */
 	int created;                 /* the arena was laid out by this start */
 	int opened;                  /* daemon_open succeeded */

@@ -27,6 +27,12 @@
 #include "log.h"
 #include "span.h"
 
+/* A root names the object of large span id (its pin bit, shm/roots.h); the heap lock orders it. */
+static int large_pinned(const segment_t *seg, uint32_t id)
+{
+	return (int)(atomic_load_explicit((_Atomic uint64_t *)segment_pins(seg, id), memory_order_relaxed) & 1);
+}
+
 uint64_t large_pages_for(uint64_t size)
 {
 	uint64_t n = size >> HEAPD_PAGE_SHIFT;
@@ -62,13 +68,13 @@ int large_alloc(central_t *c, clients_t *cl, uint32_t slot, uid_t uid, uint32_t 
 	return 0;
 }
 
-/* A live large object whose free bit is set; the heap lock is held. */
+/* A live large object whose free bit is set, and no root names it; the heap lock is held. */
 static int freeable_locked(const segment_t *seg, uint32_t id)
 {
 	const shm_span_t *s = &seg->spans[id];
 	return s->state == SPAN_LARGE && s->start == id &&
 	       (bitmap_load(&segment_allocbits(seg, id)[0]) & 1) &&
-	       (bitmap_load(&segment_freebits(seg, id, 1)[0]) & 1);
+	       (bitmap_load(&segment_freebits(seg, id, 1)[0]) & 1) && !large_pinned(seg, id);
 }
 
 void large_settle(central_t *c, clients_t *cl, uint32_t slot, int received)
@@ -82,7 +88,8 @@ void large_settle(central_t *c, clients_t *cl, uint32_t slot, int received)
 	/* The sweeper may have freed it (its LargeFree was lost) and the pages gone to another. */
 	if (id < seg->hdr->npages_grown && seg->spans[id].start == id &&
 	    seg->spans[id].state == SPAN_LARGE && seg->spans[id].owner == slot + 1) {
-		if (received) {
+		/* a root names it: some process has it, whatever became of the reply */
+		if (received || large_pinned(seg, id)) {
 			span_set_owner(seg, id, 0);
 		} else {
 			central_free_span_locked(c, id);
@@ -103,6 +110,8 @@ int large_free(central_t *c, uint32_t id, uint32_t gen)
 	if (id >= seg->hdr->npages_grown || seg->spans[id].start != id ||
 	    seg->spans[id].state != SPAN_LARGE || seg->spans[id].gen != gen)
 		rc = -ESTALE;
+	else if (large_pinned(seg, id))
+		rc = -EBUSY; /* freed when its last root goes */
 	else if (!freeable_locked(seg, id))
 		rc = -EPERM;
 	else
@@ -141,4 +150,11 @@ uint64_t large_sweep(central_t *c, uint64_t grace_ns, uint64_t *pages_freed)
 	if (pages_freed)
 		*pages_freed += w.pages;
 	return w.freed;
+}
+
+void large_unpinned_locked(central_t *c, uint32_t id)
+{
+	pageheap_assert_locked(c->heap);
+	if (freeable_locked(c->seg, id))
+		central_free_span_locked(c, id);
 }

@@ -10,7 +10,8 @@
  * bit has been seen set for less than LARGE_FREE_GRACE_NS is left for its
  * LargeFree, which may still be in flight. A LargeFree names the span's
  * generation, so one that comes late, twice, or for a span freed and
- * reused since, changes nothing.
+ * reused since, changes nothing. A pinned object (a root names it) is not
+ * freed: its free bit waits until its pin goes (large_unpinned_locked).
  *
  * Locks: the heap lock, through the page heap's entry points.
  */
@@ -54,5 +55,12 @@ void large_settle(central_t *c, clients_t *cl, uint32_t slot, int received);
 
 /* Free large spans whose LargeFree was lost. grace_ns: 0 frees every one now. */
 uint64_t large_sweep(central_t *c, uint64_t grace_ns, uint64_t *pages_freed);
+
+/*
+ * A root named the large object at span (its pin kept a free of it from
+ * giving the pages back: shm/roots.h); its pin is gone now. Free it if it
+ * was freed meanwhile. The caller holds the heap lock.
+ */
+void large_unpinned_locked(central_t *c, uint32_t span);
 
 #endif

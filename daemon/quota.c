@@ -74,6 +74,7 @@ static quota_uid_t *uid_entry(quota_t *q, uint32_t uid, int add)
 					break; /* grow first */
 				q->uids[i].uid = uid;
 				q->uids[i].pages = 0;
+				q->uids[i].roots = 0;
 				q->nuids++;
 				return &q->uids[i];
 			}
@@ -95,6 +96,7 @@ static quota_uid_t *uid_entry(quota_t *q, uint32_t uid, int add)
 				continue;
 			quota_uid_t *e = uid_entry(q, old[i].uid, 1);
 			e->pages = old[i].pages;
+			e->roots = old[i].roots;
 		}
 		free(old);
 	}
@@ -206,6 +208,42 @@ uint64_t quota_uid_pages(quota_t *q, uint32_t uid)
 	pthread_mutex_lock(&q->lock);
 	quota_uid_t *e = uid_entry(q, uid, 0);
 	uint64_t n = e ? e->pages : 0;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+void quota_set_root_limit(quota_t *q, uint64_t limit)
+{
+	pthread_mutex_lock(&q->lock);
+	q->root_limit = limit;
+	pthread_mutex_unlock(&q->lock);
+}
+
+int quota_admit_root(quota_t *q, uint32_t uid)
+{
+	pthread_mutex_lock(&q->lock);
+	quota_uid_t *e = q->root_limit ? uid_entry(q, uid, 0) : NULL;
+	int rc = e && e->roots >= q->root_limit ? -EDQUOT : 0;
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+void quota_charge_root(quota_t *q, uint32_t uid, int delta)
+{
+	pthread_mutex_lock(&q->lock);
+	quota_uid_t *e = uid_entry(q, uid, delta > 0);
+	if (e && delta > 0)
+		e->roots++;
+	else if (e && e->roots > 0)
+		e->roots--;
+	pthread_mutex_unlock(&q->lock);
+}
+
+uint64_t quota_uid_roots(quota_t *q, uint32_t uid)
+{
+	pthread_mutex_lock(&q->lock);
+	quota_uid_t *e = uid_entry(q, uid, 0);
+	uint64_t n = e ? e->roots : 0;
 	pthread_mutex_unlock(&q->lock);
 	return n;
 }

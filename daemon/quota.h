@@ -20,6 +20,10 @@
  * (quota_rebuild_span). The books and those two fields are guarded by this
  * module's own lock, which nests inside the heap lock and takes nothing
  * after it.
+ *
+ * Roots (--uid-max-roots): each uid's book also counts the names bound by
+ * its clients, a name counting against the uid of whoever bound it last.
+ * The directory records that uid, so recovery recounts these too.
  */
 #ifndef HEAPD_DAEMON_QUOTA_H
 #define HEAPD_DAEMON_QUOTA_H
@@ -33,6 +37,7 @@
 typedef struct quota_uid {
 	uint32_t uid;          /* HEAPD_NIL: entry unused */
 	uint64_t pages;
+	uint64_t roots;        /* names bound by the uid's clients */
 } quota_uid_t;
 
 typedef struct quota {
@@ -40,6 +45,7 @@ typedef struct quota {
 	pthread_mutex_t lock;
 	uint64_t slot_limit;   /* pages, 0: none */
 	uint64_t uid_limit;    /* pages, 0: none */
+	uint64_t root_limit;   /* names bound per uid, 0: none */
 	uint64_t *slot_pages;  /* per slot */
 	uint32_t nslots;
 	quota_uid_t *uids;     /* open addressing, a power of two entries */
@@ -76,5 +82,17 @@ void quota_rebuild_span(quota_t *q, uint32_t id, int slot_live);
 /* Pages charged to a slot, and to a uid. */
 uint64_t quota_slot_pages(quota_t *q, uint32_t slot);
 uint64_t quota_uid_pages(quota_t *q, uint32_t uid);
+
+/* Names one uid's clients may have bound at once (0: no limit). */
+void quota_set_root_limit(quota_t *q, uint64_t limit);
+
+/* May uid bind one more name? 0, or -EDQUOT. */
+int quota_admit_root(quota_t *q, uint32_t uid);
+
+/* uid has bound a name (delta 1), or one it bound lost its binding (-1). */
+void quota_charge_root(quota_t *q, uint32_t uid, int delta);
+
+/* Names bound by uid's clients. */
+uint64_t quota_uid_roots(quota_t *q, uint32_t uid);
 
 #endif

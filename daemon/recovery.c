@@ -2,16 +2,22 @@
 /*
  * recovery.c - a restarted daemon rebuilds its indexes from the arena.
  *
- * The page map, the span table, the bitmaps and the client table are the
- * truth; central lists, slot lists and the quota books are indexes. At
+ * The page map, the span table, the bitmaps, the client table and the
+ * directory of named roots are the truth; central lists, slot lists, the
+ * quota books, the roots' index and heapd's pin counts are indexes. At
  * start, pageheap_init walks the span table from page 0 and repairs the
- * tiling (pageheap.c, span.c); recovery_run then finds which client slots
+ * tiling (pageheap.c, span.c). recovery_run first repairs the directory
+ * (rootdir.h: every root must name a live object start, and every pin must
+ * be a root's), so that the walk below folds and frees by pins that are
+ * true. It then finds which client slots
  * name a live process (proc_open: same pid and start time, and a pidfd that
  * says it has not exited), walks the span table again and puts every in-use
  * span where it belongs:
  *   - LARGE with alloc bit 0 set and free bit 0 clear: a live object, kept;
  *     if its owner is a live slot, its reply may have been lost: pending
  *     for that slot, whose reconnect keeps or frees it (large.c).
+ *   - LARGE with both bits set and a root naming it: freed while pinned,
+ *     kept until its last root goes.
  *   - LARGE otherwise: a freed object whose LargeFree was lost, or an
  *     allocation or a carve cut short: freed.
  *   - SMALL owned by a live slot: kept on that slot's list, owner untouched,
@@ -77,7 +83,8 @@ static void recover_large(rwalk_t *w, uint32_t p)
 	uint64_t a = bitmap_load(&segment_allocbits(seg, p)[0]);
 	uint64_t f = bitmap_load(&segment_freebits(seg, p, 1)[0]);
 
-	if (!(a & 1) || (f & 1)) {
+	int pinned = (int)(bitmap_load(segment_pins(seg, p)) & 1);
+	if (!(a & 1) || ((f & 1) && !pinned)) {
 		w->st->large_freed++;
 		central_free_span_locked(&d->central, p);
 		return;
@@ -160,11 +167,15 @@ int recovery_run(daemon_t *d, recovery_stats_t *st)
 
 	memset(st, 0, sizeof(*st));
 	w.alive = calloc(nslots ? nslots : 1, 1);
-	if (!procs || !w.alive) {
+	if (!procs || !w.alive || rootdir_recover(&d->roots, &st->roots) < 0) {
 		free(procs);
 		free(w.alive);
 		return -ENOMEM;
 	}
+	if (st->roots.dropped || st->roots.pins_cleared)
+		log_msg("recovery: %u roots kept, %u dropped (a bad name, no live object, or a duplicate), "
+		        "%llu pins without a root cleared", st->roots.bound, st->roots.dropped,
+		        (unsigned long long)st->roots.pins_cleared);
 	for (uint32_t i = 0; i < nslots; i++) {
 		procs[i] = PROC_NONE;
 		const shm_client_t *c = &seg->clients[i];
@@ -192,6 +203,7 @@ int recovery_run(daemon_t *d, recovery_stats_t *st)
 			st->slots_held++;
 		} else {
 			seg->clients[i].pid = 0;
+			rootdir_forget_slot(&d->roots, i);
 			st->slots_freed++;
 		}
 	}

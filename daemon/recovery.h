@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "rootdir.h"
+
 struct daemon;
 
 typedef struct recovery_stats {
@@ -19,13 +21,15 @@ typedef struct recovery_stats {
 	uint64_t quarantined;     /* spans with impossible geometry, kept out of use */
 	uint32_t slots_held;      /* client slots of live processes, held for reconnect */
 	uint32_t slots_freed;     /* client slots of dead processes, freed */
+	rootdir_recovery_t roots; /* the directory of named roots */
 } recovery_stats_t;
 
 /*
- * Rebuild central lists, client slots and the quota books from the span
+ * Repair the directory of named roots and its pins (rootdir_recover), then
+ * rebuild central lists, client slots and the quota books from the span
  * table and the client table. Runs once, after pageheap_init and before the
- * sweeper thread and the listener start, so nothing runs concurrently with
- * it. 0 or -ENOMEM (nothing was changed then).
+ * sweeper thread and the listener start, so nothing in heapd runs
+ * concurrently with it. 0 or -ENOMEM.
  */
 int recovery_run(struct daemon *d, recovery_stats_t *st);
 

@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
+#include "roots.h"
 #include "stats.h"
 #include "wire.h"
 
@@ -307,7 +308,7 @@ static int handle_large_alloc(session_t *s, const Heapd__LargeAlloc *la)
 static int handle_large_free(session_t *s, const Heapd__LargeFree *lf)
 {
 	int rc = daemon_large_free(s->d, lf->span, lf->gen);
-	if (rc < 0) {
+	if (rc < 0 && rc != -EBUSY) { /* EBUSY: a root names it; it is freed with its last root */
 		/* Late (the sweeper freed it), repeated, or wrong: nothing to do, and no reply. */
 		uint64_t now = heapd_now_ns();
 		if (now - s->last_ignored_log >= ENOMEM_LOG_INTERVAL_NS) {
@@ -328,6 +329,94 @@ static int handle_bye(session_t *s)
 	s->slot = HEAPD_NIL;
 	daemon_bye(s->d, slot, &res);
 	return reply_ok(s, res.spans);
+}
+
+/* ---- roots ---- */
+
+static int root_change(session_t *s, const rootdir_req_t *q, const char *req)
+{
+	char why[200], msg[256];
+	uint64_t id;
+	int rc = rootdir_change(&s->d->roots, q, &id, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "%s refused: %s", req, why);
+		return soft_error(s, -rc, msg);
+	}
+	return reply_ok(s, id);
+}
+
+static int handle_root_set(session_t *s, const Heapd__RootSet *rs)
+{
+	rootdir_req_t q = {
+		.name = rs->name.data, .len = rs->name.len, .off = rs->off, .token = rs->token,
+		.slot = s->slot, .pid = (uint32_t)s->pid, .uid = (uint32_t)s->uid,
+	};
+	return root_change(s, &q, "root set");
+}
+
+static int handle_root_cas(session_t *s, const Heapd__RootCas *rc)
+{
+	rootdir_req_t q = {
+		.name = rc->name.data, .len = rc->name.len, .off = rc->desired, .cas = 1,
+		.expected = rc->expected, .expected_id = rc->expected_id, .token = rc->token,
+		.slot = s->slot, .pid = (uint32_t)s->pid, .uid = (uint32_t)s->uid,
+	};
+	return root_change(s, &q, "root cas");
+}
+
+/* Up to SESSION_ROOTS_PER_REPLY bound names from the cursor on, those that start with the prefix. */
+static int handle_roots(session_t *s, const Heapd__RootsRequest *rq)
+{
+	const segment_t *seg = &s->d->seg;
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+	Heapd__RootsReply r = HEAPD__ROOTS_REPLY__INIT;
+	Heapd__RootInfo *info = calloc(SESSION_ROOTS_PER_REPLY, sizeof(*info));
+	Heapd__RootInfo **ptrs = calloc(SESSION_ROOTS_PER_REPLY, sizeof(*ptrs));
+	uint8_t(*names)[ROOTS_NAME_WORDS * 8] = malloc(SESSION_ROOTS_PER_REPLY * sizeof(*names));
+	roots_walk_t w;
+	uint32_t e;
+	int rc = 0;
+
+	if (!info || !ptrs || !names) {
+		rc = session_fail(s, ENOMEM, "out of memory for the root list");
+		goto out;
+	}
+	roots_walk_start(&w, seg, rq->cursor);
+	while (roots_walk_next(&w, &e)) {
+		const shm_root_t *en = &seg->roots[e];
+		if (r.n_roots == SESSION_ROOTS_PER_REPLY) {
+			r.next = e; /* the rest from here */
+			break;
+		}
+		uint8_t *name = names[r.n_roots];
+		uint32_t len = roots_name(seg, e, name);
+		if (rq->prefix.len > len ||
+		    (rq->prefix.len && memcmp(name, rq->prefix.data, rq->prefix.len) != 0))
+			continue;
+		unsigned cur = roots_cur(en);
+		const shm_root_info_t *who = roots_info(seg, e, cur);
+		Heapd__RootInfo *ri = &info[r.n_roots];
+		heapd__root_info__init(ri);
+		ri->name.data = name;
+		ri->name.len = len;
+		ri->offset = en->off[cur];
+		ri->size = who->size;
+		ri->pid = who->pid;
+		ri->uid = who->uid;
+		ri->slot = who->slot;
+		ri->time_ns = who->time_ns;
+		ptrs[r.n_roots++] = ri;
+	}
+	r.roots = ptrs;
+	env.msg_case = HEAPD__ENVELOPE__MSG_ROOTS_REPLY;
+	env.roots_reply = &r;
+	if (reply(s, &env) < 0)
+		rc = session_fail(s, ENOMEM, "out of memory for the reply");
+out:
+	free(info);
+	free(ptrs);
+	free(names);
+	return rc;
 }
 
 /* ---- heapctl requests ---- */
@@ -711,6 +800,21 @@ int session_handle_frame(session_t *s, const uint8_t *payload, size_t len)
 			rc = handle_large_free(s, env->large_free);
 		else
 			rc = handle_bye(s);
+		break;
+	case HEAPD__ENVELOPE__MSG_ROOT_SET:
+	case HEAPD__ENVELOPE__MSG_ROOT_CAS:
+		if (s->control || s->slot == HEAPD_NIL) {
+			rc = session_fail(s, EPERM, "%s on a connection without a client slot",
+			                  msg_name(env->msg_case));
+			break;
+		}
+		if (env->msg_case == HEAPD__ENVELOPE__MSG_ROOT_SET)
+			rc = handle_root_set(s, env->root_set);
+		else
+			rc = handle_root_cas(s, env->root_cas);
+		break;
+	case HEAPD__ENVELOPE__MSG_ROOTS:
+		rc = handle_roots(s, env->roots);
 		break;
 	case HEAPD__ENVELOPE__MSG_STATS:
 		rc = handle_control(s, SESSION_WAIT_STATS);

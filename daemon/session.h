@@ -18,6 +18,11 @@
  * ignored. Ending a session never moves its slot's spans: the slot is held
  * for the process (daemon.h).
  *
+ * Root changes (RootSet, RootCas) need a client slot; a refused one (a bad
+ * name or object, a cas that lost, a full directory, a uid's limit) is an
+ * Error the connection survives, with a log line at most once a second.
+ * Roots, the listing, is answered in pieces of SESSION_ROOTS_PER_REPLY.
+ *
  * Control requests that cost the loop wait for their reply: Sweep and
  * Scavenge run on the sweeper thread; Check, Stats, Clients that counts
  * live bytes per client, and a new Profile snapshot at most once per
@@ -35,6 +40,7 @@
 #include <sys/types.h>
 
 #define SESSION_CONTROL_INTERVAL_NS 100000000ULL /* 100 ms between runs of each expensive request */
+#define SESSION_ROOTS_PER_REPLY 256u /* names in one Roots reply */
 
 struct daemon;
 struct evbuffer;

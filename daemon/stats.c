@@ -75,6 +75,8 @@ void stats_collect(daemon_t *d, stats_t *st)
 	st->clients = d->nclients;
 	st->sweepgen = atomic_load(&hdr->sweepgen);
 	st->uptime_seconds = (heapd_now_ns() - d->start_ns) / 1000000000ULL;
+	st->roots = hdr->roots_count;
+	st->roots_max = hdr->roots_max;
 }
 
 void stats_fill_reply(const stats_t *st, Heapd__StatsReply *r, Heapd__ClassStats *cls,
@@ -97,6 +99,8 @@ void stats_fill_reply(const stats_t *st, Heapd__StatsReply *r, Heapd__ClassStats
 	r->large_objects = st->large_objects;
 	r->large_bytes = st->large_bytes;
 	r->pages_max = st->pages_max;
+	r->roots = st->roots;
+	r->roots_max = st->roots_max;
 	r->n_classes = 0;
 	r->classes = ptrs;
 	for (uint32_t k = 1; k < SIZECLASS_COUNT; k++) {

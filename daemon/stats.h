@@ -41,6 +41,8 @@ typedef struct stats {
 	uint32_t sweepgen;
 	uint64_t sweep_cycles;
 	uint64_t uptime_seconds;
+	uint64_t roots;           /* names bound */
+	uint64_t roots_max;       /* names the directory holds */
 	stats_class_t cls[SIZECLASS_COUNT];
 } stats_t;
 

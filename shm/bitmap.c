@@ -16,13 +16,13 @@
 
 #include <stddef.h>
 
-uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, uint32_t nelems)
+uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, const bitmap_pins_t *pins, uint32_t nelems)
 {
 	uint32_t nwords = bitmap_words(nelems), freed = 0;
 
 	for (uint32_t w = 0; w < nwords; w++) {
 		uint64_t bits;
-		bitmap_fold_word(alloc, freeb, w, &bits);
+		bitmap_fold_word(alloc, freeb, pins, w, &bits);
 		freed += (uint32_t)__builtin_popcountll(bits & bitmap_valid_mask(w, nelems));
 	}
 	return freed;

@@ -13,6 +13,11 @@
  *     free bit without its alloc bit: free, with its fold under way. The
  *     next sweep finishes it, and every span is swept before it changes
  *     hands, so such a slot is never handed out.
+ *   - A pinned object (a root names it, roots.h) is never folded: its free
+ *     bit stays set with its alloc bit until heapd unpins it, and the fold
+ *     after that frees it. A fold reads the free word, then fences, then
+ *     reads the pins, the mirror image of heapd's order when it binds
+ *     (roots.h says why that suffices).
  * Bits at or beyond nelems are never set.
  *
  * The allocation cache is Go's allocCache: the complement of the 64 alloc
@@ -23,7 +28,10 @@
 #define HEAPD_SHM_BITMAP_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "layout.h"
 
 /* Results of bitmap_mark_free. */
 enum {
@@ -56,17 +64,40 @@ static inline uint64_t bitmap_valid_mask(uint32_t w, uint32_t nelems)
 }
 
 /*
- * The owner's fold of word w: the free bits set now are cleared from the
- * alloc word first, then from the free word, and only those read. A fold
- * cut short (its process killed) leaves free bits that the next fold
- * applies again; the other order would lose them, and leak their objects
- * for good. Frees that land meanwhile keep their bits. Returns the alloc
+ * Where a span's pins are (roots.h): the page-map entry of its first page,
+ * whose HEAPD_PAGEMAP_PINNED says whether any object of it is pinned, and
+ * its pin words. Both are metadata that heapd alone writes.
+ */
+typedef struct bitmap_pins {
+	const uint64_t *flag;
+	const uint64_t *words;
+} bitmap_pins_t;
+
+/*
+ * Pin word w of the span (0 when pins is NULL or the span has none). Where
+ * it is ordered against a bind, the caller has issued a seq_cst fence.
+ */
+static inline uint64_t bitmap_pin_word(const bitmap_pins_t *pins, uint32_t w)
+{
+	if (!pins || !(atomic_load_explicit((_Atomic uint64_t *)pins->flag, memory_order_relaxed) &
+	               HEAPD_PAGEMAP_PINNED))
+		return 0;
+	return atomic_load_explicit((_Atomic uint64_t *)&pins->words[w], memory_order_relaxed);
+}
+
+/*
+ * The owner's fold of word w: the free bits set now, but those of pinned
+ * objects, are cleared from the alloc word first, then from the free word,
+ * and only those read. A fold cut short (its process killed) leaves free
+ * bits that the next fold applies again; the other order would lose them,
+ * and leak their objects for good. Frees that land meanwhile keep their
+ * bits, and so do pinned objects (the top of the file). Returns the alloc
  * word after the fold; *freed (if not NULL) gets the bits folded that were
  * allocated (a free bit without its alloc bit is such a cut-short fold's
- * leftover: dropped, not counted).
+ * leftover: dropped, not counted). pins may be NULL (nothing is pinned).
  */
-static inline uint64_t bitmap_fold_word(uint64_t *alloc, uint64_t *freeb, uint32_t w,
-                                        uint64_t *freed)
+static inline uint64_t bitmap_fold_word(uint64_t *alloc, uint64_t *freeb,
+                                        const bitmap_pins_t *pins, uint32_t w, uint64_t *freed)
 {
 	uint64_t a = bitmap_load(&alloc[w]);
 	if (!bitmap_load(&freeb[w])) {
@@ -76,8 +107,15 @@ static inline uint64_t bitmap_fold_word(uint64_t *alloc, uint64_t *freeb, uint32
 	}
 	/* acquire: the freeing process's last writes to the objects happen before their reuse */
 	uint64_t f = atomic_load_explicit((_Atomic uint64_t *)&freeb[w], memory_order_acquire);
+	if (pins) {
+		/* the free word before the pins, against a bind (roots.h) */
+		atomic_thread_fence(memory_order_seq_cst);
+		f &= ~bitmap_pin_word(pins, w);
+	}
 	if (freed)
 		*freed = f & a;
+	if (!f)
+		return a;
 	a &= ~f;
 	bitmap_store(&alloc[w], a);
 	atomic_fetch_and_explicit((_Atomic uint64_t *)&freeb[w], ~f, memory_order_release);
@@ -95,8 +133,11 @@ static inline int bitmap_mark_free(const uint64_t *alloc, uint64_t *freeb, uint3
 	return (old & bit) ? BITMAP_DOUBLE_FREE : BITMAP_FREED;
 }
 
-/* The owner's sweep: fold free bits into alloc bits. Returns the number of objects freed. */
-uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, uint32_t nelems);
+/*
+ * The owner's sweep: fold free bits into alloc bits, but pinned objects'
+ * (pins may be NULL). Returns the number of objects freed.
+ */
+uint32_t bitmap_sweep(uint64_t *alloc, uint64_t *freeb, const bitmap_pins_t *pins, uint32_t nelems);
 
 /* Objects in use: popcount(alloc & ~free) over nelems bits (a snapshot, racy by nature). */
 uint32_t bitmap_count_inuse(const uint64_t *alloc, const uint64_t *freeb, uint32_t nelems);

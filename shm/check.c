@@ -24,6 +24,12 @@
  *      published record and mapping set is read through the checked readers
  *      and counted as a problem if any field or index is out of range; and
  *      in spans no client holds, no sampled bit lacks its alloc bit.
+ *   6. The directory of named roots (roots.h): every bound entry has a sane
+ *      name, names an object start that is allocated (its free bit may be
+ *      set: freed while pinned), is pinned, and is what a lookup of its name
+ *      finds; every index slot leads to a bound entry of its tag; every pin
+ *      bit belongs to an object a root names; a small span's page-map flag
+ *      is set exactly while it holds pins, a large span's never.
  * Locks: the caller holds h->lock or knows nobody changes the heap, and
  * that no span the daemon owns is being swept (a client may be sweeping
  * its own).
@@ -34,9 +40,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bitmap.h"
 #include "profrec.h"
+#include "roots.h"
 #include "sizeclass.h"
 #include "span.h"
 
@@ -128,9 +136,10 @@ static void check_pagemap(checker_t *c, uint32_t p, uint32_t n, const shm_span_t
 		return;
 	}
 	uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;
+	uint64_t want = heapd_pagemap_entry(p, k) | (seg->pagemap[p] & HEAPD_PAGEMAP_PINNED);
 	uint32_t bad = 0, first = 0;
 	for (uint32_t i = p; i < p + n; i++)
-		if (seg->pagemap[i] != heapd_pagemap_entry(p, k) && bad++ == 0)
+		if (seg->pagemap[i] != want && bad++ == 0)
 			first = i;
 	if (bad)
 		problem(c, "page %u: page map says %u (class %u), in %s span %u of class %u (%u pages; "
@@ -434,6 +443,195 @@ static void check_profile(checker_t *c)
 	free(set);
 }
 
+/* ---- step 6: roots and pins ---- */
+
+/* A name for a problem line: printable bytes, others as \xHH, cut short. */
+static const char *root_name(const uint8_t *name, uint32_t nlen, char *buf, size_t len)
+{
+	size_t n = 0;
+	uint32_t i;
+
+	for (i = 0; i < nlen && n + 8 < len; i++) {
+		uint8_t b = name[i];
+		if (b >= 0x20 && b < 0x7f && b != '\\')
+			buf[n++] = (char)b;
+		else
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", b);
+	}
+	buf[n] = '\0';
+	if (i < nlen)
+		snprintf(buf + n, len - n, "...");
+	return buf;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* One bound entry e: its name, its object, its pin, its index slot. */
+static void check_root(checker_t *c, uint32_t e)
+{
+	const segment_t *seg = c->seg;
+	const shm_root_t *r = &seg->roots[e];
+	uint64_t off = r->off[roots_cur(r)], found_off;
+	uint8_t bytes[ROOTS_NAME_WORDS * 8];
+	uint32_t found;
+	roots_key_t k;
+	roots_obj_t o;
+	char name[48];
+	int alloc, freed;
+
+	uint32_t len = roots_name(seg, e, bytes);
+	int padded = 1;
+	for (uint32_t i = len; i < sizeof(bytes); i++)
+		padded &= bytes[i] == 0;
+	if (!padded || roots_key(&k, seg->hdr->arena_id, bytes, len) < 0 ||
+	    r->tag != (uint32_t)(k.hash >> 32)) {
+		problem(c, "root entry %u: its name (%u bytes, \"%s\") is not one a bind writes", e, len,
+		        root_name(bytes, len, name, sizeof(name)));
+		return;
+	}
+	root_name(bytes, len, name, sizeof(name));
+	if (roots_object(seg, off, &o) < 0) {
+		problem(c, "root \"%s\": offset %llu is not the start of an object", name,
+		        (unsigned long long)off);
+		return;
+	}
+	roots_object_bits(seg, &o, &alloc, &freed);
+	if (!alloc) /* its alloc bit is in the data, which clients write */
+		data_problem(c, "root \"%s\": the object at offset %llu is not allocated", name,
+		        (unsigned long long)off);
+	if (!roots_object_pinned(seg, &o))
+		problem(c, "root \"%s\": the object at offset %llu (span %u, object %u) is not pinned", name,
+		        (unsigned long long)off, o.span, o.idx);
+	else if (!o.large && !(seg->pagemap[o.span] & HEAPD_PAGEMAP_PINNED))
+		problem(c, "root \"%s\": span %u holds its pinned object but its page map is not flagged",
+		        name, o.span);
+	if (roots_lookup(seg, &k, &found_off, &found, NULL) < 0)
+		problem(c, "root \"%s\": a lookup of its name finds nothing (entry %u)", name, e);
+	else if (found != e)
+		problem(c, "root \"%s\": a lookup of its name finds entry %u, not %u", name, found, e);
+}
+
+/* The arena offset of object idx of the in-use span starting at pg, or 0. */
+static uint64_t object_off(const checker_t *c, uint32_t pg, uint32_t idx)
+{
+	const segment_t *seg = c->seg;
+	const shm_span_t *s = &seg->spans[pg];
+	uint64_t base = seg->hdr->pages_off + ((uint64_t)pg << HEAPD_PAGE_SHIFT);
+
+	if (pg >= c->grown || s->start != pg)
+		return 0;
+	if (s->state == SPAN_LARGE)
+		return idx == 0 ? base : 0;
+	if (s->state != SPAN_SMALL || s->sizeclass == 0 || s->sizeclass >= SIZECLASS_COUNT ||
+	    idx >= sizeclass_nelems[s->sizeclass])
+		return 0;
+	return base + (uint64_t)idx * sizeclass_size[s->sizeclass];
+}
+
+static void check_roots(checker_t *c)
+{
+	const segment_t *seg = c->seg;
+	const shm_header_t *hdr = seg->hdr;
+	uint64_t *offs = NULL, end;
+	size_t n = 0, cap = 0;
+	roots_walk_t w;
+	uint32_t e;
+
+	if (!seg->roots || hdr->roots_max == 0)
+		return;
+	roots_walk_start(&w, seg, 0);
+	while (roots_walk_next(&w, &e)) {
+		const shm_root_t *r = &seg->roots[e];
+		check_root(c, e);
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			uint64_t *grown = realloc(offs, ncap * sizeof(*offs));
+			if (!grown) {
+				problem(c, "out of memory: pins are not checked against the roots");
+				free(offs);
+				return;
+			}
+			offs = grown;
+			cap = ncap;
+		}
+		offs[n++] = r->off[roots_cur(r)];
+	}
+	if (n != hdr->roots_count)
+		problem(c, "header: roots_count %u, the directory holds %zu bindings", hdr->roots_count, n);
+	if (n)
+		qsort(offs, n, sizeof(*offs), cmp_u64);
+
+	/* Every slot of the index lookups use leads to a bound entry of its tag. */
+	const _Atomic uint64_t *ix = roots_index(seg, atomic_load(&((shm_header_t *)hdr)->roots_gen));
+	uint64_t at = (uint64_t)((const uint8_t *)ix - seg->base), slots = 0;
+	for (uint32_t i = 0; i < hdr->roots_nslots;) {
+		uint64_t d = segment_meta_next_data(seg, at + (uint64_t)i * 8, &end);
+		if (d >= at + (uint64_t)hdr->roots_nslots * 8)
+			break;
+		for (i = (uint32_t)((d - at) / 8); i < hdr->roots_nslots && at + (uint64_t)i * 8 < end; i++) {
+			uint64_t s = atomic_load_explicit(&ix[i], memory_order_relaxed);
+			if (s == ROOTS_SLOT_EMPTY || s == ROOTS_SLOT_TOMB)
+				continue;
+			uint32_t re = roots_slot_entry(s);
+			if (re >= hdr->roots_max || seg->roots[re].off[roots_cur(&seg->roots[re])] == 0)
+				problem(c, "roots index slot %u: entry %u is not bound", i, re);
+			else if (seg->roots[re].tag != (uint32_t)(s >> 32))
+				problem(c, "roots index slot %u: the tag is not entry %u's", i, re);
+			else
+				slots++;
+		}
+	}
+	if (slots != n)
+		problem(c, "roots index: %llu slots lead to bound entries, %zu are bound",
+		        (unsigned long long)slots, n);
+
+	/* Every pin bit is an object a root names, in a span whose flag says so. */
+	uint64_t words = (uint64_t)seg->npages_max * HEAPD_PIN_WORDS_PER_PAGE;
+	for (uint64_t i = 0; i < words;) {
+		uint64_t d = segment_meta_next_data(seg, hdr->pins_off + i * 8, &end);
+		if (d >= hdr->pins_off + hdr->pins_size)
+			break;
+		for (i = (d - hdr->pins_off) / 8; i < words && hdr->pins_off + i * 8 < end; i++) {
+			uint64_t v = bitmap_load(&seg->pins[i]);
+			uint32_t pg = (uint32_t)(i / HEAPD_PIN_WORDS_PER_PAGE);
+			for (uint64_t b = v; b; b &= b - 1) {
+				uint32_t idx = (uint32_t)(i % HEAPD_PIN_WORDS_PER_PAGE) * 64 +
+				               (uint32_t)__builtin_ctzll(b);
+				uint64_t off = object_off(c, pg, idx);
+				if (!off) {
+					problem(c, "page %u: pin bit %u where no such object is", pg, idx);
+					continue;
+				}
+				if (!n || !bsearch(&off, offs, n, sizeof(*offs), cmp_u64))
+					problem(c, "span %u: object %u (offset %llu) is pinned, but no root names it", pg,
+					        idx, (unsigned long long)off);
+			}
+		}
+	}
+	free(offs);
+
+	/* Flags: a small span's while it holds pins, a large span's never. */
+	span_walk_t sw;
+	uint32_t p, len;
+	int kind;
+	span_walk_start(&sw, seg, 0);
+	while ((kind = span_walk_next(&sw, &p, &len)) != SPAN_WALK_END) {
+		const shm_span_t *s = &seg->spans[p];
+		if (kind != SPAN_WALK_SPAN || s->state == SPAN_FREE || !(seg->pagemap[p] & HEAPD_PAGEMAP_PINNED))
+			continue;
+		int any = 0;
+		if (s->state == SPAN_SMALL && s->sizeclass > 0 && s->sizeclass < SIZECLASS_COUNT)
+			for (uint32_t i = 0; i < bitmap_words(sizeclass_nelems[s->sizeclass]); i++)
+				any |= bitmap_load(&segment_pins(seg, p)[i]) != 0;
+		if (!any)
+			problem(c, "span %u: its page map is flagged pinned, but it holds no pin", p);
+	}
+}
+
 size_t check_segment(const segment_t *seg, const pageheap_t *h, check_report_t *report)
 {
 	checker_t c = { .seg = seg, .report = report };
@@ -460,6 +658,7 @@ size_t check_segment(const segment_t *seg, const pageheap_t *h, check_report_t *
 	}
 	check_walk(&c);
 	check_profile(&c);
+	check_roots(&c);
 	if (h && c.cap) {
 		c.seen = calloc(c.nfree ? c.nfree : 1, 1);
 		if (c.seen)

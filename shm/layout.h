@@ -5,7 +5,7 @@
  * An arena is a directory (mode 0700, owned by heapd) holding two files,
  * mapped one after the other at the same address in every process:
  *
- *   meta: [ header + client table ][ page map ][ span table ]
+ *   meta: [ header + client table ][ page map ][ span table ][ roots ][ pins ]
  *         heapd writes; clients get an O_RDONLY descriptor and map it read-only
  *   data: [ bitmaps ][ profile ][ pages ]
  *         every process writes (alloc and free bits, heap-profile records
@@ -57,7 +57,15 @@
  * the last page are kept exact, which is all coalescing needs, with class 0.
  * Other entries of free pages are stale: they may still name an old span and
  * class, whose bitmap words are then clear (a free span's are always clear),
- * so a free through one is refused as "not allocated".
+ * so a free through one is refused as "not allocated". Every page of an
+ * in-use span that holds a pinned object carries HEAPD_PAGEMAP_PINNED (bit
+ * 63): its class half is then out of range, so a free's fast path, which
+ * only takes small classes, leaves such a span to the slow path for free.
+ *
+ * Roots and pins (shm/roots.h): the directory of named roots, and per span
+ * start page HEAPD_PIN_WORDS_PER_PAGE pin words, one bit per object, set
+ * while a root names the object. Both are sparse: only what is used is
+ * ever written.
  *
  * Bitmaps: a span starting at page p owns the HEAPD_BITS_WORDS_PER_PAGE words
  * from word p * HEAPD_BITS_WORDS_PER_PAGE on: its alloc words first, then its
@@ -79,7 +87,7 @@
 #include <stdint.h>
 
 #define HEAPD_MAGIC 0x3144504145484dULL /* "MHEAPD1" little-endian */
-#define HEAPD_LAYOUT_VERSION 4u
+#define HEAPD_LAYOUT_VERSION 5u
 
 #define HEAPD_PAGE_SHIFT 13
 #define HEAPD_PAGE_SIZE (1u << HEAPD_PAGE_SHIFT) /* 8 KiB */
@@ -88,6 +96,7 @@
 #define HEAPD_SPAN_MAX_OBJECTS 1024u              /* 8 KiB / 8 B */
 #define HEAPD_BITMAP_WORDS_MAX 16u                /* words in one bitmap of a span */
 #define HEAPD_BITS_WORDS_PER_PAGE 32u             /* alloc and free words a page's span owns */
+#define HEAPD_PIN_WORDS_PER_PAGE 16u              /* pin words a page's span owns (roots.h) */
 #define HEAPD_NIL UINT32_MAX
 
 /* The files of an arena directory: the two mapped ones, and heapd's lock. */
@@ -105,6 +114,9 @@ static inline uint32_t heapd_pagemap_span(uint64_t entry)
 {
 	return ~(uint32_t)entry;
 }
+
+/* The span has pinned objects (roots.h); heapd_pagemap_class is then out of range on purpose. */
+#define HEAPD_PAGEMAP_PINNED (1ULL << 63)
 
 static inline uint32_t heapd_pagemap_class(uint64_t entry)
 {
@@ -210,9 +222,19 @@ typedef struct shm_header {
 	uint64_t pages_free;     /* in FREE spans, released ones included */
 	uint64_t pages_released; /* part of pages_free punched out of the file */
 	uint64_t sweep_cycles;
-	uint64_t reserved[13];   /* zero */
 
-	/* geometry of the heap-profile region (shm/profrec.h), taken from the end of reserved */
+	/* named roots (roots.h): geometry fixed at creation */
+	uint64_t roots_off, roots_size; /* the directory: entries, two indexes, last op per slot */
+	uint64_t pins_off, pins_size;   /* HEAPD_PIN_WORDS_PER_PAGE words per page */
+	uint32_t roots_max;             /* entries: names that may be bound at once */
+	uint32_t roots_nslots;          /* slots of each index, a power of two >= 2 * roots_max */
+	/* named roots: state */
+	_Atomic uint64_t roots_gen;     /* lookups use index roots_gen & 1; bumped by a rebuild */
+	uint32_t roots_count;           /* names bound */
+	_Atomic uint32_t roots_wake;    /* bumped at every bind, a futex for hc_root_wait */
+	uint64_t reserved[6];    /* zero */
+
+	/* geometry of the heap-profile region (shm/profrec.h) */
 	uint64_t prof_off;       /* arena offset: in data, between the bitmaps and the pages */
 	uint64_t prof_size;      /* bytes; 0: the arena keeps no profile */
 	uint32_t prof_records;   /* records in it */

@@ -32,6 +32,7 @@
 #endif
 #include "segment.h"
 #include "profrec.h"
+#include "roots.h"
 #include "sizeclass.h"
 
 #include <errno.h>
@@ -74,9 +75,21 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* Fill the geometry part of hdr for npages pages, max_clients slots and prof_records records. */
+/* Index slots for max_roots entries: a power of two, at least twice as many. */
+static uint32_t roots_nslots_for(uint32_t max_roots)
+{
+	uint32_t n = 64;
+	while (n < 2 * max_roots)
+		n *= 2;
+	return n;
+}
+
+/*
+ * Fill the geometry part of hdr for npages pages, max_clients slots,
+ * max_roots roots and prof_records heap-profile records.
+ */
 static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_clients,
-                            uint32_t prof_records)
+                            uint32_t max_roots, uint32_t prof_records)
 {
 	memset(hdr, 0, sizeof(*hdr));
 	hdr->version = HEAPD_LAYOUT_VERSION;
@@ -89,7 +102,13 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 	hdr->pagemap_size = align_up((uint64_t)npages * sizeof(uint64_t), SEG_ALIGN);
 	hdr->spans_off = hdr->pagemap_off + hdr->pagemap_size;
 	hdr->spans_size = align_up((uint64_t)npages * sizeof(shm_span_t), SEG_ALIGN);
-	hdr->meta_size = hdr->spans_off + hdr->spans_size;
+	hdr->roots_max = max_roots;
+	hdr->roots_nslots = roots_nslots_for(max_roots);
+	hdr->roots_off = hdr->spans_off + hdr->spans_size;
+	hdr->roots_size = roots_entries_size(hdr) + roots_index_size(hdr) + roots_ops_size(hdr);
+	hdr->pins_off = hdr->roots_off + hdr->roots_size;
+	hdr->pins_size = align_up((uint64_t)npages * HEAPD_PIN_WORDS_PER_PAGE * 8, SEG_ALIGN);
+	hdr->meta_size = hdr->pins_off + hdr->pins_size;
 	hdr->bits_off = hdr->meta_size;
 	hdr->bits_size = align_up((uint64_t)npages * HEAPD_BITS_WORDS_PER_PAGE * 8, SEG_ALIGN);
 	hdr->prof_size = prof_region_size(prof_records);
@@ -102,25 +121,23 @@ static void layout_geometry(shm_header_t *hdr, uint32_t npages, uint32_t max_cli
 	hdr->sizeclass_sig = sizeclass_signature;
 }
 
-static int params_pages(const segment_params_t *params, uint32_t *npages, uint32_t *max_clients)
+static int params_geometry(const segment_params_t *params, shm_header_t *hdr)
 {
 	uint64_t n = align_up(params->arena_bytes, HEAPD_PAGE_SIZE) >> HEAPD_PAGE_SHIFT;
-	if (n == 0 || n > HEAPD_MAX_PAGES || params->profile_records > PROF_MAX_RECORDS)
+	uint32_t max_clients = params->max_clients ? params->max_clients : HEAPD_DEFAULT_MAX_CLIENTS;
+	uint32_t max_roots = params->max_roots ? params->max_roots : ROOTS_DEFAULT_MAX;
+	if (n == 0 || n > HEAPD_MAX_PAGES || max_clients > 65536 || max_roots > ROOTS_MAX_LIMIT ||
+	    params->profile_records > PROF_MAX_RECORDS)
 		return -EINVAL;
-	*npages = (uint32_t)n;
-	*max_clients = params->max_clients ? params->max_clients : HEAPD_DEFAULT_MAX_CLIENTS;
-	if (*max_clients > 65536)
-		return -EINVAL;
+	layout_geometry(hdr, (uint32_t)n, max_clients, max_roots, params->profile_records);
 	return 0;
 }
 
 int segment_sizes(const segment_params_t *params, uint64_t *meta_size, uint64_t *data_size)
 {
 	shm_header_t hdr;
-	uint32_t npages, max_clients;
-	if (params_pages(params, &npages, &max_clients) < 0)
+	if (params_geometry(params, &hdr) < 0)
 		return -EINVAL;
-	layout_geometry(&hdr, npages, max_clients, params->profile_records);
 	*meta_size = hdr.meta_size;
 	*data_size = hdr.data_size;
 	return 0;
@@ -146,9 +163,10 @@ int segment_validate(const shm_header_t *hdr, uint64_t meta_len, uint64_t data_l
 		return fail(err, errlen, -EINVAL, "arena page size %u, want %u", hdr->page_size,
 		            HEAPD_PAGE_SIZE);
 	if (hdr->npages_max == 0 || hdr->npages_max > HEAPD_MAX_PAGES || hdr->max_clients == 0 ||
-	    hdr->max_clients > 65536 || hdr->prof_records > PROF_MAX_RECORDS)
+	    hdr->max_clients > 65536 || hdr->roots_max == 0 || hdr->roots_max > ROOTS_MAX_LIMIT ||
+	    hdr->prof_records > PROF_MAX_RECORDS)
 		return fail(err, errlen, -EINVAL, "arena header has impossible sizes");
-	layout_geometry(&want, hdr->npages_max, hdr->max_clients, hdr->prof_records);
+	layout_geometry(&want, hdr->npages_max, hdr->max_clients, hdr->roots_max, hdr->prof_records);
 	if (hdr->clients_off != want.clients_off || hdr->header_size != want.header_size ||
 	    hdr->pagemap_off != want.pagemap_off || hdr->pagemap_size != want.pagemap_size ||
 	    hdr->spans_off != want.spans_off || hdr->spans_size != want.spans_size ||
@@ -156,7 +174,9 @@ int segment_validate(const shm_header_t *hdr, uint64_t meta_len, uint64_t data_l
 	    hdr->bits_off != want.bits_off || hdr->bits_size != want.bits_size ||
 	    hdr->pages_off != want.pages_off || hdr->map_size != want.map_size ||
 	    hdr->prof_off != want.prof_off || hdr->prof_size != want.prof_size ||
-	    hdr->prof_mapsets != want.prof_mapsets)
+	    hdr->prof_mapsets != want.prof_mapsets || hdr->roots_off != want.roots_off ||
+	    hdr->roots_size != want.roots_size || hdr->roots_nslots != want.roots_nslots ||
+	    hdr->pins_off != want.pins_off || hdr->pins_size != want.pins_size)
 		return fail(err, errlen, -EINVAL, "arena header regions are inconsistent");
 	if (hdr->sizeclass_sig != want.sizeclass_sig)
 		return fail(err, errlen, -EPROTO,
@@ -182,6 +202,12 @@ static void set_pointers(segment_t *seg)
 	seg->clients = (shm_client_t *)(seg->base + hdr->clients_off);
 	seg->pagemap = (uint64_t *)(seg->base + hdr->pagemap_off);
 	seg->spans = (shm_span_t *)(seg->base + hdr->spans_off);
+	seg->roots = (shm_root_t *)(seg->base + hdr->roots_off);
+	seg->roots_tails = (shm_root_tail_t *)(seg->base + hdr->roots_off + roots_heads_size(hdr));
+	seg->roots_index = (uint64_t *)(seg->base + hdr->roots_off + roots_entries_size(hdr));
+	seg->roots_ops = (shm_root_op_t *)(seg->base + hdr->roots_off + roots_entries_size(hdr) +
+	                                   roots_index_size(hdr));
+	seg->pins = (uint64_t *)(seg->base + hdr->pins_off);
 	seg->bits = (uint64_t *)(seg->base + hdr->bits_off);
 	seg->pages = seg->base + hdr->pages_off;
 	seg->npages_max = hdr->npages_max;
@@ -323,15 +349,13 @@ static int create_files(int dfd, const char *dir, const segment_params_t *params
 {
 	const int oflags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 	shm_header_t hdr;
-	uint32_t npages, max_clients;
 	int mfd = -1, dfd2 = -1, rc;
 
 	if (!params)
 		return fail(err, errlen, -EINVAL, "no arena size given to lay arena %s out", dir);
-	if (params_pages(params, &npages, &max_clients) < 0)
+	if (params_geometry(params, &hdr) < 0)
 		return fail(err, errlen, -EINVAL, "arena size %llu is out of range",
 		            (unsigned long long)params->arena_bytes);
-	layout_geometry(&hdr, npages, max_clients, params->profile_records);
 	hdr.base_hint = params->base_hint ? params->base_hint : HEAPD_DEFAULT_BASE_HINT;
 	if (getrandom(&hdr.arena_id, sizeof(hdr.arena_id), 0) != sizeof(hdr.arena_id))
 		hdr.arena_id = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
@@ -705,6 +729,26 @@ uint32_t segment_pagemap_next(const segment_t *seg, uint64_t p)
 		return (uint32_t)p;
 	uint64_t q = ((uint64_t)d - seg->hdr->pagemap_off) / sizeof(uint64_t);
 	return q < seg->npages_max ? (uint32_t)q : seg->npages_max;
+}
+
+uint64_t segment_meta_next_data(const segment_t *seg, uint64_t off, uint64_t *end)
+{
+	off_t d, h;
+
+	*end = seg->meta_size;
+	if (off >= seg->meta_size)
+		return seg->meta_size;
+	if (seg->meta_fd < 0)
+		return off;
+	d = lseek(seg->meta_fd, (off_t)off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? seg->meta_size : off; /* ENXIO: only a hole follows */
+	if ((uint64_t)d >= seg->meta_size)
+		return seg->meta_size;
+	h = lseek(seg->meta_fd, d, SEEK_HOLE);
+	if (h > d && (uint64_t)h < seg->meta_size)
+		*end = (uint64_t)h;
+	return (uint64_t)d;
 }
 
 int segment_punch(segment_t *seg, uint64_t off, uint64_t len)

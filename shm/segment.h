@@ -40,6 +40,11 @@ typedef struct segment {
 	shm_client_t *clients;  /* hdr->max_clients slots */
 	uint64_t *pagemap;      /* page -> heapd_pagemap_entry(span start page, class) */
 	shm_span_t *spans;      /* indexed by start page */
+	struct shm_root *roots; /* the directory's entries' heads, hdr->roots_max (roots.h) */
+	struct shm_root_tail *roots_tails; /* and their tails */
+	uint64_t *roots_index;  /* its two indexes, hdr->roots_nslots slots each */
+	struct shm_root_op *roots_ops; /* last root change per client slot */
+	uint64_t *pins;         /* pin words: HEAPD_PIN_WORDS_PER_PAGE per page */
 	uint64_t *bits;         /* the bitmaps: HEAPD_BITS_WORDS_PER_PAGE words per page */
 	uint8_t *pages;         /* page 0 of the heap */
 	uint32_t npages_max;
@@ -48,6 +53,7 @@ typedef struct segment {
 typedef struct segment_params {
 	uint64_t arena_bytes;   /* size of the pages region, rounded up to pages */
 	uint32_t max_clients;   /* 0: HEAPD_DEFAULT_MAX_CLIENTS */
+	uint32_t max_roots;     /* 0: ROOTS_DEFAULT_MAX (roots.h) */
 	uint64_t base_hint;     /* 0: HEAPD_DEFAULT_BASE_HINT */
 	uint32_t profile_records; /* heap-profile records (shm/profrec.h); 0: no profile region */
 } segment_params_t;
@@ -124,6 +130,12 @@ static inline uint64_t *segment_freebits(const segment_t *seg, uint32_t span, ui
 	return segment_allocbits(seg, span) + heapd_freebits_delta(nelems);
 }
 
+/* The pin words of the span starting at page span (roots.h). */
+static inline uint64_t *segment_pins(const segment_t *seg, uint32_t span)
+{
+	return seg->pins + (uint64_t)span * HEAPD_PIN_WORDS_PER_PAGE;
+}
+
 /* The span a page belongs to, per the page map (HEAPD_NIL: none). */
 static inline uint32_t segment_pagemap_span(const segment_t *seg, uint32_t page)
 {
@@ -151,5 +163,14 @@ static inline uint32_t segment_span_of(const segment_t *seg, const void *p)
  * or when the file system cannot say, every block counts as held.
  */
 uint32_t segment_pagemap_next(const segment_t *seg, uint64_t p);
+
+/*
+ * The first offset >= off of the meta file that the file holds (is not a
+ * hole), or seg->meta_size, and in *end the end of that run of data: walks
+ * over the sparse regions of the metadata (the roots directory, the pins)
+ * read only what was ever written. Without a descriptor (a client) or when
+ * the file system cannot say, off, with *end the end of the file.
+ */
+uint64_t segment_meta_next_data(const segment_t *seg, uint64_t off, uint64_t *end);
 
 #endif

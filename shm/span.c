@@ -260,8 +260,20 @@ void span_map_pages(segment_t *seg, uint32_t id)
 		return;
 	}
 	uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;
+	uint64_t pinned = seg->pagemap[id] & HEAPD_PAGEMAP_PINNED;
 	for (uint32_t i = 0; i < s->npages; i++)
-		set_pagemap(seg, id + i, id, k);
+		seg->pagemap[id + i] = heapd_pagemap_entry(id, k) | pinned;
+}
+
+void span_set_pinned(segment_t *seg, uint32_t id, int on)
+{
+	const shm_span_t *s = &seg->spans[id];
+	uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;
+	uint64_t e = heapd_pagemap_entry(id, k) | (on ? HEAPD_PAGEMAP_PINNED : 0);
+
+	assert(s->state == SPAN_SMALL || s->state == SPAN_LARGE);
+	for (uint32_t i = 0; i < s->npages; i++)
+		atomic_store_explicit((_Atomic uint64_t *)&seg->pagemap[id + i], e, memory_order_relaxed);
 }
 
 void span_repair(segment_t *seg, uint64_t now)

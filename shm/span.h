@@ -107,8 +107,20 @@ void span_quarantine(segment_t *seg, uint32_t p, uint32_t npages);
  */
 void span_repair(segment_t *seg, uint64_t now);
 
-/* Write span id's page-map entries as its state says (a free span: its first and last page). */
+/*
+ * Write span id's page-map entries as its state says (a free span: its
+ * first and last page). An in-use span keeps the HEAPD_PAGEMAP_PINNED flag
+ * of its first page's entry: the rebuild must not unpin what clients are
+ * folding meanwhile (roots.h).
+ */
 void span_map_pages(segment_t *seg, uint32_t id);
+
+/*
+ * In-use span id holds pinned objects (on) or none any more: every page-map
+ * entry of it carries HEAPD_PAGEMAP_PINNED, or none does. The caller
+ * (daemon/pins.c) writes the pin words and orders the rest.
+ */
+void span_set_pinned(segment_t *seg, uint32_t id, int on);
 
 /* Free span id's pages were punched out of the file: npreleased, then needzero = 0. */
 void span_mark_released(segment_t *seg, uint32_t id);

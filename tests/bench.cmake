@@ -58,6 +58,16 @@ if(TARGET heapclient_static AND TARGET heapd)
   target_include_directories(bench_heapd PRIVATE ${PROJECT_SOURCE_DIR}/client)
   target_compile_options(bench_heapd PRIVATE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
   add_dependencies(bench_heapd heapd)
+
+  # heapd's named roots (workloads 8-10, wl_roots.c): a driver of its own, so
+  # that the allocator drivers' code stays exactly as it is.
+  add_executable(bench_roots ${BENCH_DIR}/driver.c ${BENCH_DIR}/workloads.c ${BENCH_DIR}/util.c
+    ${BENCH_DIR}/wl_roots.c ${BENCH_DIR}/alloc_heapd.c)
+  target_include_directories(bench_roots PRIVATE ${BENCH_DIR} ${PROJECT_SOURCE_DIR}/client)
+  target_compile_definitions(bench_roots PRIVATE BENCH_ROOTS_DRIVER BENCH_HEAPD_BIN="$<TARGET_FILE:heapd>")
+  target_link_libraries(bench_roots PRIVATE heapclient_static heapd_harness Threads::Threads)
+  add_dependencies(bench_roots heapd)
+  list(APPEND BENCH_DRIVERS bench_roots)
 endif()
 
 add_executable(bench_report ${BENCH_DIR}/report.c)

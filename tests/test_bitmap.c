@@ -128,7 +128,7 @@ START_TEST(test_mark_free)
 	ck_assert_int_eq(bitmap_mark_free(b.alloc, b.freeb, 1), BITMAP_NOT_ALLOCATED);
 	ck_assert(!free_bit(&b, 1));
 
-	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, nelems), 2);
+	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, NULL, nelems), 2);
 	ck_assert(!alloc_bit(&b, 63) && !free_bit(&b, 63));
 	ck_assert(!alloc_bit(&b, 169) && !free_bit(&b, 169));
 	ck_assert(alloc_bit(&b, 0) && alloc_bit(&b, 64));
@@ -138,7 +138,7 @@ START_TEST(test_mark_free)
 	/* the same object again after a sweep: its alloc bit is clear */
 	ck_assert_int_eq(bitmap_mark_free(b.alloc, b.freeb, 63), BITMAP_NOT_ALLOCATED);
 	ck_assert(!free_bit(&b, 63));
-	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, nelems), 0);
+	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, NULL, nelems), 0);
 	guards_intact(&b, nelems);
 }
 END_TEST
@@ -159,13 +159,13 @@ START_TEST(test_sweep)
 			expect++;
 		}
 		ck_assert_uint_eq(bitmap_count_inuse(b.alloc, b.freeb, nelems), nelems - expect);
-		ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, nelems), expect);
+		ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, NULL, nelems), expect);
 		for (uint32_t i = 0; i < nelems; i++) {
 			ck_assert_int_eq(alloc_bit(&b, i), i % 3 != 0);
 			ck_assert(!free_bit(&b, i));
 		}
 		ck_assert_uint_eq(bitmap_count_alloc(b.alloc, nelems), nelems - expect);
-		ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, nelems), 0);
+		ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, NULL, nelems), 0);
 		ck_assert_int_eq(bitmap_verify(b.alloc, b.freeb, nelems, NULL), 0);
 		guards_intact(&b, nelems);
 	}
@@ -182,11 +182,46 @@ START_TEST(test_sweep_drops_stray_bits)
 	set_alloc(&b, 5);
 	ck_assert_int_eq(bitmap_mark_free(b.alloc, b.freeb, 5), BITMAP_FREED);
 	b.freeb[1] |= 1ULL << (70 - 64); /* object 70 was never allocated */
-	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, nelems), 1);
+	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, NULL, nelems), 1);
 	ck_assert_uint_eq(b.freeb[0], 0);
 	ck_assert_uint_eq(b.freeb[1], 0);
 	ck_assert_uint_eq(b.alloc[0], 0);
 	ck_assert_uint_eq(b.alloc[1], 0);
+}
+END_TEST
+
+/* A pinned object's free waits: no fold clears its bits until its pin goes, and then one does. */
+START_TEST(test_sweep_keeps_pinned)
+{
+	span_bits_t b;
+	uint32_t nelems = 170;
+	uint64_t flag = HEAPD_PAGEMAP_PINNED, pins[HEAPD_BITMAP_WORDS_MAX] = { 0 };
+	bitmap_pins_t p = { &flag, pins };
+
+	bits_init(&b, nelems);
+	for (uint32_t i = 60; i < 70; i++)
+		set_alloc(&b, i);
+	pins[0] = 1ULL << 62;
+	pins[1] = 1ULL << (65 - 64);
+	for (uint32_t i = 60; i < 70; i++)
+		ck_assert_int_eq(bitmap_mark_free(b.alloc, b.freeb, i), BITMAP_FREED);
+	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, &p, nelems), 8);
+	ck_assert(alloc_bit(&b, 62) && free_bit(&b, 62));
+	ck_assert(alloc_bit(&b, 65) && free_bit(&b, 65));
+	ck_assert(!alloc_bit(&b, 61) && !free_bit(&b, 61));
+	ck_assert_int_eq(bitmap_verify(b.alloc, b.freeb, nelems, NULL), 0);
+	/* freed while pinned is freed: freeing it again is a double free */
+	ck_assert_int_eq(bitmap_mark_free(b.alloc, b.freeb, 62), BITMAP_DOUBLE_FREE);
+	/* the flag off says the span holds no pins, whatever its words say */
+	flag = 0;
+	uint64_t folded;
+	bitmap_fold_word(b.alloc, b.freeb, &p, 0, &folded);
+	ck_assert_uint_eq(folded, 1ULL << 62);
+	flag = HEAPD_PAGEMAP_PINNED;
+	pins[1] = 0;
+	ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, &p, nelems), 1);
+	ck_assert_uint_eq(bitmap_count_alloc(b.alloc, nelems), 0);
+	guards_intact(&b, nelems);
 }
 END_TEST
 
@@ -279,7 +314,7 @@ START_TEST(test_alloc_cycle)
 				ck_assert_int_eq(bitmap_mark_free(b.alloc, b.freeb, i), BITMAP_FREED);
 				nfree++;
 			}
-		ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, nelems), nfree);
+		ck_assert_uint_eq(bitmap_sweep(b.alloc, b.freeb, NULL, nelems), nfree);
 
 		/* the next round hands out exactly the freed slots, in order */
 		cursor_reset(&cur, b.alloc, nelems);
@@ -420,9 +455,9 @@ START_TEST(test_concurrent_frees)
 		atomic_store(&sh->go, 1);
 
 		while (live > 0) {
-			swept += bitmap_sweep(sh->alloc, sh->freeb, CONC_NELEMS);
+			swept += bitmap_sweep(sh->alloc, sh->freeb, NULL, CONC_NELEMS);
 			if (!atomic_load(&sh->resume) && atomic_load(&sh->halfway) == CONC_CHILDREN) {
-				swept += bitmap_sweep(sh->alloc, sh->freeb, CONC_NELEMS);
+				swept += bitmap_sweep(sh->alloc, sh->freeb, NULL, CONC_NELEMS);
 				at_halfway = swept;
 				atomic_store(&sh->resume, 1);
 			}
@@ -434,7 +469,7 @@ START_TEST(test_concurrent_frees)
 			}
 			sched_yield(); /* on few CPUs, let the children also run side by side */
 		}
-		swept += bitmap_sweep(sh->alloc, sh->freeb, CONC_NELEMS);
+		swept += bitmap_sweep(sh->alloc, sh->freeb, NULL, CONC_NELEMS);
 
 		ck_assert_msg(failed == 0, "round %d: %d children saw a misreported free", round, failed);
 		ck_assert_uint_eq(at_halfway, CONC_NELEMS / 2);
@@ -455,6 +490,7 @@ static Suite *bitmap_suite(void)
 	tcase_add_test(tc, test_mark_free);
 	tcase_add_test(tc, test_sweep);
 	tcase_add_test(tc, test_sweep_drops_stray_bits);
+	tcase_add_test(tc, test_sweep_keeps_pinned);
 	tcase_add_test(tc, test_next_free);
 	tcase_add_test(tc, test_alloc_cache);
 	tcase_add_test(tc, test_alloc_cycle);

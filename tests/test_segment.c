@@ -27,6 +27,7 @@
 
 #include "harness/check_main.h"
 #include "harness/tmpdir.h"
+#include "roots.h"
 #include "segment.h"
 #include "sizeclass.h"
 
@@ -149,8 +150,8 @@ START_TEST(test_create_layout)
 	ck_assert_int_eq(fcntl(seg.client_data_fd, F_GETFL) & O_ACCMODE, O_RDWR);
 
 	/* regions: page aligned, in order, back to back; meta ends where data begins */
-	const uint64_t offs[] = { h->pagemap_off, h->spans_off, h->meta_size, h->bits_off,
-	                          h->pages_off, h->map_size };
+	const uint64_t offs[] = { h->pagemap_off, h->spans_off, h->roots_off, h->pins_off, h->meta_size,
+	                          h->bits_off, h->pages_off, h->map_size };
 	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		ck_assert_uint_eq(offs[i] % HEAPD_PAGE_SIZE, 0);
 		if (i > 0)
@@ -160,7 +161,16 @@ START_TEST(test_create_layout)
 	ck_assert_uint_le(h->clients_off + h->max_clients * sizeof(shm_client_t), h->header_size);
 	ck_assert_uint_eq(h->pagemap_off, h->header_size);
 	ck_assert_uint_eq(h->pagemap_off + h->pagemap_size, h->spans_off);
-	ck_assert_uint_eq(h->spans_off + h->spans_size, h->meta_size);
+	ck_assert_uint_eq(h->spans_off + h->spans_size, h->roots_off);
+	ck_assert_uint_eq(h->roots_off + h->roots_size, h->pins_off);
+	ck_assert_uint_eq(h->pins_off + h->pins_size, h->meta_size);
+	ck_assert_uint_eq(h->roots_max, ROOTS_DEFAULT_MAX);
+	ck_assert_uint_ge(h->roots_nslots, 2 * h->roots_max);
+	ck_assert_uint_eq(h->roots_nslots & (h->roots_nslots - 1), 0);
+	ck_assert_uint_ge(h->roots_size, (uint64_t)h->roots_max * (sizeof(shm_root_t) + sizeof(shm_root_tail_t)) +
+	                                  2ULL * h->roots_nslots * 8 +
+	                                  h->max_clients * sizeof(shm_root_op_t));
+	ck_assert_uint_ge(h->pins_size, (uint64_t)npages * HEAPD_PIN_WORDS_PER_PAGE * 8);
 	ck_assert_uint_eq(h->bits_off, h->meta_size);
 	ck_assert_uint_eq(h->bits_off + h->bits_size, h->pages_off);
 	ck_assert_uint_eq(h->pages_off + (uint64_t)npages * HEAPD_PAGE_SIZE, h->map_size);

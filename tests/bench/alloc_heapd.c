@@ -13,7 +13,8 @@
  * included, after a sweep and a scavenge requested over a control
  * connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
  * 4G by default; the daemon is $HEAPD_BIN, else the one this driver was
- * built with.
+ * built with. In bench_roots its root directory holds BENCH_MAX_ROOTS
+ * names, room for workload 8's 100,000.
  */
 #include "bench.h"
 
@@ -30,6 +31,7 @@
 
 #define REFILL_ROUNDS 40      /* reconnections when measuring refills from outside */
 #define REFILL_CLASSES 128    /* more than there are size classes */
+#define BENCH_MAX_ROOTS "131072"
 
 /*
  * Optional client hook: copy the durations (ns) of this process's most
@@ -49,6 +51,10 @@ static int heapd_setup(void)
 	setenv("HEAPD_BIN", BENCH_HEAPD_BIN, 0);
 	hd_init(&daemon_);
 	daemon_.size = size ? size : "4G";
+#ifdef BENCH_ROOTS_DRIVER
+	daemon_.extra[0] = "--max-roots";
+	daemon_.extra[1] = BENCH_MAX_ROOTS;
+#endif
 	snprintf(daemon_.arena, sizeof(daemon_.arena), "/dev/shm/heapd-bench-%d", (int)getpid());
 	segment_remove(daemon_.arena);
 	int rc = hd_start(&daemon_);

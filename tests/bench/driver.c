@@ -7,7 +7,8 @@
  * Workloads: w1 w2 w3 w4 w5 w6 w7, sock (the raw socket-pair round trip,
  * which does not depend on the allocator), or all (w1..w7). A workload the
  * allocator cannot run (3 and 4 need objects shared between processes, 6 a
- * refill) is skipped with a note.
+ * refill) is skipped with a note. bench_roots, a driver of its own, runs
+ * heapd's named roots: w8, w9 and w10 (wl_roots.c).
  *
  * Each figure is the median of `reps` repetitions; every repetition runs in
  * freshly forked workers (workloads.h). Results go to stdout, one per line:
@@ -165,6 +166,39 @@ static int run_socketpair(const workload_t *w, double *out)
 	return run_latency(wl_socketpair, out);
 }
 
+#ifdef BENCH_ROOTS_DRIVER
+static int run_roots(wl_fn fn, int nvalues, double *out)
+{
+	if (wl_spawn(sync_block, 1, fn, NULL, WORKER_TIMEOUT_S * 2) < 0)
+		return -1;
+	for (int i = 0; i < nvalues; i++)
+		out[i] = sync_block->w[0].value[i];
+	return 0;
+}
+
+static int run_root_get(const workload_t *w, double *out)
+{
+	(void)w;
+	if (run_roots(wl_root_get, 0, out) < 0)
+		return -1;
+	out[0] = ns_per_op(sync_block);
+	out[1] = sync_block->w[0].value[0];
+	return 0;
+}
+
+static int run_root_rtt(const workload_t *w, double *out)
+{
+	(void)w;
+	return run_roots(wl_root_rtt, 8, out);
+}
+
+static int run_root_wake(const workload_t *w, double *out)
+{
+	(void)w;
+	return run_roots(wl_root_wake, 2, out);
+}
+#endif
+
 static int run_memory(const workload_t *w, double *out)
 {
 	const double *v = sync_block->w[0].value;
@@ -181,7 +215,8 @@ static int run_memory(const workload_t *w, double *out)
 /*
  * Keys: wN is ns per operation (ns per object for w3, w4); w1_S_refills_per_mop
  * is refill requests per million operations; *_p50, *_p99 are ns; w7a and
- * w7b are resident / live, with the bytes in *_live and *_res.
+ * w7b are resident / live, with the bytes in *_live and *_res; w8_get_mops
+ * is millions of lookups per second, w8_get_ns ns per lookup.
  */
 static const workload_t workloads[] = {
 	{ "w1", { "w1_16", "w1_16_refills_per_mop" }, 0, 0, 0, 16, run_batch },
@@ -196,6 +231,12 @@ static const workload_t workloads[] = {
 	{ "w5", { "w5t" }, 0, 0, 0, 0, run_larson_threads },
 	{ "w6", { "w6_p50", "w6_p99", "w6_samples" }, BENCH_REFILL, 0, 0, 0, run_refill },
 	{ "w7", { "w7a", "w7b", "w7a_live", "w7a_res", "w7b_live", "w7b_res" }, 0, 1, 3, 0, run_memory },
+#ifdef BENCH_ROOTS_DRIVER /* bench_roots only: heapd's named roots (wl_roots.c) */
+	{ "w8", { "w8_get_ns", "w8_get_mops" }, 0, 0, 0, 0, run_root_get },
+	{ "w9", { "w9_set_p50", "w9_set_p99", "w9_cas_p50", "w9_cas_p99", "w9_sock_p50", "w9_sock_p99",
+	          "w9_spin_p50", "w9_spin_p99" }, 0, 0, 0, 0, run_root_rtt },
+	{ "w10", { "w10_wait_p50", "w10_wait_p99" }, 0, 0, 0, 0, run_root_wake },
+#endif
 	{ "sock", { "sock_p50", "sock_p99", "sock_samples" }, 0, 0, 0, 0, run_socketpair },
 };
 
@@ -267,7 +308,8 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bench_%s [-r reps] [-t ms] [-v] workload...\n"
-		   "workloads: w1 w2 w3 w4 w5 w6 w7 sock all\n", bench_alloc.name);
+		   "workloads: w1 w2 w3 w4 w5 w6 w7 sock all (bench_roots: w8 w9 w10)\n",
+		bench_alloc.name);
 }
 
 int main(int argc, char **argv)

@@ -23,7 +23,7 @@
 #define MAX_KEYS 128
 #define NAME_LEN 32
 
-enum unit { UNIT_NS, UNIT_US, UNIT_RATIO };
+enum unit { UNIT_NS, UNIT_US, UNIT_RATIO, UNIT_MILLIONS };
 
 typedef struct row {
 	const char *key;
@@ -47,9 +47,38 @@ static const row_t rows[] = {
 	{ "w6_p99", "6. refill round trip p99, µs", NULL, UNIT_US },
 	{ "w7a", "7. resident / live after workload 2", NULL, UNIT_RATIO },
 	{ "w7b", "7. resident / live after a phase change", NULL, UNIT_RATIO },
+	{ "w8_get_mops", "8. hc_root_get, 100,000 names in random order, million lookups/s per thread", NULL,
+	  UNIT_MILLIONS },
+	{ "w9_set_p50", "9. hc_root_set round trip p50, µs", NULL, UNIT_US },
+	{ "w9_set_p99", "9. hc_root_set round trip p99, µs", NULL, UNIT_US },
+	{ "w9_cas_p50", "9. hc_root_cas round trip p50, µs", NULL, UNIT_US },
+	{ "w9_cas_p99", "9. hc_root_cas round trip p99, µs", NULL, UNIT_US },
+	{ "w9_sock_p50", "9. socket pair round trip p50, µs, blocking reader", NULL, UNIT_US },
+	{ "w9_spin_p50", "9. socket pair round trip p50, µs, reader polls 50 µs first", NULL, UNIT_US },
+	{ "w10_wait_p50", "10. hc_root_wait wake-up after the bind, p50, µs", NULL, UNIT_US },
+	{ "w10_wait_p99", "10. hc_root_wait wake-up after the bind, p99, µs", NULL, UNIT_US },
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
+
+/*
+ * Rows shown next to a socket pair's round trip: the refill's, and the
+ * roots' (from their own run, with a reader that polls first, as the
+ * client does).
+ */
+static const char *const floors[][2] = {
+	{ "w6_p50", "sock_p50" }, { "w6_p99", "sock_p99" },
+	{ "w9_set_p50", "w9_spin_p50" }, { "w9_set_p99", "w9_spin_p99" },
+	{ "w9_cas_p50", "w9_spin_p50" }, { "w9_cas_p99", "w9_spin_p99" },
+};
+
+static const char *floor_of(const char *k)
+{
+	for (size_t i = 0; i < sizeof(floors) / sizeof(floors[0]); i++)
+		if (strcmp(floors[i][0], k) == 0)
+			return floors[i][1];
+	return NULL;
+}
 
 /* Columns appear in this order; allocators not listed follow in input order. */
 static const char *const known[] = { "glibc", "jemalloc", "mimalloc", "tcmalloc", "boost", "heapd" };
@@ -167,6 +196,8 @@ static void print_value(double v, enum unit u)
 		printf(" %.1f |", v / 1000);
 	else if (u == UNIT_RATIO)
 		printf(" %.2f |", v);
+	else if (u == UNIT_MILLIONS)
+		printf(" %.1f |", v);
 	else if (v < 10)
 		printf(" %.2f |", v);
 	else if (v < 100)
@@ -178,7 +209,6 @@ static void print_value(double v, enum unit u)
 static void print_table(void)
 {
 	int heapd = find(alloc, nalloc, "heapd") >= 0;
-	double floor50 = get_any("sock_p50"), floor99 = get_any("sock_p99");
 
 	printf("| workload |");
 	for (int a = 0; a < nalloc; a++)
@@ -199,7 +229,7 @@ static void print_table(void)
 		int any = 0;
 		for (int a = 0; a < nalloc; a++)
 			any |= !isnan(get(alloc[a], row->key));
-		double fl = strcmp(row->key, "w6_p50") == 0 ? floor50 : strcmp(row->key, "w6_p99") == 0 ? floor99 : NAN;
+		double fl = floor_of(row->key) ? get_any(floor_of(row->key)) : NAN;
 		if (!any && isnan(fl))
 			continue;
 		printf("| %s", row->label);
@@ -308,6 +338,17 @@ static void print_targets(void)
 	target("workload 5, 2 threads: ≥ 1.7× the rate of one", v, "%.2f×", v >= 1.7);
 	v = get("heapd", "w3") / get("heapd", "w4");
 	target("workload 4: ≥ 1.5× the rate of workload 3", v, "%.2f×", v >= 1.5);
+
+	v = get("heapd", "w8_get_mops");
+	target("hc_root_get: ≥ 10 million lookups/s per thread on 100,000 names", v, "%.1f M/s", v >= 10);
+	v = get("heapd", "w9_set_p50") / get("heapd", "w9_spin_p50");
+	target("hc_root_set round trip p50 ≤ 1.3× the socket pair's (same run, polling reader)", v,
+	       "%.2f×", v <= 1.3);
+	v = get("heapd", "w9_cas_p50") / get("heapd", "w9_spin_p50");
+	target("hc_root_cas round trip p50 ≤ 1.3× the socket pair's (same run, polling reader)", v,
+	       "%.2f×", v <= 1.3);
+	v = get("heapd", "w10_wait_p99") / 1000;
+	target("hc_root_wait returns within 1 ms of the bind (p99)", v, "%.0f µs", v <= 1000);
 }
 
 static void print_memory(void)

@@ -77,4 +77,11 @@ int wl_refill(wl_sync_t *s, int id, void *arg);       /* value[0..1]: p50, p99 n
 int wl_socketpair(wl_sync_t *s, int id, void *arg);   /* value[0..1]: p50, p99 ns */
 int wl_memory(wl_sync_t *s, int id, void *arg);       /* value[0..3]: live, resident after 2 and after a phase change */
 
+/* Named roots, heapd's alone (wl_roots.c, in the bench_roots driver). */
+#define WL_ROOT_NAMES 100000     /* workload 8: names bound */
+int wl_root_get(wl_sync_t *s, int id, void *arg);     /* value[0]: millions of lookups per second */
+int wl_root_rtt(wl_sync_t *s, int id, void *arg);     /* value[0..7]: p50, p99 ns of set, cas, socket
+                                                       * pair, socket pair with a polling reader */
+int wl_root_wake(wl_sync_t *s, int id, void *arg);    /* value[0..1]: p50, p99 ns of a wait's wake-up */
+
 #endif

@@ -1,18 +1,22 @@
 // SPDX-License-Identifier: MIT
 /*
- * example.c - the README's example: allocate in one process, free in another.
+ * example.c - the README's example: one process puts a string in the
+ * shared arena under a name, another finds it by that name, reads it and
+ * frees it.
  *
- *   $ off=$(example put "hello, other process")   # allocates, prints the offset, exits
- *   $ example get "$off"                          # another process reads and frees it
+ *   $ example put "hello, other process"   # allocates, binds a name to it, exits
+ *   $ example get                          # finds it by name, prints and frees it
  *   hello, other process
  *
- * The object outlives the process that allocated it. Both processes find
- * heapd at $HEAPD_SOCKET (default /run/heapd/heapd.sock).
+ * get waits (up to 10 s) for the name to be bound, so the two may start in
+ * either order. Both processes find heapd at $HEAPD_SOCKET (default
+ * /run/heapd/heapd.sock).
  */
 #include <heapclient.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#define NAME "example/greeting"
 
 int main(int argc, char **argv)
 {
@@ -21,17 +25,20 @@ int main(int argc, char **argv)
 		if (!s)
 			return perror("hc_malloc"), 1;
 		strcpy(s, argv[2]);
-		printf("%llu\n", (unsigned long long)hc_ptr_to_off(s)); /* a handle for any process */
+		int rc = hc_root_set(NAME, s);                      /* a name any process can look up */
+		if (rc < 0)
+			return fprintf(stderr, "hc_root_set: %s\n", strerror(-rc)), 1;
 		return 0;
 	}
-	if (argc == 3 && strcmp(argv[1], "get") == 0) {
-		char *s = hc_off_to_ptr(strtoull(argv[2], NULL, 10));
+	if (argc == 2 && strcmp(argv[1], "get") == 0) {
+		char *s = hc_root_wait(NAME, 10000);                /* waits for the name to be bound */
 		if (!s)
-			return perror("hc_off_to_ptr"), 1;
+			return perror("hc_root_wait"), 1;
 		puts(s);
-		hc_free(s);                                         /* any process may free it */
+		hc_root_set(NAME, NULL);                            /* unbind it, */
+		hc_free(s);                                         /* and free it: any process may */
 		return 0;
 	}
-	fprintf(stderr, "usage: example put TEXT | example get OFFSET\n");
+	fprintf(stderr, "usage: example put TEXT | example get\n");
 	return 2;
 }

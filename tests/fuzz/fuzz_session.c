@@ -9,10 +9,14 @@
  * If the first byte is odd the session first says a valid Hello, so the
  * request handlers are reached without the fuzzer having to find one.
  *
- * After every input the session is freed (its spans go back to central) and
- * the daemon's invariant checker must find nothing; a problem aborts, which
- * the fuzzer reports as a crash. Every crash found becomes a file in
- * tests/fuzz/regressions/, replayed by the regression test.
+ * After every input the session is freed (its spans go back to central),
+ * every name it bound is unbound again (RootSet, RootCas and Roots are
+ * fuzzed like any request; a large object it allocated can be bound, and
+ * must not stay pinned into the next input), and the daemon's invariant
+ * checker must find nothing, the directory of named roots included; a
+ * problem aborts, which the fuzzer reports as a crash. Every crash found
+ * becomes a file in tests/fuzz/regressions/, replayed by the regression
+ * test.
  *
  * Built two ways: with libFuzzer (HEAPD_FUZZ=ON, clang), and as a plain
  * program that replays the files named on its command line (the regression
@@ -27,6 +31,9 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "rootdir.h"
+#include "roots.h"
+#include "segment.h"
 #include "session.h"
 #include "wire.h"
 
@@ -38,7 +45,7 @@ static void remove_arena(void)
 	char path[128];
 	daemon_close(&daemon_state, 1);
 	snprintf(path, sizeof(path), "%s/arena", arena_dir);
-	unlink(path);
+	segment_remove(path); /* the arena is a directory: meta, data and lock */
 	rmdir(arena_dir);
 }
 
@@ -76,6 +83,26 @@ static void say_hello(session_t *s)
 	size_t n = wire_frame_size(&env);
 	wire_frame_pack(&env, buf);
 	session_handle_frame(s, buf + HEAPD_FRAME_HEADER, n - HEAPD_FRAME_HEADER);
+}
+
+/* Unbind every name, as heapd would for a client asking it to: each input starts with none. */
+static void unbind_all(void)
+{
+	const segment_t *seg = &daemon_state.seg;
+	roots_walk_t w;
+	uint32_t e;
+	char why[200];
+
+	roots_walk_start(&w, seg, 0);
+	while (roots_walk_next(&w, &e)) {
+		uint8_t name[ROOTS_NAME_WORDS * 8];
+		rootdir_req_t q = { .name = name, .len = roots_name(seg, e, name), .slot = HEAPD_NIL };
+		uint64_t id;
+		if (rootdir_change(&daemon_state.roots, &q, &id, why, sizeof(why)) < 0) {
+			fprintf(stderr, "fuzz_session: cannot unbind a name: %s\n", why);
+			abort();
+		}
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -117,6 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	session_free(s);
 	evbuffer_free(out);
+	unbind_all();
 
 	size_t n = daemon_check(&daemon_state, &report);
 	if (n > 0) {

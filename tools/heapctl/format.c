@@ -295,6 +295,8 @@ void format_stats(FILE *out, const Heapd__StatsReply *s)
 	row_bytes(out, "bytes in use", s->bytes_in_use, s->bytes_in_use);
 	row_bytes(out, "large objects", s->large_objects, s->large_bytes);
 	row_count(out, "clients", s->clients);
+	if (s->roots_max)
+		fprintf(out, "%-16s %14" PRIu64 "  of %" PRIu64 "\n", "roots", s->roots, s->roots_max);
 	row_count(out, "sweepgen", s->sweepgen);
 	row_count(out, "sweep cycles", s->sweep_cycles);
 	fprintf(out, "%-16s %14s\n", "uptime", format_uptime(s->uptime_seconds, buf, sizeof(buf)));
@@ -309,6 +311,77 @@ void format_stats(FILE *out, const Heapd__StatsReply *s)
 			header = 1;
 		}
 		class_row(out, s->classes[i]);
+	}
+}
+
+/* ---- roots ---- */
+
+/* A name for a terminal: printable ASCII as is, a backslash doubled, any other byte as \xHH. */
+static void text_name(FILE *out, const ProtobufCBinaryData *name)
+{
+	for (size_t i = 0; i < name->len; i++) {
+		unsigned char c = name->data[i];
+		if (c == '\\')
+			fputs("\\\\", out);
+		else if (c >= 0x20 && c < 0x7f)
+			fputc(c, out);
+		else
+			fprintf(out, "\\x%02x", c);
+	}
+}
+
+/* A name as a JSON string: printable ASCII as is (but " and \), any other byte as \u00XX. */
+static void json_name(FILE *out, const ProtobufCBinaryData *name)
+{
+	fputc('"', out);
+	for (size_t i = 0; i < name->len; i++) {
+		unsigned char c = name->data[i];
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c >= 0x20 && c < 0x7f)
+			fputc(c, out);
+		else
+			fprintf(out, "\\u%04x", c);
+	}
+	fputc('"', out);
+}
+
+static const char *format_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000ULL);
+	struct tm tm;
+	if (!localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+void format_roots(FILE *out, Heapd__RootInfo *const *roots, size_t n, int json)
+{
+	char when[32];
+
+	if (json) {
+		fputs("[", out);
+		for (size_t i = 0; i < n; i++) {
+			const Heapd__RootInfo *r = roots[i];
+			fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", out);
+			json_name(out, &r->name);
+			fputs(", \"name_hex\": \"", out);
+			for (size_t j = 0; j < r->name.len; j++)
+				fprintf(out, "%02x", r->name.data[j]);
+			fprintf(out, "\", \"offset\": %" PRIu64 ", \"size\": %" PRIu64 ", \"pid\": %" PRIu32
+			             ", \"uid\": %" PRIu32 ", \"slot\": %" PRIu32 ", \"time_ns\": %" PRIu64 "}",
+			        r->offset, r->size, r->pid, r->uid, r->slot, r->time_ns);
+		}
+		fputs(n ? "\n]\n" : "]\n", out);
+		return;
+	}
+	fprintf(out, "%14s %10s %8s %8s %19s  %s\n", "offset", "size", "pid", "uid", "bound", "name");
+	for (size_t i = 0; i < n; i++) {
+		const Heapd__RootInfo *r = roots[i];
+		fprintf(out, "%14" PRIu64 " %10" PRIu64 " %8" PRIu32 " %8" PRIu32 " %19s  ", r->offset, r->size,
+		        r->pid, r->uid, format_time(r->time_ns, when, sizeof(when)));
+		text_name(out, &r->name);
+		fputc('\n', out);
 	}
 }
 

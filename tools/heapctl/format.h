@@ -38,6 +38,14 @@ void format_watch_frame(FILE *out, const char *socket, double interval, const He
 /* One line of `heapctl watch` when stdout is not a terminal: a timestamp and key=value pairs. */
 void format_watch_line(FILE *out, const Heapd__StatsReply *s);
 
+/*
+ * The `heapctl roots` table, or (json) a JSON array, of roots[0..n): one
+ * row per name, name last, its bytes escaped (printable ASCII as is, the
+ * rest as \xHH; in JSON as \u00XX escapes, with the exact bytes in hex in
+ * name_hex).
+ */
+void format_roots(FILE *out, Heapd__RootInfo *const *roots, size_t n, int json);
+
 /* "12.5 MiB" for a byte count, into buf. */
 const char *format_mib(uint64_t bytes, char *buf, size_t len);
 

@@ -5,6 +5,7 @@
  *   heapctl [--socket PATH] stats [--json] | clients [--json] | sweep |
  *           scavenge | check | watch [--interval SECONDS] |
  *           profile [--live | --alloc] [--exited] [-o FILE] [--top [N]]
+ *           roots [--json] [PREFIX]
  *
  * heapctl is a control client of the protocol in proto/heap.proto, through
  * the control-connection module it shares with the tests (control.h): it
@@ -76,6 +77,7 @@ static const char usage_text[] =
 	"                              type (inuse_space or alloc_space); --exited keeps the live\n"
 	"                              samples of processes that have exited (leaks);\n"
 	"                              --top prints the N (default 10) top allocation sites\n"
+	"  roots [--json] [PREFIX]     named roots (those starting with PREFIX), by name\n"
 	"\n"
 	"Options:\n"
 	"  -s, --socket PATH  daemon socket (default: $HEAPD_SOCKET, else " HEAPD_DEFAULT_SOCKET ")\n"
@@ -154,6 +156,7 @@ typedef struct cmd_opts {
 	int exited;            /* profile: leak view */
 	const char *out;       /* profile: -o FILE, NULL if none */
 	long top;              /* profile: sites to print, 0: none */
+	const char *arg;    /* the command's operand, NULL if none */
 } cmd_opts_t;
 
 static int cmd_stats(cli_t *c, const cmd_opts_t *o)
@@ -326,6 +329,63 @@ static int cmd_profile(cli_t *c, const cmd_opts_t *o)
 	return 0;
 }
 
+/* ---- roots ---- */
+
+static int cmp_root_name(const void *a, const void *b)
+{
+	const ProtobufCBinaryData *x = &(*(Heapd__RootInfo *const *)a)->name;
+	const ProtobufCBinaryData *y = &(*(Heapd__RootInfo *const *)b)->name;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = n ? memcmp(x->data, y->data, n) : 0;
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Every bound name (that starts with the operand), a reply at a time, sorted by name. */
+static int cmd_roots(cli_t *c, const cmd_opts_t *o)
+{
+	Heapd__Envelope **replies = NULL;
+	Heapd__RootInfo **all = NULL;
+	size_t nreplies = 0, n = 0;
+	uint32_t cursor = 0;
+	char why[512];
+
+	do {
+		Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+		Heapd__RootsRequest rq = HEAPD__ROOTS_REQUEST__INIT;
+		rq.prefix.data = (uint8_t *)(o->arg ? o->arg : "");
+		rq.prefix.len = o->arg ? strlen(o->arg) : 0;
+		rq.cursor = cursor;
+		env.msg_case = HEAPD__ENVELOPE__MSG_ROOTS;
+		env.roots = &rq;
+		int rc = ctl_call(&c->ctl, &env, HEAPD__ENVELOPE__MSG_ROOTS_REPLY, &reply, why, sizeof(why));
+		if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
+			die(EXIT_UNREACHABLE, "%s: roots: %s", c->socket, why);
+		if (rc < 0)
+			die(EXIT_PROBLEMS, "roots: %s (%s)", why, strerror(-rc));
+		const Heapd__RootsReply *r = reply->roots_reply;
+		Heapd__Envelope **rs = realloc(replies, (nreplies + 1) * sizeof(*rs));
+		Heapd__RootInfo **grown = realloc(all, (n + r->n_roots + 1) * sizeof(*grown));
+		if (!rs || !grown)
+			die(EXIT_PROBLEMS, "out of memory");
+		replies = rs;
+		all = grown;
+		replies[nreplies++] = reply;
+		for (size_t i = 0; i < r->n_roots; i++)
+			all[n++] = r->roots[i];
+		/* the cursor only moves forward: a daemon that says otherwise is broken */
+		if (r->next && r->next <= cursor)
+			die(EXIT_UNREACHABLE, "%s: roots: the daemon's cursor went back", c->socket);
+		cursor = r->next;
+	} while (cursor);
+	qsort(all, n, sizeof(*all), cmp_root_name);
+	format_roots(stdout, all, n, o->json);
+	for (size_t i = 0; i < nreplies; i++)
+		wire_free(replies[i]);
+	free(replies);
+	free(all);
+	return 0;
+}
+
 static void on_stop_signal(int sig)
 {
 	(void)sig;
@@ -398,16 +458,18 @@ typedef struct command {
 	int (*run)(cli_t *c, const cmd_opts_t *o);
 	int json;       /* accepts --json */
 	int interval;   /* accepts --interval */
+	int operand;    /* accepts one operand */
 } command_t;
 
 static const command_t commands[] = {
-	{ "stats", cmd_stats, 1, 0 },
-	{ "clients", cmd_clients, 1, 0 },
-	{ "sweep", cmd_sweep, 0, 0 },
-	{ "scavenge", cmd_scavenge, 0, 0 },
-	{ "check", cmd_check, 0, 0 },
-	{ "watch", cmd_watch, 0, 1 },
-	{ "profile", cmd_profile, 0, 0 },
+	{ "stats", cmd_stats, 1, 0, 0 },
+	{ "clients", cmd_clients, 1, 0, 0 },
+	{ "sweep", cmd_sweep, 0, 0, 0 },
+	{ "scavenge", cmd_scavenge, 0, 0, 0 },
+	{ "check", cmd_check, 0, 0, 0 },
+	{ "watch", cmd_watch, 0, 1, 0 },
+	{ "profile", cmd_profile, 0, 0, 0 },
+	{ "roots", cmd_roots, 1, 0, 1 },
 };
 
 enum { OPT_JSON = 256, OPT_INTERVAL, OPT_LIVE, OPT_ALLOC, OPT_EXITED, OPT_TOP };
@@ -540,6 +602,8 @@ int main(int argc, char **argv)
 	}
 	if (o.exited && o.view == PPROF_ALLOC)
 		usage_error("profile: --exited is a view of live samples; it excludes --alloc");
+	if (cmd->operand && optind < cargc)
+		o.arg = cargv[optind++];
 	if (optind < cargc)
 		usage_error("unexpected argument '%s'", cargv[optind]);
 
