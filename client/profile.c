@@ -342,15 +342,13 @@ static procmaps_t *take_maps_locked(procmaps_t *old)
 	if (i >= 0) {
 		prof_mapset_t *ms = &v->mapsets[i];
 		const shm_client_t *cl = slot < proc_g.seg.hdr->max_clients ? &proc_g.seg.clients[slot] : NULL;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
 		ms->pid = (uint32_t)pm->pid;
 		ms->uid = cl ? cl->uid : (uint32_t)getuid();
 		ms->start_time = cl && cl->pid == (uint32_t)pm->pid ? cl->start_time : 0;
 		ms->slot = cl ? slot : HEAPD_NIL;
 		ms->nmaps = c.n;
 		ms->adds = c.adds;
-		ms->time = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		ms->time = heapd_wall_ns(0);
 		memset(ms->pad, 0, sizeof(ms->pad));
 		memcpy(ms->maps, maps, c.n * sizeof(*maps));
 		prof_mapset_publish(v, (uint32_t)i);
@@ -496,7 +494,6 @@ __attribute__((noinline)) int profile_sample(uint64_t off, uint64_t size, uint64
 	const prof_view_t *v = profile_view();
 	uint64_t frames[PROF_FRAMES], rate = profile_rate();
 	uint32_t slot = atomic_load(&proc_g.flags_slot);
-	struct timespec ts;
 
 	if (!v->recs)
 		return 0;
@@ -506,12 +503,11 @@ __attribute__((noinline)) int profile_sample(uint64_t off, uint64_t size, uint64
 		pm = refresh_for(pm, frames[0]);
 	const shm_client_t *cl = slot < proc_g.seg.hdr->max_clients ? &proc_g.seg.clients[slot] : NULL;
 	pid_t pid = pm ? pm->pid : getpid();
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
 	prof_sample_t s = {
 		.off = off,
 		.size = size,
 		.rate = rate ? rate : 1,
-		.time = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+		.time = heapd_wall_ns(1),
 		.start_time = cl && cl->pid == (uint32_t)pid ? cl->start_time : 0,
 		.pid = (uint32_t)pid,
 		.uid = cl ? cl->uid : (uint32_t)getuid(),

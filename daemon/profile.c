@@ -52,13 +52,6 @@ void profile_close(profile_t *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static uint64_t now_realtime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- liveness of processes and objects ---- */
 
 /* Whether process (pid, start_time) has exited: no live slot names it, and its pid does not. */
@@ -188,7 +181,7 @@ static int read_records(daemon_t *d, profile_snap_t *s, proc_table_t *t, uint64_
 {
 	profile_t *pf = &d->profile;
 	const prof_view_t *v = &pf->v;
-	uint64_t now = now_realtime();
+	uint64_t now = heapd_wall_ns(0);
 	size_t pcap = 0, cap = 0;
 	prof_walk_t w;
 	prof_rec_t r;
@@ -317,7 +310,7 @@ profile_snap_t *profile_snapshot(daemon_t *d)
 	s->refs = 1;
 	heapd__profile_summary__init(&s->summary);
 	s->summary.profile_rate = d->cfg.profile_rate;
-	s->summary.time = now_realtime();
+	s->summary.time = heapd_wall_ns(0);
 	if (!v->recs)
 		return s;
 	s->summary.records = v->nrecs;

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "commit.h"
 #include "report.h"
 
@@ -68,13 +69,6 @@ void rootdir_destroy(rootdir_t *d)
 	pins_destroy(&d->pins);
 	free(d->free);
 	memset(d, 0, sizeof(*d));
-}
-
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- entries ---- */
@@ -311,7 +305,7 @@ int rootdir_change(rootdir_t *d, const rootdir_req_t *q, uint64_t *id, char *why
 	}
 
 	shm_root_info_t info = {
-		.size = o.size, .time_ns = realtime_ns(), .token = q->token,
+		.size = o.size, .time_ns = heapd_wall_ns(0), .token = q->token,
 		.pid = q->pid, .uid = q->uid, .slot = q->slot,
 	};
 	if (!found)

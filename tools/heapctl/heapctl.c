@@ -125,20 +125,32 @@ static void cli_open(cli_t *c, const char *socket)
 		die(EXIT_UNREACHABLE, "%s", why);
 }
 
-/*
- * A request without fields; the reply must be of case `want`. A lost
- * connection exits 3; an Error reply prints the daemon's message and exits 1.
- */
+/* A request's outcome: a lost connection exits 3, an Error reply prints its message and exits 1. */
+static void cli_result(cli_t *c, const char *what, int rc, const char *why)
+{
+	if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
+		die(EXIT_UNREACHABLE, "%s: %s: %s", c->socket, what, why);
+	if (rc < 0)
+		die(EXIT_PROBLEMS, "%s: %s (%s)", what, why, strerror(-rc));
+}
+
+/* Send env; the reply, of case `want`, or exit (cli_result). */
+static Heapd__Envelope *cli_call(cli_t *c, const char *what, Heapd__Envelope *env,
+                                 Heapd__Envelope__MsgCase want)
+{
+	Heapd__Envelope *reply = NULL;
+	char why[512];
+	cli_result(c, what, ctl_call(&c->ctl, env, want, &reply, why, sizeof(why)), why);
+	return reply;
+}
+
+/* cli_call of a request without fields. */
 static Heapd__Envelope *cli_simple(cli_t *c, const char *what, Heapd__Envelope__MsgCase msg,
                                    Heapd__Envelope__MsgCase want)
 {
 	Heapd__Envelope *reply = NULL;
 	char why[512];
-	int rc = ctl_simple(&c->ctl, msg, want, &reply, why, sizeof(why));
-	if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
-		die(EXIT_UNREACHABLE, "%s: %s: %s", c->socket, what, why);
-	if (rc < 0)
-		die(EXIT_PROBLEMS, "%s: %s (%s)", what, why, strerror(-rc));
+	cli_result(c, what, ctl_simple(&c->ctl, msg, want, &reply, why, sizeof(why)), why);
 	return reply;
 }
 
@@ -172,18 +184,13 @@ static int cmd_stats(cli_t *c, const cmd_opts_t *o)
 
 static int cmd_clients(cli_t *c, const cmd_opts_t *o)
 {
-	Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__ClientsRequest req = HEAPD__CLIENTS_REQUEST__INIT;
-	char why[512];
 
 	req.bytes = 1; /* with the live bytes each allocated */
 	env.msg_case = HEAPD__ENVELOPE__MSG_CLIENTS;
 	env.clients = &req;
-	int rc = ctl_call(&c->ctl, &env, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY, &reply, why, sizeof(why));
-	if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
-		die(EXIT_UNREACHABLE, "%s: clients: %s", c->socket, why);
-	if (rc < 0)
-		die(EXIT_PROBLEMS, "clients: %s (%s)", why, strerror(-rc));
+	Heapd__Envelope *reply = cli_call(c, "clients", &env, HEAPD__ENVELOPE__MSG_CLIENTS_REPLY);
 	if (o->json)
 		format_json(stdout, &reply->clients_reply->base);
 	else
@@ -247,7 +254,6 @@ static void fetch_profile(cli_t *c, Heapd__Envelope ***pages, size_t *npages, he
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__ProfileRequest req = HEAPD__PROFILE_REQUEST__INIT;
 	size_t cap = 0, pcap = 0, scap = 0;
-	char why[512];
 
 	memset(hp, 0, sizeof(*hp));
 	*pages = NULL;
@@ -255,12 +261,7 @@ static void fetch_profile(cli_t *c, Heapd__Envelope ***pages, size_t *npages, he
 	env.msg_case = HEAPD__ENVELOPE__MSG_PROFILE;
 	env.profile = &req;
 	do {
-		Heapd__Envelope *reply = NULL;
-		int rc = ctl_call(&c->ctl, &env, HEAPD__ENVELOPE__MSG_PROFILE_REPLY, &reply, why, sizeof(why));
-		if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
-			die(EXIT_UNREACHABLE, "%s: profile: %s", c->socket, why);
-		if (rc < 0)
-			die(EXIT_PROBLEMS, "profile: %s (%s)", why, strerror(-rc));
+		Heapd__Envelope *reply = cli_call(c, "profile", &env, HEAPD__ENVELOPE__MSG_PROFILE_REPLY);
 		const Heapd__ProfileReply *r = reply->profile_reply;
 		if (*npages == cap) {
 			cap = cap ? cap * 2 : 8;
@@ -347,21 +348,16 @@ static int cmd_roots(cli_t *c, const cmd_opts_t *o)
 	Heapd__RootInfo **all = NULL;
 	size_t nreplies = 0, n = 0;
 	uint32_t cursor = 0;
-	char why[512];
 
 	do {
-		Heapd__Envelope env = HEAPD__ENVELOPE__INIT, *reply = NULL;
+		Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 		Heapd__RootsRequest rq = HEAPD__ROOTS_REQUEST__INIT;
 		rq.prefix.data = (uint8_t *)(o->arg ? o->arg : "");
 		rq.prefix.len = o->arg ? strlen(o->arg) : 0;
 		rq.cursor = cursor;
 		env.msg_case = HEAPD__ENVELOPE__MSG_ROOTS;
 		env.roots = &rq;
-		int rc = ctl_call(&c->ctl, &env, HEAPD__ENVELOPE__MSG_ROOTS_REPLY, &reply, why, sizeof(why));
-		if (rc == -EPROTO || rc == -ECONNRESET || rc == -EPIPE || rc == -EAGAIN)
-			die(EXIT_UNREACHABLE, "%s: roots: %s", c->socket, why);
-		if (rc < 0)
-			die(EXIT_PROBLEMS, "roots: %s (%s)", why, strerror(-rc));
+		Heapd__Envelope *reply = cli_call(c, "roots", &env, HEAPD__ENVELOPE__MSG_ROOTS_REPLY);
 		const Heapd__RootsReply *r = reply->roots_reply;
 		Heapd__Envelope **rs = realloc(replies, (nreplies + 1) * sizeof(*rs));
 		Heapd__RootInfo **grown = realloc(all, (n + r->n_roots + 1) * sizeof(*grown));
@@ -494,6 +490,22 @@ static double parse_interval(const char *s)
 	return v;
 }
 
+/* --socket and --help, which the options before and after the command both take. */
+static int common_option(int opt, const char **socket)
+{
+	if (opt == 's') {
+		if (!*optarg)
+			usage_error("--socket needs a path");
+		*socket = optarg;
+		return 1;
+	}
+	if (opt == 'h') {
+		fputs(usage_text, stdout);
+		exit(0);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option global_opts[] = {
@@ -522,15 +534,9 @@ int main(int argc, char **argv)
 
 	/* Global options stop at the command name ('+'). */
 	while ((opt = getopt_long(argc, argv, "+s:hV", global_opts, NULL)) != -1) {
+		if (common_option(opt, &socket))
+			continue;
 		switch (opt) {
-		case 's':
-			if (!*optarg)
-				usage_error("--socket needs a path");
-			socket = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
 		case 'V':
 			printf("heapctl %s\n", HEAPD_VERSION);
 			return 0;
@@ -552,15 +558,9 @@ int main(int argc, char **argv)
 	optind = 1;
 	int profile = cmd->run == cmd_profile;
 	while ((opt = getopt_long(cargc, cargv, profile ? "s:ho:" : "s:h", cmd_opts, NULL)) != -1) {
+		if (common_option(opt, &socket))
+			continue;
 		switch (opt) {
-		case 's':
-			if (!*optarg)
-				usage_error("--socket needs a path");
-			socket = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
 		case OPT_JSON:
 			if (!cmd->json)
 				usage_error("%s does not take --json", cmd->name);
