@@ -60,6 +60,7 @@ typedef struct daemon {
 	uint32_t nclients;           /* sessions that hold a client slot */
 	uint32_t next_session_id;
 	uint64_t last_check_ns;      /* when the last Check ran (session.c rate limit) */
+	uint64_t root_changes;       /* root binds and CASes seen (debug checks, session.c) */
 	uint64_t last_stats_ns;      /* and the last Stats */
 	uint64_t last_profile_ns;    /* and the last Profile snapshot */
 	uint64_t last_clients_ns;    /* and the last Clients (it counts live bytes) */
