@@ -59,7 +59,7 @@ if(TARGET heapclient_static AND TARGET heapd)
   target_compile_options(bench_heapd PRIVATE "SHELL:-iquote ${PROJECT_SOURCE_DIR}/shm")
   add_dependencies(bench_heapd heapd)
 
-  # heapd's named roots (workloads 8-10, wl_roots.c): a driver of its own, so
+  # heapd's named roots (workloads r1-r3, wl_roots.c): a driver of its own, so
   # that the allocator drivers' code stays exactly as it is.
   add_executable(bench_roots ${BENCH_DIR}/driver.c ${BENCH_DIR}/workloads.c ${BENCH_DIR}/util.c
     ${BENCH_DIR}/wl_roots.c ${BENCH_DIR}/alloc_heapd.c)

@@ -8,7 +8,7 @@
  * which does not depend on the allocator), or all (w1..w7). A workload the
  * allocator cannot run (3 and 4 need objects shared between processes, 6 a
  * refill) is skipped with a note. bench_roots, a driver of its own, runs
- * heapd's named roots: w8, w9 and w10 (wl_roots.c).
+ * heapd's named roots: r1, r2 and r3 (wl_roots.c).
  *
  * Each figure is the median of `reps` repetitions; every repetition runs in
  * freshly forked workers (workloads.h). Results go to stdout, one per line:
@@ -215,8 +215,8 @@ static int run_memory(const workload_t *w, double *out)
 /*
  * Keys: wN is ns per operation (ns per object for w3, w4); w1_S_refills_per_mop
  * is refill requests per million operations; *_p50, *_p99 are ns; w7a and
- * w7b are resident / live, with the bytes in *_live and *_res; w8_get_mops
- * is millions of lookups per second, w8_get_ns ns per lookup.
+ * w7b are resident / live, with the bytes in *_live and *_res; r1_get_mops
+ * is millions of lookups per second, r1_get_ns ns per lookup.
  */
 static const workload_t workloads[] = {
 	{ "w1", { "w1_16", "w1_16_refills_per_mop" }, 0, 0, 0, 16, run_batch },
@@ -232,10 +232,10 @@ static const workload_t workloads[] = {
 	{ "w6", { "w6_p50", "w6_p99", "w6_samples" }, BENCH_REFILL, 0, 0, 0, run_refill },
 	{ "w7", { "w7a", "w7b", "w7a_live", "w7a_res", "w7b_live", "w7b_res" }, 0, 1, 3, 0, run_memory },
 #ifdef BENCH_ROOTS_DRIVER /* bench_roots only: heapd's named roots (wl_roots.c) */
-	{ "w8", { "w8_get_ns", "w8_get_mops" }, 0, 0, 0, 0, run_root_get },
-	{ "w9", { "w9_set_p50", "w9_set_p99", "w9_cas_p50", "w9_cas_p99", "w9_sock_p50", "w9_sock_p99",
-	          "w9_spin_p50", "w9_spin_p99" }, 0, 0, 0, 0, run_root_rtt },
-	{ "w10", { "w10_wait_p50", "w10_wait_p99" }, 0, 0, 0, 0, run_root_wake },
+	{ "r1", { "r1_get_ns", "r1_get_mops" }, 0, 0, 0, 0, run_root_get },
+	{ "r2", { "r2_set_p50", "r2_set_p99", "r2_cas_p50", "r2_cas_p99", "r2_sock_p50", "r2_sock_p99",
+	          "r2_spin_p50", "r2_spin_p99" }, 0, 0, 0, 0, run_root_rtt },
+	{ "r3", { "r3_wait_p50", "r3_wait_p99" }, 0, 0, 0, 0, run_root_wake },
 #endif
 	{ "sock", { "sock_p50", "sock_p99", "sock_samples" }, 0, 0, 0, 0, run_socketpair },
 };
@@ -308,7 +308,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bench_%s [-r reps] [-t ms] [-v] workload...\n"
-		   "workloads: w1 w2 w3 w4 w5 w6 w7 sock all (bench_roots: w8 w9 w10)\n",
+		   "workloads: w1 w2 w3 w4 w5 w6 w7 sock all (bench_roots: r1 r2 r3)\n",
 		bench_alloc.name);
 }
 

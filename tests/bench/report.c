@@ -47,16 +47,16 @@ static const row_t rows[] = {
 	{ "w6_p99", "6. refill round trip p99, µs", NULL, UNIT_US },
 	{ "w7a", "7. resident / live after workload 2", NULL, UNIT_RATIO },
 	{ "w7b", "7. resident / live after a phase change", NULL, UNIT_RATIO },
-	{ "w8_get_mops", "8. hc_root_get, 100,000 names in random order, million lookups/s per thread", NULL,
+	{ "r1_get_mops", "R1. hc_root_get, 100,000 names in random order, million lookups/s per thread", NULL,
 	  UNIT_MILLIONS },
-	{ "w9_set_p50", "9. hc_root_set round trip p50, µs", NULL, UNIT_US },
-	{ "w9_set_p99", "9. hc_root_set round trip p99, µs", NULL, UNIT_US },
-	{ "w9_cas_p50", "9. hc_root_cas round trip p50, µs", NULL, UNIT_US },
-	{ "w9_cas_p99", "9. hc_root_cas round trip p99, µs", NULL, UNIT_US },
-	{ "w9_sock_p50", "9. socket pair round trip p50, µs, blocking reader", NULL, UNIT_US },
-	{ "w9_spin_p50", "9. socket pair round trip p50, µs, reader polls 50 µs first", NULL, UNIT_US },
-	{ "w10_wait_p50", "10. hc_root_wait wake-up after the bind, p50, µs", NULL, UNIT_US },
-	{ "w10_wait_p99", "10. hc_root_wait wake-up after the bind, p99, µs", NULL, UNIT_US },
+	{ "r2_set_p50", "R2. hc_root_set round trip p50, µs", NULL, UNIT_US },
+	{ "r2_set_p99", "R2. hc_root_set round trip p99, µs", NULL, UNIT_US },
+	{ "r2_cas_p50", "R2. hc_root_cas round trip p50, µs", NULL, UNIT_US },
+	{ "r2_cas_p99", "R2. hc_root_cas round trip p99, µs", NULL, UNIT_US },
+	{ "r2_sock_p50", "R2. socket pair round trip p50, µs, blocking reader", NULL, UNIT_US },
+	{ "r2_spin_p50", "R2. socket pair round trip p50, µs, reader polls 50 µs first", NULL, UNIT_US },
+	{ "r3_wait_p50", "R3. hc_root_wait wake-up after the bind, p50, µs", NULL, UNIT_US },
+	{ "r3_wait_p99", "R3. hc_root_wait wake-up after the bind, p99, µs", NULL, UNIT_US },
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
@@ -68,8 +68,8 @@ static const row_t rows[] = {
  */
 static const char *const floors[][2] = {
 	{ "w6_p50", "sock_p50" }, { "w6_p99", "sock_p99" },
-	{ "w9_set_p50", "w9_spin_p50" }, { "w9_set_p99", "w9_spin_p99" },
-	{ "w9_cas_p50", "w9_spin_p50" }, { "w9_cas_p99", "w9_spin_p99" },
+	{ "r2_set_p50", "r2_spin_p50" }, { "r2_set_p99", "r2_spin_p99" },
+	{ "r2_cas_p50", "r2_spin_p50" }, { "r2_cas_p99", "r2_spin_p99" },
 };
 
 static const char *floor_of(const char *k)
@@ -339,15 +339,15 @@ static void print_targets(void)
 	v = get("heapd", "w3") / get("heapd", "w4");
 	target("workload 4: ≥ 1.5× the rate of workload 3", v, "%.2f×", v >= 1.5);
 
-	v = get("heapd", "w8_get_mops");
+	v = get("heapd", "r1_get_mops");
 	target("hc_root_get: ≥ 10 million lookups/s per thread on 100,000 names", v, "%.1f M/s", v >= 10);
-	v = get("heapd", "w9_set_p50") / get("heapd", "w9_spin_p50");
+	v = get("heapd", "r2_set_p50") / get("heapd", "r2_spin_p50");
 	target("hc_root_set round trip p50 ≤ 1.3× the socket pair's (same run, polling reader)", v,
 	       "%.2f×", v <= 1.3);
-	v = get("heapd", "w9_cas_p50") / get("heapd", "w9_spin_p50");
+	v = get("heapd", "r2_cas_p50") / get("heapd", "r2_spin_p50");
 	target("hc_root_cas round trip p50 ≤ 1.3× the socket pair's (same run, polling reader)", v,
 	       "%.2f×", v <= 1.3);
-	v = get("heapd", "w10_wait_p99") / 1000;
+	v = get("heapd", "r3_wait_p99") / 1000;
 	target("hc_root_wait returns within 1 ms of the bind (p99)", v, "%.0f µs", v <= 1000);
 }
 

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * wl_roots.c - workloads 8, 9 and 10: heapd's named roots. They are built
+ * wl_roots.c - workloads r1, r2 and r3: heapd's named roots. They are built
  * into a driver of their own, bench_roots (the heapd allocator with
  * BENCH_ROOTS_DRIVER), and call heapclient.h directly, so that the
  * allocator drivers' code stays as it is (a small object's fast path is
  * sensitive to where the driver's code lands).
  *
- *   wl_root_get   8. one thread looks up WL_ROOT_NAMES bound names in a
+ *   wl_root_get  r1. one thread looks up WL_ROOT_NAMES bound names in a
  *                    random order: lookups per second. The names are bound
  *                    once (untimed) and stay bound for later repetitions.
- *   wl_root_rtt   9. round trips, in the same process and interleaved in
+ *   wl_root_rtt  r2. round trips, in the same process and interleaved in
  *                    rounds, so that they are measured under the same load:
  *                    hc_root_set (a name rebound between two objects),
  *                    hc_root_cas (the same, by cas), and the raw round trip
@@ -20,7 +20,7 @@
  *                    reader polling for up to SPIN_US before it blocks, as
  *                    libheapclient does (TRANSPORT_REPLY_SPIN_US), the fair
  *                    floor for its round trips.
- *   wl_root_wake 10. the wake-up of hc_root_wait: from just before the
+ *   wl_root_wake r3. the wake-up of hc_root_wait: from just before the
  *                    hc_root_set that binds the name a process sleeps on
  *                    (asleep on its futex) to that process's return.
  */
@@ -71,7 +71,7 @@ static void percentiles(uint64_t *ns, int n, double *v)
 	v[1] = (double)ns[k99 < n ? k99 : n - 1];
 }
 
-/* --- 8. lookups ---------------------------------------------------------- */
+/* --- r1. lookups --------------------------------------------------------- */
 
 int wl_root_get(wl_sync_t *s, int id, void *arg)
 {
@@ -128,7 +128,7 @@ int wl_root_get(wl_sync_t *s, int id, void *arg)
 	return 0;
 }
 
-/* --- 9. round trips, and the wake-ups of 10 ------------------------------- */
+/* --- r2. round trips, and the wake-ups of r3 ------------------------------ */
 
 static int full_io(int fd, void *buf, size_t len, int wr)
 {
@@ -304,7 +304,7 @@ int wl_root_rtt(wl_sync_t *s, int id, void *arg)
 	return 0;
 }
 
-/* --- 10. wake-ups -------------------------------------------------------- */
+/* --- r3. wake-ups -------------------------------------------------------- */
 
 int wl_root_wake(wl_sync_t *s, int id, void *arg)
 {
