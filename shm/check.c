@@ -133,6 +133,13 @@ static void check_pagemap(checker_t *c, uint32_t p, uint32_t n, const shm_span_t
 			problem(c, "page %u: page map says %u (class %u), last page of free span %u (%u pages)",
 			        p + n - 1, segment_pagemap_span(seg, p + n - 1),
 			        heapd_pagemap_class(seg->pagemap[p + n - 1]), p, n);
+		/* inner pages may name an old span, but no class (layout.h) */
+		for (uint32_t i = p + 1; i + 1 < p + n; i++)
+			if (heapd_pagemap_class(seg->pagemap[i])) {
+				problem(c, "page %u: page map gives class %u inside free span %u (%u pages)", i,
+				        heapd_pagemap_class(seg->pagemap[i]), p, n);
+				break;
+			}
 		return;
 	}
 	uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;

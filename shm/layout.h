@@ -55,12 +55,15 @@
  * span's size class if it is a small span; that lets a free find the object's
  * class without reading the descriptor. For a free span only the first and
  * the last page are kept exact, which is all coalescing needs, with class 0.
- * Other entries of free pages are stale: they may still name an old span and
- * class, whose bitmap words are then clear (a free span's are always clear),
- * so a free through one is refused as "not allocated". Every page of an
- * in-use span that holds a pinned object carries HEAPD_PAGEMAP_PINNED (bit
- * 63): its class half is then out of range, so a free's fast path, which
- * only takes small classes, leaves such a span to the slow path for free.
+ * Other entries of free pages are stale: they may still name an old span,
+ * but never a class (span_make_free clears every page's class, the rebuild
+ * any it finds), so a free through one takes the slow path, which reads the
+ * descriptor and refuses it. A stale class would lead a free's fast path
+ * into the bitmaps of a new span starting on that page. Every page of an
+ * in-use small span that holds a pinned object carries HEAPD_PAGEMAP_PINNED
+ * (bit 63): its class half is then out of range, so a free's fast path,
+ * which only takes small classes, leaves such a span to the slow path for
+ * free. A large span's pins are checked by the daemon (daemon/large.c).
  *
  * Roots and pins (shm/roots.h): the directory of named roots, and per span
  * start page HEAPD_PIN_WORDS_PER_PAGE pin words, one bit per object, set

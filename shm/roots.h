@@ -47,8 +47,8 @@
  * again.
  *
  * Pins. While a root names an object, the object's bit in its span's pin
- * words (segment_pins) is set, and every page-map entry of the span carries
- * HEAPD_PAGEMAP_PINNED. A free of a pinned object sets its free bit as any
+ * words (segment_pins) is set, and, for a small span, every page-map entry
+ * of the span carries HEAPD_PAGEMAP_PINNED. A free of a pinned object sets its free bit as any
  * free does, but no fold clears the alloc bit of a pinned object
  * (bitmap_fold_word), and a large one is not given back (daemon/large.c),
  * so its slot is not handed out again while a name can lead to it. When its

@@ -23,12 +23,13 @@
  *   - span_large_object: alloc bit 0 is the commit; before it, the span is
  *     no object and recovery frees it.
  *   - span_make_free: the records of sampled objects still in it are
- *     marked freed (shm/profrec.h); then the bitmaps, so a kill leaves an
- *     in-use span with no object, which recovery frees (a record already
- *     marked freed is right either way); then the state, and only then are the
- *     class and owner cleared (a small span without its class would look
- *     impossible to recovery); the page map's ends last (the rebuild
- *     rewrites the page map anyway).
+ *     marked freed (shm/profrec.h); then the bitmaps, and every page's
+ *     entry loses its class, so a kill leaves an in-use span with no
+ *     object, which recovery frees (a record already marked freed is right
+ *     either way; the rebuild maps the pages of in-use spans again); then
+ *     the state, and only then are the class and owner cleared in the
+ *     descriptor (a small span without its class would look impossible to
+ *     recovery).
  *   - span_quarantine: everything but the state, then the state.
  */
 #include "span.h"
@@ -206,6 +207,16 @@ void span_make_free(segment_t *seg, uint32_t id, uint64_t now)
 
 	prof_span_gone(seg, id); /* sampled objects still marked: their records are freed */
 	clear_bits(seg, id);
+	/*
+	 * No page keeps its class: a stale class on an inner page would lead a
+	 * free's fast path, which reads only the page map, into the bitmaps of
+	 * whatever span starts here next (a double free of an old object
+	 * would free a new one). Class 0 sends such a free to the slow path,
+	 * which reads the descriptor. Killed here, the span is still in use
+	 * with no object; the rebuild maps its pages again.
+	 */
+	for (uint32_t i = 0; i < n; i++)
+		set_pagemap(seg, id + i, id, 0);
 	s->needzero = 1;
 	s->npreleased = 0;
 	s->unusedsince = now;
@@ -221,8 +232,6 @@ void span_make_free(segment_t *seg, uint32_t id, uint64_t now)
 	shm_commit();
 	fill_inuse(s, id, n, 1, 0);
 	s->unusedsince = now;
-	set_pagemap(seg, id, id, 0);
-	set_pagemap(seg, id + n - 1, id, 0);
 	shm_commit();
 }
 
@@ -255,8 +264,10 @@ void span_map_pages(segment_t *seg, uint32_t id)
 	const shm_span_t *s = &seg->spans[id];
 
 	if (s->state == SPAN_FREE) {
-		set_pagemap(seg, id, id, 0);
-		set_pagemap(seg, id + s->npages - 1, id, 0);
+		/* every page without a class (see span_make_free), the ends exact */
+		for (uint32_t i = 0; i < s->npages; i++)
+			if (i == 0 || i + 1 == s->npages || heapd_pagemap_class(seg->pagemap[id + i]))
+				set_pagemap(seg, id + i, id, 0);
 		return;
 	}
 	uint32_t k = s->state == SPAN_SMALL ? s->sizeclass : 0;

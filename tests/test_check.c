@@ -203,9 +203,12 @@ START_TEST(test_pagemap)
 	uint32_t ids[10];
 	build_heap(&fx, ids);
 	segment_t *seg = &fx.seg;
-	seg->pagemap[ids[6] + 10] = heapd_pagemap_entry(12345, 7); /* inside a free span: nobody cares */
+	seg->pagemap[ids[6] + 10] = heapd_pagemap_entry(12345, 0); /* inside a free span: any span, */
 	check_report_t rep;
 	ck_assert_uint_eq(heapfx_check(&fx, &fx.h, &rep), 0);
+	seg->pagemap[ids[6] + 10] = heapd_pagemap_entry(12345, 7); /* but no class */
+	expect_problem(&fx, "page map gives class 7 inside free span");
+	seg->pagemap[ids[6] + 10] = heapd_pagemap_entry(12345, 0);
 	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[1], 0);
 	expect_problem(&fx, "page 3: page map says 4 (class 0), in large span 0");
 	seg->pagemap[ids[0] + 3] = heapd_pagemap_entry(ids[0], 5);

@@ -18,6 +18,7 @@
 #include "harness/check_main.h"
 #include "bitmap.h"
 #include "clock.h"
+#include "sizeclass.h"
 #include "harness/heapfx.h"
 
 static uint32_t span_end(heapfx_t *fx, uint32_t id)
@@ -81,6 +82,43 @@ START_TEST(test_alloc_free)
 
 	uint32_t x;
 	ck_assert_int_eq(pageheap_alloc(&fx.h, 0, 1, &x), -EINVAL);
+	heapfx_close(&fx);
+}
+END_TEST
+
+/*
+ * A small span's pages keep no class once it is freed: otherwise a double
+ * free of an object on an inner page, which the fast path resolves by the
+ * page map alone, would land in the bitmaps of the next span carved there
+ * (span_make_free, layout.h).
+ */
+START_TEST(test_free_clears_classes)
+{
+	heapfx_t fx;
+	uint32_t big = 0, one = 0, a, b;
+	int needzero;
+
+	for (uint32_t k = 1; k < SIZECLASS_COUNT; k++) {
+		if (!big && sizeclass_npages[k] >= 4)
+			big = k;
+		if (!one && sizeclass_npages[k] == 1)
+			one = k;
+	}
+	ck_assert(big && one);
+	heapfx_open(&fx, 64 * MIB, 64);
+	ck_assert_int_eq(pageheap_alloc_small(&fx.h, big, &a, &needzero), 0);
+	uint32_t n = heapfx_span(&fx, a)->npages;
+	pageheap_free(&fx.h, a);
+	for (uint32_t p = a; p < a + n; p++)
+		ck_assert_msg(heapd_pagemap_class(fx.seg.pagemap[p]) == 0,
+		              "page %u of the freed span keeps class %u", p,
+		              heapd_pagemap_class(fx.seg.pagemap[p]));
+	/* a one-page span where the big one began: the pages after it stay classless */
+	ck_assert_int_eq(pageheap_alloc_small(&fx.h, one, &b, &needzero), 0);
+	ck_assert_uint_eq(b, a);
+	for (uint32_t p = b + 1; p < a + n; p++)
+		ck_assert_uint_eq(heapd_pagemap_class(fx.seg.pagemap[p]), 0);
+	heapfx_assert_clean(&fx);
 	heapfx_close(&fx);
 }
 END_TEST
@@ -920,6 +958,7 @@ static Suite *pageheap_suite(void)
 	tcase_add_unchecked_fixture(tc, heapfx_rundir_make, heapfx_rundir_remove);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_alloc_free);
+	tcase_add_test(tc, test_free_clears_classes);
 	tcase_add_test(tc, test_split_coalesce);
 	tcase_add_test(tc, test_best_fit);
 	tcase_add_test(tc, test_lowest_address_among_equals);
