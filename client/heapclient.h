@@ -69,8 +69,10 @@ extern "C" {
 HC_API int hc_connect(const char *socket_path);
 
 /*
- * Empty every thread's cache, give the process's slot up (every span it held
- * goes back to heapd) and close the connection. Call it when no other thread
+ * Empty every thread's cache, hand every span the process held back to
+ * heapd and close the connection. heapd keeps the process's slot, and the
+ * pages of its live objects charged to it (the client quota), until the
+ * process exits; the next connection gets the same slot back. Call it when no other thread
  * is inside the library. The arena stays mapped, so objects stay valid and
  * may still be freed; the next allocation connects again.
  */

@@ -79,7 +79,8 @@ static uint32_t nelems_of(const shm_span_t *s)
  * Fold a daemon-owned span's free bits into its alloc bits; recount.
  * Objects freed. Clients write the bitmaps, so counts are bounded by nelems
  * and nothing else is trusted. Pinned objects stay allocated (bitmap.h), so
- * a span holding one is never empty.
+ * a span holding one is never empty: their alloc bits are set again here,
+ * whatever the span's last owner wrote (the pins are heapd's own).
  */
 static uint32_t sweep_span(central_t *c, uint32_t id)
 {
@@ -87,6 +88,11 @@ static uint32_t sweep_span(central_t *c, uint32_t id)
 	uint64_t *alloc = segment_allocbits(c->seg, id);
 	bitmap_pins_t pins = roots_pins_of(c->seg, id);
 	uint32_t freed = bitmap_sweep(alloc, segment_freebits(c->seg, id, nelems), &pins, nelems);
+	for (uint32_t w = 0; w < (nelems + 63) / 64; w++) {
+		uint64_t pinned = bitmap_pin_word(&pins, w);
+		if (pinned & ~bitmap_load(&alloc[w]))
+			bitmap_store(&alloc[w], bitmap_load(&alloc[w]) | pinned);
+	}
 	prof_reap_span(c->seg, id); /* records of sampled objects just freed (shm/profrec.h) */
 	span_set_allocount(c->seg, id, bitmap_count_alloc(alloc, nelems));
 	return freed;

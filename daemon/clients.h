@@ -4,8 +4,8 @@
  * processes holding spans, and the daemon's private books per slot.
  *
  * A slot is in use while seg->clients[i].pid != 0, and belongs to one
- * process (pid and start time, proc.h) until that whole process has exited
- * or it gives the slot up (Bye). Spans a client caches carry owner == slot +
+ * process (pid, start time and pidfs inode, proc.h) until that whole
+ * process has exited, even after a Bye (its quota charges stay). Spans a client caches carry owner == slot +
  * 1 in the span table and sit on the slot's list; nothing moves them while
  * the process lives, except its own hand-backs. A slot is "held" while no
  * connection is bound to it: the client's connection ended (it closed it,

@@ -255,26 +255,31 @@ int daemon_attach(daemon_t *d, struct session *s, proc_t *p, uid_t uid, uint32_t
 	uint32_t ps = HEAPD_NIL;
 	int rc;
 
-	if (prev_slot) {
-		/* A reconnect: the slot it names, if it is this very process's. */
-		if (clients_is(cl, prev_slot - 1, p, uid))
-			ps = prev_slot - 1;
+	int reconnect = 0;
+
+	if (prev_slot && clients_is(cl, prev_slot - 1, p, uid)) {
+		/* A reconnect: the slot it names is this very process's. */
+		ps = prev_slot - 1;
+		reconnect = 1;
 	} else {
 		/*
-		 * A process that says it holds nothing (a new image after exec, say)
-		 * but still has a slot: that slot, emptied.
+		 * A process that names no slot of its own (a new image after exec
+		 * names none; a slot that is not its own counts as none) but still
+		 * has one: that slot, emptied, so that a process never holds two.
+		 * Its last large object stays allocated: the image before the exec
+		 * may have passed it on (a leak, never a second owner).
 		 */
 		uint32_t have = clients_find(cl, p);
 		if (have != HEAPD_NIL && clients_is(cl, have, p, uid)) {
 			ps = have;
 			held = NULL;
 			nheld = 0;
-			large_received = 0;
+			large_received = cl->slots[have].pending_large;
 		}
 	}
 	if (ps != HEAPD_NIL) {
 		slot_t *sl = &cl->slots[ps];
-		if (sl->session && sl->session != s && !prev_slot) {
+		if (sl->session && sl->session != s && !reconnect) {
 			*why = "this process is connected already";
 			return -EBUSY;
 		}
@@ -362,12 +367,28 @@ static void release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
 	clients_free(&d->clients, slot);
 }
 
+/*
+ * Every span of the slot goes back, but the slot stays the process's, with
+ * the pages its live objects hold charged to it, until the process exits
+ * (daemon_reap): a Bye and a new Hello must not start the client's quota
+ * afresh. The process's next Hello gets the slot back, emptied.
+ */
 void daemon_bye(daemon_t *d, uint32_t slot, sweep_result_t *res)
 {
-	uint32_t pid = d->seg.clients[slot].pid;
-	release_slot(d, slot, res);
-	log_msg("slot %u (pid %u) given up; %llu spans taken back", slot, pid,
-	        (unsigned long long)res->spans);
+	slot_t *sl = &d->clients.slots[slot];
+	struct session *bound = sl->session;
+
+	daemon_detach(d, slot);
+	if (bound)
+		session_orphan(bound);
+	while (sl->spans.head != HEAPD_NIL)
+		take_back(d, slot, sl->spans.head, res);
+	/* Its client may hold the last large object it asked for: it stays allocated. */
+	if (sl->pending_large)
+		large_settle(&d->central, &d->clients, slot, 1);
+	rootdir_forget_slot(&d->roots, slot);
+	log_msg("slot %u (pid %u) given up; %llu spans taken back; the slot is held until the "
+	        "process exits", slot, d->seg.clients[slot].pid, (unsigned long long)res->spans);
 }
 
 uint32_t daemon_reap(daemon_t *d, uint32_t slot)

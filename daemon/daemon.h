@@ -132,7 +132,7 @@ void daemon_settle(daemon_t *d, uint32_t slot);
 /* A connection bound to slot has ended; the slot is held for its process. */
 void daemon_detach(daemon_t *d, uint32_t slot);
 
-/* Bye: slot's process gives every span back and the slot up. */
+/* Bye: slot's process gives every span back; the slot stays held until it exits. */
 void daemon_bye(daemon_t *d, uint32_t slot, sweep_result_t *res);
 
 /*

@@ -86,6 +86,8 @@ static void recover_large(rwalk_t *w, uint32_t p)
 	int pinned = (int)(bitmap_load(segment_pins(seg, p)) & 1);
 	if (!(a & 1) || ((f & 1) && !pinned)) {
 		w->st->large_freed++;
+		/* on the books first: the free takes its pages off them */
+		quota_rebuild_span(&d->quota, p, slot_live(w, s->charge));
 		central_free_span_locked(&d->central, p);
 		return;
 	}
@@ -114,6 +116,7 @@ static void recover_small(rwalk_t *w, uint32_t p)
 		if (s->owner == 0 && no_object(seg, p)) {
 			/* nothing in it to keep (an arena from before span_make_free's order) */
 			w->st->small_freed++;
+			quota_rebuild_span(&d->quota, p, slot_live(w, s->charge));
 			central_free_span_locked(&d->central, p);
 			return;
 		}

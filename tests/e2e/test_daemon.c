@@ -810,8 +810,11 @@ START_TEST(test_ended_session_keeps_slot)
 	ck_assert_uint_eq(c2.slot, c.slot);
 	hraw_t c3;
 	ck_assert_int_eq(hraw_hello(hd_default.sock, &c3), -EBUSY);
+	/* naming a slot that is not its own does not get it a second one */
+	ck_assert_int_eq(hraw_hello_again(hd_default.sock, &c3, c.slot + 2, NULL, 0), -EBUSY);
+	ck_assert_int_eq(hraw_hello_again(hd_default.sock, &c3, 0xffffffffu, NULL, 0), -EBUSY);
 
-	/* Bye gives every span back and the slot up */
+	/* Bye gives every span back; the slot stays the process's, empty, until it exits */
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__Bye bye = HEAPD__BYE__INIT;
 	env.msg_case = HEAPD__ENVELOPE__MSG_BYE;
@@ -822,8 +825,15 @@ START_TEST(test_ended_session_keeps_slot)
 	wire_free(reply);
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_ne(c.seg.spans[spans[i]].owner, c.slot + 1);
-	ck_assert_uint_eq(c.seg.clients[c.slot].pid, 0);
+	ck_assert_uint_eq(c.seg.clients[c.slot].pid, (uint32_t)getpid());
 	hraw_close(&c2);
+	/* the process's next Hello, naming no slot or one not its own, gets the same slot */
+	ck_assert_int_eq(hraw_hello_again(hd_default.sock, &c3, 0, NULL, 0), 0);
+	ck_assert_uint_eq(c3.slot, c.slot);
+	hraw_close(&c3);
+	ck_assert_int_eq(hraw_hello_again(hd_default.sock, &c3, c.slot + 2, NULL, 0), 0);
+	ck_assert_uint_eq(c3.slot, c.slot);
+	hraw_close(&c3);
 	hraw_close(&c);
 	assert_healthy();
 	hd_default_stop();

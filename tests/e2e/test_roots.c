@@ -39,6 +39,7 @@
 #include "harness/ctl.h"
 #include "harness/child.h"
 #include "harness/util.h"
+#include "harness/view.h"
 #include "harness/raw.h"
 #include "sock.h"
 #include "heapclient.h"
@@ -370,7 +371,9 @@ static int reused(char *x, size_t size, int n)
 	return found;
 }
 
-static void no_dangling(int freed_by_owner)
+enum { FREED_BY_OWNER, FREED_BY_OTHER, CLEARED_BY_OWNER };
+
+static void no_dangling(int how)
 {
 	const size_t size = 64;
 	watch_t *w = shared_map(sizeof(*w));
@@ -383,8 +386,22 @@ static void no_dangling(int freed_by_owner)
 	ck_assert_int_ge(watcher, 0);
 	if (watcher == 0)
 		_exit(watch_root(w, "pinned", x, size, 4242));
-	if (freed_by_owner) {
+	if (how == FREED_BY_OWNER) {
 		hc_free(x);
+	} else if (how == CLEARED_BY_OWNER) {
+		/*
+		 * A hostile owner: its alloc bit cleared by a plain store into the
+		 * bitmap (not through the library), and every span handed back.
+		 */
+		hview_t v;
+		ck_assert_int_eq(hview_map(&v), 0);
+		uint32_t span = hview_span_of(&v, x);
+		ck_assert_uint_ne(span, HEAPD_NIL);
+		uint64_t idx = (uint64_t)((const uint8_t *)x - (v.pages + ((uint64_t)span << HEAPD_PAGE_SHIFT))) / size;
+		uint64_t *a = &v.bits[(uint64_t)span * HEAPD_BITS_WORDS_PER_PAGE + idx / 64];
+		__atomic_and_fetch(a, ~(1ull << (idx % 64)), __ATOMIC_SEQ_CST);
+		hc_disconnect();
+		ck_assert_int_eq(hctl_sweep(hd_default.sock), 0);
 	} else {
 		pid_t freer = fork();
 		ck_assert_int_ge(freer, 0);
@@ -394,8 +411,9 @@ static void no_dangling(int freed_by_owner)
 		}
 		ck_assert_int_eq(hchild_wait(freer), 0);
 	}
-	/* the freed object reads as freed; the name still leads to it, intact */
-	ck_assert_uint_eq(hc_usable_size(x), 0);
+	/* the freed object reads as freed (or, cleared, allocated again); the name leads to it, intact */
+	if (how != CLEARED_BY_OWNER)
+		ck_assert_uint_eq(hc_usable_size(x), 0);
 	churn_around(x, size, 8, 20000);
 	ck_assert(hutil_wait_until(atomic_load(&w->lookups) >= 1000 || atomic_load(&w->bad), 60000));
 	atomic_store(&w->stop, 1);
@@ -405,6 +423,8 @@ static void no_dangling(int freed_by_owner)
 	ck_assert_uint_eq(hctl_check(hd_default.sock), 0);
 
 	/* unbound, its free completes: the slot is handed out again */
+	if (how == CLEARED_BY_OWNER)
+		hc_free(x); /* heapd set its alloc bit again: it is still an object to free */
 	ck_assert_int_eq(hc_root_set("pinned", NULL), 0);
 	ck_assert_msg(reused(x, size, 100000), "the unbound object's slot never came back");
 	hc_disconnect();
@@ -414,13 +434,19 @@ static void no_dangling(int freed_by_owner)
 
 START_TEST(test_no_dangling_owner_frees)
 {
-	no_dangling(1);
+	no_dangling(FREED_BY_OWNER);
 }
 END_TEST
 
 START_TEST(test_no_dangling_other_frees)
 {
-	no_dangling(0);
+	no_dangling(FREED_BY_OTHER);
+}
+END_TEST
+
+START_TEST(test_no_dangling_owner_clears_bit)
+{
+	no_dangling(CLEARED_BY_OWNER);
 }
 END_TEST
 
@@ -1033,6 +1059,7 @@ static Suite *roots_suite(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_no_dangling_owner_frees);
 	tcase_add_test(tc, test_no_dangling_other_frees);
+	tcase_add_test(tc, test_no_dangling_owner_clears_bit);
 	tcase_add_test(tc, test_cas_against_replaced);
 	tcase_add_test(tc, test_linearizable_counter);
 	tcase_add_test(tc, test_wait);

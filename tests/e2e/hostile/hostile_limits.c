@@ -22,11 +22,13 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bitmap.h"
 #include "harness/child.h"
 #include "harness/ctl.h"
 #include "harness/heapd.h"
@@ -162,6 +164,116 @@ START_TEST(test_client_quota_with_trim)
 }
 END_TEST
 
+/* Fill the quota, then disconnect (Bye) and connect again, three times over. */
+static int quota_reconnector(void *arg)
+{
+	static void *objs[QT_CAP / KIB];
+	size_t live = 0;
+	int err;
+	(void)arg;
+
+	for (int round = 0; round < 3; round++) {
+		live += fill(QT_CAP, 64, &err, objs, QT_CAP / KIB);
+		if (!quota_refused(err))
+			hchild_fail("round %d: hc_malloc past the quota failed with %s, not EDQUOT", round,
+			            err ? strerror(err) : "nothing");
+		if (live >= QT_BOUND)
+			hchild_fail("%zu KiB live under a 1 MiB client quota after %d Bye and Hello", live / KIB,
+			            round);
+		hc_disconnect();
+		int rc = hc_connect(hd_default.sock);
+		if (rc < 0)
+			hchild_fail("hc_connect after hc_disconnect: %s", strerror(-rc));
+	}
+	return 0;
+}
+
+START_TEST(test_client_quota_across_bye)
+{
+	hchild_sync_init();
+	hd_default_start("64M", "--client-quota", "1M", NULL);
+	hchild_expect_ok(hchild_spawn(quota_reconnector, NULL),
+	                 "a client that says Bye and Hello again between batches");
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+}
+END_TEST
+
+/*
+ * Recovery's books: a large object whose free bit was set but whose
+ * LargeFree heapd never saw is freed by recovery; that must not take pages
+ * the rebuilt books never counted off them, or the client gets more room.
+ */
+enum { RQ_READY = 0, RQ_RESTARTED };
+
+/* A large object of size bytes; its span, or fails the child. */
+static uint32_t raw_large(int fd, uint64_t size)
+{
+	Heapd__Envelope *reply = NULL;
+	int rc = hraw_large_alloc(fd, size, 0, 0, &reply);
+	if (rc < 0 || !reply || reply->msg_case != HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY)
+		hchild_fail("LargeAlloc of %llu bytes: %s", (unsigned long long)size,
+		            rc < 0 ? strerror(-rc) : "no LargeAllocReply");
+	uint32_t span = reply->large_alloc_reply->span;
+	wire_free(reply);
+	return span;
+}
+
+static int recovery_quota_client(void *arg)
+{
+	hraw_t c, again;
+	(void)arg;
+
+	int rc = hraw_hello(hd_default.sock, &c);
+	if (rc < 0)
+		hchild_fail("Hello: %s", strerror(-rc));
+	raw_large(c.fd, 512 * KIB);                /* kept */
+	uint32_t b = raw_large(c.fd, 256 * KIB);   /* freed without a LargeFree */
+	raw_large(c.fd, 64 * KIB);                 /* its reply settles b */
+	bitmap_store(segment_freebits(&c.seg, b, 1), 1);
+	atomic_store(&hchild_sync->step[RQ_READY], 1);
+	if (!hchild_wait_at_least(&hchild_sync->step[RQ_RESTARTED], 1, 3 * HCHILD_WAIT_MS))
+		hchild_fail("heapd was not restarted");
+	hraw_close(&c);
+	rc = hraw_hello_again(hd_default.sock, &again, c.slot + 1, NULL, 0);
+	if (rc < 0)
+		hchild_fail("Hello after the restart: %s", strerror(-rc));
+	/* 512 KiB are still live: no more than 512 KiB more under a 1 MiB quota */
+	uint64_t more = 0;
+	for (;;) {
+		Heapd__Envelope *reply = NULL;
+		rc = hraw_large_alloc(again.fd, 64 * KIB, 0, 0, &reply);
+		int code = rc < 0 ? -rc : hraw_error_code(reply);
+		wire_free(reply);
+		if (code == EDQUOT)
+			break;
+		if (code)
+			hchild_fail("LargeAlloc after the restart: %s", strerror(code));
+		more += 64 * KIB;
+		if (more > MIB)
+			break;
+	}
+	if (512 * KIB + more > MIB)
+		hchild_fail("%llu KiB live under a 1 MiB client quota after recovery freed a large object",
+		            (unsigned long long)(512 * KIB + more) / KIB);
+	hraw_close(&again);
+	return 0;
+}
+
+START_TEST(test_client_quota_after_recovery)
+{
+	hchild_sync_init();
+	hd_default_start("64M", "--client-quota", "1M", NULL);
+	pid_t q = hchild_spawn(recovery_quota_client, NULL);
+	hchild_expect_step(&hchild_sync->step[RQ_READY], 1, 2 * HCHILD_WAIT_MS, q,
+	                   "the client with a large object freed and not told");
+	hd_stop(&hd_default, SIGKILL);
+	hd_default_restart();
+	atomic_store(&hchild_sync->step[RQ_RESTARTED], 1);
+	hchild_expect_ok(q, "the client filling its quota after recovery");
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+}
+END_TEST
+
 /* What a process of the uid does: fill up to cap, expecting (or not) to be refused. */
 typedef struct uq_arg {
 	size_t cap;
@@ -260,6 +372,23 @@ static int second_hello(void *arg)
 	if (c4 != -EBUSY)
 		hchild_fail("a Hello while slot %u is connected (slot %u of the closed connection held): %s, "
 		            "not EBUSY", s3, s1, c4 < 0 ? strerror(-c4) : "another slot");
+	/* naming a slot that is not its own is no way to a second slot either */
+	close(c3);
+	wait_closed_seen();
+	hraw_t c5, c6;
+	int rc = hraw_hello_again(hd_default.sock, &c5, 0xffffffffu, NULL, 0);
+	if (rc < 0)
+		hchild_fail("a Hello naming slot 0xfffffffe: %s", strerror(-rc));
+	if (c5.slot != s3)
+		hchild_fail("a Hello naming a slot not its own got slot %u; its held slot is %u", c5.slot,
+		            s3);
+	rc = hraw_hello_again(hd_default.sock, &c6, c5.slot + 2, NULL, 0);
+	if (rc != -EBUSY)
+		hchild_fail("a Hello naming slot %u while slot %u is connected: %s, not EBUSY",
+		            c5.slot + 1, c5.slot, rc < 0 ? strerror(-rc) : "another slot");
+	if (slots_of(getpid()) != 1)
+		hchild_fail("heapd lists %d slots for one process", slots_of(getpid()));
+	hraw_close(&c5);
 	return 0;
 }
 
@@ -1019,7 +1148,7 @@ static int bad_requests(void *arg)
 	if (wire_call(fd, &env, &reply, NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_STATS_REPLY)
 		hchild_fail("after random LargeFrees the session does not answer Stats");
 	wire_free(reply);
-	/* Bye gives the slot up (test_bye_ends_connection: what comes after it) */
+	/* Bye ends the session (test_bye_ends_connection: what comes after it) */
 	env.msg_case = HEAPD__ENVELOPE__MSG_BYE;
 	env.bye = &bye;
 	if (wire_call(fd, &env, &reply, NULL) < 0 || reply->msg_case != HEAPD__ENVELOPE__MSG_OK)
@@ -1103,6 +1232,8 @@ Suite *hostile_limits_suite(void)
 {
 	return test_suite_single("limits", "limits", HOSTILE_TIMEOUT_S, NULL, hd_default_stop,
 	                         test_client_quota_with_trim,
+	                         test_client_quota_across_bye,
+	                         test_client_quota_after_recovery,
 	                         test_uid_quota_across_processes,
 	                         test_second_hello_busy,
 	                         test_slots_per_uid,

@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bitmap.h"
 #include "harness/book.h"
 #include "harness/child.h"
 #include "harness/claims.h"
@@ -907,6 +908,49 @@ START_TEST(test_readopt_pid_reuse)
 }
 END_TEST
 
+/*
+ * A process that got a large object and then, without another frame, said
+ * Hello again naming no slot (what the new image after an exec does): the
+ * object may have been passed on before the exec, so it stays allocated.
+ */
+static int large_then_new_image(void *arg)
+{
+	Heapd__Envelope *reply = NULL;
+	hraw_t c, again;
+	(void)arg;
+
+	int rc = hraw_hello(hd_default.sock, &c);
+	if (rc < 0)
+		hchild_fail("Hello: %s", strerror(-rc));
+	rc = hraw_large_alloc(c.fd, 300000, 0, 0, &reply);
+	if (rc < 0 || !reply || reply->msg_case != HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY)
+		hchild_fail("LargeAlloc: %s", rc < 0 ? strerror(-rc) : "no LargeAllocReply");
+	uint32_t span = reply->large_alloc_reply->span;
+	wire_free(reply);
+	close_and_wait(&c);
+	rc = hraw_hello_again(hd_default.sock, &again, 0, NULL, 0);
+	if (rc < 0)
+		hchild_fail("the Hello of the new image: %s", strerror(-rc));
+	if (hctl_sweep(hd_default.sock) < 0)
+		hchild_fail("sweep failed");
+	const shm_span_t *s = &again.seg.spans[span];
+	if (s->state != SPAN_LARGE || !(bitmap_load(segment_allocbits(&again.seg, span)) & 1))
+		hchild_fail("the large object at span %u was freed by the new image's Hello (state %u)",
+		            span, s->state);
+	hraw_close(&again);
+	return 0;
+}
+
+START_TEST(test_new_image_keeps_large_object)
+{
+	hchild_sync_init();
+	hd_default_start("64M", NULL);
+	hchild_expect_ok(hchild_spawn(large_then_new_image, NULL),
+	                 "a process saying Hello anew after a LargeAlloc");
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+}
+END_TEST
+
 Suite *hostile_sessions_suite(void)
 {
 	double timeout = hutil_env("HOSTILE_LONG", 0) ? 1800 : HOSTILE_TIMEOUT_S;
@@ -918,5 +962,6 @@ Suite *hostile_sessions_suite(void)
 	                         test_zombie_leader,
 	                         test_readopt_needs_same_process,
 	                         test_readopt_pid_reuse,
+	                         test_new_image_keeps_large_object,
 	                         NULL);
 }
