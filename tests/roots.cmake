@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Named roots (issue 11): the API end to end against a real heapd, hostile
+# Named roots: the API end to end against a real heapd, hostile
 # requests on the wire, heapctl roots, and the crash test that kills heapd
 # at every commit write of a bind, replace and unbind, recovery included.
 # Run them alone with

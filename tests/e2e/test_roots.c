@@ -470,7 +470,7 @@ START_TEST(test_cas_against_replaced)
 }
 END_TEST
 
-/* The test: N processes increment a counter K times each through hc_root_cas. */
+/* Named roots under contention: N processes increment a counter K times each through hc_root_cas. */
 typedef struct counter {
 	uint64_t value;
 	uint64_t check;  /* ~value: a torn or reused object shows */

@@ -210,7 +210,8 @@ static int es_victim(void *arg)
 
 	/* From the cached spans: none of it may be the other process's. */
 	book_alloc(&b, ES_CACHED, OBJ, "from the cached spans after the session ended");
-	/* The first request after heapd closed the connection (issue defect 8). */
+	/* The first request after heapd closed the connection reconnects and succeeds,
+	 * keeping the process's slot. */
 	errno = 0;
 	void *big = hc_malloc(100000);
 	if (!big)
