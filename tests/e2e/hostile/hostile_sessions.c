@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "harness/book.h"
+#include "harness/check_main.h"
 #include "harness/child.h"
 #include "harness/claims.h"
 #include "harness/ctl.h"
@@ -856,8 +857,8 @@ START_TEST(test_readopt_pid_reuse)
 
 	/* Choosing the next pid takes CAP_SYS_ADMIN in this pid namespace. */
 	if (access("/proc/sys/kernel/ns_last_pid", W_OK) != 0) {
-		fprintf(stderr, "test_readopt_pid_reuse: skipped, /proc/sys/kernel/ns_last_pid is not "
-		                "writable here (%s)\n", strerror(errno));
+		test_skip("test_readopt_pid_reuse", "/proc/sys/kernel/ns_last_pid is not writable here (%s)",
+		          strerror(errno));
 		return;
 	}
 	hchild_sync_init();
