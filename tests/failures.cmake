@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-# Failures and hostile input (issue 5's guarantees): clients killed at random
-# points, the daemon killed and restarted under working clients (among them
-# zombie-leader processes, sessions heapd ends, and late LargeFrees), and the
-# failure cases that fit no module's suite. Run them alone with
+# Failures and hostile input (the crash-safety guarantees): clients killed at
+# random points, the daemon killed and restarted under working clients (among
+# them zombie-leader processes, sessions heapd ends, and late LargeFrees), and
+# the failure cases that fit no module's suite. Run them alone with
 #   ctest -L failures
 # The soaks' long versions (thousands of kills) carry the "long" label too.
 heapd_check_test(test_soak_clients SOURCES e2e/test_soak_clients.c

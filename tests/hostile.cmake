@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Hostile clients (issue "Trust boundary and ownership"): a real heapd and
+# Hostile clients (the trust boundary and ownership): a real heapd and
 # real client processes that attack the metadata, the data file, the arena
 # and socket paths, sessions, quotas and limits. Run them alone with
 #   ctest -L hostile

@@ -41,4 +41,4 @@ set_tests_properties(test_systemd_units PROPERTIES SKIP_RETURN_CODE 77)
 add_test(NAME test_systemd_boot COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_systemd_boot.sh)
 set_tests_properties(test_systemd_boot PROPERTIES
   ENVIRONMENT "${HEAPD_OPS_SCRIPT_ENV}" LABELS systemd-boot RESOURCE_LOCK heapd_install
-  SKIP_RETURN_CODE 77 TIMEOUT 600)
+  SKIP_RETURN_CODE 77 TIMEOUT 900)

@@ -5,7 +5,7 @@
  * and their replies read back from the output buffer. Covers the sweepgen
  * protocol, reclaim before growth, recovery of half-done changes and dead
  * owners, large objects whose reply was lost with the daemon, and random
- * frames thrown at a session.
+ * frames thrown at a session, and the check's findings on span owners.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -19,6 +19,7 @@
 #include "bitmap.h"
 #include "daemon.h"
 #include "harness/check_main.h"
+#include "harness/heapfx.h"
 #include "harness/inproc.h"
 #include "harness/raw.h"
 #include "harness/tmpdir.h"
@@ -424,6 +425,65 @@ START_TEST(test_lost_large_reply)
 }
 END_TEST
 
+/* 1 if the daemon's check reports a problem containing needle; the number found in *n. */
+static int check_reports(daemon_t *d, const char *needle, size_t *n)
+{
+	static check_report_t r;
+	*n = daemon_check(d, &r);
+	return heapfx_report_has(&r, needle);
+}
+
+#define ASSERT_REPORTED(d, needle)                                                        \
+	do {                                                                                  \
+		size_t n_;                                                                        \
+		ck_assert_msg(check_reports((d), (needle), &n_), "no problem \"%s\" reported (%zu others)", \
+		              (needle), n_);                                                      \
+	} while (0)
+
+/* The check's ownership findings: a span owned or charged by a slot that is not a client's. */
+START_TEST(test_check_finds_bad_owners)
+{
+	static daemon_t d;
+	char needle[96];
+	open_daemon(&d, 64 * MIB);
+	session_t *s = client(&d, 0);
+	Heapd__Envelope *r = refill(s, 4, 1, NULL, 0);
+	ck_assert_msg(r->msg_case == HEAPD__ENVELOPE__MSG_REFILL_REPLY && r->refill_reply->n_spans == 1,
+	              "Refill");
+	uint32_t id = r->refill_reply->spans[0]->span;
+	wire_free(r);
+	ck_assert_uint_eq(d.seg.spans[id].owner, s->slot + 1);
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
+
+	uint32_t nslots = d.clients.nslots, unused = HEAPD_NIL;
+	for (uint32_t i = 0; i < nslots && unused == HEAPD_NIL; i++)
+		if (d.seg.clients[i].pid == 0)
+			unused = i;
+	ck_assert_uint_ne(unused, HEAPD_NIL);
+	shm_span_t saved = d.seg.spans[id];
+
+	d.seg.spans[id].owner = nslots + 1;
+	snprintf(needle, sizeof(needle), "span %u: owner %u names no client slot", id, nslots + 1);
+	ASSERT_REPORTED(&d, needle);
+	d.seg.spans[id] = saved;
+
+	d.seg.spans[id].owner = unused + 1;
+	snprintf(needle, sizeof(needle), "span %u: owned by client slot %u, which is not in use", id,
+	         unused);
+	ASSERT_REPORTED(&d, needle);
+	d.seg.spans[id] = saved;
+
+	d.seg.spans[id].charge = nslots + 1;
+	snprintf(needle, sizeof(needle), "span %u: charged to slot %u, which does not exist", id, nslots);
+	ASSERT_REPORTED(&d, needle);
+	d.seg.spans[id] = saved;
+
+	ck_assert_uint_eq(hin_problems(&d, NULL), 0);
+	hin_end(s);
+	daemon_close(&d, 1);
+}
+END_TEST
+
 START_TEST(test_random_frames)
 {
 	static daemon_t d;
@@ -479,6 +539,7 @@ Suite *daemon_core_suite(void)
 	tcase_add_test(tc, test_proc_identity);
 	tcase_add_test(tc, test_held_slot_reaped);
 	tcase_add_test(tc, test_lost_large_reply);
+	tcase_add_test(tc, test_check_finds_bad_owners);
 	tcase_add_test(tc, test_random_frames);
 	suite_add_tcase(s, tc);
 	return s;

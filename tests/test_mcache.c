@@ -603,7 +603,7 @@ START_TEST(test_new_slot_drops_caches)
 	static hd_t d;
 	static worker_t w;
 	if (geteuid() != 0) {
-		fprintf(stderr, "test_new_slot_drops_caches: needs root to change its uid; skipped\n");
+		test_skip("test_new_slot_drops_caches", "needs root to change its uid");
 		return;
 	}
 	hd_init(&d);

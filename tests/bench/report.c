@@ -8,7 +8,7 @@
  * driver (driver.c); a key given more than once (one line per repetition)
  * counts with the median of its values. The markdown goes to stdout: the
  * machine description, one row per workload and one column per allocator, heapd's ratio to each
- * peer, then the targets of the performance issue with the measured figure
+ * peer, then the performance targets with the measured figure
  * next to each, the memory figures in MiB, and the time rows again as a text
  * bar chart (log scale) that reads anywhere markdown does. With -c, the time
  * rows are also written as the data file chart.gp plots.

@@ -11,6 +11,10 @@
  *                          its stdin to close before it exits (site b's stay
  *                          allocated: a leak once it has gone)
  *   profile_prog free      frees the objects whose offsets its stdin lists
+ *   profile_prog hold      HOLD_LARGE objects of HOLD_LARGE_SIZE bytes and
+ *                          HOLD_SMALL of HOLD_SMALL_SIZE (test_profile.c
+ *                          knows the numbers); prints "ready", waits for its
+ *                          stdin to close and exits without freeing them
  *   profile_prog leak N    a cache that forgets to evict: N requests, each
  *                          allocating through handle_request -> cache_insert,
  *                          half of them freed again; exits without freeing
@@ -63,6 +67,27 @@ static int sites(long n)
 	printf("ready\n");
 	fflush(stdout);
 	free(a);
+	char buf[64];
+	while (fgets(buf, sizeof(buf), stdin))
+		;
+	return 0;
+}
+
+#define HOLD_LARGE 3
+#define HOLD_LARGE_SIZE ((1u << 20) + 1) /* a page more than 1 MiB */
+#define HOLD_SMALL 100
+#define HOLD_SMALL_SIZE 1000
+
+static int hold(void)
+{
+	for (int i = 0; i < HOLD_LARGE; i++)
+		if (!alloc_site_a(HOLD_LARGE_SIZE))
+			return perror("hc_malloc"), 1;
+	for (int i = 0; i < HOLD_SMALL; i++)
+		if (!alloc_site_b(HOLD_SMALL_SIZE))
+			return perror("hc_malloc"), 1;
+	printf("ready\n");
+	fflush(stdout);
 	char buf[64];
 	while (fgets(buf, sizeof(buf), stdin))
 		;
@@ -170,12 +195,14 @@ int main(int argc, char **argv)
 		return sites(atol(argv[2]));
 	if (argc == 2 && strcmp(argv[1], "free") == 0)
 		return free_listed();
+	if (argc == 2 && strcmp(argv[1], "hold") == 0)
+		return hold();
 	if (argc == 3 && strcmp(argv[1], "leak") == 0)
 		return leak(atol(argv[2]));
 	if (argc == 2 && strcmp(argv[1], "churn") == 0)
 		return churn();
 	if (argc == 2 && strcmp(argv[1], "scribble") == 0)
 		return scribble();
-	fprintf(stderr, "usage: profile_prog sites N | free | leak N | churn | scribble\n");
+	fprintf(stderr, "usage: profile_prog sites N | free | hold | leak N | churn | scribble\n");
 	return 2;
 }

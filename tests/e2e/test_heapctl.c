@@ -256,7 +256,7 @@ END_TEST
 START_TEST(test_refused)
 {
 	if (getuid() != 0) {
-		fprintf(stderr, "test_refused: not root, skipped\n");
+		test_skip("test_refused", "needs root to become nobody");
 		return;
 	}
 	/* Let nobody reach the socket at the file-system level; the daemon still says no. */
@@ -268,8 +268,8 @@ START_TEST(test_refused)
 	ck_assert_int_eq(hchild_run(&r, RUN_MS, argv), 0);
 	const char *err = r.err;
 	if (r.status == 126) { /* setpriv could not exec it: a build tree nobody may enter */
-		fprintf(stderr, "test_refused: nobody cannot run %s, skipped\n", heapctl_bin());
 		hchild_run_free(&r);
+		test_skip("test_refused", "nobody cannot run %s", heapctl_bin());
 		return;
 	}
 	ck_assert_msg(r.status == 3, "exit %d, want 3: %s", r.status, err);

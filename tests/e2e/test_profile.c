@@ -26,6 +26,7 @@
 #include "harness/ctl.h"
 #include "sock.h"
 #include "harness/child.h"
+#include "harness/json.h"
 #include "harness/util.h"
 #include "pprof.pb-c.h"
 #include "sizeclass.h"
@@ -294,6 +295,45 @@ START_TEST(test_live_sites_and_leaks)
 }
 END_TEST
 
+/*
+ * `heapctl clients` attributes live bytes to the process that allocated
+ * them, exactly: `profile_prog hold`'s large objects by the pages of their
+ * spans (1 MiB and a byte takes 129 pages of 8 KiB), its small ones at
+ * their class's size (the small spans charged to it hold nothing else).
+ */
+START_TEST(test_clients_live_bytes)
+{
+	const uint64_t large = 3 * 129 * 8192ull, small = 100 * size_of(1000);
+	prog_t p;
+	hchild_run_t r;
+	char err[128];
+
+	prog_start(&p, "hold", NULL);
+	ck_assert_uint_eq(read_offsets(&p, offsets, sizeof(offsets)), 0);
+	ck_assert_int_eq(heapctl(&r, "clients", "--json", NULL, NULL, NULL), 0);
+	hjson_t *j = hjson_parse(r.out, err, sizeof(err));
+	ck_assert_msg(j != NULL, "heapctl clients --json: %s: %s", err, r.out);
+	const hjson_t *list = hjson_get(j, "clients"), *me = NULL;
+	ck_assert_msg(list && list->type == HJSON_ARRAY, "%s", r.out);
+	for (size_t i = 0; i < list->n && !me; i++) {
+		const hjson_t *pid = hjson_get(list->items[i], "pid");
+		if (pid && pid->number == (double)p.pid)
+			me = list->items[i];
+	}
+	ck_assert_msg(me != NULL, "pid %d is not listed: %s", (int)p.pid, r.out);
+	const hjson_t *live_large = hjson_get(me, "live_large_bytes");
+	const hjson_t *live_small = hjson_get(me, "live_small_bytes");
+	ck_assert_msg(live_large && live_small, "%s", r.out);
+	ck_assert_msg(live_large->number == (double)large, "live_large_bytes %.0f, want %llu: %s",
+	              live_large->number, (unsigned long long)large, r.out);
+	ck_assert_msg(live_small->number == (double)small, "live_small_bytes %.0f, want %llu: %s",
+	              live_small->number, (unsigned long long)small, r.out);
+	hjson_free(j);
+	hchild_run_free(&r);
+	ck_assert_int_eq(prog_wait(&p), 0);
+}
+END_TEST
+
 START_TEST(test_go_pprof_reads_it)
 {
 	prog_t p;
@@ -463,6 +503,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("e2e");
 	tcase_add_checked_fixture(tc, daemon_up, daemon_down);
 	tcase_add_test(tc, test_live_sites_and_leaks);
+	tcase_add_test(tc, test_clients_live_bytes);
 	tcase_add_test(tc, test_go_pprof_reads_it);
 	tcase_add_test(tc, test_restart_keeps_profile);
 	tcase_add_test(tc, test_garbage_records);

@@ -254,9 +254,7 @@ START_TEST(test_large_freed_by_heapd)
 	ck_assert_uint_eq(t.at_a, 1);
 	ck_assert_uint_eq(t.live_bytes, hc_usable_size(p));
 	hc_free(p); /* LargeFree: heapd frees the span, and the record with it */
-	for (int waited = 0; waited < 10000 && tally().live; waited += 10)
-		usleep(10000);
-	ck_assert_uint_eq(tally().live, 0);
+	ck_assert_msg(hutil_wait_until(tally().live == 0, 10000), "the record outlived the span");
 	ck_assert_uint_eq(tally().freed, 1);
 }
 END_TEST

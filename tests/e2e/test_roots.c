@@ -496,7 +496,7 @@ START_TEST(test_cas_against_replaced)
 }
 END_TEST
 
-/* The test: N processes increment a counter K times each through hc_root_cas. */
+/* Named roots under contention: N processes increment a counter K times each through hc_root_cas. */
 typedef struct counter {
 	uint64_t value;
 	uint64_t check;  /* ~value: a torn or reused object shows */
@@ -632,38 +632,34 @@ START_TEST(test_wait_rides_out_restart)
 END_TEST
 
 /*
- * A process binds and unbinds as fast as it can; another completes a fixed
- * amount of work (refills and root changes) while it does. Progress, not
- * speed: the work ends before the hammer is stopped.
+ * A process binds and unbinds as fast as it can, a fixed number of times,
+ * while another refills and changes roots in a loop. Progress, not speed:
+ * the hammer notes the other's count after each slice of its operations,
+ * and in every slice the other must have done a round for each
+ * HAMMER_SHARE rounds of the hammer (3 requests each; a fair loop serves
+ * about one of the other's 5-request rounds per hammer round). Counts, not
+ * time, so a slow machine slows both alike.
  */
+enum { HAMMER_SLICES = 8, HAMMER_SHARE = 16 };
+
 typedef struct hammer {
-	_Atomic int stop;
-	_Atomic uint64_t ops;
+	_Atomic int stop;                 /* the parent: the worker ends */
+	_Atomic uint64_t work;            /* the worker's rounds (5 requests each) */
+	uint64_t seen[HAMMER_SLICES + 1]; /* work when the hammer started, and after each slice */
 } hammer_t;
 
 START_TEST(test_hammer_does_not_starve)
 {
 	hammer_t *h = shared_map(sizeof(*h));
-	const int work = (int)env_u64("ROOTS_HAMMER_OPS", 300);
-
-	pid_t hammer = fork();
-	ck_assert_int_ge(hammer, 0);
-	if (hammer == 0) {
-		char *a = hc_malloc(32), *b = hc_malloc(32);
-		while (!atomic_load(&h->stop)) {
-			if (hc_root_set("hammer", a) || hc_root_set("hammer", b) || hc_root_set("hammer", NULL))
-				_exit(1);
-			atomic_fetch_add(&h->ops, 3);
-		}
-		_exit(0);
-	}
-	ck_assert(hutil_wait_until(atomic_load(&h->ops) >= 300, 60000));
+	const uint64_t rounds = env_u64("ROOTS_HAMMER_OPS", 24000) / 3 / HAMMER_SLICES * HAMMER_SLICES;
+	const uint64_t slice = rounds / HAMMER_SLICES;
+	ck_assert_uint_gt(slice, 0);
 
 	pid_t worker = fork();
 	ck_assert_int_ge(worker, 0);
 	if (worker == 0) {
 		char *obj = hc_malloc(64);
-		for (int i = 0; i < work; i++) {
+		for (uint64_t i = 0; !atomic_load(&h->stop); i++) {
 			/* a refill each time: hand every span back, then allocate */
 			if (hc_trim() < 0)
 				_exit(1);
@@ -673,14 +669,35 @@ START_TEST(test_hammer_does_not_starve)
 			hc_free(p);
 			if (hc_root_set("worker", obj) || hc_root_set("worker", NULL))
 				_exit(3);
+			atomic_fetch_add(&h->work, 1);
 		}
 		_exit(0);
 	}
-	ck_assert_int_eq(hchild_wait(worker), 0);
-	uint64_t hammered = atomic_load(&h->ops);
-	atomic_store(&h->stop, 1);
+	/* The hammer starts once the worker runs, and stops before it does. */
+	ck_assert(hutil_wait_until(atomic_load(&h->work) > 0, 60000));
+	pid_t hammer = fork();
+	ck_assert_int_ge(hammer, 0);
+	if (hammer == 0) {
+		char *a = hc_malloc(32), *b = hc_malloc(32);
+		h->seen[0] = atomic_load(&h->work);
+		for (uint64_t done = 1; done <= rounds; done++) {
+			if (hc_root_set("hammer", a) || hc_root_set("hammer", b) || hc_root_set("hammer", NULL))
+				_exit(1);
+			if (done % slice == 0)
+				h->seen[done / slice] = atomic_load(&h->work);
+		}
+		_exit(0);
+	}
 	ck_assert_int_eq(hchild_wait(hammer), 0);
-	ck_assert_uint_gt(hammered, 300); /* it hammered the whole time */
+	atomic_store(&h->stop, 1);
+	ck_assert_int_eq(hchild_wait(worker), 0);
+
+	for (int i = 1; i <= HAMMER_SLICES; i++)
+		ck_assert_msg(h->seen[i] - h->seen[i - 1] >= slice / HAMMER_SHARE,
+		              "slice %d of the hammer's %d (%llu rounds each): the other process did %llu "
+		              "rounds, want %llu at least", i, HAMMER_SLICES, (unsigned long long)slice,
+		              (unsigned long long)(h->seen[i] - h->seen[i - 1]),
+		              (unsigned long long)(slice / HAMMER_SHARE));
 	ck_assert_uint_eq(hctl_check(hd_default.sock), 0);
 }
 END_TEST

@@ -2,10 +2,13 @@
 /*
  * check_main.c - main for every Check test program: run the suites the
  * program lists (check_main.h), exit 1 if any test failed, TEST_SKIP if
- * none could run here; and the one-call suite of one test case.
+ * none could run here; the one-call suite of one test case; and a single
+ * test's skip.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "harness/check_main.h"
 
@@ -25,6 +28,19 @@ Suite *test_suite_single(const char *name, const char *tcase, double timeout, SF
 	va_end(ap);
 	suite_add_tcase(s, tc);
 	return s;
+}
+
+void test_skip(const char *test, const char *why, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, why);
+	vsnprintf(text, sizeof(text), why, ap);
+	va_end(ap);
+	if (geteuid() == 0)
+		ck_abort_msg("%s cannot run, as root: %s", test, text);
+	fprintf(stderr, "SKIPPED: %s: %s\n", test, text);
 }
 
 int main(void)

@@ -54,6 +54,14 @@ int hctl_wait_clients(const char *sock, uint32_t clients, int timeout_ms);
 /* The problems heapd's check finds (each printed on stderr), or -1 if the call failed. */
 int64_t hctl_check(const char *sock);
 
+/*
+ * hctl_check, and in *ndata how many of the lines the reply carries are
+ * problems in the data (bitmaps, profile records, a root's object not
+ * allocated: what check.c reports with data_problem), which clients write.
+ * Lines past the reply's first CHECK_MAX_PROBLEMS are not counted.
+ */
+int64_t hctl_check_data(const char *sock, int64_t *ndata);
+
 /* A sweep cycle, or a scavenge, done before the reply. 0 or -errno. */
 int hctl_sweep(const char *sock);
 int hctl_scavenge(const char *sock);

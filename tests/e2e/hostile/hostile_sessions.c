@@ -33,6 +33,7 @@
 
 #include "bitmap.h"
 #include "harness/book.h"
+#include "harness/check_main.h"
 #include "harness/child.h"
 #include "harness/claims.h"
 #include "harness/ctl.h"
@@ -211,7 +212,8 @@ static int es_victim(void *arg)
 
 	/* From the cached spans: none of it may be the other process's. */
 	book_alloc(&b, ES_CACHED, OBJ, "from the cached spans after the session ended");
-	/* The first request after heapd closed the connection (issue defect 8). */
+	/* The first request after heapd closed the connection reconnects and succeeds,
+	 * keeping the process's slot. */
 	errno = 0;
 	void *big = hc_malloc(100000);
 	if (!big)
@@ -856,8 +858,8 @@ START_TEST(test_readopt_pid_reuse)
 
 	/* Choosing the next pid takes CAP_SYS_ADMIN in this pid namespace. */
 	if (access("/proc/sys/kernel/ns_last_pid", W_OK) != 0) {
-		fprintf(stderr, "test_readopt_pid_reuse: skipped, /proc/sys/kernel/ns_last_pid is not "
-		                "writable here (%s)\n", strerror(errno));
+		test_skip("test_readopt_pid_reuse", "/proc/sys/kernel/ns_last_pid is not writable here (%s)",
+		          strerror(errno));
 		return;
 	}
 	hchild_sync_init();

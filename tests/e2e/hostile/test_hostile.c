@@ -2,7 +2,7 @@
 /*
  * test_hostile.c - clients that attack heapd and the processes they share
  * the arena with, each against a real heapd and real client processes
- * (issue "Trust boundary and ownership"). The suites are listed in
+ * (the trust boundary and ownership). The suites are listed in
  * hostile_suites.h. Run one alone with CK_RUN_SUITE=trust (or sessions,
  * limits).
  */
