@@ -24,6 +24,7 @@
 #include <zlib.h>
 
 #include "elfsym.h"
+#include "format.h"
 
 #define KEY_MAX 4400             /* a path and a build ID, or a name and a path */
 #define FRAMES_MAX 32            /* frames of a sample (heapd sends no more) */
@@ -193,13 +194,20 @@ static const elfsym_t *object_syms(pprof_t *p, const Heapd__ProfileMapping *m, F
 	if (added) {
 		char why[512];
 		if (elfsym_open(m->path, &o->syms, why, sizeof(why)) < 0) {
-			if (warn && m->path[0] != '[' && strncmp(m->path, "linux-vdso", 10) != 0)
-				fprintf(warn, "heapctl: %s; its frames are not symbolized\n", why);
+			if (warn && m->path[0] != '[' && strncmp(m->path, "linux-vdso", 10) != 0) {
+				/* why holds the path, which a client wrote */
+				fputs("heapctl: ", warn);
+				format_text(warn, why, strlen(why));
+				fputs("; its frames are not symbolized\n", warn);
+			}
 		} else if (m->build_id.len && (o->syms.build_id_len != m->build_id.len ||
 		                                memcmp(o->syms.build_id, m->build_id.data, m->build_id.len))) {
-			if (warn)
-				fprintf(warn, "heapctl: %s is not the file the process loaded (its build ID "
-				              "differs); its frames are not symbolized\n", m->path);
+			if (warn) {
+				fputs("heapctl: ", warn);
+				format_text(warn, m->path, plen);
+				fputs(" is not the file the process loaded (its build ID differs); its "
+				      "frames are not symbolized\n", warn);
+			}
 		} else {
 			o->ok = 1;
 		}
@@ -655,9 +663,11 @@ void pprof_top(const pprof_t *p, const heapprof_t *hp, size_t n, FILE *out)
 	for (size_t i = 0; i < nsites && i < n; i++) {
 		if (sites[i].values[key] <= 0)
 			break;
-		fprintf(out, "%12s %12.0f %12s %12.0f  %s\n", human(sites[i].values[3], a, sizeof(a)),
-		        sites[i].values[2], human(sites[i].values[1], b, sizeof(b)), sites[i].values[0],
-		        sites[i].name);
+		fprintf(out, "%12s %12.0f %12s %12.0f  ", human(sites[i].values[3], a, sizeof(a)),
+		        sites[i].values[2], human(sites[i].values[1], b, sizeof(b)), sites[i].values[0]);
+		/* a symbol of a file a client named */
+		format_text(out, sites[i].name, strlen(sites[i].name));
+		fputc('\n', out);
 	}
 	free(sites);
 	intern_free(&names);
