@@ -284,6 +284,9 @@ static void fetch_profile(cli_t *c, Heapd__Envelope ***pages, size_t *npages, he
 			hp->procs[hp->nprocs++] = r->processes[i];
 		for (size_t i = 0; i < r->n_samples; i++)
 			hp->samples[hp->nsamples++] = r->samples[i];
+		/* as in roots: a cursor that does not move forward would page forever */
+		if (r->next && r->next <= req.cursor)
+			die(EXIT_UNREACHABLE, "%s: profile: the daemon's cursor went back", c->socket);
 		req.cursor = r->next;
 	} while (req.cursor != 0);
 	if (!hp->summary)
