@@ -292,7 +292,11 @@ static void fork_child(void)
 			free(mc); /* its thread does not exist in the child */
 	}
 	if (self != &mcache_empty)
-		proc_register_locked(&self->reg); /* the epoch is bumped after the hooks: set again then */
+		/*
+		 * With the parent's epoch, which the child bumps after the hooks:
+		 * the thread's next refill finds it stale and takes the new one.
+		 */
+		proc_register_locked(&self->reg);
 }
 
 static void key_init(void)

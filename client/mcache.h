@@ -26,10 +26,13 @@
  *      a LargeAlloc carries one too).
  * Before that it checks whether the daemon asked this process to flush
  * (HEAPD_CLIENT_FLUSH), and whether its spans still belong to this
- * process's slot (proc_g.epoch). Nothing but the owning thread ever writes
- * a cache's window: a thread whose slot changed finds out in its own slow
- * path, and until then allocates from spans the daemon keeps reserved for
- * this process (transport.h).
+ * process's slot (proc_g.epoch). Only the owning thread writes a cache's
+ * window, but for two resets that run while no thread allocates:
+ * hc_disconnect (proc_drop_all_locked; its caller promises that no other
+ * thread is inside the library) and a forked child's hook (the other
+ * threads do not exist there). A thread whose slot changed finds out in its
+ * own slow path, and until then allocates from spans the daemon keeps
+ * reserved for this process (transport.h).
  *
  * Who writes what:
  *   - the owning thread alone reads and writes its mc_class_t and mc_list_t

@@ -2,8 +2,9 @@
 /*
  * proc.c - the client process's state (see proc.h).
  *
- * fork: the prepare handler takes the lock, so the child inherits a quiet
- * state. The child runs the resets the layers above registered (the
+ * fork: the prepare handler takes the lock (and the fork hooks' own lock),
+ * so the child inherits a quiet state. The child runs the resets the layers
+ * above registered (the
  * transport closes its copy of the parent's socket; the caches forget their
  * spans, and those of threads that do not exist in the child), then forgets
  * the slot (the parent still uses it); it connects afresh on first use. The
@@ -27,24 +28,35 @@ proc_state_t proc_g = {
 };
 
 static pthread_once_t proc_once = PTHREAD_ONCE_INIT;
-static void (*fork_hooks[PROC_FORK_HOOKS])(void); /* set once, then read-only */
-static _Atomic int nfork_hooks;
+/*
+ * The fork hooks have a lock of their own: a layer registers from wherever
+ * it first runs, with proc_g.lock held (the transport, the sampler) or not
+ * (the caches' pthread_once, before their first proc_lock), and two threads
+ * may register at once. Taken after proc_g.lock when both are held.
+ */
+static pthread_mutex_t fork_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*fork_hooks[PROC_FORK_HOOKS])(void); /* fork_hooks_lock */
+static int nfork_hooks;                           /* fork_hooks_lock */
 
 static void atfork_prepare(void)
 {
 	proc_lock();
+	pthread_mutex_lock(&fork_hooks_lock);
 }
 
 static void atfork_parent(void)
 {
+	pthread_mutex_unlock(&fork_hooks_lock);
 	proc_unlock();
 }
 
 static void atfork_child(void)
 {
+	/* held across fork by a thread that does not exist here */
+	pthread_mutex_init(&fork_hooks_lock, NULL);
 	pthread_mutex_init(&proc_g.lock, NULL);
 	proc_g.holder = pthread_self();
-	for (int i = 0; i < atomic_load(&nfork_hooks); i++)
+	for (int i = 0; i < nfork_hooks; i++)
 		fork_hooks[i]();
 	proc_forget_slot_locked();
 	proc_unlock();
@@ -67,13 +79,14 @@ void proc_set_cache_hooks(const proc_cache_hooks_t *hooks)
 
 void proc_at_fork_child(void (*fn)(void))
 {
-	int n = atomic_load(&nfork_hooks);
-	for (int i = 0; i < n; i++)
+	pthread_mutex_lock(&fork_hooks_lock);
+	for (int i = 0; i < nfork_hooks; i++)
 		if (fork_hooks[i] == fn)
-			return;
-	assert(n < PROC_FORK_HOOKS);
-	fork_hooks[n] = fn;
-	atomic_store(&nfork_hooks, n + 1);
+			goto out;
+	assert(nfork_hooks < PROC_FORK_HOOKS);
+	fork_hooks[nfork_hooks++] = fn;
+out:
+	pthread_mutex_unlock(&fork_hooks_lock);
 }
 
 void proc_register_locked(proc_cache_t *c)

@@ -65,7 +65,11 @@ void proc_init(void);
 /* The cache layer's hooks; set once, before any cache registers. */
 void proc_set_cache_hooks(const proc_cache_hooks_t *hooks);
 
-/* A layer's reset for a forked child, run (in registration order) with the lock held. At most 4. */
+/*
+ * A layer's reset for a forked child, run (in registration order) with the
+ * lock held. Any thread may register, holding the lock or not; registering
+ * fn again changes nothing. At most 4.
+ */
 void proc_at_fork_child(void (*fn)(void));
 
 static inline void proc_lock(void)

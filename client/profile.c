@@ -286,8 +286,9 @@ static int collect_one(struct dl_phdr_info *info, size_t size, void *arg)
 	const char *name = info->dlpi_name;
 	if (c->n == 0 && (!name || !*name)) {
 		/* the executable: the loader names it "" */
-		ssize_t len = readlink("/proc/self/exe", m->path, sizeof(m->path) - 1);
-		m->path[len > 0 ? len : 0] = '\0';
+		ssize_t len = readlink("/proc/self/exe", m->path, sizeof(m->path));
+		/* one that fills the field may be cut short: no path, not another file's */
+		m->path[len > 0 && (size_t)len < sizeof(m->path) ? len : 0] = '\0';
 	} else if (name && strlen(name) < sizeof(m->path)) {
 		strcpy(m->path, name);
 	}

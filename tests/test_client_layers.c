@@ -404,6 +404,82 @@ START_TEST(test_proc_fork_child)
 }
 END_TEST
 
+/*
+ * Registration races: two threads register at once, as a thread's first
+ * allocation (the caches' hook, without the lock) may race another's
+ * hc_connect (the transport's, with it). Each trial is a process of its own,
+ * with no hooks yet; its forked child reports how often each hook ran. The
+ * race is a few instructions wide, so it takes many trials to show.
+ */
+static atomic_int race_go; /* threads at the start line */
+static int race_calls[3]; /* race_hook_a, race_hook_b, race_hook_shared */
+
+static void race_hook_a(void)
+{
+	race_calls[0]++;
+}
+
+static void race_hook_b(void)
+{
+	race_calls[1]++;
+}
+
+static void race_hook_shared(void)
+{
+	race_calls[2]++;
+}
+
+static void *race_register(void *fn)
+{
+	/* both spin until both are here, so that they leave together */
+	atomic_fetch_add(&race_go, 1);
+	while (atomic_load(&race_go) < 2)
+		;
+	proc_at_fork_child((void (*)(void))fn);
+	proc_at_fork_child(race_hook_shared);
+	return NULL;
+}
+
+/* In a trial's process: race, then fork; exit 0 when the child ran each hook once. */
+static void race_trial(void)
+{
+	pthread_t t[2];
+	int p[2], got[3], st;
+
+	proc_init();
+	pthread_create(&t[0], NULL, race_register, (void *)race_hook_a);
+	pthread_create(&t[1], NULL, race_register, (void *)race_hook_b);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	if (pipe(p) < 0)
+		_exit(2);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(write(p[1], race_calls, sizeof(race_calls)) == sizeof(race_calls) ? 0 : 2);
+	if (pid < 0 || read(p[0], got, sizeof(got)) != sizeof(got) ||
+	    waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		_exit(2);
+	_exit(got[0] == 1 && got[1] == 1 && got[2] == 1 ? 0 : 1);
+}
+
+START_TEST(test_proc_fork_hooks_race)
+{
+	int lost = 0;
+
+	for (int i = 0; i < 2000; i++) {
+		int st;
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0)
+			race_trial();
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 2);
+		lost += WEXITSTATUS(st) == 1;
+	}
+	ck_assert_int_eq(lost, 0);
+}
+END_TEST
+
 /* ---- requests ---- */
 
 /* r's envelope, packed and unpacked: what the daemon would read. */
@@ -1525,6 +1601,7 @@ static Suite *layers_suite(void)
 	tcase_add_test(tc, test_proc_large_freeing);
 	tcase_add_test(tc, test_proc_adopt_arena);
 	tcase_add_test(tc, test_proc_fork_child);
+	tcase_add_test(tc, test_proc_fork_hooks_race);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("request");

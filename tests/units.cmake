@@ -23,3 +23,11 @@ heapd_check_test(test_client_layers SOURCES test_client_layers.c
 heapd_check_test(test_mcache SOURCES test_mcache.c
   LIBS heapclient_static heapshm Threads::Threads LABELS unit TIMEOUT 120)
 add_dependencies(test_mcache heapd)
+
+# heapctl's ELF reader, on files cut short and cut while it reads them.
+heapd_check_test(test_elfsym SOURCES test_elfsym.c LIBS heapctl_pprof Threads::Threads
+  LABELS "unit;profile" TIMEOUT 120)
+
+# heapctl's profile writer: what clients wrote reaches the terminal escaped.
+heapd_check_test(test_pprof SOURCES test_pprof.c LIBS heapctl_pprof LABELS "unit;profile"
+  TIMEOUT 60)

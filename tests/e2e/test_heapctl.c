@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +28,8 @@
 #include "harness/raw.h"
 #include "harness/child.h"
 #include "harness/util.h"
+#include "sock.h"
+#include "wire.h"
 
 #define RUN_MS 20000
 
@@ -444,6 +448,65 @@ START_TEST(test_watch_daemon_dies)
 END_TEST
 
 /*
+ * A stand-in daemon that answers heapctl's Hello, then every profile request
+ * with a page whose next cursor is 1: the cursor never moves forward.
+ */
+static void *stuck_cursor_daemon(void *arg)
+{
+	int lfd = *(int *)arg, fd;
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	Heapd__Envelope *req;
+
+	/* the listener does not block: wait for heapctl to connect */
+	if (poll(&pfd, 1, RUN_MS) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+		return NULL;
+	while (wire_recv(fd, &req, NULL) == 0) {
+		Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
+		Heapd__HelloReply hello = HEAPD__HELLO_REPLY__INIT;
+		Heapd__ProfileReply page = HEAPD__PROFILE_REPLY__INIT;
+		Heapd__ProfileSummary sum = HEAPD__PROFILE_SUMMARY__INIT;
+		env.seq = req->seq;
+		if (req->msg_case == HEAPD__ENVELOPE__MSG_HELLO) {
+			hello.page_size = 4096;
+			env.msg_case = HEAPD__ENVELOPE__MSG_HELLO_REPLY;
+			env.hello_reply = &hello;
+		} else {
+			page.summary = &sum;
+			page.next = 1;
+			env.msg_case = HEAPD__ENVELOPE__MSG_PROFILE_REPLY;
+			env.profile_reply = &page;
+		}
+		wire_free(req);
+		if (wire_send(fd, &env) < 0)
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+START_TEST(test_profile_cursor_stuck)
+{
+	char dir[] = "/tmp/heapctl-test-XXXXXX", sock[64];
+	pthread_t t;
+	hchild_run_t r;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/stuck.sock", dir);
+	int lfd = sock_listen(sock, 0600, 1);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, stuck_cursor_daemon, &lfd), 0);
+	/* the old loop asked for page 1 until it was killed */
+	ck_assert_int_eq(HEAPCTL(&r, "--socket", sock, "profile", "--top"), 3);
+	ck_assert_msg(strstr(r.err, "cursor went back") != NULL, "stderr: %s", r.err);
+	hchild_run_free(&r);
+	pthread_join(t, NULL);
+	close(lfd);
+	unlink(sock);
+	rmdir(dir);
+}
+END_TEST
+
+/*
  * Daemons are started by unchecked fixtures, in the runner process: Check
  * skips a checked teardown when a test fails, which would leave the daemon
  * running. Tests that break their daemon get a tcase (and daemon) of their own.
@@ -463,6 +526,7 @@ static Suite *heapctl_suite(void)
 	tcase_add_test(tc, test_help_and_version);
 	tcase_add_test(tc, test_usage_errors);
 	tcase_add_test(tc, test_unreachable);
+	tcase_add_test(tc, test_profile_cursor_stuck);
 	suite_add_tcase(s, tc);
 
 	tc = daemon_tcase("daemon");

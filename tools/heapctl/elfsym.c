@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * elfsym.c - function symbols and the build ID of an ELF file (see
- * elfsym.h). The file is mapped read-only and walked through bounds-checked
- * accessors: section headers, the string tables they name, the symbol
- * tables and the notes.
+ * elfsym.h). Only what is used is read, with pread into buffers of bounded
+ * size: the ELF header, the section headers, the notes, one symbol table
+ * and its string table. The file is never mapped: a client may truncate it
+ * while heapctl reads, and a short read is an error where a mapping would
+ * fault. Every offset, size and index is checked against the size fstat
+ * gave before it is used.
  */
 #include "elfsym.h"
 
@@ -14,16 +17,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define DEBUG_DIR "/usr/lib/debug/.build-id"
+#define NOTE_MAX (64u << 10)   /* a note section bigger than this holds no build ID we want */
+#define TABLE_MAX (256u << 20) /* a symbol or string table: the biggest seen are tens of MiB */
 
-/* A mapped file. */
+/* File systems whose reads may wait on a server (f_type, statfs(2)). */
+#define FS_FUSE 0x65735546
+#define FS_NFS 0x6969
+#define FS_CIFS 0xFF534D42
+#define FS_SMB2 0xFE534D42
+#define FS_V9FS 0x01021997
+
+/* An open file, and its size when it was opened. */
 typedef struct image {
-	const uint8_t *p;
+	int fd;
 	uint64_t len;
+	Elf64_Ehdr eh;
+	Elf64_Shdr *sh;          /* eh.e_shnum section headers, malloc'd */
 } image_t;
 
 static int fail(char *why, size_t whylen, int rc, const char *fmt, ...)
@@ -37,90 +51,178 @@ static int fail(char *why, size_t whylen, int rc, const char *fmt, ...)
 	return rc;
 }
 
-/* [off, off + n) lies inside the image. */
+/* [off, off + n) lies inside the file as fstat saw it. */
 static int inside(const image_t *im, uint64_t off, uint64_t n)
 {
 	return off <= im->len && n <= im->len - off;
 }
 
-/* Map a regular file read-only. 0 or -errno. */
-static int map_file(const char *path, image_t *im, char *why, size_t whylen)
+/*
+ * Read [off, off + n) into buf. 0, -EINVAL for a range outside the file,
+ * -EIO when the file ends early (it shrank since it was opened), or -errno.
+ */
+static int read_at(const image_t *im, uint64_t off, uint64_t n, void *buf)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return fail(why, whylen, -errno, "cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr) ||
-	    (uint64_t)st.st_size > ELFSYM_MAX_BYTES) {
-		close(fd);
-		return fail(why, whylen, -EINVAL, "%s is not a regular file of a plausible size", path);
+	uint64_t done = 0;
+
+	if (!inside(im, off, n))
+		return -EINVAL;
+	while (done < n) {
+		ssize_t r = pread(im->fd, (char *)buf + done, (size_t)(n - done), (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		done += (uint64_t)r;
 	}
-	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
-		return fail(why, whylen, -errno, "cannot map %s: %s", path, strerror(errno));
-	im->p = p;
-	im->len = (uint64_t)st.st_size;
 	return 0;
 }
 
-static void unmap_file(image_t *im)
+/* [off, off + n) in a malloc'd buffer, n at most max. 0 or -errno. */
+static int load(const image_t *im, uint64_t off, uint64_t n, uint64_t max, void **out)
 {
-	if (im->p)
-		munmap((void *)im->p, (size_t)im->len);
-	im->p = NULL;
+	int rc;
+
+	*out = NULL;
+	if (n > max)
+		return -EFBIG;
+	void *buf = malloc(n ? (size_t)n : 1);
+	if (!buf)
+		return -ENOMEM;
+	rc = read_at(im, off, n, buf);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	return 0;
 }
 
-/* The ELF header, if the image is a 64-bit little-endian ELF file with sane section headers. */
-static const Elf64_Ehdr *elf_header(const image_t *im)
+static const char *fs_name(long type)
 {
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)im->p;
+	switch (type) {
+	case FS_FUSE: return "FUSE";
+	case FS_NFS: return "NFS";
+	case FS_CIFS: return "CIFS";
+	case FS_SMB2: return "SMB";
+	case FS_V9FS: return "9p";
+	default: return NULL;
+	}
+}
+
+/* Open a regular file on a local file system, of a plausible size. 0 or -errno. */
+static int open_file(const char *path, image_t *im, char *why, size_t whylen)
+{
+	struct stat st;
+	struct statfs sf;
+	const char *fs;
+	int rc;
+
+	memset(im, 0, sizeof(*im));
+	im->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (im->fd < 0)
+		return fail(why, whylen, -errno, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(im->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr) ||
+	    (uint64_t)st.st_size > ELFSYM_MAX_BYTES) {
+		rc = fail(why, whylen, -EINVAL, "%s is not a regular file of a plausible size", path);
+		goto fail;
+	}
+	if (fstatfs(im->fd, &sf) < 0) {
+		rc = fail(why, whylen, -errno, "cannot stat the file system of %s: %s", path,
+		          strerror(errno));
+		goto fail;
+	}
+	fs = fs_name((long)sf.f_type);
+	if (fs) {
+		rc = fail(why, whylen, -EREMOTE, "%s is on a %s file system, which heapctl does not read",
+		          path, fs);
+		goto fail;
+	}
+	im->len = (uint64_t)st.st_size;
+	return 0;
+fail:
+	close(im->fd);
+	im->fd = -1;
+	return rc;
+}
+
+static void close_file(image_t *im)
+{
+	if (im->fd >= 0)
+		close(im->fd);
+	free(im->sh);
+	im->fd = -1;
+	im->sh = NULL;
+}
+
+/*
+ * The ELF header and the section headers: 0 if the file is a 64-bit
+ * little-endian ELF file with sane section headers, -EINVAL if it is not,
+ * or the read's error.
+ */
+static int read_headers(image_t *im)
+{
+	Elf64_Ehdr *eh = &im->eh;
+	int rc = read_at(im, 0, sizeof(*eh), eh);
+
+	if (rc < 0)
+		return rc;
 	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
 	    eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_shentsize != sizeof(Elf64_Shdr) ||
 	    !inside(im, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr)))
-		return NULL;
-	return eh;
+		return -EINVAL;
+	/* at most 65535 headers: 4 MiB */
+	return load(im, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr), UINT64_MAX,
+	            (void **)&im->sh);
 }
 
-static const Elf64_Shdr *section(const image_t *im, const Elf64_Ehdr *eh, uint32_t i)
+static const Elf64_Shdr *section(const image_t *im, uint32_t i)
 {
-	if (i >= eh->e_shnum)
-		return NULL;
-	return (const Elf64_Shdr *)(im->p + eh->e_shoff) + i;
+	return i < im->eh.e_shnum ? &im->sh[i] : NULL;
 }
 
-/* The GNU build ID of the image's SHT_NOTE sections, into e. */
-static void read_build_id(const image_t *im, const Elf64_Ehdr *eh, elfsym_t *e)
+/* The GNU build ID of the file's SHT_NOTE sections, into e. 0 or the read's error. */
+static int read_build_id(const image_t *im, elfsym_t *e)
 {
-	for (uint32_t i = 0; i < eh->e_shnum && !e->build_id_len; i++) {
-		const Elf64_Shdr *sh = section(im, eh, i);
-		if (sh->sh_type != SHT_NOTE || !inside(im, sh->sh_offset, sh->sh_size))
+	for (uint32_t i = 0; i < im->eh.e_shnum && !e->build_id_len; i++) {
+		const Elf64_Shdr *sh = section(im, i);
+		uint8_t *notes;
+		if (sh->sh_type != SHT_NOTE || !inside(im, sh->sh_offset, sh->sh_size) ||
+		    sh->sh_size > NOTE_MAX)
 			continue;
-		uint64_t off = sh->sh_offset, end = sh->sh_offset + sh->sh_size;
+		int rc = load(im, sh->sh_offset, sh->sh_size, NOTE_MAX, (void **)&notes);
+		if (rc < 0)
+			return rc;
+		uint64_t off = 0, end = sh->sh_size;
 		while (off + sizeof(Elf64_Nhdr) <= end) {
-			const Elf64_Nhdr *nh = (const Elf64_Nhdr *)(im->p + off);
-			uint64_t name = ((uint64_t)nh->n_namesz + 3) & ~3ULL;
-			uint64_t desc = ((uint64_t)nh->n_descsz + 3) & ~3ULL;
-			uint64_t d = off + sizeof(*nh) + name;
+			Elf64_Nhdr nh;
+			memcpy(&nh, notes + off, sizeof(nh));
+			uint64_t name = ((uint64_t)nh.n_namesz + 3) & ~3ULL;
+			uint64_t desc = ((uint64_t)nh.n_descsz + 3) & ~3ULL;
+			uint64_t d = off + sizeof(nh) + name;
 			if (d > end || desc > end - d)
 				break;
-			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-			    memcmp(im->p + off + sizeof(*nh), "GNU", 4) == 0 &&
-			    nh->n_descsz <= sizeof(e->build_id)) {
-				memcpy(e->build_id, im->p + d, nh->n_descsz);
-				e->build_id_len = nh->n_descsz;
+			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+			    memcmp(notes + off + sizeof(nh), "GNU", 4) == 0 &&
+			    nh.n_descsz <= sizeof(e->build_id)) {
+				memcpy(e->build_id, notes + d, nh.n_descsz);
+				e->build_id_len = nh.n_descsz;
 				break;
 			}
 			off = d + desc;
 		}
+		free(notes);
 	}
+	return 0;
 }
 
 /* The index of the first section of type, or -1. */
-static int find_section(const image_t *im, const Elf64_Ehdr *eh, uint32_t type)
+static int find_section(const image_t *im, uint32_t type)
 {
-	for (uint32_t i = 0; i < eh->e_shnum; i++)
-		if (section(im, eh, i)->sh_type == type)
+	for (uint32_t i = 0; i < im->eh.e_shnum; i++)
+		if (section(im, i)->sh_type == type)
 			return (int)i;
 	return -1;
 }
@@ -134,17 +236,23 @@ static int by_lo(const void *a, const void *b)
 }
 
 /* The function symbols of symbol table section i into e (replacing what it has). 0 or -errno. */
-static int read_symbols(const image_t *im, const Elf64_Ehdr *eh, int i, elfsym_t *e)
+static int read_symbols(const image_t *im, int i, elfsym_t *e)
 {
-	const Elf64_Shdr *sh = section(im, eh, (uint32_t)i);
-	const Elf64_Shdr *str = sh ? section(im, eh, sh->sh_link) : NULL;
+	const Elf64_Shdr *sh = section(im, (uint32_t)i);
+	const Elf64_Shdr *str = sh ? section(im, sh->sh_link) : NULL;
+	Elf64_Sym *syms = NULL;
+	char *strs = NULL;
+	int rc;
 
 	if (!sh || !str || sh->sh_entsize != sizeof(Elf64_Sym) || !inside(im, sh->sh_offset, sh->sh_size) ||
 	    !inside(im, str->sh_offset, str->sh_size) || str->sh_size == 0)
 		return -EINVAL;
-	const Elf64_Sym *syms = (const Elf64_Sym *)(im->p + sh->sh_offset);
-	const char *strs = (const char *)(im->p + str->sh_offset);
 	uint64_t nsyms = sh->sh_size / sizeof(Elf64_Sym), nfns = 0, bytes = 0;
+	rc = load(im, sh->sh_offset, nsyms * sizeof(Elf64_Sym), TABLE_MAX, (void **)&syms);
+	if (rc == 0)
+		rc = load(im, str->sh_offset, str->sh_size, TABLE_MAX, (void **)&strs);
+	if (rc < 0)
+		goto out;
 
 	for (uint64_t k = 0; k < nsyms; k++) {
 		const Elf64_Sym *s = &syms[k];
@@ -163,7 +271,8 @@ static int read_symbols(const image_t *im, const Elf64_Ehdr *eh, int i, elfsym_t
 	if (!fns || !names) {
 		free(fns);
 		free(names);
-		return -ENOMEM;
+		rc = -ENOMEM;
+		goto out;
 	}
 	uint64_t n = 0, at = 0;
 	for (uint64_t k = 0; k < nsyms && n < nfns; k++) {
@@ -188,14 +297,17 @@ static int read_symbols(const image_t *im, const Elf64_Ehdr *eh, int i, elfsym_t
 	e->fns = fns;
 	e->nfns = n;
 	e->names = names;
-	return 0;
+out:
+	free(syms);
+	free(strs);
+	return rc;
 }
 
 /* The separate debug file's .symtab, if the build ID names one. */
 static void read_debug_file(elfsym_t *e)
 {
 	char path[sizeof(DEBUG_DIR) + 4 + 2 * sizeof(e->build_id) + 8];
-	image_t im = { 0 };
+	image_t im;
 	size_t n;
 
 	if (e->build_id_len < 2)
@@ -204,39 +316,50 @@ static void read_debug_file(elfsym_t *e)
 	for (size_t i = 1; i < e->build_id_len; i++)
 		n += (size_t)snprintf(path + n, sizeof(path) - n, "%02x", e->build_id[i]);
 	snprintf(path + n, sizeof(path) - n, ".debug");
-	if (map_file(path, &im, NULL, 0) < 0)
+	if (open_file(path, &im, NULL, 0) < 0)
 		return;
-	const Elf64_Ehdr *eh = elf_header(&im);
-	int i = eh ? find_section(&im, eh, SHT_SYMTAB) : -1;
-	if (i >= 0 && read_symbols(&im, eh, i, e) == 0)
+	int i = read_headers(&im) == 0 ? find_section(&im, SHT_SYMTAB) : -1;
+	if (i >= 0 && read_symbols(&im, i, e) == 0)
 		e->from_dynsym = 0;
-	unmap_file(&im);
+	close_file(&im);
+}
+
+static const char *read_error(int rc)
+{
+	return rc == -EIO ? "it is shorter than when it was opened" :
+	       rc == -EFBIG ? "a table is too big" :
+	       rc == -ENOMEM ? "out of memory" : "it is damaged";
 }
 
 int elfsym_open(const char *path, elfsym_t *e, char *why, size_t whylen)
 {
-	image_t im = { 0 };
+	image_t im;
 	int rc;
 
 	memset(e, 0, sizeof(*e));
-	rc = map_file(path, &im, why, whylen);
+	rc = open_file(path, &im, why, whylen);
 	if (rc < 0)
 		return rc;
-	const Elf64_Ehdr *eh = elf_header(&im);
-	if (!eh) {
-		unmap_file(&im);
-		return fail(why, whylen, -EINVAL, "%s is not a 64-bit ELF file this heapctl reads", path);
+	rc = read_headers(&im);
+	if (rc == -EINVAL) {
+		close_file(&im);
+		return fail(why, whylen, rc, "%s is not a 64-bit ELF file this heapctl reads", path);
 	}
-	read_build_id(&im, eh, e);
-	int i = find_section(&im, eh, SHT_SYMTAB);
-	if (i < 0) {
-		i = find_section(&im, eh, SHT_DYNSYM);
-		e->from_dynsym = 1;
+	if (rc == 0)
+		rc = read_build_id(&im, e);
+	if (rc == 0) {
+		int i = find_section(&im, SHT_SYMTAB);
+		if (i < 0) {
+			i = find_section(&im, SHT_DYNSYM);
+			e->from_dynsym = 1;
+		}
+		rc = i < 0 ? 0 : read_symbols(&im, i, e);
 	}
-	rc = i < 0 ? 0 : read_symbols(&im, eh, i, e);
-	unmap_file(&im);
-	if (rc < 0)
-		return fail(why, whylen, rc, "%s: its symbol table is damaged", path);
+	close_file(&im);
+	if (rc < 0) {
+		elfsym_close(e);
+		return fail(why, whylen, rc, "%s: cannot read its symbols: %s", path, read_error(rc));
+	}
 	if (e->from_dynsym)
 		read_debug_file(e);
 	return 0;

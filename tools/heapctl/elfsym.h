@@ -3,14 +3,21 @@
  * elfsym.h - function names from an ELF file's symbol tables, for
  * symbolizing the return addresses of heap-profile samples.
  *
- * elfsym_open reads a 64-bit ELF file (a regular file, at most
- * ELFSYM_MAX_BYTES; nothing else is opened, so a path a client wrote cannot
- * make heapctl block or read a device): its GNU build ID, and the function
- * symbols of .symtab, or of .dynsym when the file is stripped. When the
- * file has no .symtab but a build ID, the separate debug file
+ * elfsym_open reads a 64-bit ELF file: its GNU build ID, and the function
+ * symbols of .symtab, or of .dynsym when the file is stripped. When the file
+ * has no .symtab but a build ID, the separate debug file
  * /usr/lib/debug/.build-id/xx/yyyy.debug is read for its .symtab as well.
- * Every offset, size and index in the file is checked against the file's
- * size before it is used: a garbage file yields an error, not a fault.
+ *
+ * The paths come from clients, so:
+ *   - only a regular file of at most ELFSYM_MAX_BYTES is read, never a
+ *     device or a pipe;
+ *   - a file on FUSE, NFS, SMB or 9p is refused once open, before it is
+ *     read, so that reading cannot wait on a file server (looking the path
+ *     up and opening it still can, on such a file system);
+ *   - the file is read, not mapped, into buffers of bounded size, and every
+ *     offset, size and index in it is checked against the file's size
+ *     before it is used: a garbage file, or one that shrinks while heapctl
+ *     reads it, yields an error, not a fault.
  *
  * Errors are -errno, with a sentence in the caller's buffer.
  */

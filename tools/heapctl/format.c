@@ -316,11 +316,12 @@ void format_stats(FILE *out, const Heapd__StatsReply *s)
 
 /* ---- roots ---- */
 
-/* A name for a terminal: printable ASCII as is, a backslash doubled, any other byte as \xHH. */
-static void text_name(FILE *out, const ProtobufCBinaryData *name)
+void format_text(FILE *out, const void *bytes, size_t len)
 {
-	for (size_t i = 0; i < name->len; i++) {
-		unsigned char c = name->data[i];
+	const unsigned char *p = bytes;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = p[i];
 		if (c == '\\')
 			fputs("\\\\", out);
 		else if (c >= 0x20 && c < 0x7f)
@@ -380,7 +381,7 @@ void format_roots(FILE *out, Heapd__RootInfo *const *roots, size_t n, int json)
 		const Heapd__RootInfo *r = roots[i];
 		fprintf(out, "%14" PRIu64 " %10" PRIu64 " %8" PRIu32 " %8" PRIu32 " %19s  ", r->offset, r->size,
 		        r->pid, r->uid, format_time(r->time_ns, when, sizeof(when)));
-		text_name(out, &r->name);
+		format_text(out, r->name.data, r->name.len);
 		fputc('\n', out);
 	}
 }

@@ -46,6 +46,13 @@ void format_watch_line(FILE *out, const Heapd__StatsReply *s);
  */
 void format_roots(FILE *out, Heapd__RootInfo *const *roots, size_t n, int json);
 
+/*
+ * Bytes a client chose (a root's name, a path, a symbol), for a terminal:
+ * printable ASCII as is, a backslash doubled, any other byte as \xHH, so
+ * that no control byte reaches it.
+ */
+void format_text(FILE *out, const void *bytes, size_t len);
+
 /* "12.5 MiB" for a byte count, into buf. */
 const char *format_mib(uint64_t bytes, char *buf, size_t len);
 

@@ -72,11 +72,12 @@ static const char usage_text[] =
 	"  watch [--interval SECONDS]  live view, redrawn every SECONDS (default 1)\n"
 	"  profile [--live | --alloc] [--exited] [-o FILE] [--top [N]]\n"
 	"                              heap profile of the sampled allocations, gzip'd pprof\n"
-	"                              format to FILE (or to stdout if it is not a terminal);\n"
-	"                              --live (default) and --alloc choose the default sample\n"
-	"                              type (inuse_space or alloc_space); --exited keeps the live\n"
-	"                              samples of processes that have exited (leaks);\n"
-	"                              --top prints the N (default 10) top allocation sites\n"
+	"                              format to FILE, else to stdout if it is not a terminal\n"
+	"                              and --top is not given; --live (default) and --alloc\n"
+	"                              choose the default sample type (inuse_space or\n"
+	"                              alloc_space); --exited keeps the live samples of\n"
+	"                              processes that have exited (leaks); --top prints the\n"
+	"                              N (default 10) top allocation sites\n"
 	"  roots [--json] [PREFIX]     named roots (those starting with PREFIX), by name\n"
 	"\n"
 	"Options:\n"
@@ -284,6 +285,9 @@ static void fetch_profile(cli_t *c, Heapd__Envelope ***pages, size_t *npages, he
 			hp->procs[hp->nprocs++] = r->processes[i];
 		for (size_t i = 0; i < r->n_samples; i++)
 			hp->samples[hp->nsamples++] = r->samples[i];
+		/* as in roots: a cursor that does not move forward would page forever */
+		if (r->next && r->next <= req.cursor)
+			die(EXIT_UNREACHABLE, "%s: profile: the daemon's cursor went back", c->socket);
 		req.cursor = r->next;
 	} while (req.cursor != 0);
 	if (!hp->summary)

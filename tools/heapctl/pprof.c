@@ -24,6 +24,7 @@
 #include <zlib.h>
 
 #include "elfsym.h"
+#include "format.h"
 
 #define KEY_MAX 4400             /* a path and a build ID, or a name and a path */
 #define FRAMES_MAX 32            /* frames of a sample (heapd sends no more) */
@@ -158,6 +159,25 @@ static int reserve(void **arr, size_t *cap, size_t n, size_t elem)
 	return 0;
 }
 
+/*
+ * The id of key in t, whose records are arr[id] (elements of size elem).
+ * The array grows first, to hold the id a new key would get: every id the
+ * table gives out indexes the array, which pprof_free and assemble walk to
+ * t->n. -1 (p->oom set) when out of memory.
+ */
+static long intern_rec(pprof_t *p, intern_t *t, const void *key, size_t len, void **arr,
+                       size_t *cap, size_t elem, int *added)
+{
+	long id = -1;
+
+	*added = 0;
+	if (reserve(arr, cap, t->n, elem) == 0)
+		id = intern(t, key, len, added);
+	if (id < 0)
+		p->oom = 1;
+	return id;
+}
+
 static int64_t str(pprof_t *p, const char *s)
 {
 	long id = intern(&p->strings, s, strlen(s), NULL);
@@ -184,22 +204,28 @@ static const elfsym_t *object_syms(pprof_t *p, const Heapd__ProfileMapping *m, F
 		return NULL;
 	memcpy(key, m->path, plen + 1);
 	memcpy(key + plen + 1, m->build_id.data, m->build_id.len);
-	long id = intern(&p->files, key, plen + 1 + m->build_id.len, &added);
-	if (id < 0 || reserve((void **)&p->objs, &p->objs_cap, (size_t)id, sizeof(*p->objs)) < 0) {
-		p->oom = 1;
+	long id = intern_rec(p, &p->files, key, plen + 1 + m->build_id.len, (void **)&p->objs,
+	                     &p->objs_cap, sizeof(*p->objs), &added);
+	if (id < 0)
 		return NULL;
-	}
 	objfile_t *o = &p->objs[id];
 	if (added) {
 		char why[512];
 		if (elfsym_open(m->path, &o->syms, why, sizeof(why)) < 0) {
-			if (warn && m->path[0] != '[' && strncmp(m->path, "linux-vdso", 10) != 0)
-				fprintf(warn, "heapctl: %s; its frames are not symbolized\n", why);
+			if (warn && m->path[0] != '[' && strncmp(m->path, "linux-vdso", 10) != 0) {
+				/* why holds the path, which a client wrote */
+				fputs("heapctl: ", warn);
+				format_text(warn, why, strlen(why));
+				fputs("; its frames are not symbolized\n", warn);
+			}
 		} else if (m->build_id.len && (o->syms.build_id_len != m->build_id.len ||
 		                                memcmp(o->syms.build_id, m->build_id.data, m->build_id.len))) {
-			if (warn)
-				fprintf(warn, "heapctl: %s is not the file the process loaded (its build ID "
-				              "differs); its frames are not symbolized\n", m->path);
+			if (warn) {
+				fputs("heapctl: ", warn);
+				format_text(warn, m->path, plen);
+				fputs(" is not the file the process loaded (its build ID differs); its "
+				      "frames are not symbolized\n", warn);
+			}
 		} else {
 			o->ok = 1;
 		}
@@ -212,11 +238,10 @@ static uint64_t mapping_id(pprof_t *p, const heapprof_t *hp, uint32_t pi, uint32
 {
 	uint32_t key[2] = { pi, k };
 	int added;
-	long id = intern(&p->mappings, key, sizeof(key), &added);
-	if (id < 0 || reserve((void **)&p->maps, &p->maps_cap, (size_t)id, sizeof(*p->maps)) < 0) {
-		p->oom = 1;
+	long id = intern_rec(p, &p->mappings, key, sizeof(key), (void **)&p->maps, &p->maps_cap,
+	                     sizeof(*p->maps), &added);
+	if (id < 0)
 		return 0;
-	}
 	if (added) {
 		const Heapd__ProfileMapping *m = hp->procs[pi]->mappings[k];
 		char bid[2 * 255 + 1];
@@ -244,11 +269,10 @@ static uint64_t function_id(pprof_t *p, const char *name, const char *file)
 	memcpy(key, name, n + 1);
 	memcpy(key + n + 1, file, f);
 	int added;
-	long id = intern(&p->functions, key, n + 1 + f, &added);
-	if (id < 0 || reserve((void **)&p->fns, &p->fns_cap, (size_t)id, sizeof(*p->fns)) < 0) {
-		p->oom = 1;
+	long id = intern_rec(p, &p->functions, key, n + 1 + f, (void **)&p->fns, &p->fns_cap,
+	                     sizeof(*p->fns), &added);
+	if (id < 0)
 		return 0;
-	}
 	if (added) {
 		Pprof__Function *fn = &p->fns[id];
 		pprof__function__init(fn);
@@ -273,11 +297,10 @@ static uint64_t location_id(pprof_t *p, const heapprof_t *hp, uint32_t pi, uint6
 		k++;
 	key[0] = pi;
 	key[1] = addr;
-	long id = intern(&p->locations, key, sizeof(key), &added);
-	if (id < 0 || reserve((void **)&p->locs, &p->locs_cap, (size_t)id, sizeof(*p->locs)) < 0) {
-		p->oom = 1;
+	long id = intern_rec(p, &p->locations, key, sizeof(key), (void **)&p->locs, &p->locs_cap,
+	                     sizeof(*p->locs), &added);
+	if (id < 0)
 		return 0;
-	}
 	if (!added)
 		return (uint64_t)id + 1;
 	Pprof__Location *loc = &p->locs[id];
@@ -329,11 +352,10 @@ static void add_sample(pprof_t *p, const uint64_t *locs, uint32_t nlocs, const H
 	memcpy(key, locs, nlocs * sizeof(uint64_t));
 	key[nlocs] = s->size;
 	key[nlocs + 1] = s->rate;
-	long id = intern(&p->buckets, key, (nlocs + 2) * sizeof(uint64_t), &added);
-	if (id < 0 || reserve((void **)&p->bks, &p->bks_cap, (size_t)id, sizeof(*p->bks)) < 0) {
-		p->oom = 1;
+	long id = intern_rec(p, &p->buckets, key, (nlocs + 2) * sizeof(uint64_t), (void **)&p->bks,
+	                     &p->bks_cap, sizeof(*p->bks), &added);
+	if (id < 0)
 		return;
-	}
 	bucket_t *b = &p->bks[id];
 	if (added) {
 		b->size = s->size;
@@ -655,9 +677,11 @@ void pprof_top(const pprof_t *p, const heapprof_t *hp, size_t n, FILE *out)
 	for (size_t i = 0; i < nsites && i < n; i++) {
 		if (sites[i].values[key] <= 0)
 			break;
-		fprintf(out, "%12s %12.0f %12s %12.0f  %s\n", human(sites[i].values[3], a, sizeof(a)),
-		        sites[i].values[2], human(sites[i].values[1], b, sizeof(b)), sites[i].values[0],
-		        sites[i].name);
+		fprintf(out, "%12s %12.0f %12s %12.0f  ", human(sites[i].values[3], a, sizeof(a)),
+		        sites[i].values[2], human(sites[i].values[1], b, sizeof(b)), sites[i].values[0]);
+		/* a symbol of a file a client named */
+		format_text(out, sites[i].name, strlen(sites[i].name));
+		fputc('\n', out);
 	}
 	free(sites);
 	intern_free(&names);

@@ -21,7 +21,8 @@
  * keeps only live samples of processes that have exited (the leak view).
  *
  * Warnings (a binary that cannot be read, or has changed) go to the stream
- * the caller gives; nothing else is printed.
+ * the caller gives; nothing else is printed. Paths and symbol names are
+ * clients' bytes: what is printed of them is escaped (format_text).
  */
 #ifndef HEAPD_TOOLS_HEAPCTL_PPROF_H
 #define HEAPD_TOOLS_HEAPCTL_PPROF_H
