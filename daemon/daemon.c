@@ -118,7 +118,7 @@ int daemon_open(daemon_t *d, const config_t *cfg, char *err, size_t errlen)
 	rc = profile_open(&d->profile, d);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot set up heap profiles: %s", strerror(-rc));
-		goto fail_clients;
+		goto fail_roots;
 	}
 	if (d->created) {
 		log_msg("arena %s created: %llu MiB, %u client slots, %u heap-profile records", cfg->arena,

@@ -103,12 +103,23 @@ static server_uid_t *uid_entry(server_t *srv, uid_t uid, int add)
 	return &srv->uids[srv->nuids++];
 }
 
+/* One connection of uid fewer; the entry goes with its last connection. */
 static void uid_release(server_t *srv, uid_t uid)
 {
 	server_uid_t *e = uid_entry(srv, uid, 0);
 	if (!e)
 		return;
-	if (--e->conns == 0)
+	if (e->conns > 0)
+		e->conns--;
+	if (e->conns == 0)
+		*e = srv->uids[--srv->nuids];
+}
+
+/* An entry made for a connection that was not opened after all. */
+static void uid_forget_idle(server_t *srv, uid_t uid)
+{
+	server_uid_t *e = uid_entry(srv, uid, 0);
+	if (e && e->conns == 0)
 		*e = srv->uids[--srv->nuids];
 }
 
@@ -385,6 +396,11 @@ static void conn_resume(void *io)
 
 	if (!c->s || c->closing)
 		return;
+	if (c->s->failed) {
+		/* the reply that waited is an Error that ends the session (session.h) */
+		conn_close(c, 1);
+		return;
+	}
 	if (conn_frames(c) < 0)
 		return;
 	if (conn_push(c) < 0)
@@ -512,14 +528,15 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		log_msg("refused connection from pid %d uid %u: the user has %u connections open",
 		        (int)cr.pid, (unsigned)cr.uid, u->conns);
 		refuse(fd, EUSERS, "too many connections from this user");
-		if (u->conns == 0)
-			uid_release(srv, cr.uid);
+		uid_forget_idle(srv, cr.uid);
 		return;
 	}
 
 	conn_t *c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		uid_forget_idle(srv, cr.uid);
 		goto fail;
+	}
 	c->srv = srv;
 	c->fd = fd;
 	c->uid = cr.uid;

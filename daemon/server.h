@@ -30,7 +30,7 @@
 #include "daemon.h"
 
 #define SERVER_OUTPUT_LIMIT (4u << 20)
-#define SERVER_CONTROL_CONNS 64u /* connections beyond --max-clients, for heapctl */
+#define SERVER_CONTROL_CONNS 64u /* connections beyond --max-clients (any peer may use them) */
 #define SERVER_ADMIN_CONNS 16u   /* beyond those, for root and heapd's own user */
 #define SERVER_POLL_MS 20        /* how often requests waiting for a Check or Stats run are looked at */
 

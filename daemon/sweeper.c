@@ -99,17 +99,20 @@ uint64_t sweeper_reclaim(sweeper_t *sw, uint64_t npages)
 	 * to know that a cycle would find nothing; after one that did, wait.
 	 */
 	pthread_mutex_lock(&sw->lock);
-	int wait = now < sw->reclaim_after && !atomic_load(&sw->dirty);
+	int wait = now < sw->reclaim_floor || (now < sw->reclaim_after && !atomic_load(&sw->dirty));
 	pthread_mutex_unlock(&sw->lock);
 	if (wait)
 		return 0;
 	sweeper_cycle(sw, &res);
+	uint64_t end = heapd_now_ns();
 	pthread_mutex_lock(&sw->lock);
 	if (res.pages_freed) {
 		sw->reclaim_wait = SWEEPER_RECLAIM_MIN_NS;
 		sw->reclaim_after = 0;
+		sw->reclaim_floor = 0;
 	} else {
-		sw->reclaim_after = heapd_now_ns() + sw->reclaim_wait;
+		sw->reclaim_floor = end + 4 * (end - now);
+		sw->reclaim_after = end + sw->reclaim_wait;
 		if (sw->reclaim_wait < SWEEPER_RECLAIM_MAX_NS)
 			sw->reclaim_wait *= 2;
 	}

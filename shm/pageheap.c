@@ -44,8 +44,9 @@
  * possibly with two adjacent free spans or a stale descriptor inside a span,
  * both of which the rebuild repairs. Growth writes the new free span's
  * descriptor and its page-map ends, then npages_grown (the commit); a kill
- * in between leaves those beyond npages_grown, where the rebuild clears
- * them, and the next growth writes them again.
+ * in between leaves those beyond npages_grown, where no walk looks: the
+ * rebuild clears their page-map entries, and the next growth writes the
+ * descriptor again.
  *
  * Released pages: npreleased counts a free span's pages punched out of the
  * file. When a fully released span is split, every piece stays fully

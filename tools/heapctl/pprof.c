@@ -203,7 +203,8 @@ static const elfsym_t *object_syms(pprof_t *p, const Heapd__ProfileMapping *m, F
 	if (!m->path[0] || plen + m->build_id.len + 1 > sizeof(key))
 		return NULL;
 	memcpy(key, m->path, plen + 1);
-	memcpy(key + plen + 1, m->build_id.data, m->build_id.len);
+	if (m->build_id.len) /* no data pointer without bytes */
+		memcpy(key + plen + 1, m->build_id.data, m->build_id.len);
 	long id = intern_rec(p, &p->files, key, plen + 1 + m->build_id.len, (void **)&p->objs,
 	                     &p->objs_cap, sizeof(*p->objs), &added);
 	if (id < 0)
