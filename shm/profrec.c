@@ -136,8 +136,8 @@ int prof_mark_freed(const prof_view_t *v, uint64_t off)
 		prof_rec_t *r = &v->recs[window_pos(v, home, j)];
 		for (int tries = 0; tries < PROF_CLAIM_TRIES; tries++) {
 			uint32_t st = load_state(&r->state);
-			if (prof_kind(st) == PROF_EMPTY)
-				return 0; /* a claim takes the first empty record: it is not further on */
+			if (st == 0)
+				return 0; /* never used: a claim takes a record before it, so not further on */
 			if (prof_kind(st) != PROF_LIVE || live_off(r, st) != off)
 				break;
 			if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED))
@@ -171,11 +171,17 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 					kind = PROF_FREED;
 				}
 			}
-			if (kind == PROF_EMPTY) {
+			if (kind == PROF_EMPTY && (pick == UINT32_MAX || prof_kind(seen) != PROF_EMPTY)) {
 				pick = i;
 				seen = st;
-				break;
 			}
+			/*
+			 * A record never used ends the window's records in use. One
+			 * heapd cleared does not: records after it may be live, and a
+			 * stale one of this offset among them must still be freed.
+			 */
+			if (st == 0)
+				break;
 			if (kind == PROF_FREED && pick == UINT32_MAX) {
 				pick = i;
 				seen = st;
@@ -186,7 +192,7 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			 * of them the first freed one is taken (once the table is full
 			 * of freed samples, the most recent ones stay).
 			 */
-			if (pick != UINT32_MAX && j + 1 >= PROF_PREFER_EMPTY)
+			if (pick != UINT32_MAX && prof_kind(seen) == PROF_FREED && j + 1 >= PROF_PREFER_EMPTY)
 				break;
 		}
 		if (pick == UINT32_MAX)
@@ -438,6 +444,8 @@ int prof_rec_reset(const prof_view_t *v, uint32_t i, uint32_t seen, uint32_t kin
 	if (!v->recs || i >= v->nrecs)
 		return 0;
 	uint32_t want = kind == PROF_FREED ? (seen & ~3u) | PROF_FREED : prof_claimed(seen) & ~3u;
+	if (want == 0)
+		want = 1u << 2; /* seq wrapped: 0 is kept for a record never used (profrec.h) */
 	return cas_state(&v->recs[i].state, seen, want);
 }
 

@@ -32,6 +32,11 @@
  * BUSY (being written by whoever moved it there), LIVE (a sampled object
  * not yet known to be freed), FREED. Every claim bumps seq, so a
  * compare-and-swap on a state a reader saw fails once the record is reused.
+ * A state word of 0 is a record never used; heapd's clearing bumps seq, so
+ * a cleared record is EMPTY but not 0. Since states never return to 0 and
+ * a claim takes a record no further than the first EMPTY one, no record of
+ * a window past its first never-used one is in use: the searches by offset
+ * stop there, and look past records heapd cleared.
  *
  * Life of a sample (client/profile.c, the one writer of records):
  *   1. the owner of the span allocates the object (its alloc bit);

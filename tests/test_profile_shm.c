@@ -200,6 +200,35 @@ START_TEST(test_window_full)
 }
 END_TEST
 
+/* heapd clears a record in place (garbage, or a writer that died): the ones after it are still found */
+START_TEST(test_cleared_record_not_an_end)
+{
+	fx_t f;
+	uint64_t offs[3];
+	fx_open(&f, 4096);
+	ck_assert_int_eq(same_home(&f, offs, 3), 3);
+	int a = record(&f, offs[0], 16, 1);
+	int b = record(&f, offs[1], 16, 1);
+	int c = record(&f, offs[2], 16, 1); /* a sample whose free is never reaped: stale */
+	ck_assert_int_eq(b, (a + 1) % 4096);
+	ck_assert_int_eq(c, (a + 2) % 4096);
+	uint32_t st = atomic_load(&f.v.recs[a].state);
+	ck_assert_int_eq(prof_rec_reset(&f.v, (uint32_t)a, st, PROF_EMPTY), 1);
+	ck_assert_uint_eq(kind_of(&f, a), PROF_EMPTY);
+
+	/* the free of b's object finds b behind the cleared record */
+	ck_assert_int_eq(prof_mark_freed(&f.v, offs[1]), 1);
+	ck_assert_uint_eq(kind_of(&f, b), PROF_FREED);
+
+	/* a new sample at c's offset takes the cleared record, and frees c on the way */
+	ck_assert_int_eq(record(&f, offs[2], 16, 2), a);
+	ck_assert_uint_eq(kind_of(&f, c), PROF_FREED);
+	ck_assert_int_eq(prof_mark_freed(&f.v, offs[2]), 1); /* the new one, once */
+	ck_assert_int_eq(prof_mark_freed(&f.v, offs[2]), 0);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_reap_word)
 {
 	fx_t f;
@@ -348,6 +377,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_validate_header);
 	tcase_add_test(tc, test_record_and_free);
 	tcase_add_test(tc, test_window_full);
+	tcase_add_test(tc, test_cleared_record_not_an_end);
 	tcase_add_test(tc, test_reap_word);
 	tcase_add_test(tc, test_span_gone);
 	tcase_add_test(tc, test_readers_refuse_garbage);
