@@ -148,15 +148,13 @@ int prof_mark_freed(const prof_view_t *v, uint64_t off)
 	return 0;
 }
 
-int prof_record(const prof_view_t *v, const prof_sample_t *s)
+int prof_rec_claim(const prof_view_t *v, uint64_t off, uint32_t *claimed)
 {
-	uint32_t home, n = window_len(v), nframes = s->nframes;
+	uint32_t home, n = window_len(v);
 
 	if (!v->recs)
 		return -ENOSPC;
-	home = prof_home(s->off, v->nrecs);
-	if (nframes > PROF_FRAMES)
-		nframes = PROF_FRAMES;
+	home = prof_home(off, v->nrecs);
 	for (int tries = 0; tries < PROF_CLAIM_TRIES; tries++) {
 		uint32_t pick = UINT32_MAX, seen = 0;
 		for (uint32_t j = 0; j < n; j++) {
@@ -164,7 +162,7 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			prof_rec_t *r = &v->recs[i];
 			uint32_t st = load_state(&r->state);
 			uint32_t kind = prof_kind(st);
-			if (kind == PROF_LIVE && live_off(r, st) == s->off) {
+			if (kind == PROF_LIVE && live_off(r, st) == off) {
 				/* A sample of an earlier object at this offset whose free was never reaped. */
 				if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED)) {
 					st = (st & ~3u) | PROF_FREED;
@@ -202,24 +200,48 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			continue; /* another sample took it first */
 		if (prof_kind(seen) == PROF_FREED)
 			count(&v->counters->recycled);
-		r->nframes = (uint16_t)nframes;
-		r->pad = 0;
-		r->off = s->off;
-		r->size = s->size;
-		r->rate = s->rate;
-		r->time = s->time;
-		r->start_time = s->start_time;
-		r->pid = s->pid;
-		r->uid = s->uid;
-		r->slot = s->slot;
-		r->mapset = s->mapset;
-		memcpy(r->frames, s->frames, nframes * sizeof(uint64_t));
-		atomic_store_explicit(&r->state, (prof_claimed(seen) & ~3u) | PROF_LIVE,
-		                      memory_order_release);
+		*claimed = prof_claimed(seen);
 		return (int)pick;
 	}
 	count(&v->counters->dropped);
 	return -ENOSPC;
+}
+
+int prof_rec_publish(const prof_view_t *v, uint32_t i, uint32_t claimed, const prof_sample_t *s)
+{
+	prof_rec_t *r = &v->recs[i];
+	uint32_t nframes = s->nframes < PROF_FRAMES ? s->nframes : PROF_FRAMES;
+
+	r->nframes = (uint16_t)nframes;
+	r->pad = 0;
+	r->off = s->off;
+	r->size = s->size;
+	r->rate = s->rate;
+	r->time = s->time;
+	r->start_time = s->start_time;
+	r->pid = s->pid;
+	r->uid = s->uid;
+	r->slot = s->slot;
+	r->mapset = s->mapset;
+	memcpy(r->frames, s->frames, nframes * sizeof(uint64_t));
+	/*
+	 * From the state it claimed, not a plain store: stalled past
+	 * PROFILE_BUSY_NS, this writer may have lost the record to heapd's
+	 * clearing and another writer's claim, whose BUSY state must stand.
+	 */
+	if (!cas_state(&r->state, claimed, (claimed & ~3u) | PROF_LIVE)) {
+		count(&v->counters->dropped);
+		return -ENOSPC;
+	}
+	return (int)i;
+}
+
+int prof_record(const prof_view_t *v, const prof_sample_t *s)
+{
+	uint32_t claimed;
+	int i = prof_rec_claim(v, s->off, &claimed);
+
+	return i < 0 ? i : prof_rec_publish(v, (uint32_t)i, claimed, s);
 }
 
 /* ---- sampled bits ---- */
@@ -295,7 +317,7 @@ void prof_span_gone(const segment_t *seg, uint32_t span)
 
 /* ---- mapping sets ---- */
 
-int prof_mapset_claim(const prof_view_t *v, uint32_t hint)
+int prof_mapset_claim(const prof_view_t *v, uint32_t hint, uint32_t *claimed)
 {
 	for (int tries = 0; tries < PROF_CLAIM_TRIES && v->nmapsets; tries++) {
 		for (uint32_t j = 0; j < v->nmapsets; j++) {
@@ -303,8 +325,10 @@ int prof_mapset_claim(const prof_view_t *v, uint32_t hint)
 			uint32_t st = load_state(&v->mapset_state[i]);
 			if (prof_kind(st) != PROF_EMPTY)
 				continue;
-			if (cas_state(&v->mapset_state[i], st, prof_claimed(st)))
+			if (cas_state(&v->mapset_state[i], st, prof_claimed(st))) {
+				*claimed = prof_claimed(st);
 				return (int)i;
+			}
 			break; /* lost a race: look again from the start */
 		}
 	}
@@ -313,10 +337,14 @@ int prof_mapset_claim(const prof_view_t *v, uint32_t hint)
 	return -ENOSPC;
 }
 
-void prof_mapset_publish(const prof_view_t *v, uint32_t i)
+int prof_mapset_publish(const prof_view_t *v, uint32_t i, uint32_t claimed)
 {
-	uint32_t st = load_state(&v->mapset_state[i]);
-	atomic_store_explicit(&v->mapset_state[i], (st & ~3u) | PROF_LIVE, memory_order_release);
+	/* from the claimed state, as prof_rec_publish: heapd may have given the set to another */
+	if (!cas_state(&v->mapset_state[i], claimed, (claimed & ~3u) | PROF_LIVE)) {
+		count(&v->counters->mapsets_full);
+		return -ENOSPC;
+	}
+	return 0;
 }
 
 /* ---- readers ---- */
