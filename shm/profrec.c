@@ -117,11 +117,18 @@ static uint32_t window_len(const prof_view_t *v)
 	return v->nrecs < PROF_WINDOW ? v->nrecs : PROF_WINDOW;
 }
 
-/* The offset a LIVE record in state st names, or UINT64_MAX if it is no longer that record. */
+/*
+ * The offset a LIVE record in state st names, or UINT64_MAX if it is no
+ * longer that record. The caller read st with acquire, so off is read after
+ * it; the fence keeps the read of off before the second read of the state
+ * (an acquire load orders only what follows it), so an unchanged state
+ * means off was the one published with st: a seqlock's read side.
+ */
 static uint64_t live_off(const prof_rec_t *r, uint32_t st)
 {
 	uint64_t off = __atomic_load_n(&r->off, __ATOMIC_RELAXED);
-	return atomic_load_explicit(&((prof_rec_t *)r)->state, memory_order_acquire) == st ? off
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&((prof_rec_t *)r)->state, memory_order_relaxed) == st ? off
 	                                                                                   : UINT64_MAX;
 }
 
