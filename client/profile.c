@@ -339,7 +339,8 @@ static procmaps_t *take_maps_locked(procmaps_t *old)
 	}
 	qsort(pm->r, pm->n, sizeof(pm->r[0]), by_lo);
 
-	int i = c.n && v->mapsets ? prof_mapset_claim(v, (uint32_t)pm->pid) : -ENOSPC;
+	uint32_t claimed = 0;
+	int i = c.n && v->mapsets ? prof_mapset_claim(v, (uint32_t)pm->pid, &claimed) : -ENOSPC;
 	if (i >= 0) {
 		prof_mapset_t *ms = &v->mapsets[i];
 		const shm_client_t *cl = slot < proc_g.seg.hdr->max_clients ? &proc_g.seg.clients[slot] : NULL;
@@ -352,8 +353,8 @@ static procmaps_t *take_maps_locked(procmaps_t *old)
 		ms->time = heapd_wall_ns(0);
 		memset(ms->pad, 0, sizeof(ms->pad));
 		memcpy(ms->maps, maps, c.n * sizeof(*maps));
-		prof_mapset_publish(v, (uint32_t)i);
-		pm->mapset = (uint32_t)i;
+		if (prof_mapset_publish(v, (uint32_t)i, claimed) == 0)
+			pm->mapset = (uint32_t)i;
 	}
 	free(maps);
 #ifdef MADV_POPULATE_WRITE

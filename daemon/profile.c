@@ -71,6 +71,62 @@ static int process_exited(daemon_t *d, uint32_t pid, uint64_t start_time)
 	return 0;
 }
 
+/*
+ * The liveness of the processes a snapshot names, asked once per (pid,
+ * start time): clients choose those freely, and each question costs a scan
+ * of the slots and a pidfd_open, so a hostile client that varies its
+ * mapping sets or start times must not multiply them. An open-addressed
+ * table, grown at half full; asked with the heap lock released.
+ */
+typedef struct live_cache {
+	struct live_entry {
+		uint32_t pid;        /* 0: empty */
+		int exited;
+		uint64_t start_time;
+	} *e;
+	uint32_t mask;
+	uint32_t n;
+	uint32_t lookups;        /* process_exited calls made */
+} live_cache_t;
+
+static uint32_t live_hash(uint32_t pid, uint64_t start_time)
+{
+	return (uint32_t)((((uint64_t)pid << 32) ^ start_time) * 0x9e3779b97f4a7c15ULL >> 32);
+}
+
+static struct live_entry *live_slot(live_cache_t *c, uint32_t pid, uint64_t start_time)
+{
+	for (uint32_t i = live_hash(pid, start_time) & c->mask;; i = (i + 1) & c->mask)
+		if (c->e[i].pid == 0 || (c->e[i].pid == pid && c->e[i].start_time == start_time))
+			return &c->e[i];
+}
+
+/* Whether (pid, start_time) has exited, asked at most once per cache; -ENOMEM. pid is not 0. */
+static int live_exited(daemon_t *d, live_cache_t *c, uint32_t pid, uint64_t start_time)
+{
+	if (2 * (c->n + 1) > c->mask + 1) {
+		uint32_t size = c->e ? 2 * (c->mask + 1) : 64;
+		live_cache_t g = { .e = calloc(size, sizeof(*g.e)), .mask = size - 1, .n = c->n,
+		                   .lookups = c->lookups };
+		if (!g.e)
+			return -ENOMEM;
+		for (uint32_t i = 0; c->e && i <= c->mask; i++)
+			if (c->e[i].pid)
+				*live_slot(&g, c->e[i].pid, c->e[i].start_time) = c->e[i];
+		free(c->e);
+		*c = g;
+	}
+	struct live_entry *e = live_slot(c, pid, start_time);
+	if (e->pid == 0) {
+		e->pid = pid;
+		e->start_time = start_time;
+		e->exited = process_exited(d, pid, start_time);
+		c->n++;
+		c->lookups++;
+	}
+	return e->exited;
+}
+
 /* What the bitmaps say of a sampled object. */
 enum {
 	OBJ_LIVE = 0,
@@ -137,8 +193,8 @@ static uint32_t proc_hash(uint32_t pid, uint64_t start_time, uint32_t mapset)
 	return (uint32_t)(h >> 32);
 }
 
-/* The process of record r in s (adding it), or -ENOMEM. */
-static int proc_of(daemon_t *d, profile_snap_t *s, proc_table_t *t, size_t *cap, const prof_rec_t *r)
+/* The process of record r in s (adding it, its liveness still to ask), or -ENOMEM. */
+static int proc_of(profile_snap_t *s, proc_table_t *t, size_t *cap, const prof_rec_t *r)
 {
 	for (uint32_t i = proc_hash(r->pid, r->start_time, r->mapset) & t->mask;; i = (i + 1) & t->mask) {
 		uint32_t k = t->slot[i];
@@ -158,7 +214,6 @@ static int proc_of(daemon_t *d, profile_snap_t *s, proc_table_t *t, size_t *cap,
 			p->slot = r->slot;
 			p->mapset = r->mapset;
 			p->start_time = r->start_time;
-			p->exited = process_exited(d, r->pid, r->start_time);
 			t->slot[i] = (uint32_t)++s->nprocs;
 			return (int)(s->nprocs - 1);
 		}
@@ -226,7 +281,7 @@ static int read_records(daemon_t *d, profile_snap_t *s, proc_table_t *t, uint64_
 				s->samples = grown;
 				cap = ncap;
 			}
-			int p = proc_of(d, s, t, &pcap, &r);
+			int p = proc_of(s, t, &pcap, &r);
 			if (p < 0)
 				goto oom;
 			profile_sample_t *sm = &s->samples[s->nsamples++];
@@ -251,15 +306,26 @@ oom:
 	return -ENOMEM;
 }
 
-/* Step 3's mapping sets, and step 4: clear the sets of exited processes nobody names. */
-static void read_mapsets(daemon_t *d, profile_snap_t *s, uint64_t now_mono)
+/*
+ * Step 3's liveness and mapping sets, and step 4: clear the sets of exited
+ * processes nobody names. Without the heap lock: it reads only the region
+ * and the slots, which are the event loop's. -ENOMEM.
+ */
+static int read_mapsets(daemon_t *d, profile_snap_t *s, live_cache_t *lc, uint64_t now_mono)
 {
 	profile_t *pf = &d->profile;
 	const prof_view_t *v = &pf->v;
-	uint8_t *named = calloc(v->nmapsets ? v->nmapsets : 1, 1);
+	uint8_t *named;
 	const char *why;
 	uint32_t st;
 
+	for (size_t k = 0; k < s->nprocs; k++) {
+		int ex = live_exited(d, lc, s->procs[k].pid, s->procs[k].start_time);
+		if (ex < 0)
+			return ex;
+		s->procs[k].exited = ex;
+	}
+	named = calloc(v->nmapsets ? v->nmapsets : 1, 1);
 	for (size_t k = 0; k < s->nprocs; k++) {
 		profile_proc_t *p = &s->procs[k];
 		if (p->mapset >= v->nmapsets)
@@ -275,7 +341,7 @@ static void read_mapsets(daemon_t *d, profile_snap_t *s, uint64_t now_mono)
 		}
 	}
 	if (!named)
-		return;
+		return 0;
 	for (uint32_t i = 0; i < v->nmapsets; i++) {
 		uint32_t raw = atomic_load(&v->mapset_state[i]);
 		if (prof_kind(raw) == PROF_BUSY) {
@@ -291,10 +357,11 @@ static void read_mapsets(daemon_t *d, profile_snap_t *s, uint64_t now_mono)
 		uint64_t start = __atomic_load_n(&v->mapsets[i].start_time, __ATOMIC_RELAXED);
 		if (atomic_load(&v->mapset_state[i]) != raw)
 			continue;
-		if (pid == 0 || process_exited(d, pid, start))
+		if (pid == 0 || live_exited(d, lc, pid, start) == 1)
 			prof_mapset_reset(v, i, raw);
 	}
 	free(named);
+	return 0;
 }
 
 profile_snap_t *profile_snapshot(daemon_t *d)
@@ -303,6 +370,7 @@ profile_snap_t *profile_snapshot(daemon_t *d)
 	const prof_view_t *v = &pf->v;
 	profile_snap_t *s = calloc(1, sizeof(*s));
 	proc_table_t t = { 0 };
+	live_cache_t lc = { 0 };
 	uint64_t now_mono = heapd_now_ns();
 
 	if (!s)
@@ -329,7 +397,13 @@ profile_snap_t *profile_snapshot(daemon_t *d)
 		return NULL;
 	}
 	free(t.slot);
-	read_mapsets(d, s, now_mono);
+	int rc = read_mapsets(d, s, &lc, now_mono);
+	s->lookups = lc.lookups;
+	free(lc.e);
+	if (rc < 0) {
+		profile_snap_put(s);
+		return NULL;
+	}
 	pf->busy_ns = now_mono;
 	s->summary.processes = s->nprocs;
 	if (s->summary.garbage)

@@ -18,7 +18,8 @@
  *   3. groups the samples by process (pid, start time and mapping set),
  *      copies each mapping set through its checked reader, and tells whether
  *      each process has exited: a live slot names it, or else its pid has
- *      that start time and a pidfd says it runs;
+ *      that start time and a pidfd says it runs. This is asked after the
+ *      records are read, without the heap lock, once per (pid, start time);
  *   4. clears the mapping sets of exited processes that no record names, so
  *      that new processes find room.
  * Profile pages (profile_page) then send the processes, then the samples,
@@ -79,6 +80,7 @@ typedef struct profile_snap {
 	size_t nprocs;
 	profile_sample_t *samples;
 	size_t nsamples;
+	uint32_t lookups;          /* liveness questions asked: one per distinct (pid, start time) */
 } profile_snap_t;
 
 /* Set up p for d's arena (logs when the arena's record count is not the configured one). */

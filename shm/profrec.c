@@ -117,11 +117,18 @@ static uint32_t window_len(const prof_view_t *v)
 	return v->nrecs < PROF_WINDOW ? v->nrecs : PROF_WINDOW;
 }
 
-/* The offset a LIVE record in state st names, or UINT64_MAX if it is no longer that record. */
+/*
+ * The offset a LIVE record in state st names, or UINT64_MAX if it is no
+ * longer that record. The caller read st with acquire, so off is read after
+ * it; the fence keeps the read of off before the second read of the state
+ * (an acquire load orders only what follows it), so an unchanged state
+ * means off was the one published with st: a seqlock's read side.
+ */
 static uint64_t live_off(const prof_rec_t *r, uint32_t st)
 {
 	uint64_t off = __atomic_load_n(&r->off, __ATOMIC_RELAXED);
-	return atomic_load_explicit(&((prof_rec_t *)r)->state, memory_order_acquire) == st ? off
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&((prof_rec_t *)r)->state, memory_order_relaxed) == st ? off
 	                                                                                   : UINT64_MAX;
 }
 
@@ -136,8 +143,8 @@ int prof_mark_freed(const prof_view_t *v, uint64_t off)
 		prof_rec_t *r = &v->recs[window_pos(v, home, j)];
 		for (int tries = 0; tries < PROF_CLAIM_TRIES; tries++) {
 			uint32_t st = load_state(&r->state);
-			if (prof_kind(st) == PROF_EMPTY)
-				return 0; /* a claim takes the first empty record: it is not further on */
+			if (st == 0)
+				return 0; /* never used: a claim takes a record before it, so not further on */
 			if (prof_kind(st) != PROF_LIVE || live_off(r, st) != off)
 				break;
 			if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED))
@@ -148,15 +155,13 @@ int prof_mark_freed(const prof_view_t *v, uint64_t off)
 	return 0;
 }
 
-int prof_record(const prof_view_t *v, const prof_sample_t *s)
+int prof_rec_claim(const prof_view_t *v, uint64_t off, uint32_t *claimed)
 {
-	uint32_t home, n = window_len(v), nframes = s->nframes;
+	uint32_t home, n = window_len(v);
 
 	if (!v->recs)
 		return -ENOSPC;
-	home = prof_home(s->off, v->nrecs);
-	if (nframes > PROF_FRAMES)
-		nframes = PROF_FRAMES;
+	home = prof_home(off, v->nrecs);
 	for (int tries = 0; tries < PROF_CLAIM_TRIES; tries++) {
 		uint32_t pick = UINT32_MAX, seen = 0;
 		for (uint32_t j = 0; j < n; j++) {
@@ -164,18 +169,24 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			prof_rec_t *r = &v->recs[i];
 			uint32_t st = load_state(&r->state);
 			uint32_t kind = prof_kind(st);
-			if (kind == PROF_LIVE && live_off(r, st) == s->off) {
+			if (kind == PROF_LIVE && live_off(r, st) == off) {
 				/* A sample of an earlier object at this offset whose free was never reaped. */
 				if (cas_state(&r->state, st, (st & ~3u) | PROF_FREED)) {
 					st = (st & ~3u) | PROF_FREED;
 					kind = PROF_FREED;
 				}
 			}
-			if (kind == PROF_EMPTY) {
+			if (kind == PROF_EMPTY && (pick == UINT32_MAX || prof_kind(seen) != PROF_EMPTY)) {
 				pick = i;
 				seen = st;
-				break;
 			}
+			/*
+			 * A record never used ends the window's records in use. One
+			 * heapd cleared does not: records after it may be live, and a
+			 * stale one of this offset among them must still be freed.
+			 */
+			if (st == 0)
+				break;
 			if (kind == PROF_FREED && pick == UINT32_MAX) {
 				pick = i;
 				seen = st;
@@ -186,7 +197,7 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			 * of them the first freed one is taken (once the table is full
 			 * of freed samples, the most recent ones stay).
 			 */
-			if (pick != UINT32_MAX && j + 1 >= PROF_PREFER_EMPTY)
+			if (pick != UINT32_MAX && prof_kind(seen) == PROF_FREED && j + 1 >= PROF_PREFER_EMPTY)
 				break;
 		}
 		if (pick == UINT32_MAX)
@@ -196,24 +207,48 @@ int prof_record(const prof_view_t *v, const prof_sample_t *s)
 			continue; /* another sample took it first */
 		if (prof_kind(seen) == PROF_FREED)
 			count(&v->counters->recycled);
-		r->nframes = (uint16_t)nframes;
-		r->pad = 0;
-		r->off = s->off;
-		r->size = s->size;
-		r->rate = s->rate;
-		r->time = s->time;
-		r->start_time = s->start_time;
-		r->pid = s->pid;
-		r->uid = s->uid;
-		r->slot = s->slot;
-		r->mapset = s->mapset;
-		memcpy(r->frames, s->frames, nframes * sizeof(uint64_t));
-		atomic_store_explicit(&r->state, (prof_claimed(seen) & ~3u) | PROF_LIVE,
-		                      memory_order_release);
+		*claimed = prof_claimed(seen);
 		return (int)pick;
 	}
 	count(&v->counters->dropped);
 	return -ENOSPC;
+}
+
+int prof_rec_publish(const prof_view_t *v, uint32_t i, uint32_t claimed, const prof_sample_t *s)
+{
+	prof_rec_t *r = &v->recs[i];
+	uint32_t nframes = s->nframes < PROF_FRAMES ? s->nframes : PROF_FRAMES;
+
+	r->nframes = (uint16_t)nframes;
+	r->pad = 0;
+	r->off = s->off;
+	r->size = s->size;
+	r->rate = s->rate;
+	r->time = s->time;
+	r->start_time = s->start_time;
+	r->pid = s->pid;
+	r->uid = s->uid;
+	r->slot = s->slot;
+	r->mapset = s->mapset;
+	memcpy(r->frames, s->frames, nframes * sizeof(uint64_t));
+	/*
+	 * From the state it claimed, not a plain store: stalled past
+	 * PROFILE_BUSY_NS, this writer may have lost the record to heapd's
+	 * clearing and another writer's claim, whose BUSY state must stand.
+	 */
+	if (!cas_state(&r->state, claimed, (claimed & ~3u) | PROF_LIVE)) {
+		count(&v->counters->dropped);
+		return -ENOSPC;
+	}
+	return (int)i;
+}
+
+int prof_record(const prof_view_t *v, const prof_sample_t *s)
+{
+	uint32_t claimed;
+	int i = prof_rec_claim(v, s->off, &claimed);
+
+	return i < 0 ? i : prof_rec_publish(v, (uint32_t)i, claimed, s);
 }
 
 /* ---- sampled bits ---- */
@@ -289,7 +324,7 @@ void prof_span_gone(const segment_t *seg, uint32_t span)
 
 /* ---- mapping sets ---- */
 
-int prof_mapset_claim(const prof_view_t *v, uint32_t hint)
+int prof_mapset_claim(const prof_view_t *v, uint32_t hint, uint32_t *claimed)
 {
 	for (int tries = 0; tries < PROF_CLAIM_TRIES && v->nmapsets; tries++) {
 		for (uint32_t j = 0; j < v->nmapsets; j++) {
@@ -297,8 +332,10 @@ int prof_mapset_claim(const prof_view_t *v, uint32_t hint)
 			uint32_t st = load_state(&v->mapset_state[i]);
 			if (prof_kind(st) != PROF_EMPTY)
 				continue;
-			if (cas_state(&v->mapset_state[i], st, prof_claimed(st)))
+			if (cas_state(&v->mapset_state[i], st, prof_claimed(st))) {
+				*claimed = prof_claimed(st);
 				return (int)i;
+			}
 			break; /* lost a race: look again from the start */
 		}
 	}
@@ -307,10 +344,14 @@ int prof_mapset_claim(const prof_view_t *v, uint32_t hint)
 	return -ENOSPC;
 }
 
-void prof_mapset_publish(const prof_view_t *v, uint32_t i)
+int prof_mapset_publish(const prof_view_t *v, uint32_t i, uint32_t claimed)
 {
-	uint32_t st = load_state(&v->mapset_state[i]);
-	atomic_store_explicit(&v->mapset_state[i], (st & ~3u) | PROF_LIVE, memory_order_release);
+	/* from the claimed state, as prof_rec_publish: heapd may have given the set to another */
+	if (!cas_state(&v->mapset_state[i], claimed, (claimed & ~3u) | PROF_LIVE)) {
+		count(&v->counters->mapsets_full);
+		return -ENOSPC;
+	}
+	return 0;
 }
 
 /* ---- readers ---- */
@@ -438,6 +479,8 @@ int prof_rec_reset(const prof_view_t *v, uint32_t i, uint32_t seen, uint32_t kin
 	if (!v->recs || i >= v->nrecs)
 		return 0;
 	uint32_t want = kind == PROF_FREED ? (seen & ~3u) | PROF_FREED : prof_claimed(seen) & ~3u;
+	if (want == 0)
+		want = 1u << 2; /* seq wrapped: 0 is kept for a record never used (profrec.h) */
 	return cas_state(&v->recs[i].state, seen, want);
 }
 

@@ -32,13 +32,20 @@
  * BUSY (being written by whoever moved it there), LIVE (a sampled object
  * not yet known to be freed), FREED. Every claim bumps seq, so a
  * compare-and-swap on a state a reader saw fails once the record is reused.
+ * A state word of 0 is a record never used; heapd's clearing bumps seq, so
+ * a cleared record is EMPTY but not 0. Since states never return to 0 and
+ * a claim takes a record no further than the first EMPTY one, no record of
+ * a window past its first never-used one is in use: the searches by offset
+ * stop there, and look past records heapd cleared.
  *
  * Life of a sample (client/profile.c, the one writer of records):
  *   1. the owner of the span allocates the object (its alloc bit);
  *   2. prof_record claims the first EMPTY record of the window, or the
  *      first FREED one if there is no EMPTY one among the first few (a LIVE
  *      record of the same offset on the way is a stale one and is marked
- *      FREED), writes every field, then publishes it LIVE; so a table full
+ *      FREED), writes every field, then publishes it LIVE by a
+ *      compare-and-swap from the state it claimed (a writer that stalled
+ *      while heapd cleared its record drops the sample); so a table full
  *      of freed samples keeps the most recent ones;
  *   3. the owner sets the object's sampled bit (below).
  * Killed between 2 and 3, the record stays LIVE for an object that is
@@ -154,7 +161,7 @@ _Static_assert(sizeof(prof_mapset_t) == 64 + PROF_MAPS * 256, "a mapping set is 
 typedef struct prof_counters {
 	_Atomic uint64_t dropped;       /* samples not recorded: their window held only live ones */
 	_Atomic uint64_t recycled;      /* freed samples whose record a new sample took */
-	_Atomic uint64_t mapsets_full;  /* processes that found no free mapping set */
+	_Atomic uint64_t mapsets_full;  /* processes that found no free mapping set, or lost theirs */
 } prof_counters_t;
 
 #define PROF_COUNTERS_SIZE 4096u
@@ -240,20 +247,40 @@ typedef struct prof_sample {
 } prof_sample_t;
 
 /*
- * Record a sample: claim a record in the window of s->off (counting a
- * recycled or dropped one), write every field, then publish it LIVE.
- * Returns the record's index, or -ENOSPC (dropped, counted).
+ * Record a sample: prof_rec_claim, then prof_rec_publish. Returns the
+ * record's index, or -ENOSPC (dropped, counted).
  */
 int prof_record(const prof_view_t *v, const prof_sample_t *s);
+
+/*
+ * Claim a record in the window of off (counting a recycled or dropped
+ * one): its index, with the BUSY state it now has in *claimed; -ENOSPC.
+ */
+int prof_rec_claim(const prof_view_t *v, uint64_t off, uint32_t *claimed);
+
+/*
+ * Write every field of claimed record i from s, then publish it LIVE by a
+ * compare-and-swap from *claimed. i, or -ENOSPC (counted as dropped) if
+ * the record is no longer in that state: heapd cleared it as stuck, and
+ * maybe another writer holds it now.
+ */
+int prof_rec_publish(const prof_view_t *v, uint32_t i, uint32_t claimed, const prof_sample_t *s);
 
 /* Mark the LIVE record of the object at off FREED. 1 if one was found. */
 int prof_mark_freed(const prof_view_t *v, uint64_t off);
 
-/* Claim a free mapping set for process pid (hint: where to start looking). Index or -ENOSPC. */
-int prof_mapset_claim(const prof_view_t *v, uint32_t hint);
+/*
+ * Claim a free mapping set (hint: where to start looking): its index, with
+ * its BUSY state in *claimed; or -ENOSPC (counted in mapsets_full).
+ */
+int prof_mapset_claim(const prof_view_t *v, uint32_t hint, uint32_t *claimed);
 
-/* Publish a claimed mapping set once every field is written. */
-void prof_mapset_publish(const prof_view_t *v, uint32_t i);
+/*
+ * Publish a claimed mapping set once every field is written, by a
+ * compare-and-swap from claimed. 0, or -ENOSPC (counted in mapsets_full)
+ * if heapd cleared it meanwhile.
+ */
+int prof_mapset_publish(const prof_view_t *v, uint32_t i, uint32_t claimed);
 
 /* ---- readers: copy out, then check everything ---- */
 

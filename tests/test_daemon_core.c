@@ -25,6 +25,9 @@
 #include "harness/tmpdir.h"
 #include "harness/util.h"
 #include "large.h"
+#include "profile.h"
+#include "profrec.h"
+#include "proc.h"
 #include "session.h"
 #include "sizeclass.h"
 #include "wire.h"
@@ -341,6 +344,38 @@ START_TEST(test_proc_identity)
 }
 END_TEST
 
+/*
+ * A client may name one live pid with as many start times and mapping sets
+ * as it has records: a snapshot asks each (pid, start time) once, after the
+ * records are read, and tells the same answer as before.
+ */
+START_TEST(test_profile_liveness_once)
+{
+	daemon_t d;
+	uint64_t real, frames[1] = { 0x401000 };
+	open_daemon(&d, 64 * MIB);
+	const prof_view_t *v = &d.profile.v;
+	ck_assert_ptr_nonnull(v->recs);
+	ck_assert_int_eq(proc_start_time(getpid(), &real), 0);
+
+	for (uint32_t k = 0; k < 1024; k++) {
+		prof_sample_t sm = { .off = v->pages_off + 64 * (uint64_t)k, .size = 64, .rate = 1,
+		                     .time = 1, .start_time = real + k % 64, .pid = (uint32_t)getpid(),
+		                     .slot = HEAPD_NIL, .mapset = k / 64, .nframes = 1, .frames = frames };
+		ck_assert_int_ge(prof_record(v, &sm), 0);
+	}
+	profile_snap_t *s = profile_snapshot(&d);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(s->nsamples, 1024);
+	ck_assert_uint_eq(s->nprocs, 1024);   /* one per (start time, mapping set) */
+	ck_assert_uint_eq(s->lookups, 64);    /* one per start time */
+	for (size_t k = 0; k < s->nprocs; k++)
+		ck_assert_int_eq(s->procs[k].exited, s->procs[k].start_time != real);
+	profile_snap_put(s);
+	daemon_close(&d, 1);
+}
+END_TEST
+
 START_TEST(test_held_slot_reaped)
 {
 	static daemon_t d;
@@ -538,6 +573,7 @@ Suite *daemon_core_suite(void)
 	tcase_add_test(tc, test_lost_large_free);
 	tcase_add_test(tc, test_proc_identity);
 	tcase_add_test(tc, test_held_slot_reaped);
+	tcase_add_test(tc, test_profile_liveness_once);
 	tcase_add_test(tc, test_lost_large_reply);
 	tcase_add_test(tc, test_check_finds_bad_owners);
 	tcase_add_test(tc, test_random_frames);

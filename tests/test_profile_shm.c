@@ -200,6 +200,76 @@ START_TEST(test_window_full)
 }
 END_TEST
 
+/* heapd clears a record in place (garbage, or a writer that died): the ones after it are still found */
+START_TEST(test_cleared_record_not_an_end)
+{
+	fx_t f;
+	uint64_t offs[3];
+	fx_open(&f, 4096);
+	ck_assert_int_eq(same_home(&f, offs, 3), 3);
+	int a = record(&f, offs[0], 16, 1);
+	int b = record(&f, offs[1], 16, 1);
+	int c = record(&f, offs[2], 16, 1); /* a sample whose free is never reaped: stale */
+	ck_assert_int_eq(b, (a + 1) % 4096);
+	ck_assert_int_eq(c, (a + 2) % 4096);
+	uint32_t st = atomic_load(&f.v.recs[a].state);
+	ck_assert_int_eq(prof_rec_reset(&f.v, (uint32_t)a, st, PROF_EMPTY), 1);
+	ck_assert_uint_eq(kind_of(&f, a), PROF_EMPTY);
+
+	/* the free of b's object finds b behind the cleared record */
+	ck_assert_int_eq(prof_mark_freed(&f.v, offs[1]), 1);
+	ck_assert_uint_eq(kind_of(&f, b), PROF_FREED);
+
+	/* a new sample at c's offset takes the cleared record, and frees c on the way */
+	ck_assert_int_eq(record(&f, offs[2], 16, 2), a);
+	ck_assert_uint_eq(kind_of(&f, c), PROF_FREED);
+	ck_assert_int_eq(prof_mark_freed(&f.v, offs[2]), 1); /* the new one, once */
+	ck_assert_int_eq(prof_mark_freed(&f.v, offs[2]), 0);
+	fx_close(&f);
+}
+END_TEST
+
+/*
+ * A writer stalled past PROFILE_BUSY_NS: heapd clears its BUSY record (or
+ * set) and another writer claims it. The stalled publish must fail and
+ * leave the new owner's BUSY state, and the sample counts as dropped.
+ */
+START_TEST(test_stalled_publish_loses)
+{
+	fx_t f;
+	uint64_t frames[1] = { 0x400000 };
+	uint32_t mine, theirs;
+	fx_open(&f, 1024);
+	uint64_t off = page_off(&f, 4) + 32;
+	prof_sample_t s = { .off = off, .size = 32, .rate = 1, .time = 42, .pid = 1,
+	                    .slot = HEAPD_NIL, .mapset = HEAPD_NIL, .nframes = 1, .frames = frames };
+
+	int i = prof_rec_claim(&f.v, off, &mine);
+	ck_assert_int_ge(i, 0);
+	ck_assert_uint_eq(atomic_load(&f.v.recs[i].state), mine);
+	ck_assert_int_eq(prof_rec_reset(&f.v, (uint32_t)i, mine, PROF_EMPTY), 1); /* heapd: stuck */
+	ck_assert_int_eq(prof_rec_claim(&f.v, off, &theirs), i);                 /* another writer */
+	ck_assert_int_eq(prof_rec_publish(&f.v, (uint32_t)i, mine, &s), -ENOSPC);
+	ck_assert_uint_eq(atomic_load(&f.v.recs[i].state), theirs);
+	ck_assert_uint_eq(atomic_load(&f.v.counters->dropped), 1);
+	ck_assert_int_eq(prof_mark_freed(&f.v, off), 0); /* nothing was published LIVE */
+	ck_assert_int_eq(prof_rec_publish(&f.v, (uint32_t)i, theirs, &s), i);
+	ck_assert_uint_eq(kind_of(&f, i), PROF_LIVE);
+	ck_assert_int_eq(prof_mark_freed(&f.v, off), 1);
+
+	int m = prof_mapset_claim(&f.v, 0, &mine);
+	ck_assert_int_ge(m, 0);
+	ck_assert_int_eq(prof_mapset_reset(&f.v, (uint32_t)m, mine), 1);
+	ck_assert_int_eq(prof_mapset_claim(&f.v, 0, &theirs), m);
+	ck_assert_int_eq(prof_mapset_publish(&f.v, (uint32_t)m, mine), -ENOSPC);
+	ck_assert_uint_eq(atomic_load(&f.v.mapset_state[m]), theirs);
+	ck_assert_uint_eq(atomic_load(&f.v.counters->mapsets_full), 1);
+	ck_assert_int_eq(prof_mapset_publish(&f.v, (uint32_t)m, theirs), 0);
+	ck_assert_uint_eq(prof_kind(atomic_load(&f.v.mapset_state[m])), PROF_LIVE);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(test_reap_word)
 {
 	fx_t f;
@@ -285,7 +355,8 @@ START_TEST(test_readers_refuse_garbage)
 	/* EMPTY and BUSY records are not read */
 	ck_assert_int_eq(prof_read_rec(&f.v, (uint32_t)(i + 1) % 1024, &r, &st, &why), -EAGAIN);
 
-	int m = prof_mapset_claim(&f.v, 0);
+	uint32_t claimed;
+	int m = prof_mapset_claim(&f.v, 0, &claimed);
 	ck_assert_int_ge(m, 0);
 	ck_assert_int_eq(prof_read_mapset(&f.v, (uint32_t)m, set, &st, &why), -EAGAIN); /* BUSY */
 	prof_mapset_t *ms = &f.v.mapsets[m];
@@ -295,7 +366,7 @@ START_TEST(test_readers_refuse_garbage)
 	ms->maps[0].lo = 0x1000;
 	ms->maps[0].hi = 0x2000;
 	strcpy(ms->maps[0].path, "/bin/true");
-	prof_mapset_publish(&f.v, (uint32_t)m);
+	ck_assert_int_eq(prof_mapset_publish(&f.v, (uint32_t)m, claimed), 0);
 	ck_assert_int_eq(prof_read_mapset(&f.v, (uint32_t)m, set, &st, &why), 0);
 	memset(ms->maps[0].path, 'x', sizeof(ms->maps[0].path));
 	ck_assert_int_eq(prof_read_mapset(&f.v, (uint32_t)m, set, &st, &why), -EINVAL);
@@ -335,7 +406,8 @@ START_TEST(test_checker_on_garbage)
 		record(&f, page_off(&f, k), 16, 4);
 		prof_mark_freed(&f.v, page_off(&f, k));
 	}
-	prof_mapset_claim(&f.v, 5);
+	uint32_t claimed;
+	prof_mapset_claim(&f.v, 5, &claimed);
 	fx_close(&f);
 }
 END_TEST
@@ -348,6 +420,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_validate_header);
 	tcase_add_test(tc, test_record_and_free);
 	tcase_add_test(tc, test_window_full);
+	tcase_add_test(tc, test_cleared_record_not_an_end);
+	tcase_add_test(tc, test_stalled_publish_loses);
 	tcase_add_test(tc, test_reap_word);
 	tcase_add_test(tc, test_span_gone);
 	tcase_add_test(tc, test_readers_refuse_garbage);
