@@ -4,11 +4,10 @@
  *
  * fork: the prepare handler takes the lock (and the fork hooks' own lock),
  * so the child inherits a quiet state. The child runs the resets the layers
- * above registered (the
- * transport closes its copy of the parent's socket; the caches forget their
- * spans, and those of threads that do not exist in the child), then forgets
- * the slot (the parent still uses it); it connects afresh on first use. The
- * mapping is inherited, so objects stay valid.
+ * above registered (the transport closes its copy of the parent's socket;
+ * the caches forget their spans, and those of threads that do not exist in
+ * the child), then forgets the slot (the parent still uses it); it connects
+ * afresh on first use. The mapping is inherited, so objects stay valid.
  */
 #include "proc.h"
 
