@@ -344,11 +344,13 @@ static void forget_one(void *arg, uint32_t id)
 	quota_forget_slot_span(w->q, id, w->slot);
 }
 
-/* Every span of slot goes back; charges go to the uid alone; the slot is freed. */
-static void release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
+/*
+ * The slot's session ends and every span of the slot goes back; the last
+ * large object its client asked for stays allocated (it may hold it).
+ */
+static void empty_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
 {
 	slot_t *sl = &d->clients.slots[slot];
-	forget_walk_t w = { .q = &d->quota, .slot = slot };
 	struct session *bound = sl->session;
 
 	daemon_detach(d, slot);
@@ -356,13 +358,20 @@ static void release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
 		session_orphan(bound);
 	while (sl->spans.head != HEAPD_NIL)
 		take_back(d, slot, sl->spans.head, res);
-	/* Its client may hold the last large object it asked for: it stays allocated. */
 	if (sl->pending_large)
 		large_settle(&d->central, &d->clients, slot, 1);
+	rootdir_forget_slot(&d->roots, slot);
+}
+
+/* The slot's process has exited: empty_slot; charges go to the uid alone; the slot is freed. */
+static void release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
+{
+	forget_walk_t w = { .q = &d->quota, .slot = slot };
+
+	empty_slot(d, slot, res);
 	if (quota_slot_pages(&d->quota, slot))
 		pageheap_walk(&d->heap, forget_one, &w);
 	quota_forget_slot(&d->quota, slot);
-	rootdir_forget_slot(&d->roots, slot);
 	unwatch_slot(d, slot);
 	clients_free(&d->clients, slot);
 }
@@ -375,18 +384,7 @@ static void release_slot(daemon_t *d, uint32_t slot, sweep_result_t *res)
  */
 void daemon_bye(daemon_t *d, uint32_t slot, sweep_result_t *res)
 {
-	slot_t *sl = &d->clients.slots[slot];
-	struct session *bound = sl->session;
-
-	daemon_detach(d, slot);
-	if (bound)
-		session_orphan(bound);
-	while (sl->spans.head != HEAPD_NIL)
-		take_back(d, slot, sl->spans.head, res);
-	/* Its client may hold the last large object it asked for: it stays allocated. */
-	if (sl->pending_large)
-		large_settle(&d->central, &d->clients, slot, 1);
-	rootdir_forget_slot(&d->roots, slot);
+	empty_slot(d, slot, res);
 	log_msg("slot %u (pid %u) given up; %llu spans taken back; the slot is held until the "
 	        "process exits", slot, d->seg.clients[slot].pid, (unsigned long long)res->spans);
 }
