@@ -507,12 +507,25 @@ static int increment(int k)
 	for (int i = 0; i < k; i++) {
 		for (;;) {
 			counter_t *old = hc_root_get("counter");
-			if (!old || old->check != ~old->value)
+			if (!old)
 				return 1;
+			uint64_t value = old->value, check = old->check;
+			if (check != ~value) {
+				/*
+				 * Replaced and freed since the get (a debug build fills
+				 * a freed object at once): the name leads elsewhere now.
+				 * An object the name still leads to must be intact.
+				 */
+				if (hc_root_get("counter") != old)
+					continue;
+				value = old->value;
+				if (old->check != ~value)
+					return 1;
+			}
 			counter_t *next = hc_malloc(sizeof(*next));
 			if (!next)
 				return 2;
-			next->value = old->value + 1;
+			next->value = value + 1;
 			next->check = ~next->value;
 			int rc = hc_root_cas("counter", old, next);
 			if (rc == 0) {
