@@ -10,7 +10,11 @@
  * scripts/bench; what it still counts is the cost of the cache misses the
  * samples take.
  *
- *   bench_profile [-r RATE] [-n PHASES]
+ *   bench_profile [-r RATE] [-n PHASES] [-l LOOP] [-m off|on]
+ *
+ * -l runs one loop only (w1_16 ... w1_4096, w2), and -m only one of the
+ * two modes (its column of the other is 0): a run to look at under a
+ * profiler.
  *
  * The loops: batches of 1000 allocations of one size, written and then
  * freed (as workload 1); and 10,000 slots of 8 to 1024 bytes, one replaced
@@ -80,14 +84,16 @@ static double churn(int n)
 	return (cpu_ns() - t0) / n;
 }
 
-/* Alternate phases off and at rate; print the medians. */
-static void compare(const char *name, size_t size, size_t rate, int phases)
+/* Alternate phases off and at rate (only mode `only` if it is 0 or 1); print the medians. */
+static void compare(const char *name, size_t size, size_t rate, int phases, int only)
 {
-	double off[64], on[64];
+	double off[64] = { 0 }, on[64] = { 0 };
 	if (phases > 64)
 		phases = 64;
 	for (int r = 0; r < phases; r++) {
 		for (int m = 0; m < 2; m++) {
+			if (only >= 0 && m != only)
+				continue;
 			hc_profile_rate(m ? rate : 0);
 			if (size) {
 				batches(size, 5); /* the new rate reaches every window */
@@ -101,7 +107,7 @@ static void compare(const char *name, size_t size, size_t rate, int phases)
 	qsort(off, (size_t)phases, sizeof(double), cmp_double);
 	qsort(on, (size_t)phases, sizeof(double), cmp_double);
 	printf("%-8s %10.2f %10.2f %8.3f\n", name, off[phases / 2], on[phases / 2],
-	       on[phases / 2] / off[phases / 2]);
+	       off[phases / 2] > 0 ? on[phases / 2] / off[phases / 2] : 0);
 }
 
 int main(int argc, char **argv)
@@ -109,15 +115,21 @@ int main(int argc, char **argv)
 	static const size_t sizes[] = { 16, 64, 256, 1024, 4096 };
 	hd_t d;
 	size_t rate = 512 << 10;
-	int phases = 21, opt;
+	const char *loop = NULL;
+	int phases = 21, only = -1, opt;
 
-	while ((opt = getopt(argc, argv, "r:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "r:n:l:m:")) != -1) {
 		if (opt == 'r')
 			rate = strtoull(optarg, NULL, 10);
 		else if (opt == 'n')
 			phases = atoi(optarg);
+		else if (opt == 'l')
+			loop = optarg;
+		else if (opt == 'm' && (strcmp(optarg, "off") == 0 || strcmp(optarg, "on") == 0))
+			only = strcmp(optarg, "on") == 0;
 		else
-			return fprintf(stderr, "usage: bench_profile [-r RATE] [-n PHASES]\n"), 2;
+			return fprintf(stderr, "usage: bench_profile [-r RATE] [-n PHASES] [-l LOOP] "
+			                       "[-m off|on]\n"), 2;
 	}
 	setenv("HEAPD_BIN", BENCH_HEAPD_BIN, 0);
 	unsetenv("HEAPD_PROFILE_RATE");
@@ -146,9 +158,11 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "w1_%zu", sizes[i]);
-		compare(name, sizes[i], rate, phases);
+		if (!loop || strcmp(loop, name) == 0)
+			compare(name, sizes[i], rate, phases, only);
 	}
-	compare("w2", 0, rate, phases);
+	if (!loop || strcmp(loop, "w2") == 0)
+		compare("w2", 0, rate, phases, only);
 	hc_disconnect();
 	hd_cleanup(&d);
 	segment_remove(d.arena);
