@@ -544,6 +544,7 @@ static int reply_check(session_t *s, const check_report_t *rep)
 	char *lines[CHECK_MAX_PROBLEMS];
 
 	r.nproblems = rep->nproblems;
+	r.ndata = rep->ndata;
 	r.n_problems = rep->nproblems < CHECK_MAX_PROBLEMS ? rep->nproblems : CHECK_MAX_PROBLEMS;
 	for (size_t i = 0; i < r.n_problems; i++)
 		lines[i] = (char *)rep->problems[i];

@@ -213,10 +213,13 @@ void span_make_free(segment_t *seg, uint32_t id, uint64_t now)
 	 * whatever span starts here next (a double free of an old object
 	 * would free a new one). Class 0 sends such a free to the slow path,
 	 * which reads the descriptor. Killed here, the span is still in use
-	 * with no object; the rebuild maps its pages again.
+	 * with no object; the rebuild maps its pages again. A large span's
+	 * pages have no class already (span_carve), unless a span_make_small
+	 * was cut short, which writes its first page first.
 	 */
-	for (uint32_t i = 0; i < n; i++)
-		set_pagemap(seg, id + i, id, 0);
+	if (s->state == SPAN_SMALL || heapd_pagemap_class(seg->pagemap[id]))
+		for (uint32_t i = 0; i < n; i++)
+			set_pagemap(seg, id + i, id, 0);
 	s->needzero = 1;
 	s->npreleased = 0;
 	s->unusedsince = now;

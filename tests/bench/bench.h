@@ -75,6 +75,9 @@ void bench_unmap(void *p, size_t bytes);
 /* Zeroed memory shared with forked workers (MAP_SHARED); aborts on failure. */
 void *bench_map_shared(size_t bytes);
 
+/* Write (wr) or read all len bytes of buf on fd, through EINTR. 0, or -1 on an error or EOF. */
+int bench_full_io(int fd, void *buf, size_t len, int wr);
+
 /* A small, fast generator (xorshift64*); state must not be 0. */
 static inline uint64_t bench_rand(uint64_t *state)
 {

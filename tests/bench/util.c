@@ -41,6 +41,19 @@ void *bench_map_shared(size_t bytes)
 	return map(bytes, MAP_SHARED);
 }
 
+int bench_full_io(int fd, void *buf, size_t len, int wr)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t k = wr ? write(fd, (char *)buf + done, len - done) : read(fd, (char *)buf + done, len - done);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		done += (size_t)k;
+	}
+	return 0;
+}
+
 void bench_unmap(void *p, size_t bytes)
 {
 	if (p)

@@ -130,19 +130,6 @@ int wl_root_get(wl_sync_t *s, int id, void *arg)
 
 /* --- r2. round trips, and the wake-ups of r3 ------------------------------ */
 
-static int full_io(int fd, void *buf, size_t len, int wr)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t k = wr ? write(fd, (char *)buf + done, len - done) : read(fd, (char *)buf + done, len - done);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		done += (size_t)k;
-	}
-	return 0;
-}
-
 /* Read len bytes, polling for up to SPIN_US before a read that blocks. 0 or -1. */
 static int spin_read(int fd, void *buf, size_t len)
 {
@@ -155,7 +142,7 @@ static int spin_read(int fd, void *buf, size_t len)
 		else if (k == 0 || (errno != EAGAIN && errno != EINTR))
 			return -1;
 	}
-	return done < len ? full_io(fd, (char *)buf + done, len - done, 0) : 0;
+	return done < len ? bench_full_io(fd, (char *)buf + done, len - done, 0) : 0;
 }
 
 /* 1 when process pid sleeps on a futex (where wchan says; else after a short wait). */
@@ -248,7 +235,7 @@ int wl_root_rtt(wl_sync_t *s, int id, void *arg)
 		return 1;
 	if (echo == 0) {
 		close(sv[0]);
-		while (full_io(sv[1], msg, sizeof(msg), 0) == 0 && full_io(sv[1], msg, sizeof(msg), 1) == 0)
+		while (bench_full_io(sv[1], msg, sizeof(msg), 0) == 0 && bench_full_io(sv[1], msg, sizeof(msg), 1) == 0)
 			;
 		_exit(0);
 	}
@@ -257,7 +244,7 @@ int wl_root_rtt(wl_sync_t *s, int id, void *arg)
 	/* warm: the connection, the name's entry, the echo process */
 	for (int i = 0; i < 1000 && rc == 0; i++) {
 		rc = hc_root_set("bench/rtt", obj[cur ^= 1]) < 0 ||
-		     full_io(sv[0], msg, sizeof(msg), 1) || full_io(sv[0], msg, sizeof(msg), 0);
+		     bench_full_io(sv[0], msg, sizeof(msg), 1) || bench_full_io(sv[0], msg, sizeof(msg), 0);
 	}
 
 	uint64_t start = wl_ready(s), deadline = start + s->duration_ns;
@@ -276,12 +263,12 @@ int wl_root_rtt(wl_sync_t *s, int id, void *arg)
 		}
 		for (int i = 0; i < RTT_ROUND && rc == 0; i++) {
 			uint64_t t0 = bench_now();
-			rc = full_io(sv[0], msg, sizeof(msg), 1) || full_io(sv[0], msg, sizeof(msg), 0);
+			rc = bench_full_io(sv[0], msg, sizeof(msg), 1) || bench_full_io(sv[0], msg, sizeof(msg), 0);
 			sock[n + i] = bench_now() - t0;
 		}
 		for (int i = 0; i < RTT_ROUND && rc == 0; i++) {
 			uint64_t t0 = bench_now();
-			rc = full_io(sv[0], msg, sizeof(msg), 1) || spin_read(sv[0], msg, sizeof(msg));
+			rc = bench_full_io(sv[0], msg, sizeof(msg), 1) || spin_read(sv[0], msg, sizeof(msg));
 			spin[n + i] = bench_now() - t0;
 		}
 		n += RTT_ROUND;

@@ -456,19 +456,6 @@ int wl_refill(wl_sync_t *s, int id, void *arg)
 	return 0;
 }
 
-static int full_io(int fd, void *buf, size_t len, int wr)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t k = wr ? write(fd, (char *)buf + done, len - done) : read(fd, (char *)buf + done, len - done);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		done += (size_t)k;
-	}
-	return 0;
-}
-
 int wl_socketpair(wl_sync_t *s, int id, void *arg)
 {
 	uint64_t *ns = bench_map(RTT_MAX * sizeof(uint64_t));
@@ -483,19 +470,19 @@ int wl_socketpair(wl_sync_t *s, int id, void *arg)
 		return 1;
 	if (echo == 0) {
 		close(sv[0]);
-		while (full_io(sv[1], msg, sizeof(msg), 0) == 0 && full_io(sv[1], msg, sizeof(msg), 1) == 0)
+		while (bench_full_io(sv[1], msg, sizeof(msg), 0) == 0 && bench_full_io(sv[1], msg, sizeof(msg), 1) == 0)
 			;
 		_exit(0);
 	}
 	close(sv[1]);
 	memset(msg, 'x', sizeof(msg));
 	for (int i = 0; i < 1000 && rc == 0; i++)
-		rc = full_io(sv[0], msg, sizeof(msg), 1) || full_io(sv[0], msg, sizeof(msg), 0);
+		rc = bench_full_io(sv[0], msg, sizeof(msg), 1) || bench_full_io(sv[0], msg, sizeof(msg), 0);
 
 	uint64_t start = wl_ready(s), deadline = start + s->duration_ns;
 	while (rc == 0 && n < RTT_MAX && (n < 1000 || bench_now() < deadline)) {
 		uint64_t t0 = bench_now();
-		rc = full_io(sv[0], msg, sizeof(msg), 1) || full_io(sv[0], msg, sizeof(msg), 0);
+		rc = bench_full_io(sv[0], msg, sizeof(msg), 1) || bench_full_io(sv[0], msg, sizeof(msg), 0);
 		ns[n++] = bench_now() - t0;
 	}
 	record(s, id, start, (uint64_t)n);

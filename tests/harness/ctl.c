@@ -155,19 +155,6 @@ int hctl_wait_clients(const char *sock, uint32_t clients, int timeout_ms)
 	return hutil_wait_until(clients_are(sock, clients), timeout_ms);
 }
 
-/* Whether line is one check.c reports with data_problem: its wording, kept in step. */
-static int data_line(const char *line)
-{
-	unsigned span;
-	int end = 0;
-	if (sscanf(line, "span %u: %n", &span, &end) == 1 && end > 0 &&
-	    (strncmp(line + end, "bitmaps: ", 9) == 0 || strncmp(line + end, "sampled bit ", 12) == 0))
-		return 1;
-	if (strncmp(line, "profile: ", 9) == 0 && strstr(line, " hold garbage"))
-		return 1;
-	return strncmp(line, "root \"", 6) == 0 && strstr(line, " is not allocated") != NULL;
-}
-
 int64_t hctl_check_data(const char *sock, int64_t *ndata)
 {
 	Heapd__Envelope *reply;
@@ -175,12 +162,9 @@ int64_t hctl_check_data(const char *sock, int64_t *ndata)
 	int rc = simple(sock, HEAPD__ENVELOPE__MSG_CHECK, HEAPD__ENVELOPE__MSG_CHECK_REPLY, &reply);
 	if (rc < 0)
 		return -1;
-	for (size_t i = 0; i < reply->check_reply->n_problems; i++) {
-		const char *line = reply->check_reply->problems[i];
-		int data = data_line(line);
-		fprintf(stderr, "check: %s%s\n", line, data ? " (data)" : "");
-		*ndata += data;
-	}
+	for (size_t i = 0; i < reply->check_reply->n_problems; i++)
+		fprintf(stderr, "check: %s\n", reply->check_reply->problems[i]);
+	*ndata = (int64_t)reply->check_reply->ndata;
 	int64_t n = (int64_t)reply->check_reply->nproblems;
 	wire_free(reply);
 	return n;

@@ -55,10 +55,9 @@ int hctl_wait_clients(const char *sock, uint32_t clients, int timeout_ms);
 int64_t hctl_check(const char *sock);
 
 /*
- * hctl_check, and in *ndata how many of the lines the reply carries are
- * problems in the data (bitmaps, profile records, a root's object not
- * allocated: what check.c reports with data_problem), which clients write.
- * Lines past the reply's first CHECK_MAX_PROBLEMS are not counted.
+ * hctl_check, and in *ndata how many of the problems are in the data
+ * (bitmaps, profile records, a root's object not allocated), which clients
+ * write: the reply's count (check.h, ndata).
  */
 int64_t hctl_check_data(const char *sock, int64_t *ndata);
 

@@ -235,6 +235,21 @@ static int by_lo(const void *a, const void *b)
 	return x->hi > y->hi ? -1 : x->hi < y->hi; /* the widest first */
 }
 
+/*
+ * The length of symbol s's name in the string table strs of n bytes if it
+ * is a defined function with a size and a name terminated inside the table;
+ * 0 if it is to be left out.
+ */
+static size_t fn_name_len(const Elf64_Sym *s, const char *strs, uint64_t n)
+{
+	int type = ELF64_ST_TYPE(s->st_info);
+	if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
+	    s->st_size == 0 || s->st_name >= n)
+		return 0;
+	size_t len = strnlen(strs + s->st_name, n - s->st_name);
+	return len == n - s->st_name ? 0 : len;
+}
+
 /* The function symbols of symbol table section i into e (replacing what it has). 0 or -errno. */
 static int read_symbols(const image_t *im, int i, elfsym_t *e)
 {
@@ -255,16 +270,11 @@ static int read_symbols(const image_t *im, int i, elfsym_t *e)
 		goto out;
 
 	for (uint64_t k = 0; k < nsyms; k++) {
-		const Elf64_Sym *s = &syms[k];
-		int type = ELF64_ST_TYPE(s->st_info);
-		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-		    s->st_size == 0 || s->st_name >= str->sh_size)
-			continue;
-		size_t len = strnlen(strs + s->st_name, str->sh_size - s->st_name);
-		if (len == str->sh_size - s->st_name || len == 0)
-			continue; /* not terminated inside the table */
-		nfns++;
-		bytes += len + 1;
+		size_t len = fn_name_len(&syms[k], strs, str->sh_size);
+		if (len) {
+			nfns++;
+			bytes += len + 1;
+		}
 	}
 	elfsym_fn_t *fns = calloc(nfns ? nfns : 1, sizeof(*fns));
 	char *names = malloc(bytes ? bytes : 1);
@@ -277,12 +287,8 @@ static int read_symbols(const image_t *im, int i, elfsym_t *e)
 	uint64_t n = 0, at = 0;
 	for (uint64_t k = 0; k < nsyms && n < nfns; k++) {
 		const Elf64_Sym *s = &syms[k];
-		int type = ELF64_ST_TYPE(s->st_info);
-		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-		    s->st_size == 0 || s->st_name >= str->sh_size)
-			continue;
-		size_t len = strnlen(strs + s->st_name, str->sh_size - s->st_name);
-		if (len == str->sh_size - s->st_name || len == 0)
+		size_t len = fn_name_len(s, strs, str->sh_size);
+		if (!len)
 			continue;
 		memcpy(names + at, strs + s->st_name, len + 1);
 		fns[n].lo = s->st_value;

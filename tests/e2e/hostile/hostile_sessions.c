@@ -276,6 +276,28 @@ END_TEST
 
 /* ---- the first request after a close (no waiting for heapd at all) ---- */
 
+/*
+ * Round r: end the session in way w; the next request (a large object)
+ * reconnects at once and the process keeps its slot (st0's).
+ */
+static void end_and_request(const way_t *w, uint64_t r, const hc_stats_t *st0)
+{
+	hc_stats_t st;
+
+	end_session(w);
+	errno = 0;
+	void *big = hc_malloc(100000);
+	if (!big)
+		hchild_fail("round %llu: the first request after %s: hc_malloc(100000): %s",
+		            (unsigned long long)r, w->name, strerror(errno));
+	hc_free(big);
+	hc_stats(&st);
+	if (st.slot != st0->slot)
+		hchild_fail("round %llu: slot %u after %s, not %u", (unsigned long long)r, st.slot,
+		            w->name, st0->slot);
+}
+
+
 static int first_request(void *arg)
 {
 	uint64_t rounds = (uint64_t)(uintptr_t)arg;
@@ -285,21 +307,9 @@ static int first_request(void *arg)
 	if (!p)
 		hchild_fail("hc_malloc: %s", strerror(errno));
 	hc_stats(&st0);
-	for (uint64_t r = 0; r < rounds; r++) {
-		const way_t *w = &ways[r % NWAYS];
-		end_session(w);
-		errno = 0;
-		void *big = hc_malloc(100000);
-		if (!big)
-			hchild_fail("round %llu: the first request after %s: hc_malloc(100000): %s",
-			            (unsigned long long)r, w->name, strerror(errno));
-		hc_free(big);
-		hc_stats(&st);
-		if (st.slot != st0.slot)
-			hchild_fail("round %llu: slot %u after %s, not %u", (unsigned long long)r,
-			            st.slot, w->name,
-			            st0.slot);
-	}
+	for (uint64_t r = 0; r < rounds; r++)
+		end_and_request(&ways[r % NWAYS], r, &st0);
+	hc_stats(&st);
 	if (st.reconnects < st0.reconnects + rounds)
 		hchild_fail("%llu reconnects for %llu ended sessions",
 		            (unsigned long long)st.reconnects, (unsigned long long)rounds);
@@ -513,17 +523,7 @@ static int ch_victim(void *arg)
 			if (!hchild_wait_at_least(&hchild_sync->val[CH_PROGRESS + i],
 			                          (int64_t)(r + 1) * 4, HCHILD_WAIT_MS))
 				hchild_fail("worker %d makes no progress", i);
-		const way_t *w = &ways[r % (NWAYS - 1)];
-		end_session(w);
-		errno = 0;
-		void *big = hc_malloc(100000);
-		if (!big)
-			hchild_fail("round %llu: hc_malloc(100000) after %s: %s",
-			            (unsigned long long)r, w->name, strerror(errno));
-		hc_free(big);
-		hc_stats(&st);
-		if (st.slot != st0.slot)
-			hchild_fail("round %llu: slot %u, not %u", (unsigned long long)r, st.slot, st0.slot);
+		end_and_request(&ways[r % (NWAYS - 1)], r, &st0);
 	}
 	atomic_store(&hchild_sync->step[CH_STOP], 1);
 	for (int i = 0; i < CH_WORKERS; i++)
