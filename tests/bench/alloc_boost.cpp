@@ -8,11 +8,15 @@
  * segment manager, which serialises every allocation and free on one mutex
  * inside the segment. Offsets are the segment's handles, valid in every
  * process that opened it. Resident memory is the bytes the shm object holds.
+ * setup() also names the segment in $BENCH_BOOST_SEGMENT, where a program
+ * started by exec (workload 10) finds it, as a Boost user's program is told
+ * the name of the segment it opens.
  */
 #include "bench.h"
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <new>
 #include <unistd.h>
 
@@ -35,6 +39,7 @@ static int boost_setup(void)
 		bench_note("cannot create the segment: %s", e.what());
 		return -ENOMEM;
 	}
+	setenv("BENCH_BOOST_SEGMENT", seg_name, 1);
 	return 0;
 }
 
@@ -53,6 +58,15 @@ static int boost_attach(void)
 		return -ENOENT;
 	}
 	return 0;
+}
+
+static int boost_attach_new(void)
+{
+	const char *name = getenv("BENCH_BOOST_SEGMENT");
+	if (!name)
+		return -ENOENT;
+	snprintf(seg_name, sizeof(seg_name), "%s", name);
+	return boost_attach();
 }
 
 static void boost_detach(void)
@@ -110,4 +124,5 @@ extern "C" const bench_alloc_t bench_alloc = {
 	.resident = boost_resident,
 	.refill_rtt = nullptr,
 	.refills = nullptr,
+	.attach_new = boost_attach_new,
 };

@@ -6,7 +6,10 @@
  * setup() starts a real heapd (tests/harness/heapd.c) on a temporary socket, with
  * its arena on /dev/shm so that the arena is memory, as in production;
  * teardown() stops it and removes the arena. Each worker connects with
- * hc_connect and leaves with hc_disconnect.
+ * hc_connect and leaves with hc_disconnect. setup() also points
+ * $HEAPD_SOCKET at the daemon, so that a program started by exec (workload
+ * 10) connects on its first hc_malloc, as a program that never calls
+ * hc_connect does.
  *
  * Resident memory is the allocated bytes (st_blocks * 512) of the arena's
  * two files (it is a directory, shm/layout.h): every region, metadata
@@ -14,7 +17,7 @@
  * connection. The arena size is $BENCH_HEAPD_ARENA_SIZE,
  * 4G by default; the daemon is $HEAPD_BIN, else the one this driver was
  * built with. In bench_roots its root directory holds BENCH_MAX_ROOTS
- * names, room for workload 8's 100,000.
+ * names, room for workload r1's 100,000.
  */
 #include "bench.h"
 
@@ -71,6 +74,7 @@ static int heapd_setup(void)
 		return rc;
 	}
 	started = 1;
+	setenv("HEAPD_SOCKET", daemon_.sock, 1);
 	return 0;
 }
 

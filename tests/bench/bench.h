@@ -12,7 +12,10 @@
  * Process model: the driver calls setup() once, in its main process, before
  * any worker exists (start a daemon, create a segment). Every measurement
  * runs in freshly forked worker processes, which call attach() first and
- * detach() last. teardown() runs in the main process at the end.
+ * detach() last. teardown() runs in the main process at the end. Workload
+ * 10 also starts new programs, by exec: there setup() has left in the
+ * environment what they need to find the allocator, and attach_new() does
+ * what a new program of the allocator's users does before it allocates.
  *
  * The driver's own bookkeeping (pointer arrays, random tables) lives in
  * memory from bench_map(), never in the allocator under test.
@@ -61,6 +64,13 @@ typedef struct bench_alloc {
 
 	/* Optional: refill requests this process has sent so far. 0 or -errno. */
 	int (*refills)(uint64_t *n);
+
+	/*
+	 * Optional: in a program started by exec (workload 10), find the
+	 * allocator from the environment setup() left and open it. NULL: the
+	 * first allocation finds it by itself. 0 or -errno.
+	 */
+	int (*attach_new)(void);
 } bench_alloc_t;
 
 extern const bench_alloc_t bench_alloc;

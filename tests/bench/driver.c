@@ -4,14 +4,20 @@
  *
  *   bench_<allocator> [-r reps] [-t ms] [-v] workload...
  *
- * Workloads: w1 w2 w3 w4 w5 w6 w7, sock (the raw socket-pair round trip,
- * which does not depend on the allocator), or all (w1..w7). A workload the
- * allocator cannot run (3 and 4 need objects shared between processes, 6 a
- * refill) is skipped with a note. bench_roots, a driver of its own, runs
- * heapd's named roots: r1, r2 and r3 (wl_roots.c).
+ * Workloads: w1 to w10, sock (the raw socket-pair round trip, which does
+ * not depend on the allocator), or all (w1..w10). A workload the allocator
+ * cannot run (3 and 4 need objects shared between processes, 6 a refill)
+ * is skipped with a note. bench_roots, a driver of its own, runs heapd's
+ * named roots: r1, r2 and r3 (wl_roots.c).
+ *
+ *   bench_<allocator> --w10-child fd index
+ *
+ * is one of workload 10's new programs (WL_PROC_CHILD, wl_proc_child),
+ * which the driver starts itself.
  *
  * Each figure is the median of `reps` repetitions; every repetition runs in
- * freshly forked workers (workloads.h). Results go to stdout, one per line:
+ * freshly forked workers (workloads.h). Workload 10 runs once: its 1000
+ * programs make its medians. Results go to stdout, one per line:
  *
  *   <allocator> TAB <key> TAB <value>
  *
@@ -39,7 +45,7 @@ struct workload {
 	unsigned needs;             /* BENCH_* flags the allocator must have */
 	int fresh;                  /* a new heap (teardown + setup) for each repetition */
 	int max_reps;               /* 0: as many as asked */
-	size_t size;                /* object size (workload 1) */
+	size_t param;               /* object size (workload 1), threads (workload 8) */
 	int (*run)(const workload_t *w, double *out); /* one repetition: out[i] for key[i], NaN if absent */
 };
 
@@ -64,7 +70,7 @@ static double ns_per_op(const wl_sync_t *s)
 
 static int run_batch(const workload_t *w, double *out)
 {
-	size_t size = w->size;
+	size_t size = w->param;
 	void *args[1] = { &size };
 	if (wl_spawn(sync_block, 1, wl_batch, args, WORKER_TIMEOUT_S) < 0)
 		return -1;
@@ -103,20 +109,24 @@ static int run_larson_threads(const workload_t *w, double *out)
 	return 0;
 }
 
-/*
- * npairs producer/consumer pairs: workers 2i and 2i+1 share ring i. The
- * figure is the time from the first producer's start to the last consumer's
- * end, per object that made it through.
- */
-static int run_pairs(int npairs, double *out)
+/* Workload 8: param threads of one worker share the slots. */
+static int run_larson_shared(const workload_t *w, double *out)
 {
-	void *args[WL_MAX_WORKERS];
-
-	memset(rings, 0, (size_t)npairs * sizeof(wl_ring_t));
-	for (int i = 0; i < npairs; i++)
-		args[2 * i] = args[2 * i + 1] = &rings[i];
-	if (wl_spawn(sync_block, 2 * npairs, wl_pair, args, WORKER_TIMEOUT_S) < 0)
+	int nthreads = (int)w->param;
+	void *args[1] = { &nthreads };
+	if (wl_spawn(sync_block, 1, wl_larson_shared, args, WORKER_TIMEOUT_S) < 0)
 		return -1;
+	out[0] = ns_per_op(sync_block);
+	return 0;
+}
+
+/*
+ * npairs producers and consumers, whose results are in slots 2i and 2i+1:
+ * the time from the first producer's start to the last consumer's end, per
+ * object that made it through.
+ */
+static int pairs_figure(int npairs, double *out)
+{
 	uint64_t start = UINT64_MAX, end = 0, objects = 0;
 	for (int i = 0; i < npairs; i++) {
 		const wl_slot_t *p = &sync_block->w[2 * i], *c = &sync_block->w[2 * i + 1];
@@ -133,6 +143,19 @@ static int run_pairs(int npairs, double *out)
 	return 0;
 }
 
+/* npairs producer/consumer pairs of processes: workers 2i and 2i+1 share ring i. */
+static int run_pairs(int npairs, double *out)
+{
+	void *args[WL_MAX_WORKERS];
+
+	memset(rings, 0, (size_t)npairs * sizeof(wl_ring_t));
+	for (int i = 0; i < npairs; i++)
+		args[2 * i] = args[2 * i + 1] = &rings[i];
+	if (wl_spawn(sync_block, 2 * npairs, wl_pair, args, WORKER_TIMEOUT_S) < 0)
+		return -1;
+	return pairs_figure(npairs, out);
+}
+
 static int run_pc1(const workload_t *w, double *out)
 {
 	(void)w;
@@ -143,6 +166,27 @@ static int run_pc2(const workload_t *w, double *out)
 {
 	(void)w;
 	return run_pairs(2, out);
+}
+
+/* Workload 9: a producer and a consumer thread in one worker, slots 0 and 1. */
+static int run_handoff(const workload_t *w, double *out)
+{
+	(void)w;
+	if (wl_spawn(sync_block, 1, wl_handoff, NULL, WORKER_TIMEOUT_S) < 0)
+		return -1;
+	return pairs_figure(1, out);
+}
+
+/* Workload 10: ns per program, then the first allocation's p50 and p99 from main() and from the spawn. */
+static int run_procs(const workload_t *w, double *out)
+{
+	(void)w;
+	if (wl_spawn(sync_block, 1, wl_procs, NULL, WORKER_TIMEOUT_S) < 0)
+		return -1;
+	out[0] = ns_per_op(sync_block);
+	for (int i = 0; i < 4; i++)
+		out[1 + i] = sync_block->w[0].value[i];
+	return 0;
 }
 
 static int run_latency(wl_fn fn, double *out)
@@ -213,10 +257,13 @@ static int run_memory(const workload_t *w, double *out)
 }
 
 /*
- * Keys: wN is ns per operation (ns per object for w3, w4); w1_S_refills_per_mop
- * is refill requests per million operations; *_p50, *_p99 are ns; w7a and
- * w7b are resident / live, with the bytes in *_live and *_res; r1_get_mops
- * is millions of lookups per second, r1_get_ns ns per lookup.
+ * Keys: wN is ns per operation (ns per object for w3, w4, w9; w8_tT for T
+ * threads; ns per program for w10); w1_S_refills_per_mop is refill requests
+ * per million operations; *_p50, *_p99 are ns (w10_first_* from the new
+ * program's main() to its first allocation's return, w10_spawn_* from just
+ * before its spawn); w7a and w7b are resident / live, with the bytes in
+ * *_live and *_res; r1_get_mops is millions of lookups per second,
+ * r1_get_ns ns per lookup.
  */
 static const workload_t workloads[] = {
 	{ "w1", { "w1_16", "w1_16_refills_per_mop" }, 0, 0, 0, 16, run_batch },
@@ -231,6 +278,12 @@ static const workload_t workloads[] = {
 	{ "w5", { "w5t" }, 0, 0, 0, 0, run_larson_threads },
 	{ "w6", { "w6_p50", "w6_p99", "w6_samples" }, BENCH_REFILL, 0, 0, 0, run_refill },
 	{ "w7", { "w7a", "w7b", "w7a_live", "w7a_res", "w7b_live", "w7b_res" }, 0, 1, 3, 0, run_memory },
+	{ "w8", { "w8_t2" }, 0, 0, 0, 2, run_larson_shared },
+	{ "w8", { "w8_t4" }, 0, 0, 0, 4, run_larson_shared },
+	{ "w8", { "w8_t8" }, 0, 0, 0, 8, run_larson_shared },
+	{ "w9", { "w9" }, 0, 0, 0, 0, run_handoff },
+	{ "w10", { "w10", "w10_first_p50", "w10_first_p99", "w10_spawn_p50", "w10_spawn_p99" }, 0, 0, 1, 0,
+	  run_procs },
 #ifdef BENCH_ROOTS_DRIVER /* bench_roots only: heapd's named roots (wl_roots.c) */
 	{ "r1", { "r1_get_ns", "r1_get_mops" }, 0, 0, 0, 0, run_root_get },
 	{ "r2", { "r2_set_p50", "r2_set_p99", "r2_cas_p50", "r2_cas_p99", "r2_sock_p50", "r2_sock_p99",
@@ -308,13 +361,17 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bench_%s [-r reps] [-t ms] [-v] workload...\n"
-		   "workloads: w1 w2 w3 w4 w5 w6 w7 sock all (bench_roots: r1 r2 r3)\n",
+		   "workloads: w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 sock all (bench_roots: r1 r2 r3)\n",
 		bench_alloc.name);
 }
 
 int main(int argc, char **argv)
 {
+	uint64_t t_main = bench_now(); /* first: a new program of workload 10 times from here */
 	int reps = 5, ms = 200, opt, rc = 0;
+
+	if (argc > 1 && strcmp(argv[1], WL_PROC_CHILD) == 0)
+		return wl_proc_child(t_main, argc - 2, argv + 2);
 
 	while ((opt = getopt(argc, argv, "r:t:vh")) != -1) {
 		switch (opt) {

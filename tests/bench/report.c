@@ -47,6 +47,15 @@ static const row_t rows[] = {
 	{ "w6_p99", "6. refill round trip p99, µs", NULL, UNIT_US },
 	{ "w7a", "7. resident / live after workload 2", NULL, UNIT_RATIO },
 	{ "w7b", "7. resident / live after a phase change", NULL, UNIT_RATIO },
+	{ "w8_t2", "8. Larson-like, 10,000 slots shared by 2 threads, ns/op (aggregate)", "W8 2 thr", UNIT_NS },
+	{ "w8_t4", "8. Larson-like, 10,000 slots shared by 4 threads, ns/op (aggregate)", "W8 4 thr", UNIT_NS },
+	{ "w8_t8", "8. Larson-like, 10,000 slots shared by 8 threads, ns/op (aggregate)", "W8 8 thr", UNIT_NS },
+	{ "w9", "9. producer/consumer threads, 64–512 B, ns/object", "W9", UNIT_NS },
+	{ "w10", "10. a new program allocates 100 objects of 16–256 B and exits, µs/program", NULL, UNIT_US },
+	{ "w10_first_p50", "10. its first allocation, from its main(), p50, µs", NULL, UNIT_US },
+	{ "w10_first_p99", "10. its first allocation, from its main(), p99, µs", NULL, UNIT_US },
+	{ "w10_spawn_p50", "10. its first allocation, from its spawn, p50, µs", NULL, UNIT_US },
+	{ "w10_spawn_p99", "10. its first allocation, from its spawn, p99, µs", NULL, UNIT_US },
 	{ "r1_get_mops", "R1. hc_root_get, 100,000 names in random order, million lookups/s per thread", NULL,
 	  UNIT_MILLIONS },
 	{ "r2_set_p50", "R2. hc_root_set round trip p50, µs", NULL, UNIT_US },
@@ -479,7 +488,10 @@ int main(int argc, char **argv)
 		printf("\n");
 	}
 	printf("Each figure is the median of several repetitions. An operation is one allocation or one free; "
-	       "in workloads 3 and 4 it is one object passed from producer to consumer. "
+	       "in workloads 3, 4 and 9 it is one object passed from producer to consumer. "
+	       "Workload 10 runs once, 1000 programs started by exec one after another, each of which "
+	       "opens the allocator as a new user's program does; its first allocation is timed from "
+	       "the program's main() and from just before the parent spawned it. "
 	       "heapd/peer below 1 means heapd is faster (or, for memory, leaner). "
 	       "Only shared-memory allocators can run workloads 3 and 4; only heapd has a refill round trip.\n\n");
 	print_table();

@@ -11,19 +11,36 @@
  *   wl_consumer      their offsets through a ring; another checks and frees them;
  *   wl_refill     6. the allocator's refill round trip, and
  *   wl_socketpair    the raw round trip of a small message between two processes;
- *   wl_memory     7. live bytes against resident bytes.
+ *   wl_memory     7. live bytes against resident bytes;
+ *   wl_larson_shared
+ *                 8. workload 2's churn in 2, 4 or 8 threads of one process
+ *                    through one array of WL_SLOTS slots: each step swaps its
+ *                    new object into the slot atomically and frees the old one,
+ *                    which another thread allocated more often than not;
+ *   wl_handoff    9. one thread allocates objects of WL_HANDOFF_MIN..
+ *                    WL_HANDOFF_MAX bytes and passes them through a ring to a
+ *                    second thread of the same process, which checks and frees
+ *                    them;
+ *   wl_procs,    10. WL_PROCS new programs, one after another, each
+ *   wl_proc_child    allocating WL_PROC_OBJECTS objects of WL_PROC_MIN..
+ *                    WL_PROC_MAX bytes, writing them and exiting without freeing
+ *                    them: the cost of a process that uses the allocator
+ *                    briefly, connecting included, and of its first allocation.
  *
- * An operation is one allocation or one free, except in 3 and 4, where it is
- * one object passed from producer to consumer. Every object written is
- * written by the workload (its first word at least), so an allocator cannot
- * gain by handing out memory nobody touches.
+ * An operation is one allocation or one free, except in 3, 4 and 9, where it
+ * is one object passed from producer to consumer, and in 10, one program.
+ * Every object written is written by the workload (its first word at least),
+ * so an allocator cannot gain by handing out memory nobody touches.
  */
 #include "workloads.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +59,7 @@
 #define MEM_LARGE 65536u         /* workload 7: size of the objects after the phase change */
 #define RTT_MAX 20000            /* most round-trip samples per measurement */
 #define RTT_MSG 64               /* bytes each way */
+#define HANDOFF_WARM 20000u      /* workload 9: objects passed untimed first */
 
 static const bench_alloc_t *A = &bench_alloc;
 
@@ -189,19 +207,26 @@ typedef struct larson {
 	int touch;         /* write whole objects, not only their first word */
 } larson_t;
 
-static void larson_map(larson_t *l, uint64_t seed, int touch)
+/* LARSON_PLAN steps of a random slot and size each, from seed; free with bench_unmap. */
+static uint32_t *larson_plan(uint64_t seed)
 {
 	uint64_t r = seed * 0x9E3779B97F4A7C15ULL + 1;
-	memset(l, 0, sizeof(*l));
-	l->slot = bench_map(WL_SLOTS * sizeof(void *));
-	l->size = bench_map(WL_SLOTS * sizeof(uint32_t));
-	l->plan = bench_map(LARSON_PLAN * sizeof(uint32_t));
-	l->touch = touch;
+	uint32_t *plan = bench_map(LARSON_PLAN * sizeof(uint32_t));
 	for (uint32_t i = 0; i < LARSON_PLAN; i++) {
 		uint32_t slot = (uint32_t)(bench_rand(&r) % WL_SLOTS);
 		uint32_t size = WL_MIN_SIZE + (uint32_t)(bench_rand(&r) % (WL_MAX_SIZE - WL_MIN_SIZE + 1));
-		l->plan[i] = slot | size << 16;
+		plan[i] = slot | size << 16;
 	}
+	return plan;
+}
+
+static void larson_map(larson_t *l, uint64_t seed, int touch)
+{
+	memset(l, 0, sizeof(*l));
+	l->slot = bench_map(WL_SLOTS * sizeof(void *));
+	l->size = bench_map(WL_SLOTS * sizeof(uint32_t));
+	l->plan = larson_plan(seed);
+	l->touch = touch;
 }
 
 static void *larson_new(larson_t *l, uint32_t size, uint64_t tag)
@@ -351,6 +376,18 @@ static void ring_push(wl_ring_t *r, uint64_t *head, uint64_t *tail_seen, uint64_
 	atomic_store_explicit(&r->head, ++*head, memory_order_release);
 }
 
+static uint64_t ring_pop(wl_ring_t *r, uint64_t *tail, uint64_t *head_seen)
+{
+	while (*tail == *head_seen) {
+		*head_seen = atomic_load_explicit(&r->head, memory_order_acquire);
+		if (*tail == *head_seen)
+			sched_yield();
+	}
+	uint64_t off = r->slot[*tail & (WL_RING - 1)];
+	atomic_store_explicit(&r->tail, ++*tail, memory_order_release);
+	return off;
+}
+
 int wl_producer(wl_sync_t *s, int id, void *arg)
 {
 	wl_ring_t *r = arg;
@@ -389,13 +426,7 @@ int wl_consumer(wl_sync_t *s, int id, void *arg)
 
 	uint64_t start = wl_ready(s);
 	for (;;) {
-		while (tail == head_seen) {
-			head_seen = atomic_load_explicit(&r->head, memory_order_acquire);
-			if (tail == head_seen)
-				sched_yield();
-		}
-		uint64_t off = r->slot[tail & (WL_RING - 1)];
-		atomic_store_explicit(&r->tail, ++tail, memory_order_release);
+		uint64_t off = ring_pop(r, &tail, &head_seen);
 		if (off == WL_RING_END)
 			break;
 		uint64_t *p = A->off_to_ptr(off);
@@ -425,13 +456,19 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* p50 and p99 of ns[0..n) into the worker's values. */
-static void percentiles(wl_slot_t *w, uint64_t *ns, int n)
+/* p50 and p99 of ns[0..n), n > 0, into v[0..1]; sorts ns. */
+static void p50_p99(uint64_t *ns, int n, double *v)
 {
 	int k99 = (int)((int64_t)n * 99 / 100);
 	qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
-	w->value[0] = (double)ns[n / 2];
-	w->value[1] = (double)ns[k99 < n ? k99 : n - 1];
+	v[0] = (double)ns[n / 2];
+	v[1] = (double)ns[k99 < n ? k99 : n - 1];
+}
+
+/* p50 and p99 of ns[0..n) into the worker's values. */
+static void percentiles(wl_slot_t *w, uint64_t *ns, int n)
+{
+	p50_p99(ns, n, w->value);
 	w->value[2] = n;
 	w->nvalues = 3;
 }
@@ -575,4 +612,316 @@ int wl_memory(wl_sync_t *s, int id, void *arg)
 fail:
 	bench_note("memory workload: allocation or measurement failed");
 	return 1;
+}
+
+/* --- 8. Larson-like through slots shared by threads ----------------------- */
+
+typedef struct shared_thread {
+	wl_sync_t *s;
+	_Atomic(void *) *slot;     /* WL_SLOTS live objects, shared by every thread */
+	int id;                    /* its wl_slot_t, and its plan's seed */
+	int lead;                  /* the thread that meets the driver */
+	int nthreads;
+	pthread_barrier_t *bar;
+	int rc;
+} shared_thread_t;
+
+/*
+ * n steps of plan from *step: allocate and write a new object, swap it into
+ * its slot and free the object it replaced. An object leaves its slot once,
+ * by the exchange, so exactly one thread frees it; acq_rel orders its
+ * writer's stores before the free of the thread that takes it out.
+ */
+static int shared_steps(_Atomic(void *) *slot, const uint32_t *plan, uint64_t *step, uint64_t n)
+{
+	for (uint64_t k = 0; k < n; k++, ++*step) {
+		uint32_t e = plan[*step & (LARSON_PLAN - 1)];
+		void *p = A->malloc(e >> 16);
+		if (!p)
+			return -1;
+		*(uint64_t *)p = *step;
+		A->free(atomic_exchange_explicit(&slot[e & 0xffff], p, memory_order_acq_rel));
+	}
+	return 0;
+}
+
+static void *shared_run(void *arg)
+{
+	shared_thread_t *t = arg;
+	wl_sync_t *s = t->s;
+	uint32_t *plan = larson_plan((uint64_t)t->id + 1);
+	uint64_t step = 0, start, deadline, n = 0;
+
+	/* Together the threads warm up as long as workload 2 does alone. */
+	t->rc = shared_steps(t->slot, plan, &step, LARSON_WARM / (unsigned)t->nthreads) < 0;
+	pthread_barrier_wait(t->bar);
+	if (t->lead)
+		wl_ready(s);
+	pthread_barrier_wait(t->bar);
+	start = bench_now();
+	deadline = start + s->duration_ns;
+	while (!t->rc) {
+		if (shared_steps(t->slot, plan, &step, LARSON_CHUNK) < 0)
+			t->rc = 1;
+		n += LARSON_CHUNK;
+		if (bench_now() >= deadline)
+			break;
+	}
+	record(s, t->id, start, n * 2);
+	if (t->rc)
+		bench_note("shared Larson: allocation failed");
+	bench_unmap(plan, LARSON_PLAN * sizeof(uint32_t));
+	return NULL;
+}
+
+int wl_larson_shared(wl_sync_t *s, int id, void *arg)
+{
+	int nthreads = *(int *)arg, rc = 0;
+	shared_thread_t t[WL_MAX_WORKERS];
+	pthread_t tid[WL_MAX_WORKERS];
+	pthread_barrier_t bar;
+	uint32_t i;
+
+	if (nthreads < 1 || id + nthreads > WL_MAX_WORKERS)
+		return 1;
+	_Atomic(void *) *slot = bench_map(WL_SLOTS * sizeof(*slot));
+	uint32_t *fill = larson_plan(0);
+	/* This thread fills the slots and frees what is left, so each of its objects is freed by another. */
+	for (i = 0; i < WL_SLOTS; i++) {
+		void *p = A->malloc(fill[i] >> 16);
+		if (!p) {
+			bench_note("shared Larson: allocation failed");
+			rc = 1;
+			goto out;
+		}
+		*(uint64_t *)p = i;
+		atomic_init(&slot[i], p);
+	}
+	pthread_barrier_init(&bar, NULL, (unsigned)nthreads);
+	for (int k = 0; k < nthreads; k++) {
+		t[k] = (shared_thread_t){ .s = s, .slot = slot, .id = id + k, .lead = k == 0, .nthreads = nthreads,
+		                          .bar = &bar };
+		if (pthread_create(&tid[k], NULL, shared_run, &t[k]) != 0) {
+			bench_note("pthread_create failed");
+			abort();
+		}
+	}
+	for (int k = 0; k < nthreads; k++) {
+		pthread_join(tid[k], NULL);
+		rc |= t[k].rc;
+	}
+	pthread_barrier_destroy(&bar);
+out:
+	while (i-- > 0)
+		A->free(atomic_load_explicit(&slot[i], memory_order_relaxed));
+	bench_unmap(fill, LARSON_PLAN * sizeof(uint32_t));
+	bench_unmap(slot, WL_SLOTS * sizeof(*slot));
+	return rc;
+}
+
+/* --- 9. producer/consumer threads in one process -------------------------- */
+
+#define HANDOFF_SEED 0x5eed    /* both threads draw the objects' sizes from it, in step */
+
+typedef struct handoff {
+	wl_sync_t *s;
+	wl_ring_t *ring;           /* pointers, producer to consumer */
+	int id;                    /* the producer's wl_slot_t; the consumer's is id + 1 */
+	pthread_barrier_t bar;     /* both threads: the untimed objects are through */
+	int rc;                    /* the consumer's: 1 if an object was corrupt */
+} handoff_t;
+
+static size_t handoff_size(uint64_t *r)
+{
+	return WL_HANDOFF_MIN + (size_t)(bench_rand(r) % (WL_HANDOFF_MAX - WL_HANDOFF_MIN + 1));
+}
+
+/* Object seq carries seq in its first word and ~seq in its last. */
+static void handoff_fill(uint64_t *w, size_t size, uint64_t seq)
+{
+	w[0] = seq;
+	w[size / 8 - 1] = ~seq;
+}
+
+static int handoff_check(const uint64_t *w, size_t size, uint64_t seq)
+{
+	return w[0] == seq && w[size / 8 - 1] == ~seq ? 0 : -1;
+}
+
+static void *handoff_consume(void *arg)
+{
+	handoff_t *h = arg;
+	uint64_t tail = 0, head_seen = 0, seq = 0, r = HANDOFF_SEED, start = 0;
+	int bad = 0;
+
+	for (;; seq++) {
+		if (seq == HANDOFF_WARM) {
+			pthread_barrier_wait(&h->bar);
+			start = bench_now();
+		}
+		uint64_t v = ring_pop(h->ring, &tail, &head_seen);
+		if (v == WL_RING_END)
+			break;
+		uint64_t *p = (uint64_t *)(uintptr_t)v;
+		size_t size = handoff_size(&r);
+		if (handoff_check(p, size, seq) < 0) {
+			if (!bad++)
+				bench_note("handoff: object %llu is corrupt", (unsigned long long)seq);
+		} else {
+			A->free(p);
+		}
+	}
+	if (seq > HANDOFF_WARM)
+		record(h->s, h->id + 1, start, seq - HANDOFF_WARM);
+	h->rc = bad != 0;
+	return NULL;
+}
+
+/*
+ * This thread produces; the consumer is a thread of its own. HANDOFF_WARM
+ * objects go through untimed, then the producer waits for the driver's go.
+ */
+int wl_handoff(wl_sync_t *s, int id, void *arg)
+{
+	handoff_t h = { .s = s, .ring = bench_map(sizeof(wl_ring_t)), .id = id };
+	uint64_t head = 0, tail_seen = 0, seq = 0, r = HANDOFF_SEED, start = 0, deadline = 0;
+	pthread_t tid;
+	int rc = 0;
+	(void)arg;
+
+	if (id + 2 > WL_MAX_WORKERS)
+		return 1;
+	pthread_barrier_init(&h.bar, NULL, 2);
+	if (pthread_create(&tid, NULL, handoff_consume, &h) != 0) {
+		bench_note("pthread_create failed");
+		abort();
+	}
+	for (;; seq++) {
+		if (seq == HANDOFF_WARM) {
+			pthread_barrier_wait(&h.bar);
+			start = wl_ready(s);
+			deadline = start + s->duration_ns;
+		}
+		if (seq > HANDOFF_WARM && (seq & 255) == 0 && bench_now() >= deadline)
+			break;
+		size_t size = handoff_size(&r);
+		uint64_t *p = A->malloc(size);
+		if (!p) {
+			bench_note("handoff: allocation failed");
+			rc = 1;
+			break;
+		}
+		handoff_fill(p, size, seq);
+		ring_push(h.ring, &head, &tail_seen, (uint64_t)(uintptr_t)p);
+	}
+	ring_push(h.ring, &head, &tail_seen, WL_RING_END);
+	if (!rc)
+		record(s, id, start, seq - HANDOFF_WARM);
+	pthread_join(tid, NULL);
+	pthread_barrier_destroy(&h.bar);
+	bench_unmap(h.ring, sizeof(wl_ring_t));
+	return rc || h.rc;
+}
+
+/* --- 10. new programs ------------------------------------------------------ */
+
+/*
+ * WL_PROCS children, one after another, each started by posix_spawn and
+ * waited for before the next. A child sends the time its main() began and
+ * the time its first allocation returned through a pipe; the parent also
+ * notes the time just before it spawned the child. ops counts programs.
+ */
+int wl_procs(wl_sync_t *s, int id, void *arg)
+{
+	uint64_t *from_main = bench_map(WL_PROCS * sizeof(uint64_t));
+	uint64_t *from_spawn = bench_map(WL_PROCS * sizeof(uint64_t));
+	char exe[PATH_MAX], fd_arg[16], index_arg[16];
+	char *argv[] = { exe, WL_PROC_CHILD, fd_arg, index_arg, NULL };
+	int pfd[2], n = 0, rc = 0;
+	(void)arg;
+
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len < 0 || pipe(pfd) < 0) {
+		bench_note("new programs: %s", strerror(errno));
+		return 1;
+	}
+	exe[len] = '\0';
+	/* The children inherit the write end; the read end is ours, and never blocks. */
+	fcntl(pfd[0], F_SETFD, FD_CLOEXEC);
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+	snprintf(fd_arg, sizeof(fd_arg), "%d", pfd[1]);
+
+	uint64_t start = wl_ready(s);
+	for (; n < WL_PROCS; n++) {
+		uint64_t t[2], t_spawn;
+		pid_t pid;
+		int st = 0, err;
+
+		snprintf(index_arg, sizeof(index_arg), "%d", n);
+		t_spawn = bench_now();
+		err = posix_spawn(&pid, exe, NULL, NULL, argv, environ);
+		if (err) {
+			bench_note("posix_spawn %s: %s", exe, strerror(err));
+			rc = 1;
+			break;
+		}
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || bench_full_io(pfd[0], t, sizeof(t), 0) < 0) {
+			bench_note("new program %d failed (status 0x%x)", n, st);
+			rc = 1;
+			break;
+		}
+		from_main[n] = t[1] - t[0];
+		from_spawn[n] = t[1] - t_spawn;
+	}
+	record(s, id, start, (uint64_t)n);
+	close(pfd[0]);
+	close(pfd[1]);
+	if (!rc) {
+		p50_p99(from_main, n, &s->w[id].value[0]);
+		p50_p99(from_spawn, n, &s->w[id].value[2]);
+		s->w[id].nvalues = 4;
+		snprintf(s->w[id].note, sizeof(s->w[id].note),
+			 "first allocation timed from the child's main(), and from just before its spawn");
+	}
+	bench_unmap(from_main, WL_PROCS * sizeof(uint64_t));
+	bench_unmap(from_spawn, WL_PROCS * sizeof(uint64_t));
+	return rc;
+}
+
+/*
+ * A child of wl_procs: argv is the pipe's fd and the child's index (the
+ * seed of its sizes). It opens the allocator as a new program of its users
+ * would (attach_new, if the allocator needs that step), allocates and
+ * writes WL_PROC_OBJECTS objects, reports, and returns from main() without
+ * freeing them. t[0] and t[1]: main()'s start and the first allocation's
+ * return, CLOCK_MONOTONIC, comparable with the parent's clock.
+ */
+int wl_proc_child(uint64_t t_main, int argc, char **argv)
+{
+	uint64_t t[2] = { t_main, 0 }, r;
+
+	if (argc != 2)
+		return 2;
+	r = strtoull(argv[1], NULL, 10) * 0x9E3779B97F4A7C15ULL + 1;
+	if (A->attach_new) {
+		int rc = A->attach_new();
+		if (rc < 0) {
+			bench_note("new program: attach: %s", strerror(-rc));
+			return 1;
+		}
+	}
+	for (int i = 0; i < WL_PROC_OBJECTS; i++) {
+		size_t size = WL_PROC_MIN + (size_t)(bench_rand(&r) % (WL_PROC_MAX - WL_PROC_MIN + 1));
+		void *p = A->malloc(size);
+		if (!p) {
+			bench_note("new program: allocation failed");
+			return 1;
+		}
+		if (i == 0)
+			t[1] = bench_now();
+		memset(p, i, size);
+	}
+	return bench_full_io(atoi(argv[0]), t, sizeof(t), 1) < 0;
 }

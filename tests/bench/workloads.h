@@ -8,6 +8,13 @@
  * driver's go. It runs its timed loop for wl_sync_t.duration_ns and records
  * its start, end and operation count in its own slot. The driver derives
  * ns per operation from the slots: (latest end - earliest start) / total ops.
+ * A worker whose threads measure (workloads 5, 8 and 9) gives each thread
+ * a slot of its own.
+ *
+ * Workload 10 starts new programs: its worker runs the driver's own binary,
+ * by exec, as `bench_<allocator> WL_PROC_CHILD fd index`, WL_PROCS times
+ * one after another. Each such child calls wl_proc_child from the top of
+ * main(), before anything else, and writes its timestamps to fd.
  */
 #ifndef HEAPD_BENCH_WORKLOADS_H
 #define HEAPD_BENCH_WORKLOADS_H
@@ -25,7 +32,14 @@
 #define WL_MIN_SIZE 8            /* workload 2: smallest object */
 #define WL_MAX_SIZE 1024         /* workload 2: largest object */
 #define WL_PC_SIZE 64            /* workloads 3-4: object size */
-#define WL_RING 1024             /* workloads 3-4: ring slots, a power of two */
+#define WL_RING 1024             /* workloads 3-4 and 9: ring slots, a power of two */
+#define WL_HANDOFF_MIN 64        /* workload 9: smallest object */
+#define WL_HANDOFF_MAX 512       /* workload 9: largest object */
+#define WL_PROCS 1000            /* workload 10: programs started, one after another */
+#define WL_PROC_OBJECTS 100      /* workload 10: objects each allocates and leaks */
+#define WL_PROC_MIN 16           /* workload 10: smallest object */
+#define WL_PROC_MAX 256          /* workload 10: largest object */
+#define WL_PROC_CHILD "--w10-child" /* workload 10: argv[1] of a child */
 
 /* One worker's results; written only by that worker, read by the driver after it exits. */
 typedef struct wl_slot {
@@ -45,7 +59,7 @@ typedef struct wl_sync {
 	wl_slot_t w[WL_MAX_WORKERS];
 } wl_sync_t;
 
-/* A single-producer single-consumer ring of object offsets, MAP_SHARED. */
+/* A single-producer single-consumer ring of object offsets, MAP_SHARED (workload 9: pointers, private). */
 typedef struct wl_ring {
 	_Alignas(64) _Atomic uint64_t head; /* slots written; producer writes */
 	_Alignas(64) _Atomic uint64_t tail; /* slots read; consumer writes */
@@ -76,9 +90,16 @@ int wl_pair(wl_sync_t *s, int id, void *arg);         /* even id: producer, odd:
 int wl_refill(wl_sync_t *s, int id, void *arg);       /* value[0..1]: p50, p99 ns */
 int wl_socketpair(wl_sync_t *s, int id, void *arg);   /* value[0..1]: p50, p99 ns */
 int wl_memory(wl_sync_t *s, int id, void *arg);       /* value[0..3]: live, resident after 2 and after a phase change */
+int wl_larson_shared(wl_sync_t *s, int id, void *arg); /* (int *) threads, each with a slot of its own */
+int wl_handoff(wl_sync_t *s, int id, void *arg);      /* slot id: producer thread, id + 1: consumer thread */
+int wl_procs(wl_sync_t *s, int id, void *arg);        /* value[0..3]: p50, p99 ns to the first allocation,
+                                                       * from the child's main(), then from its spawn */
+
+/* A child of workload 10: argv after WL_PROC_CHILD; t_main, the time main() began. Returns main's status. */
+int wl_proc_child(uint64_t t_main, int argc, char **argv);
 
 /* Named roots, heapd's alone (wl_roots.c, in the bench_roots driver). */
-#define WL_ROOT_NAMES 100000     /* workload 8: names bound */
+#define WL_ROOT_NAMES 100000     /* workload r1: names bound */
 int wl_root_get(wl_sync_t *s, int id, void *arg);     /* value[0]: millions of lookups per second */
 int wl_root_rtt(wl_sync_t *s, int id, void *arg);     /* value[0..7]: p50, p99 ns of set, cas, socket
                                                        * pair, socket pair with a polling reader */
