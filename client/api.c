@@ -463,24 +463,28 @@ HC_API void hc_free(void *ptr)
 		uint32_t c = heapd_pagemap_class(e);
 		if (c - 1 < SIZECLASS_COUNT - 1) { /* a small span's page */
 			uint32_t span = heapd_pagemap_span(e);
-			uint64_t soff = off - ((uint64_t)span << HEAPD_PAGE_SHIFT);
 			/*
-			 * idx * size == soff with idx < nelems puts soff inside the span,
-			 * even when a stale entry makes soff larger than 32 bits.
+			 * An entry with a class names the small span that holds its page
+			 * (heapd writes no class on other pages, inner pages of free
+			 * spans included), so soff is below the span's length, and the
+			 * check of idx against nelems finds a pointer in its tail.
 			 */
+			uint32_t soff = (uint32_t)(off - ((uint64_t)span << HEAPD_PAGE_SHIFT));
 			const sizeclass_info_t *k = &sizeclass_info[c];
-			uint32_t idx = sizeclass_div((uint32_t)soff, k->divmul);
-			if ((uint64_t)idx * k->size == soff && idx < k->nelems) {
+			int exact;
+			uint32_t idx = sizeclass_divide(soff, k->magic, &exact);
+			if (exact && idx < k->nelems) {
 				uint64_t bit = 1ULL << (idx & 63);
 				uint64_t *alloc = segment_allocbits(seg, span) + (idx >> 6);
 				uint64_t *freeb = alloc + k->freebits_delta;
 				uint64_t a = bitmap_load(alloc);
 				if (a & bit) {
-					if (mcache_owns(span)) {
+					mcache_t *mc = mcache_tls;
+					if (mcache_owns(mc, span)) {
 						/* our own span: only we write its alloc bits */
 						if (!(bitmap_load(freeb) & bit)) {
 							bitmap_store(alloc, a & ~bit);
-							mcache_cleared();
+							mcache_cleared(mc);
 							return;
 						}
 					} else if (!(atomic_fetch_or_explicit((_Atomic uint64_t *)freeb, bit,

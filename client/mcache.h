@@ -179,16 +179,16 @@ static inline __attribute__((always_inline)) void *mcache_alloc(uint32_t c, int 
 	return mcache_alloc_slow(mc, c, needzero, __builtin_return_address(0));
 }
 
-/* Whether the calling thread may clear span's alloc bits itself (see mcache_t.own). */
-static inline int mcache_owns(uint32_t span)
+/* Whether the thread of cache mc may clear span's alloc bits itself (see mcache_t.own). */
+static inline int mcache_owns(const mcache_t *mc, uint32_t span)
 {
-	return mcache_tls->own[span & (MC_OWN_SLOTS - 1)] == span + 1;
+	return mc->own[span & (MC_OWN_SLOTS - 1)] == span + 1;
 }
 
-/* The calling thread has just cleared an alloc bit of a span it owns (see mcache_t.cleared). */
-static inline void mcache_cleared(void)
+/* The thread of cache mc has just cleared an alloc bit of a span it owns (see mcache_t.cleared). */
+static inline void mcache_cleared(mcache_t *mc)
 {
-	mcache_tls->cleared = 1;
+	mc->cleared = 1;
 }
 
 /*

@@ -110,6 +110,12 @@ static void make_classes(void)
 	}
 }
 
+/* sizeclass_info_t.magic for objects of size bytes (sizeclass_divide). */
+static uint64_t divide_magic(uint32_t size)
+{
+	return UINT64_MAX / size + 1;
+}
+
 /* The smallest class whose size is at least size (class 1 for size 0). */
 static uint32_t smallest_fit(uint32_t size)
 {
@@ -160,10 +166,17 @@ static void verify(void)
 			die("class %u: tail waste %llu of %llu bytes is over 1/8", c,
 			    (unsigned long long)(span - (uint64_t)k->nelems * k->size),
 			    (unsigned long long)span);
-		for (uint32_t off = 0; off < span; off++)
+		uint64_t magic = divide_magic(k->size);
+		for (uint32_t off = 0; off < span; off++) {
 			if (((uint64_t)off * k->divmul) >> 32 != off / k->size)
 				die("class %u: divmul %u gives the wrong quotient for offset %u / %u", c,
 				    k->divmul, off, k->size);
+			unsigned __int128 prod = (unsigned __int128)magic * off;
+			if ((uint64_t)(prod >> 64) != off / k->size ||
+			    ((uint64_t)prod < magic) != (off % k->size == 0))
+				die("class %u: the free path's magic is wrong for offset %u / %u", c, off,
+				    k->size);
+		}
 	}
 	for (uint32_t p = 8; p <= HEAPD_MAX_SMALL; p *= 2)
 		if (classes[smallest_fit(p)].size != p)
@@ -246,7 +259,9 @@ static void write_source(FILE *f)
 	for (uint32_t c = 0; c < nclasses; c++) {
 		const sclass_t *k = &classes[c];
 		uint32_t delta = c ? heapd_freebits_delta(k->nelems) : 0;
-		fprintf(f, "\n\t{ %u, %u, %u, %u },", k->size, k->divmul, k->nelems, delta);
+		fprintf(f, "\n\t{ 0x%016llxULL, %u, %u, %u, %u, 0 },",
+		        c ? (unsigned long long)divide_magic(k->size) : 0ULL, k->size, k->divmul, k->nelems,
+		        delta);
 	}
 	fputs("\n};\n", f);
 	fprintf(f, "\nconst uint64_t sizeclass_signature = 0x%016llxULL;\n",

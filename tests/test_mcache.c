@@ -224,7 +224,7 @@ START_TEST(test_fold_frees_of_others)
 	uint32_t span = span_of(p[0]);
 	ck_assert_uint_eq(span_of(p[n - 1]), span);
 	uint64_t refills = stats().refills;
-	ck_assert(!mcache_owns(span)); /* fresh pages: frees by us go through the free bits too */
+	ck_assert(!mcache_owns(mcache_tls, span)); /* fresh pages: frees by us go through the free bits too */
 
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -247,7 +247,7 @@ START_TEST(test_fold_frees_of_others)
 	}
 	ck_assert_uint_eq(stats().refills, refills); /* all from the fold, no request */
 	/* its slots were reused: old data, and this thread may now free into it directly */
-	ck_assert(mcache_owns(span));
+	ck_assert(mcache_owns(mcache_tls, span));
 	ck_assert_uint_eq(mcache_tls->lists[k].cur->needzero, 1);
 	/* nothing more is free: the next one takes a refill */
 	void *q = alloc_class(k);
@@ -265,7 +265,7 @@ typedef struct free_arg {
 static void *free_elsewhere(void *arg)
 {
 	free_arg_t *a = arg;
-	a->owns = mcache_owns(span_of(a->p));
+	a->owns = mcache_owns(mcache_tls, span_of(a->p));
 	hc_free(a->p);
 	return NULL;
 }
@@ -284,12 +284,12 @@ START_TEST(test_own_span_frees)
 	for (uint32_t i = 0; i < n; i++)
 		p[i] = alloc_class(k);
 	uint32_t span = span_of(p[0]);
-	ck_assert(!mcache_owns(span)); /* fresh pages, not all handed out yet */
+	ck_assert(!mcache_owns(mcache_tls, span)); /* fresh pages, not all handed out yet */
 	hc_free(p[0]);
 	ck_assert(free_bit(span, 0)); /* so not ours to clear: the free bit */
 	p[0] = alloc_class(k);       /* the window went over every slot, and the fold reused one */
 	ck_assert_uint_eq(index_in(p[0]), 0);
-	ck_assert(mcache_owns(span));
+	ck_assert(mcache_owns(mcache_tls, span));
 
 	/* a span the window has been all over holds old data, even with no fold */
 	void *next = alloc_class(k); /* a Refill */
@@ -297,10 +297,10 @@ START_TEST(test_own_span_frees)
 	ck_assert_uint_ne(span2, span);
 	for (uint32_t i = 1; i < n; i++)
 		alloc_class(k);
-	ck_assert(!mcache_owns(span2));
+	ck_assert(!mcache_owns(mcache_tls, span2));
 	uint64_t refills = stats().refills;
 	void *more = alloc_class(k); /* span2 is passed: the next comes from the batch's other span */
-	ck_assert(mcache_owns(span2));
+	ck_assert(mcache_owns(mcache_tls, span2));
 	ck_assert_uint_eq(stats().refills, refills);
 
 	hc_free(p[5]);
@@ -331,7 +331,7 @@ START_TEST(test_own_span_frees)
 
 	/* trimmed: the span left the cache, and with it the right to clear its bits */
 	ck_assert_int_eq(hc_trim(), 0);
-	ck_assert(!mcache_owns(span));
+	ck_assert(!mcache_owns(mcache_tls, span));
 	hc_free(p[7]);
 	ck_assert(free_bit(span, 7));
 	hc_free(more);
@@ -672,7 +672,7 @@ static int child_checks(void **parent_objs, uint32_t nobjs, const hc_stats_t *pa
 		if (mcache_tls->lists[c].nspans != 0 || mcache_tls->cls[c].cache != 0)
 			return 2;
 	for (uint32_t i = 0; i < nobjs; i++)
-		if (mcache_owns(span_of(parent_objs[i])))
+		if (mcache_owns(mcache_tls, span_of(parent_objs[i])))
 			return 3;
 	void *p = hc_malloc(sizeclass_size[k]);
 	if (!p || hc_stats(&st) != 0 || st.slot == parent->slot || st.refills != parent->refills + 1)

@@ -86,7 +86,23 @@ START_TEST(test_info_table)
 		/* free words never overlap alloc words, and stay in the span's words */
 		ck_assert_uint_ge(k->freebits_delta, bitmap_words(k->nelems));
 	}
-	ck_assert_uint_eq(sizeof(sizeclass_info_t), 16);
+	ck_assert_uint_eq(sizeof(sizeclass_info_t), 32);
+}
+END_TEST
+
+/* The free path's one multiply: the quotient, and whether the offset is an object's start. */
+START_TEST(test_divide_exact)
+{
+	for (uint32_t c = 1; c < SIZECLASS_COUNT; c++) {
+		uint32_t span = sizeclass_npages[c] * HEAPD_PAGE_SIZE, size = sizeclass_size[c];
+		for (uint32_t off = 0; off < span; off++) {
+			int exact;
+			uint32_t q = sizeclass_divide(off, sizeclass_info[c].magic, &exact);
+			if (q != off / size || exact != (off % size == 0))
+				ck_abort_msg("class %u: offset %u gives %u (exact %d), want %u (exact %d)", c,
+				             off, q, exact, off / size, off % size == 0);
+		}
+	}
 }
 END_TEST
 
@@ -149,6 +165,7 @@ static Suite *sizeclass_suite(void)
 	tcase_add_test(tc, test_spans);
 	tcase_add_test(tc, test_info_table);
 	tcase_add_test(tc, test_divmul_exact);
+	tcase_add_test(tc, test_divide_exact);
 	tcase_add_test(tc, test_powers_of_two);
 	tcase_add_test(tc, test_lookup_every_size);
 	tcase_add_test(tc, test_lookup_tables);
