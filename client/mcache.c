@@ -22,6 +22,11 @@
  *   - batch: a Refill asks for `batch` spans, starting at 1 and doubling to
  *     clamp(64 KiB / S, 2, 8), so that a thread touching a class once costs
  *     one span while a busy class needs a request per >= 64 KiB;
+ *   - extras: a thread's first few refills of classes it holds nothing of
+ *     also ask for one span of each of a few neighbouring classes it holds
+ *     nothing of (MC_EXTRA_REFILLS), which heapd gives when it has them to
+ *     spare: a short-lived program touching many sizes makes a round trip
+ *     per few classes instead of one per class;
  *   - retain: when a Refill is due, every span of the class is full; those
  *     beyond `retain` are handed back in the same request. retain starts at
  *     twice the batch limit and doubles, up to 1024 spans, each time a
@@ -55,6 +60,13 @@
  */
 #include "mcache.h"
 
+#if defined(__x86_64__) && !defined(__POPCNT__)
+#if __has_include(<sys/platform/x86.h>)
+#include <sys/platform/x86.h>
+#else
+#include <cpuid.h>
+#endif
+#endif
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
@@ -82,6 +94,18 @@
  * stops using a class returns its spans within (spans cached) / 64 requests.
  */
 #define MC_PASS_SPANS 64u
+/*
+ * A thread's first MC_EXTRA_REFILLS refills of a class it holds no span of
+ * also ask for one span of each of up to MC_EXTRA_CLASSES neighbouring
+ * classes it holds none of either (Refill.also, one-page spans only): a
+ * program that allocates a little of many sizes, as a short-lived one does,
+ * pays one round trip for several classes instead of one for each. A thread
+ * holds at most MC_EXTRA_REFILLS * MC_EXTRA_CLASSES spans (128 KiB) it did
+ * not ask for, empty ones each class keeps anyway (the reserve below).
+ */
+#define MC_EXTRA_REFILLS 4u
+#define MC_EXTRA_CLASSES 4u
+#define MC_EXTRA_REACH 6u /* classes either side of the one refilled that are looked at */
 
 /* The cache of a thread that has not allocated yet: every window is empty. */
 static mcache_t mcache_empty;
@@ -89,6 +113,7 @@ static mcache_t mcache_empty;
 __thread mcache_t *mcache_tls __attribute__((tls_model("initial-exec"))) = &mcache_empty;
 
 static uint64_t refill_ns[MC_REFILL_RING]; /* recent Refill round trips, ns; proc_g.lock */
+static uint32_t extra_refills_max = MC_EXTRA_REFILLS; /* heapclient_debug_extra_refills */
 static uint64_t refill_count;         /* round trips timed so far; proc_g.lock */
 static pthread_key_t mcache_key;      /* destructor: mcache_thread_exit */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -299,11 +324,28 @@ static void fork_child(void)
 		proc_register_locked(&self->reg);
 }
 
+#if defined(__x86_64__) && !defined(__POPCNT__)
+/*
+ * Whether the CPU has POPCNT. The C library has read the CPU's features
+ * already; __builtin_cpu_init would run CPUID some thirty times over, and
+ * under a hypervisor each one is an exit to it, a cost a short-lived
+ * program's first allocation would pay (tens of microseconds).
+ */
+static int cpu_has_popcnt(void)
+{
+#if __has_include(<sys/platform/x86.h>)
+	return CPU_FEATURE_ACTIVE(POPCNT);
+#else
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_POPCNT);
+#endif
+}
+#endif
+
 static void key_init(void)
 {
 #if defined(__x86_64__) && !defined(__POPCNT__)
-	__builtin_cpu_init();
-	have_popcnt = __builtin_cpu_supports("popcnt");
+	have_popcnt = cpu_has_popcnt();
 #endif
 	pthread_key_create(&mcache_key, mcache_thread_exit);
 	proc_set_cache_hooks(&hooks);
@@ -620,6 +662,11 @@ static mc_span_t *span_record(uint32_t c, const Heapd__SpanGrant *g)
 	return s;
 }
 
+void heapclient_debug_extra_refills(uint32_t n)
+{
+	extra_refills_max = n;
+}
+
 size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max)
 {
 	size_t n;
@@ -635,6 +682,44 @@ size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max)
 }
 
 /*
+ * The neighbouring classes a refill of class c asks a span of too
+ * (MC_EXTRA_REFILLS): into also[], nearest first; how many.
+ */
+static size_t extra_classes(const mcache_t *mc, uint32_t c, uint32_t *also)
+{
+	size_t n = 0;
+
+	if (mc->extra_refills >= extra_refills_max || mc->lists[c].nspans > 0)
+		return 0;
+	for (uint32_t d = 1; d <= MC_EXTRA_REACH && n < MC_EXTRA_CLASSES; d++) {
+		uint32_t near[2] = { c + d, c - d }; /* c - d wraps past 0 to a huge value */
+		for (int i = 0; i < 2 && n < MC_EXTRA_CLASSES; i++) {
+			uint32_t k = near[i];
+			if (k >= 1 && k < SIZECLASS_COUNT && sizeclass_npages[k] == 1 &&
+			    mc->lists[k].nspans == 0)
+				also[n++] = k;
+		}
+	}
+	return n;
+}
+
+/* A granted span's class, if it is c or one of also[0..nalso); else 0. */
+static uint32_t grant_class(uint32_t c, const uint32_t *also, size_t nalso, uint32_t span)
+{
+	const segment_t *seg = &proc_g.seg;
+
+	if (span >= seg->npages_max)
+		return 0;
+	uint32_t k = seg->spans[span].sizeclass;
+	if (k == c)
+		return c;
+	for (size_t i = 0; i < nalso; i++)
+		if (also[i] == k)
+			return k;
+	return 0;
+}
+
+/*
  * Every span of class c is full: ask the daemon for more in one Refill,
  * handing back what is over budget, and under pressure every other class's
  * spare spans too. 0 with the hot window on a new span, or -errno.
@@ -643,8 +728,8 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 {
 	Heapd__Envelope *reply = NULL;
 	mc_list_t *l = &mc->lists[c];
-	uint32_t *rel = NULL, count;
-	size_t nrel = 0, cap = 0;
+	uint32_t *rel = NULL, count, also[MC_EXTRA_CLASSES];
+	size_t nrel = 0, cap = 0, nalso = 0;
 	request_t r;
 	int rc;
 
@@ -696,6 +781,10 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 	}
 
 	request_refill(&r, c, count, rel, nrel);
+	if (!pressure && (nalso = extra_classes(mc, c, also)) > 0) {
+		request_refill_also(&r, also, nalso);
+		mc->extra_refills++;
+	}
 	uint64_t t0 = heapd_now_ns();
 	rc = transport_call_locked(&r, &reply, 0);
 	refill_ns[refill_count++ % MC_REFILL_RING] = heapd_now_ns() - t0;
@@ -709,16 +798,19 @@ static int refill_locked(mcache_t *mc, uint32_t c, int pressure)
 
 	rc = -EPROTO;
 	for (size_t i = 0; i < reply->refill_reply->n_spans; i++) {
-		mc_span_t *s = span_record(c, reply->refill_reply->spans[i]);
+		const Heapd__SpanGrant *g = reply->refill_reply->spans[i];
+		uint32_t k = grant_class(c, also, nalso, g->span);
+		mc_span_t *s = k ? span_record(k, g) : NULL;
 		if (!s)
 			continue;
-		s->next = l->spans;
-		l->spans = s;
-		l->nspans++;
+		mc_list_t *kl = &mc->lists[k];
+		s->next = kl->spans;
+		kl->spans = s;
+		kl->nspans++;
 		mc->nspans++;
 		if (s->needzero)
 			own_add(mc, s->span); /* old pages: direct frees change nothing it says */
-		if (rc < 0 && window_from(mc, c, s, 0))
+		if (k == c && rc < 0 && window_from(mc, c, s, 0))
 			rc = 0;
 	}
 	if (rc < 0 && find_local(mc, c))

@@ -131,6 +131,7 @@ typedef struct mcache {
 	                                    * belong to (proc_g.lock) */
 	uint32_t prof_gen;                 /* the profile generation (profile.h) its countdowns follow */
 	uint32_t nspans;                   /* proc_g.lock */
+	uint32_t extra_refills;            /* refills that asked for other classes too (mcache.c) */
 	/*
 	 * Where the hand-back pass resumes: after pass_prev (NULL: at the head)
 	 * in class pass_class, having kept pass_kept empty spans of it so far.
@@ -212,5 +213,13 @@ int mcache_trim(void);
  * first, into ns[0..max); returns how many.
  */
 size_t heapclient_debug_refill_ns(uint64_t *ns, size_t max);
+
+/*
+ * Debug hook for tests that count what a cache holds, as the one above:
+ * how many of each thread's first refills also ask for neighbouring classes
+ * (mcache.c, MC_EXTRA_REFILLS by default; 0: none). Set it before any thread
+ * allocates.
+ */
+void heapclient_debug_extra_refills(uint32_t n);
 
 #endif

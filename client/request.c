@@ -54,6 +54,12 @@ void request_refill(request_t *r, uint32_t sizeclass, uint32_t count, uint32_t *
 	r->u.refill.n_release = nrel;
 }
 
+void request_refill_also(request_t *r, uint32_t *also, size_t n)
+{
+	r->u.refill.also = also;
+	r->u.refill.n_also = n;
+}
+
 void request_large_alloc(request_t *r, uint64_t size, int zero, uint64_t align, uint32_t *rel,
                          size_t nrel)
 {

@@ -50,6 +50,9 @@ int request_hello(request_t *r);
 /* A Refill: hand back rel[0..nrel), ask for count spans of sizeclass. */
 void request_refill(request_t *r, uint32_t sizeclass, uint32_t count, uint32_t *rel, size_t nrel);
 
+/* And one span of each of also[0..n) too, if heapd has them to spare (Refill.also; not copied). */
+void request_refill_also(request_t *r, uint32_t *also, size_t n);
+
 /* A LargeAlloc of size bytes (align: 0 or beyond a page), handing back rel[0..nrel) first. */
 void request_large_alloc(request_t *r, uint64_t size, int zero, uint64_t align, uint32_t *rel,
                          size_t nrel);

@@ -502,6 +502,28 @@ int daemon_grant_spans(daemon_t *d, uint32_t slot, uint32_t sizeclass, uint32_t 
 	return rc == -EDQUOT ? -EDQUOT : -ENOMEM;
 }
 
+int daemon_grant_extra(daemon_t *d, uint32_t slot, uint32_t sizeclass, uint32_t *span,
+                       int *needzero)
+{
+	uint32_t uid = d->seg.clients[slot].uid, npages = sizeclass_npages[sizeclass];
+	const char *which = NULL;
+
+	/* Never at the price of the quota's last room, nor of a reclaim cycle. */
+	if (quota_admit(&d->quota, slot, uid, (uint64_t)npages * DAEMON_EXTRA_ROOM, &which) < 0)
+		return -EDQUOT;
+	if (central_take(&d->central, sizeclass, span, needzero) < 0) {
+		if (__atomic_load_n(&d->seg.hdr->pages_free, __ATOMIC_RELAXED) <
+		    (uint64_t)npages * DAEMON_EXTRA_ROOM)
+			return -ENOMEM;
+		if (central_carve(&d->central, sizeclass, span, needzero) < 0)
+			return -ENOMEM;
+		sweeper_note_alloc(&d->sweeper, (uint64_t)npages << HEAPD_PAGE_SHIFT);
+	}
+	clients_own(&d->clients, slot, *span);
+	quota_charge_span(&d->quota, *span, slot, uid);
+	return 0;
+}
+
 int daemon_large_alloc(daemon_t *d, uint32_t slot, uint64_t size, uint64_t align, int zero,
                        uint32_t *span, int *zeroed, uint32_t *gen, char *why, size_t whylen)
 {

@@ -117,6 +117,21 @@ int daemon_grant_spans(daemon_t *d, uint32_t slot, uint32_t sizeclass, uint32_t 
                        uint32_t *spans, int *needzero, uint32_t *n, char *why, size_t whylen);
 
 /*
+ * Spans of this many times an extra span's pages must stay within slot's
+ * quota, and free in the arena, for daemon_grant_extra to give one.
+ */
+#define DAEMON_EXTRA_ROOM 16u
+
+/*
+ * One span of sizeclass for slot that nobody needs yet (a Refill's other
+ * classes, Refill.also): only from the central list or free pages, never
+ * by a reclaim, and never within DAEMON_EXTRA_ROOM spans of slot's quota.
+ * 0, or -EDQUOT or -ENOMEM without a reason: the caller goes on without it.
+ */
+int daemon_grant_extra(daemon_t *d, uint32_t slot, uint32_t sizeclass, uint32_t *span,
+                       int *needzero);
+
+/*
  * A large object for slot. -EINVAL for a size or alignment no arena can
  * hold, -EDQUOT or -ENOMEM; a reason in why.
  */

@@ -11,6 +11,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,16 +29,25 @@
 int proc_start_time(pid_t pid, uint64_t *start_time)
 {
 	char path[64], buf[1024];
-	FILE *f;
+	size_t n = 0;
+	int fd;
 
 	if (pid <= 0)
 		return -ESRCH;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
+	/* One read, no stdio: every Hello comes here, and a new program waits for its reply. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -ESRCH;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
+	while (n < sizeof(buf) - 1) {
+		ssize_t got = read(fd, buf + n, sizeof(buf) - 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
 	buf[n] = '\0';
 	/* The command name may hold spaces and parentheses: fields resume after the last ')'. */
 	char *p = strrchr(buf, ')');

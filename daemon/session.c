@@ -240,13 +240,34 @@ static int release_listed(session_t *s, const char *req, const uint32_t *spans, 
 	return 0;
 }
 
+/* A Refill's other classes (Refill.also): 0, or -1 after session_fail. */
+static int check_also(session_t *s, const Heapd__Refill *rf)
+{
+	if (rf->n_also > HEAPD_MAX_REFILL_ALSO)
+		return session_fail(s, EINVAL, "refill names %zu other classes; at most %u", rf->n_also,
+		                    HEAPD_MAX_REFILL_ALSO);
+	if (rf->n_also > 0 && rf->count == 0)
+		return session_fail(s, EINVAL, "refill names other classes but asks for no span");
+	for (size_t i = 0; i < rf->n_also; i++) {
+		uint32_t k = rf->also[i];
+		if (k == 0 || k >= SIZECLASS_COUNT || k == rf->sizeclass)
+			return session_fail(s, EINVAL, "refill names other class %u; classes are 1..%u, not %u",
+			                    k, SIZECLASS_COUNT - 1, rf->sizeclass);
+		for (size_t j = 0; j < i; j++)
+			if (rf->also[j] == k)
+				return session_fail(s, EINVAL, "refill names other class %u twice", k);
+	}
+	return 0;
+}
+
 static int handle_refill(session_t *s, const Heapd__Refill *rf)
 {
+	enum { MAX_GRANTS = HEAPD_MAX_REFILL_SPANS + HEAPD_MAX_REFILL_ALSO };
 	Heapd__Envelope env = HEAPD__ENVELOPE__INIT;
 	Heapd__RefillReply r = HEAPD__REFILL_REPLY__INIT;
-	Heapd__SpanGrant grants[HEAPD_MAX_REFILL_SPANS], *gp[HEAPD_MAX_REFILL_SPANS];
-	uint32_t spans[HEAPD_MAX_REFILL_SPANS], n = 0;
-	int needzero[HEAPD_MAX_REFILL_SPANS];
+	Heapd__SpanGrant grants[MAX_GRANTS], *gp[MAX_GRANTS];
+	uint32_t spans[MAX_GRANTS], n = 0;
+	int needzero[MAX_GRANTS];
 	char why[160];
 
 	if (rf->count > HEAPD_MAX_REFILL_SPANS)
@@ -255,6 +276,8 @@ static int handle_refill(session_t *s, const Heapd__Refill *rf)
 	if (rf->count > 0 && (rf->sizeclass == 0 || rf->sizeclass >= SIZECLASS_COUNT))
 		return session_fail(s, EINVAL, "refill of size class %u; classes are 1..%u",
 		                    rf->sizeclass, SIZECLASS_COUNT - 1);
+	if (check_also(s, rf) < 0)
+		return -1;
 	if (release_listed(s, "refill", rf->release, rf->n_release) < 0)
 		return -1;
 	if (rf->count > 0) {
@@ -263,6 +286,10 @@ static int handle_refill(session_t *s, const Heapd__Refill *rf)
 		if (rc < 0)
 			return soft_error(s, -rc, why);
 	}
+	/* The other classes are extras: the first that finds no room ends them, and no error says so. */
+	for (size_t i = 0; i < rf->n_also; i++, n++)
+		if (daemon_grant_extra(s->d, s->slot, rf->also[i], &spans[n], &needzero[n]) < 0)
+			break;
 	for (uint32_t i = 0; i < n; i++) {
 		heapd__span_grant__init(&grants[i]);
 		grants[i].span = spans[i];

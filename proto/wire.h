@@ -24,6 +24,7 @@
 #define HEAPD_FRAME_HEADER 4u
 #define HEAPD_MAX_FRAME (1u << 20)    /* largest payload either side accepts */
 #define HEAPD_MAX_REFILL_SPANS 64u    /* most spans one Refill may ask for */
+#define HEAPD_MAX_REFILL_ALSO 8u      /* most other classes one Refill may name (Refill.also) */
 #define HEAPD_DEFAULT_SOCKET "/run/heapd/heapd.sock"
 #define HEAPD_DEFAULT_ARENA "/dev/shm/heapd" /* a directory (shm/layout.h) */
 #define HEAPD_DEFAULT_ARENA_SIZE (1ULL << 30)

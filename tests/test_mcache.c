@@ -37,6 +37,8 @@
 
 static void daemon_up(void)
 {
+	/* The tests count spans: refills bring only what they ask for, but where a test says otherwise. */
+	heapclient_debug_extra_refills(0);
 	hd_default_start("256M", NULL);
 }
 
@@ -721,6 +723,47 @@ START_TEST(test_fork_child)
 }
 END_TEST
 
+/*
+ * A thread's first refills of classes it holds nothing of bring a span of
+ * some neighbouring classes too: filed under their own classes, ours in the
+ * span table, serving those classes without a refill of their own, and
+ * only for the first MC_EXTRA_REFILLS such refills.
+ */
+START_TEST(test_refill_brings_neighbours)
+{
+	uint32_t k = class_with(100, 1024, 1);
+	uint32_t neighbours = 0;
+
+	heapclient_debug_extra_refills(1);
+	void *p = alloc_class(k);
+	ck_assert_uint_eq(stats().refills, 1);
+	ck_assert_uint_eq(check_cache(k), 1);
+	for (uint32_t j = 1; j < SIZECLASS_COUNT; j++) {
+		if (j == k || !check_cache(j))
+			continue;
+		neighbours++;
+		ck_assert_uint_eq(check_cache(j), 1);
+		ck_assert_uint_eq(owned_in_table(j), 1);
+		ck_assert_uint_eq(sizeclass_npages[j], 1);
+		ck_assert_uint_le(j > k ? j - k : k - j, 6);
+		void *q = alloc_class(j);
+		ck_assert_uint_eq(span_of(q), mcache_tls->lists[j].spans->span);
+		hc_free(q);
+	}
+	ck_assert_uint_ge(neighbours, 1);
+	ck_assert_uint_le(neighbours, 4);
+	ck_assert_uint_eq(stats().refills, 1); /* the neighbours served without one */
+	ck_assert_uint_eq(stats().spans_cached, 1 + neighbours);
+	/* the budget of one such refill is spent: the next class comes alone */
+	uint32_t far = k + 10 < SIZECLASS_COUNT ? k + 10 : k - 10;
+	void *r = alloc_class(far);
+	ck_assert_uint_eq(stats().refills, 2);
+	ck_assert_uint_eq(stats().spans_cached, 2 + neighbours);
+	hc_free(r);
+	hc_free(p);
+}
+END_TEST
+
 static Suite *mcache_suite(void)
 {
 	Suite *s = suite_create("mcache");
@@ -729,6 +772,7 @@ static Suite *mcache_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_alloc_from_span);
 	tcase_add_test(tc, test_refill_batches);
+	tcase_add_test(tc, test_refill_brings_neighbours);
 	tcase_add_test(tc, test_fold_frees_of_others);
 	tcase_add_test(tc, test_own_span_frees);
 	tcase_add_test(tc, test_handback_emptied);

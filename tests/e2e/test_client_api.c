@@ -313,6 +313,36 @@ static void *worker(void *arg)
 	return ret;
 }
 
+/*
+ * A thread's first refills bring a span of each of a few neighbouring
+ * classes too: a program that touches many sizes once makes a fraction of
+ * the refills, and the spans that came unasked serve their classes.
+ */
+START_TEST(test_first_refills_bring_neighbours)
+{
+	enum { CLASSES = 20 };
+	void *p[CLASSES + 1];
+	hc_stats_t st;
+
+	p[1] = hc_malloc(sizeclass_size[1]);
+	ck_assert_ptr_nonnull(p[1]);
+	ck_assert_int_eq(hc_stats(&st), 0);
+	ck_assert_uint_eq(st.refills, 1);
+	ck_assert_uint_gt(st.spans_cached, 1); /* class 1's span and some of its neighbours' */
+	for (uint32_t k = 2; k <= CLASSES; k++) {
+		p[k] = hc_malloc(sizeclass_size[k]);
+		ck_assert_ptr_nonnull(p[k]);
+		ck_assert_uint_eq(hc_usable_size(p[k]), sizeclass_size[k]);
+		memset(p[k], (int)k, sizeclass_size[k]);
+	}
+	ck_assert_int_eq(hc_stats(&st), 0);
+	ck_assert_uint_le(st.refills, CLASSES / 2); /* one per class without the neighbours */
+	for (uint32_t k = 1; k <= CLASSES; k++)
+		hc_free(p[k]);
+	ck_assert_int_eq(hctl_check(hd_default.sock), 0);
+}
+END_TEST
+
 START_TEST(test_threads_and_exit_flush)
 {
 	enum { T = 4 };
@@ -759,6 +789,7 @@ static Suite *client_api_suite(void)
 	tcase_add_test(tc, test_realloc);
 	tcase_add_test(tc, test_aligned_alloc);
 	tcase_add_test(tc, test_offsets);
+	tcase_add_test(tc, test_first_refills_bring_neighbours);
 	tcase_add_test(tc, test_threads_and_exit_flush);
 	tcase_add_test(tc, test_emptied_spans_go_back);
 	tcase_add_test(tc, test_handback_across_restart);

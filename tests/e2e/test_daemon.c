@@ -290,6 +290,92 @@ START_TEST(test_refill_count_huge)
 }
 END_TEST
 
+/* A Refill that names other classes gets one span of each, as its own, with the class asked for. */
+START_TEST(test_refill_other_classes)
+{
+	const uint32_t also[] = { K + 1, K - 1, K + 3 };
+	Heapd__Envelope *reply;
+	hraw_t c;
+	int seen[SIZECLASS_COUNT] = { 0 };
+
+	hd_default_start(NULL, NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+	ck_assert_int_eq(hraw_refill_also(c.fd, K, 2, also, 3, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 5);
+	for (size_t i = 0; i < reply->refill_reply->n_spans; i++) {
+		const shm_span_t *s = &c.seg.spans[reply->refill_reply->spans[i]->span];
+		ck_assert_uint_eq(s->state, SPAN_SMALL);
+		ck_assert_uint_eq(s->owner, c.slot + 1);
+		ck_assert_uint_lt(s->sizeclass, SIZECLASS_COUNT);
+		seen[s->sizeclass]++;
+	}
+	wire_free(reply);
+	ck_assert_int_eq(seen[K], 2);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(seen[also[i]], 1);
+	hraw_close(&c);
+	assert_healthy();
+	hd_default_stop();
+}
+END_TEST
+
+/* Each malformed list of other classes is a protocol error that ends the session. */
+START_TEST(test_refill_other_classes_bad)
+{
+	const uint32_t nine[] = { 1, 2, 3, 4, 6, 7, 8, 9, 10 }, zero[] = { 0 }, same[] = { K },
+	               twice[] = { 3, 3 }, beyond[] = { SIZECLASS_COUNT };
+	struct {
+		uint32_t count;
+		const uint32_t *also;
+		size_t n;
+	} bad[] = {
+		{ 1, nine, 9 }, { 1, zero, 1 }, { 1, same, 1 }, { 1, twice, 2 }, { 1, beyond, 1 },
+		{ 0, twice, 1 }, /* other classes, but no span asked for */
+	};
+	Heapd__Envelope *reply;
+	hraw_t c;
+
+	hd_default_start(NULL, NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(hraw_hello(hd_default.sock, &c), 0);
+		ck_assert_int_eq(hraw_refill_also(c.fd, K, bad[i].count, bad[i].also, bad[i].n, &reply), 0);
+		ck_assert_msg(hraw_error_code(reply) == EINVAL, "case %zu: no EINVAL", i);
+		ck_assert(reply->error->fatal);
+		wire_free(reply);
+		ck_assert(hraw_closed(c.fd, 2000));
+		hraw_close(&c);
+	}
+	ck_assert(hd_wait_log(&hd_default, "names other class 3 twice", 1000));
+	assert_healthy();
+	hd_default_stop();
+}
+END_TEST
+
+/* Other classes never take a client's last room under its quota: the class asked for still comes. */
+START_TEST(test_refill_other_classes_quota)
+{
+	const uint32_t also[] = { 2, 3 };
+	Heapd__Envelope *reply;
+	hraw_t a;
+
+	hd_default_start(NULL, "--client-quota", "1M", NULL);
+	ck_assert_int_eq(hraw_hello(hd_default.sock, &a), 0);
+	/* 900 KiB of 1 MiB: room for 15 one-page spans, under the 16 an extra span must leave */
+	ck_assert_int_eq(hraw_large_alloc(a.fd, 900 << 10, 0, 0, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_LARGE_ALLOC_REPLY);
+	wire_free(reply);
+	ck_assert_int_eq(hraw_refill_also(a.fd, 1, 1, also, 2, &reply), 0);
+	ck_assert_int_eq(reply->msg_case, HEAPD__ENVELOPE__MSG_REFILL_REPLY);
+	ck_assert_uint_eq(reply->refill_reply->n_spans, 1);
+	ck_assert_uint_eq(a.seg.spans[reply->refill_reply->spans[0]->span].sizeclass, 1);
+	wire_free(reply);
+	hraw_close(&a);
+	assert_healthy();
+	hd_default_stop();
+}
+END_TEST
+
 START_TEST(test_garbage_frame)
 {
 	static const uint8_t garbage[] = { 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
@@ -885,6 +971,9 @@ Suite *daemon_suite(void)
 	                         test_large_alloc_releases,
 	                         test_bad_span_ids,
 	                         test_refill_count_huge,
+	                         test_refill_other_classes,
+	                         test_refill_other_classes_bad,
+	                         test_refill_other_classes_quota,
 	                         test_garbage_frame,
 	                         test_unknown_message,
 	                         test_oversized_frame,

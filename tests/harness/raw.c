@@ -226,6 +226,16 @@ int hraw_refill(int fd, uint32_t k, uint32_t count, const uint32_t *release, siz
 	return wire_call(fd, hraw_req_refill(&r, k, count, release, nrelease), reply, NULL);
 }
 
+int hraw_refill_also(int fd, uint32_t k, uint32_t count, const uint32_t *also, size_t nalso,
+                     Heapd__Envelope **reply)
+{
+	hraw_req_t r;
+	Heapd__Envelope *env = hraw_req_refill(&r, k, count, NULL, 0);
+	r.m.refill.also = (uint32_t *)also;
+	r.m.refill.n_also = nalso;
+	return wire_call(fd, env, reply, NULL);
+}
+
 int hraw_large_alloc(int fd, uint64_t size, uint64_t align, int zero, Heapd__Envelope **reply)
 {
 	hraw_req_t r;

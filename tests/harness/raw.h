@@ -80,6 +80,9 @@ int hraw_in_child(const char *sock, int (*fn)(hraw_t *c, void *arg), void *arg);
 /* One request on connection fd, and its reply (wire_free it). 0 or -errno. */
 int hraw_refill(int fd, uint32_t k, uint32_t count, const uint32_t *release, size_t nrelease,
                 Heapd__Envelope **reply);
+/* A Refill naming other classes too (Refill.also). */
+int hraw_refill_also(int fd, uint32_t k, uint32_t count, const uint32_t *also, size_t nalso,
+                     Heapd__Envelope **reply);
 int hraw_large_alloc(int fd, uint64_t size, uint64_t align, int zero, Heapd__Envelope **reply);
 /* A LargeFree: never answered. 0 or -errno. */
 int hraw_large_free(int fd, uint32_t span, uint32_t gen);
