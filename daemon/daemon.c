@@ -455,14 +455,21 @@ int daemon_release(daemon_t *d, uint32_t slot, const uint32_t *spans, size_t n, 
 	return 0;
 }
 
-/* One swept span of sizeclass: central first, then reclaim, then a new one. */
-static int get_span(daemon_t *d, uint32_t sizeclass, uint32_t *span, int *needzero)
+/*
+ * One swept span of sizeclass: central first, then reclaim, then a new one.
+ * An extra span (daemon_grant_extra) never makes heapd reclaim: it comes
+ * from free pages only while DAEMON_EXTRA_ROOM times its pages are free.
+ */
+static int get_span(daemon_t *d, uint32_t sizeclass, int extra, uint32_t *span, int *needzero)
 {
 	uint32_t npages = sizeclass_npages[sizeclass];
+	uint64_t want = extra ? (uint64_t)npages * DAEMON_EXTRA_ROOM : npages;
 
 	if (central_take(&d->central, sizeclass, span, needzero) == 0)
 		return 0;
-	if (__atomic_load_n(&d->seg.hdr->pages_free, __ATOMIC_RELAXED) < npages) {
+	if (__atomic_load_n(&d->seg.hdr->pages_free, __ATOMIC_RELAXED) < want) {
+		if (extra)
+			return -ENOMEM;
 		make_room(d, npages);
 		if (central_take(&d->central, sizeclass, span, needzero) == 0)
 			return 0;
@@ -485,7 +492,7 @@ int daemon_grant_spans(daemon_t *d, uint32_t slot, uint32_t sizeclass, uint32_t 
 		rc = quota_admit(&d->quota, slot, uid, npages, &which);
 		if (rc < 0)
 			break;
-		rc = get_span(d, sizeclass, &spans[*n], &needzero[*n]);
+		rc = get_span(d, sizeclass, 0, &spans[*n], &needzero[*n]);
 		if (rc < 0)
 			break;
 		clients_own(&d->clients, slot, spans[*n]);
@@ -511,14 +518,8 @@ int daemon_grant_extra(daemon_t *d, uint32_t slot, uint32_t sizeclass, uint32_t 
 	/* Never at the price of the quota's last room, nor of a reclaim cycle. */
 	if (quota_admit(&d->quota, slot, uid, (uint64_t)npages * DAEMON_EXTRA_ROOM, &which) < 0)
 		return -EDQUOT;
-	if (central_take(&d->central, sizeclass, span, needzero) < 0) {
-		if (__atomic_load_n(&d->seg.hdr->pages_free, __ATOMIC_RELAXED) <
-		    (uint64_t)npages * DAEMON_EXTRA_ROOM)
-			return -ENOMEM;
-		if (central_carve(&d->central, sizeclass, span, needzero) < 0)
-			return -ENOMEM;
-		sweeper_note_alloc(&d->sweeper, (uint64_t)npages << HEAPD_PAGE_SHIFT);
-	}
+	if (get_span(d, sizeclass, 1, span, needzero) < 0)
+		return -ENOMEM;
 	clients_own(&d->clients, slot, *span);
 	quota_charge_span(&d->quota, *span, slot, uid);
 	return 0;

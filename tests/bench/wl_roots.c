@@ -49,28 +49,6 @@
 #define WAKE_SAMPLES 200
 #define SPIN_US 50               /* as client/transport.h's TRANSPORT_REPLY_SPIN_US */
 
-static void record(wl_sync_t *s, int id, uint64_t start, uint64_t ops)
-{
-	s->w[id].start = start;
-	s->w[id].end = bench_now();
-	s->w[id].ops = ops;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The p50 and p99 of ns[0..n) into v[0..1] (sorts ns). */
-static void percentiles(uint64_t *ns, int n, double *v)
-{
-	int k99 = (int)((int64_t)n * 99 / 100);
-	qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
-	v[0] = (double)ns[n / 2];
-	v[1] = (double)ns[k99 < n ? k99 : n - 1];
-}
-
 /* --- r1. lookups --------------------------------------------------------- */
 
 int wl_root_get(wl_sync_t *s, int id, void *arg)
@@ -116,7 +94,7 @@ int wl_root_get(wl_sync_t *s, int id, void *arg)
 		}
 		n += GET_CHUNK;
 	} while (bench_now() < deadline);
-	record(s, id, start, n);
+	wl_record(s, id, start, n);
 	if (sink != (uintptr_t)obj * (n + WL_ROOT_NAMES)) {
 		bench_note("a lookup did not find its name");
 		return 1;
@@ -273,7 +251,7 @@ int wl_root_rtt(wl_sync_t *s, int id, void *arg)
 		}
 		n += RTT_ROUND;
 	}
-	record(s, id, start, (uint64_t)n * 4);
+	wl_record(s, id, start, (uint64_t)n * 4);
 	close(sv[0]);
 	waitpid(echo, NULL, 0);
 	hc_root_set("bench/rtt", NULL);
@@ -281,10 +259,10 @@ int wl_root_rtt(wl_sync_t *s, int id, void *arg)
 		bench_note("root round trips failed");
 		return 1;
 	}
-	percentiles(set, n, &s->w[id].value[0]);
-	percentiles(cas, n, &s->w[id].value[2]);
-	percentiles(sock, n, &s->w[id].value[4]);
-	percentiles(spin, n, &s->w[id].value[6]);
+	wl_p50_p99(set, n, &s->w[id].value[0]);
+	wl_p50_p99(cas, n, &s->w[id].value[2]);
+	wl_p50_p99(sock, n, &s->w[id].value[4]);
+	wl_p50_p99(spin, n, &s->w[id].value[6]);
 	s->w[id].nvalues = 8;
 	snprintf(s->w[id].note, sizeof(s->w[id].note), "%d of each round trip, interleaved in rounds of %d",
 	         n, RTT_ROUND);
@@ -301,12 +279,12 @@ int wl_root_wake(wl_sync_t *s, int id, void *arg)
 
 	uint64_t start = wl_ready(s);
 	int n = obj ? wake_samples(obj, wake) : -1;
-	record(s, id, start, n > 0 ? (uint64_t)n : 0);
+	wl_record(s, id, start, n > 0 ? (uint64_t)n : 0);
 	if (n < 0) {
 		bench_note("hc_root_wait wake-ups failed");
 		return 1;
 	}
-	percentiles(wake, n, &s->w[id].value[0]);
+	wl_p50_p99(wake, n, &s->w[id].value[0]);
 	s->w[id].nvalues = 2;
 	return 0;
 }

@@ -143,7 +143,7 @@ uint64_t wl_ready(wl_sync_t *s)
 	return bench_now();
 }
 
-static void record(wl_sync_t *s, int id, uint64_t start, uint64_t ops)
+void wl_record(wl_sync_t *s, int id, uint64_t start, uint64_t ops)
 {
 	s->w[id].start = start;
 	s->w[id].end = bench_now();
@@ -183,7 +183,7 @@ int wl_batch(wl_sync_t *s, int id, void *arg)
 			goto oom;
 		n++;
 	} while (bench_now() < deadline);
-	record(s, id, start, n * 2 * WL_BATCH);
+	wl_record(s, id, start, n * 2 * WL_BATCH);
 
 	if (A->refills && req0 != UINT64_MAX && A->refills(&req1) == 0) {
 		s->w[id].value[0] = (double)(req1 - req0);
@@ -311,7 +311,7 @@ static void *larson_run(void *arg)
 		if (bench_now() >= deadline)
 			break;
 	}
-	record(s, t->slot, start, n * 2);
+	wl_record(s, t->slot, start, n * 2);
 	if (t->rc)
 		bench_note("Larson: allocation failed");
 	larson_unmap(&l, !t->rc);
@@ -414,7 +414,7 @@ int wl_producer(wl_sync_t *s, int id, void *arg)
 		seq++;
 	}
 	ring_push(r, &head, &tail_seen, WL_RING_END);
-	record(s, id, start, seq);
+	wl_record(s, id, start, seq);
 	return 0;
 }
 
@@ -439,7 +439,7 @@ int wl_consumer(wl_sync_t *s, int id, void *arg)
 		}
 		seq++;
 	}
-	record(s, id, start, seq);
+	wl_record(s, id, start, seq);
 	return bad != 0;
 }
 
@@ -456,8 +456,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* p50 and p99 of ns[0..n), n > 0, into v[0..1]; sorts ns. */
-static void p50_p99(uint64_t *ns, int n, double *v)
+void wl_p50_p99(uint64_t *ns, int n, double *v)
 {
 	int k99 = (int)((int64_t)n * 99 / 100);
 	qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
@@ -468,7 +467,7 @@ static void p50_p99(uint64_t *ns, int n, double *v)
 /* p50 and p99 of ns[0..n) into the worker's values. */
 static void percentiles(wl_slot_t *w, uint64_t *ns, int n)
 {
-	p50_p99(ns, n, w->value);
+	wl_p50_p99(ns, n, w->value);
 	w->value[2] = n;
 	w->nvalues = 3;
 }
@@ -481,7 +480,7 @@ int wl_refill(wl_sync_t *s, int id, void *arg)
 
 	uint64_t start = wl_ready(s);
 	int n = A->refill_rtt ? A->refill_rtt(ns, RTT_MAX, &method) : -ENOTSUP;
-	record(s, id, start, n > 0 ? (uint64_t)n : 0);
+	wl_record(s, id, start, n > 0 ? (uint64_t)n : 0);
 	if (n <= 0) {
 		bench_note("refill round trip: %s", n < 0 ? strerror(-n) : "no samples");
 		return 1;
@@ -522,7 +521,7 @@ int wl_socketpair(wl_sync_t *s, int id, void *arg)
 		rc = bench_full_io(sv[0], msg, sizeof(msg), 1) || bench_full_io(sv[0], msg, sizeof(msg), 0);
 		ns[n++] = bench_now() - t0;
 	}
-	record(s, id, start, (uint64_t)n);
+	wl_record(s, id, start, (uint64_t)n);
 	close(sv[0]);
 	waitpid(echo, NULL, 0);
 	if (rc)
@@ -597,7 +596,7 @@ int wl_memory(wl_sync_t *s, int id, void *arg)
 	w->value[2] = (double)live;
 	w->value[3] = (double)res;
 	w->nvalues = 4;
-	record(s, id, start, 1);
+	wl_record(s, id, start, 1);
 
 	for (size_t i = 0; i < nlarge; i++)
 		A->free(large[i]);
@@ -667,7 +666,7 @@ static void *shared_run(void *arg)
 		if (bench_now() >= deadline)
 			break;
 	}
-	record(s, t->id, start, n * 2);
+	wl_record(s, t->id, start, n * 2);
 	if (t->rc)
 		bench_note("shared Larson: allocation failed");
 	bench_unmap(plan, LARSON_PLAN * sizeof(uint32_t));
@@ -772,7 +771,7 @@ static void *handoff_consume(void *arg)
 		}
 	}
 	if (seq > HANDOFF_WARM)
-		record(h->s, h->id + 1, start, seq - HANDOFF_WARM);
+		wl_record(h->s, h->id + 1, start, seq - HANDOFF_WARM);
 	h->rc = bad != 0;
 	return NULL;
 }
@@ -816,7 +815,7 @@ int wl_handoff(wl_sync_t *s, int id, void *arg)
 	}
 	ring_push(h.ring, &head, &tail_seen, WL_RING_END);
 	if (!rc)
-		record(s, id, start, seq - HANDOFF_WARM);
+		wl_record(s, id, start, seq - HANDOFF_WARM);
 	pthread_join(tid, NULL);
 	pthread_barrier_destroy(&h.bar);
 	bench_unmap(h.ring, sizeof(wl_ring_t));
@@ -875,12 +874,12 @@ int wl_procs(wl_sync_t *s, int id, void *arg)
 		from_main[n] = t[1] - t[0];
 		from_spawn[n] = t[1] - t_spawn;
 	}
-	record(s, id, start, (uint64_t)n);
+	wl_record(s, id, start, (uint64_t)n);
 	close(pfd[0]);
 	close(pfd[1]);
 	if (!rc) {
-		p50_p99(from_main, n, &s->w[id].value[0]);
-		p50_p99(from_spawn, n, &s->w[id].value[2]);
+		wl_p50_p99(from_main, n, &s->w[id].value[0]);
+		wl_p50_p99(from_spawn, n, &s->w[id].value[2]);
 		s->w[id].nvalues = 4;
 		snprintf(s->w[id].note, sizeof(s->w[id].note),
 			 "first allocation timed from the child's main(), and from just before its spawn");

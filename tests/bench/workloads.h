@@ -81,6 +81,12 @@ int wl_spawn(wl_sync_t *s, int n, wl_fn fn, void **args, int timeout_s);
 /* In a worker: announce readiness, wait for go, return the start time. */
 uint64_t wl_ready(wl_sync_t *s);
 
+/* In a worker: its timed loop began at start and has just ended after ops operations. */
+void wl_record(wl_sync_t *s, int id, uint64_t start, uint64_t ops);
+
+/* The p50 and p99 of ns[0..n), n > 0, into v[0..1] (sorts ns). */
+void wl_p50_p99(uint64_t *ns, int n, double *v);
+
 /* Workload bodies (arg in parentheses). */
 int wl_batch(wl_sync_t *s, int id, void *arg);        /* (size_t *) object size */
 int wl_larson(wl_sync_t *s, int id, void *arg);       /* (int *) threads in this worker */
